@@ -1,0 +1,322 @@
+//! Wire types shared by the cxl-trace eBPF programs (`cxl-trace-ebpf`) and userspace (`cxl-trace`).
+//!
+//! Every record the kernel side puts into the `EVENTS` ring buffer starts with an [`EventHeader`];
+//! its `kind` says which `#[repr(C)]` struct the whole record is. All structs are plain old data
+//! with explicit padding, so their layout is the same on the BPF target and on the host; the
+//! size tests at the bottom of this file pin it.
+//!
+//! Field offsets of tracepoints move between kernel versions (the `reason` of
+//! `migrate:mm_migrate_pages` went from 52 to 60 in 6.7, `sched:sched_process_fork` switched to
+//! `__data_loc` strings in 6.18). Rust eBPF has no CO-RE, so userspace reads the tracefs `format`
+//! files and hands the offsets to the programs as globals of the `*Layout` types below.
+#![no_std]
+
+/// Length of a task command name, as in the kernel (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// Name of the ring buffer map that carries all events.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the per-CPU array of `u64` counters indexed by the `STAT_*` constants.
+pub const STATS_MAP: &str = "STATS";
+/// Name of the hash map of followed process ids (tgid -> 1), used when [`Config::filter`] is set.
+pub const FOLLOW_MAP: &str = "FOLLOW";
+/// Name of the [`Config`] global.
+pub const CONFIG_GLOBAL: &str = "CONFIG";
+/// Name of the [`FaultLayout`] global.
+pub const FAULT_LAYOUT_GLOBAL: &str = "FAULT_LAYOUT";
+/// Name of the [`ForkLayout`] global.
+pub const FORK_LAYOUT_GLOBAL: &str = "FORK_LAYOUT";
+/// Name of the [`MigrateLayout`] global.
+pub const MIGRATE_LAYOUT_GLOBAL: &str = "MIGRATE_LAYOUT";
+
+/// Maximum number of followed processes (size of [`FOLLOW_MAP`]).
+pub const FOLLOW_MAX: u32 = 16_384;
+
+/// Event kinds, the `kind` field of [`EventHeader`].
+pub mod kind {
+    /// A [`FaultEvent`](super::FaultEvent) from `exceptions:page_fault_user`.
+    pub const FAULT_USER: u16 = 1;
+    /// A [`FaultEvent`](super::FaultEvent) from `exceptions:page_fault_kernel`.
+    pub const FAULT_KERNEL: u16 = 2;
+    /// A [`MigrateStartEvent`](super::MigrateStartEvent) from `migrate:mm_migrate_pages_start`.
+    pub const MIGRATE_START: u16 = 3;
+    /// A [`MigrateEvent`](super::MigrateEvent) from `migrate:mm_migrate_pages`.
+    pub const MIGRATE: u16 = 4;
+    /// One past the highest kind; sizes the per-kind stat slots.
+    pub const MAX: u16 = 5;
+}
+
+/// Indexes into the per-CPU `STATS` array.
+///
+/// Slots `[STAT_PRODUCED + kind]` count records successfully submitted per kind,
+/// `[STAT_DROPPED + kind]` records lost because the ring buffer had no room (a failed
+/// reservation). `produced = received + dropped` holds for every kind.
+pub mod stat {
+    use super::kind;
+    /// Base of the "submitted" counters, one per event kind.
+    pub const PRODUCED: u32 = 0;
+    /// Base of the "dropped" counters, one per event kind.
+    pub const DROPPED: u32 = kind::MAX as u32;
+    /// Forks whose child could not be added to the follow map (map full).
+    pub const FOLLOW_FULL: u32 = 2 * kind::MAX as u32;
+    /// Tracepoint fields that could not be read (bpf_probe_read failed).
+    pub const READ_ERRORS: u32 = 2 * kind::MAX as u32 + 1;
+    /// Number of slots.
+    pub const NR: u32 = 2 * kind::MAX as u32 + 2;
+}
+
+/// Flag bits of [`Config::flags`].
+pub mod config_flags {
+    /// Only emit events of processes in the follow map.
+    pub const FILTER: u32 = 1;
+    /// Do not emit fault events (they are still counted in `STATS`).
+    pub const NO_FAULT_EVENTS: u32 = 2;
+}
+
+/// Runtime configuration handed to the programs as a global at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `config_flags::*` bits.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
+/// Offsets of the fields of `exceptions:page_fault_{user,kernel}` (from the tracefs format).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultLayout {
+    /// `unsigned long address`.
+    pub address: u32,
+    /// `unsigned long ip`.
+    pub ip: u32,
+    /// `unsigned long error_code`.
+    pub error_code: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
+impl FaultLayout {
+    /// The layout every x86 kernel since 4.x has used.
+    pub const DEFAULT: Self = Self {
+        address: 8,
+        ip: 16,
+        error_code: 24,
+        _reserved: 0,
+    };
+}
+
+/// Offsets of the fields of `sched:sched_process_fork` the follow filter needs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForkLayout {
+    /// `pid_t child_pid` (44 up to 6.17, 20 from 6.18 where the comms became `__data_loc`).
+    pub child_pid: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
+impl ForkLayout {
+    /// The layout of kernels before 6.18 (`char parent_comm[16]` inline).
+    pub const DEFAULT: Self = Self {
+        child_pid: 44,
+        _reserved: 0,
+    };
+}
+
+/// Offsets of the fields of `migrate:mm_migrate_pages` and `mm_migrate_pages_start`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrateLayout {
+    /// `unsigned long succeeded`.
+    pub succeeded: u32,
+    /// `unsigned long failed`.
+    pub failed: u32,
+    /// `unsigned long thp_succeeded`.
+    pub thp_succeeded: u32,
+    /// `unsigned long thp_failed`.
+    pub thp_failed: u32,
+    /// `unsigned long thp_split`.
+    pub thp_split: u32,
+    /// `unsigned long large_folio_split` (6.7+); `u32::MAX` when the kernel has no such field.
+    pub large_folio_split: u32,
+    /// `enum migrate_mode mode`.
+    pub mode: u32,
+    /// `int reason` (52 up to 6.6, 60 from 6.7).
+    pub reason: u32,
+    /// `enum migrate_mode mode` of `mm_migrate_pages_start`.
+    pub start_mode: u32,
+    /// `int reason` of `mm_migrate_pages_start`.
+    pub start_reason: u32,
+}
+
+impl MigrateLayout {
+    /// Marks a field the running kernel does not have.
+    pub const ABSENT: u32 = u32::MAX;
+    /// The 6.7+ layout.
+    pub const DEFAULT: Self = Self {
+        succeeded: 8,
+        failed: 16,
+        thp_succeeded: 24,
+        thp_failed: 32,
+        thp_split: 40,
+        large_folio_split: 48,
+        mode: 56,
+        reason: 60,
+        start_mode: 8,
+        start_reason: 12,
+    };
+}
+
+/// The common start of every record in the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Process id (kernel tgid) of the current task.
+    pub pid: u32,
+    /// Thread id (kernel pid) of the current task.
+    pub tid: u32,
+    /// One of [`kind`].
+    pub kind: u16,
+    /// CPU the event happened on.
+    pub cpu: u16,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
+/// A page fault exception (`exceptions:page_fault_user` / `page_fault_kernel`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultEvent {
+    /// Common header; `kind` is `FAULT_USER` or `FAULT_KERNEL`.
+    pub hdr: EventHeader,
+    /// Faulting address (CR2).
+    pub address: u64,
+    /// Instruction pointer of the faulting instruction (a kernel address for kernel faults).
+    pub ip: u64,
+    /// x86 page fault error code (`X86_PF_*` bits).
+    pub error_code: u64,
+    /// `comm` of the current thread.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Start of a migration batch (`migrate:mm_migrate_pages_start`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrateStartEvent {
+    /// Common header; `kind` is `MIGRATE_START`.
+    pub hdr: EventHeader,
+    /// `enum migrate_mode`.
+    pub mode: u32,
+    /// `enum migrate_reason`.
+    pub reason: u32,
+    /// `comm` of the current thread.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// End of a migration batch (`migrate:mm_migrate_pages`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrateEvent {
+    /// Common header; `kind` is `MIGRATE`.
+    pub hdr: EventHeader,
+    /// Pages migrated (base pages; a THP counts as its number of pages).
+    pub succeeded: u64,
+    /// Pages that failed to migrate.
+    pub failed: u64,
+    /// THPs migrated.
+    pub thp_succeeded: u64,
+    /// THPs that failed.
+    pub thp_failed: u64,
+    /// THPs split.
+    pub thp_split: u64,
+    /// Large folios split (6.7+, 0 before).
+    pub large_folio_split: u64,
+    /// `enum migrate_mode`.
+    pub mode: u32,
+    /// `enum migrate_reason`.
+    pub reason: u32,
+    /// `comm` of the current thread.
+    pub comm: [u8; COMM_LEN],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: every type below is `#[repr(C)]`, `Copy`, made only of integers and integer
+    // arrays with explicit padding fields, so any bit pattern is valid and there are no
+    // uninitialised padding bytes.
+    unsafe impl aya::Pod for Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FaultLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ForkLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for MigrateLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for EventHeader {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FaultEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for MigrateStartEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for MigrateEvent {}
+}
+
+// Layout checks, evaluated at compile time on both targets.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<EventHeader>() == 24);
+    assert!(align_of::<EventHeader>() == 8);
+    assert!(offset_of!(EventHeader, kind) == 16);
+    assert!(offset_of!(EventHeader, cpu) == 18);
+    assert!(size_of::<FaultEvent>() == 64);
+    assert!(offset_of!(FaultEvent, address) == 24);
+    assert!(offset_of!(FaultEvent, error_code) == 40);
+    assert!(offset_of!(FaultEvent, comm) == 48);
+    assert!(size_of::<MigrateStartEvent>() == 48);
+    assert!(size_of::<MigrateEvent>() == 96);
+    assert!(offset_of!(MigrateEvent, mode) == 72);
+    assert!(size_of::<Config>() == 8);
+    assert!(size_of::<FaultLayout>() == 16);
+    assert!(size_of::<ForkLayout>() == 8);
+    assert!(size_of::<MigrateLayout>() == 40);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn sizes_are_multiples_of_eight() {
+        // The ring buffer rounds records up to 8 bytes; keeping every record a multiple of
+        // eight wastes nothing and keeps u64 fields aligned when userspace reads them in place.
+        for size in [
+            size_of::<EventHeader>(),
+            size_of::<FaultEvent>(),
+            size_of::<MigrateStartEvent>(),
+            size_of::<MigrateEvent>(),
+        ] {
+            assert_eq!(size % 8, 0, "record size {size} is not a multiple of 8");
+        }
+    }
+
+    #[test]
+    fn stat_slots_do_not_overlap() {
+        assert!(stat::PRODUCED + u32::from(kind::MAX) <= stat::DROPPED);
+        assert!(stat::DROPPED + u32::from(kind::MAX) <= stat::FOLLOW_FULL);
+        assert!(stat::FOLLOW_FULL < stat::READ_ERRORS);
+        assert!(stat::READ_ERRORS < stat::NR);
+    }
+
+    #[test]
+    fn default_layouts_match_known_kernels() {
+        // 6.18 values read from tracefs on the development machine.
+        assert_eq!(MigrateLayout::DEFAULT.reason, 60);
+        assert_eq!(FaultLayout::DEFAULT.error_code, 24);
+    }
+}

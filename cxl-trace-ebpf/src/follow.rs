@@ -1,0 +1,49 @@
+//! The follow filter: `sched:sched_process_fork` adds children of followed processes to the
+//! `FOLLOW` map, `sched:sched_process_exit` removes a process when its leader exits.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext, Global};
+use cxl_trace_common::{config_flags, stat, ForkLayout};
+
+use crate::shared::{bump, current_ids, flag, FOLLOW};
+
+#[unsafe(no_mangle)]
+static FORK_LAYOUT: Global<ForkLayout> = Global::new(ForkLayout::DEFAULT);
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    if !flag(config_flags::FILTER) {
+        return 0;
+    }
+    let (pid, _) = current_ids();
+    // SAFETY: read-only lookup of a u8 value.
+    if unsafe { FOLLOW.get(&pid) }.is_none() {
+        return 0;
+    }
+    let off = FORK_LAYOUT.load().child_pid as usize;
+    // SAFETY: offset from this kernel's tracefs format of sched_process_fork.
+    let child = match unsafe { ctx.read_at::<i32>(off) } {
+        Ok(child) => child as u32,
+        Err(_) => {
+            bump(stat::READ_ERRORS);
+            return 0;
+        }
+    };
+    // A new thread has the tgid of its parent (already followed); inserting its tid is harmless
+    // and removed again when it exits.
+    if FOLLOW.insert(&child, &1, 0).is_err() {
+        bump(stat::FOLLOW_FULL);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    if !flag(config_flags::FILTER) {
+        return 0;
+    }
+    let (pid, tid) = current_ids();
+    // Threads other than the leader were inserted under their tid by the fork hook.
+    let _ = FOLLOW.remove(&tid);
+    let _ = pid;
+    0
+}

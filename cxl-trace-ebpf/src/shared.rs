@@ -1,0 +1,91 @@
+//! Maps, globals and helpers shared by every program.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+    Global,
+};
+use cxl_trace_common::{config_flags, stat, Config, EventHeader, FOLLOW_MAX};
+
+/// Default ring buffer size; userspace resizes it with `EbpfLoader::set_max_entries`.
+const EVENTS_BYTES: u32 = 16 << 20;
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::NR, 0);
+
+#[map]
+pub static FOLLOW: HashMap<u32, u8> = HashMap::with_max_entries(FOLLOW_MAX, 0);
+
+#[unsafe(no_mangle)]
+pub static CONFIG: Global<Config> = Global::new(Config {
+    flags: 0,
+    _reserved: 0,
+});
+
+/// Adds one to the per-CPU counter `idx`.
+#[inline(always)]
+pub fn bump(idx: u32) {
+    if let Some(slot) = STATS.get_ptr_mut(idx) {
+        // SAFETY: the pointer comes from a successful per-CPU array lookup, so it points to
+        // this CPU's u64 slot; BPF programs are not preempted on one CPU by another program
+        // that touches the same per-CPU slot, so the plain increment does not race.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Current (pid = tgid, tid).
+#[inline(always)]
+pub fn current_ids() -> (u32, u32) {
+    let id = bpf_get_current_pid_tgid();
+    ((id >> 32) as u32, id as u32)
+}
+
+/// Whether events of process `pid` should be emitted.
+#[inline(always)]
+pub fn followed(pid: u32) -> bool {
+    if CONFIG.load().flags & config_flags::FILTER == 0 {
+        return true;
+    }
+    // SAFETY: the value is a u8 that is only read, never held across a helper call that
+    // could free it.
+    unsafe { FOLLOW.get(&pid) }.is_some()
+}
+
+/// Whether a config flag is set.
+#[inline(always)]
+pub fn flag(bit: u32) -> bool {
+    CONFIG.load().flags & bit != 0
+}
+
+/// A filled-in header for an event of `kind` of the current task.
+#[inline(always)]
+pub fn header(kind: u16, pid: u32, tid: u32) -> EventHeader {
+    EventHeader {
+        // SAFETY: plain helper calls without pointer arguments.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid,
+        tid,
+        kind,
+        // SAFETY: as above.
+        cpu: unsafe { bpf_get_smp_processor_id() } as u16,
+        _reserved: 0,
+    }
+}
+
+/// Reserves room for a `T` in the ring buffer, writes it and submits it, counting the record
+/// as produced or dropped for `kind`.
+#[inline(always)]
+pub fn emit<T: 'static>(kind: u16, value: T) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            entry.write(value);
+            entry.submit(0);
+            bump(stat::PRODUCED + u32::from(kind));
+        }
+        None => bump(stat::DROPPED + u32::from(kind)),
+    }
+}

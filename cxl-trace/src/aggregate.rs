@@ -1,0 +1,498 @@
+//! Aggregation of decoded events (pure, no I/O): fault counts per mode, kind and process;
+//! migration batches per reason with batch latency. Everything merges, so interval totals
+//! add up to run totals.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+
+use crate::event::{Comm, Event, Fault, FaultKind, FaultMode, MigrateBatch, MigrateReason};
+
+/// Highest latency the histograms track: 10 s in ns.
+pub const MAX_LATENCY_NS: u64 = 10_000_000_000;
+
+/// A latency histogram with the project's standard bounds (1 ns to 10 s, 3 significant digits).
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts (low >= 1, high >= 2 * low, sigfig
+    // <= 5), checked by the `histogram_bounds_are_valid` test; no runtime input reaches this.
+    #[allow(clippy::expect_used, reason = "constant arguments, validated by a unit test")]
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("constant histogram bounds are valid")
+}
+
+/// Page fault counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// All faults.
+    pub total: u64,
+    /// Taken in user mode.
+    pub user: u64,
+    /// Taken in kernel mode.
+    pub kernel: u64,
+    /// By access kind, indexed like [`FaultKind::ALL`].
+    pub by_kind: [u64; FaultKind::ALL.len()],
+}
+
+impl FaultCounts {
+    fn add(&mut self, f: &Fault) {
+        self.total += 1;
+        match f.mode {
+            FaultMode::User => self.user += 1,
+            FaultMode::Kernel => self.kernel += 1,
+        }
+        let k = f.kind();
+        if let Some(i) = FaultKind::ALL.iter().position(|&x| x == k) {
+            self.by_kind[i] += 1;
+        }
+    }
+
+    /// Adds another set of counts.
+    pub fn merge(&mut self, o: &FaultCounts) {
+        self.total += o.total;
+        self.user += o.user;
+        self.kernel += o.kernel;
+        for (a, b) in self.by_kind.iter_mut().zip(o.by_kind) {
+            *a += b;
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let by_kind: Map<String, Value> = FaultKind::ALL
+            .iter()
+            .zip(self.by_kind)
+            .map(|(k, n)| (k.name().to_string(), json!(n)))
+            .collect();
+        json!({"total": self.total, "user": self.user, "kernel": self.kernel, "by_kind": by_kind})
+    }
+}
+
+/// Counts of one migration reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReasonCounts {
+    /// `mm_migrate_pages` events.
+    pub batches: u64,
+    /// Pages migrated.
+    pub pages_succeeded: u64,
+    /// Pages that failed.
+    pub pages_failed: u64,
+    /// THPs migrated.
+    pub thp_succeeded: u64,
+    /// THPs failed.
+    pub thp_failed: u64,
+    /// THPs split.
+    pub thp_split: u64,
+}
+
+impl ReasonCounts {
+    fn add(&mut self, m: &MigrateBatch) {
+        self.batches += 1;
+        self.pages_succeeded += m.succeeded;
+        self.pages_failed += m.failed;
+        self.thp_succeeded += m.thp_succeeded;
+        self.thp_failed += m.thp_failed;
+        self.thp_split += m.thp_split;
+    }
+
+    fn merge(&mut self, o: &ReasonCounts) {
+        self.batches += o.batches;
+        self.pages_succeeded += o.pages_succeeded;
+        self.pages_failed += o.pages_failed;
+        self.thp_succeeded += o.thp_succeeded;
+        self.thp_failed += o.thp_failed;
+        self.thp_split += o.thp_split;
+    }
+}
+
+/// Migration batches.
+#[derive(Clone, Debug)]
+pub struct MigrationCounts {
+    /// Per reason.
+    pub by_reason: BTreeMap<MigrateReason, ReasonCounts>,
+    /// Start-to-end latency of batches whose start was seen, ns.
+    pub batch_latency: Histogram<u64>,
+}
+
+impl Default for MigrationCounts {
+    fn default() -> Self {
+        Self {
+            by_reason: BTreeMap::new(),
+            batch_latency: new_histogram(),
+        }
+    }
+}
+
+impl MigrationCounts {
+    /// Sum over reasons.
+    pub fn total(&self) -> ReasonCounts {
+        let mut t = ReasonCounts::default();
+        for r in self.by_reason.values() {
+            t.merge(r);
+        }
+        t
+    }
+
+    /// Adds another set of counts.
+    pub fn merge(&mut self, o: &MigrationCounts) {
+        for (reason, c) in &o.by_reason {
+            self.by_reason.entry(*reason).or_default().merge(c);
+        }
+        // Both histograms have the same bounds, so adding cannot fail; ignore the impossible.
+        let _ = self.batch_latency.add(&o.batch_latency);
+    }
+
+    fn to_json(&self) -> Value {
+        let t = self.total();
+        let by_reason: Map<String, Value> = self
+            .by_reason
+            .iter()
+            .map(|(r, c)| {
+                (
+                    r.name(),
+                    json!({
+                        "batches": c.batches,
+                        "pages_succeeded": c.pages_succeeded,
+                        "pages_failed": c.pages_failed,
+                        "thp_succeeded": c.thp_succeeded,
+                        "thp_failed": c.thp_failed,
+                        "thp_split": c.thp_split,
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "batches": t.batches,
+            "pages_succeeded": t.pages_succeeded,
+            "pages_failed": t.pages_failed,
+            "by_reason": by_reason,
+            "batch_latency_ns": percentiles_json(&self.batch_latency),
+        })
+    }
+}
+
+/// `{count, p50, p90, p99, p99_9, max}` of a histogram (all zero when empty).
+pub fn percentiles_json(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return json!({"count": 0, "p50": 0, "p90": 0, "p99": 0, "p99_9": 0, "max": 0});
+    }
+    json!({
+        "count": h.len(),
+        "p50": h.value_at_quantile(0.50),
+        "p90": h.value_at_quantile(0.90),
+        "p99": h.value_at_quantile(0.99),
+        "p99_9": h.value_at_quantile(0.999),
+        "max": h.max(),
+    })
+}
+
+/// Per-process counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcRow {
+    /// Most recent thread name seen.
+    pub comm: Comm,
+    /// Faults.
+    pub faults: FaultCounts,
+    /// Pages this process migrated (as the task doing the migration).
+    pub pages_migrated: u64,
+}
+
+/// Everything counted over some window.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    /// Events aggregated.
+    pub events: u64,
+    /// Faults.
+    pub faults: FaultCounts,
+    /// Migrations.
+    pub migrations: MigrationCounts,
+    /// Per process (tgid).
+    pub processes: HashMap<u32, ProcRow>,
+}
+
+impl Totals {
+    /// Adds another window.
+    pub fn merge(&mut self, o: &Totals) {
+        self.events += o.events;
+        self.faults.merge(&o.faults);
+        self.migrations.merge(&o.migrations);
+        for (pid, row) in &o.processes {
+            let r = self.processes.entry(*pid).or_default();
+            r.comm = row.comm;
+            r.faults.merge(&row.faults);
+            r.pages_migrated += row.pages_migrated;
+        }
+    }
+
+    /// The `n` processes with the most faults (ties broken by pid), as JSON rows.
+    pub fn top_processes_json(&self, n: usize) -> Vec<Value> {
+        let mut rows: Vec<(&u32, &ProcRow)> = self.processes.iter().collect();
+        rows.sort_by(|a, b| b.1.faults.total.cmp(&a.1.faults.total).then(a.0.cmp(b.0)));
+        rows.into_iter()
+            .take(n)
+            .map(|(pid, r)| {
+                json!({
+                    "pid": pid,
+                    "comm": r.comm.as_string(),
+                    "faults": r.faults.total,
+                    "user": r.faults.user,
+                    "kernel": r.faults.kernel,
+                    "pages_migrated": r.pages_migrated,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Folds events into an interval window and a run total.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    interval: Totals,
+    run: Totals,
+    /// Migration batch starts by tid, waiting for their end.
+    pending_starts: HashMap<u32, u64>,
+}
+
+/// At most this many unmatched batch starts are kept (a start whose end was lost must not
+/// grow the table forever).
+const MAX_PENDING_STARTS: usize = 65_536;
+
+impl Aggregator {
+    /// An empty aggregator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one event in.
+    pub fn ingest(&mut self, ev: &Event) {
+        self.interval.events += 1;
+        match ev {
+            Event::Fault(f) => {
+                self.interval.faults.add(f);
+                let row = self.interval.processes.entry(f.pid).or_default();
+                row.comm = f.comm;
+                row.faults.add(f);
+            }
+            Event::MigrateStart(s) => {
+                if self.pending_starts.len() >= MAX_PENDING_STARTS {
+                    self.pending_starts.clear();
+                }
+                self.pending_starts.insert(s.tid, s.ts_ns);
+            }
+            Event::Migrate(m) => {
+                self.interval.migrations.by_reason.entry(m.reason).or_default().add(m);
+                if let Some(start) = self.pending_starts.remove(&m.tid) {
+                    let lat = m.ts_ns.saturating_sub(start).clamp(1, MAX_LATENCY_NS);
+                    let _ = self.interval.migrations.batch_latency.record(lat);
+                }
+                if m.succeeded > 0 {
+                    let row = self.interval.processes.entry(m.pid).or_default();
+                    row.comm = m.comm;
+                    row.pages_migrated += m.succeeded;
+                }
+            }
+        }
+    }
+
+    /// The current interval's totals.
+    pub fn interval(&self) -> &Totals {
+        &self.interval
+    }
+
+    /// Ends the interval: folds it into the run totals and returns it.
+    pub fn end_interval(&mut self) -> Totals {
+        let iv = std::mem::take(&mut self.interval);
+        self.run.merge(&iv);
+        iv
+    }
+
+    /// Totals of all ended intervals.
+    pub fn run(&self) -> &Totals {
+        &self.run
+    }
+}
+
+/// Kernel-side counters that come with a window: drops per event kind name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// Records the kernel could not put into the ring buffer, by kind name.
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+impl Drops {
+    /// Sum over kinds.
+    pub fn total(&self) -> u64 {
+        self.by_kind.values().sum()
+    }
+}
+
+/// One JSON line of `top --no-tui`: `{"type": kind, "t", "interval_s", "faults", ...}`.
+pub fn window_json(
+    kind: &str,
+    t_s: f64,
+    interval_s: f64,
+    totals: &Totals,
+    drops: &Drops,
+    vmstat_delta: &BTreeMap<String, u64>,
+    top_n: usize,
+) -> Value {
+    json!({
+        "type": kind,
+        "t": round3(t_s),
+        "interval_s": round3(interval_s),
+        "events": {"received": totals.events},
+        "faults": totals.faults.to_json(),
+        "migrations": totals.migrations.to_json(),
+        "drops": {"total": drops.total(), "by_kind": drops.by_kind},
+        "vmstat_delta": vmstat_delta,
+        "processes": totals.top_processes_json(top_n),
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Comm, MigrateStart};
+
+    fn fault(pid: u32, mode: FaultMode, code: u64) -> Event {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"proc");
+        Event::Fault(Fault {
+            ts_ns: 1,
+            pid,
+            tid: pid,
+            cpu: 0,
+            comm: Comm(comm),
+            mode,
+            address: 0,
+            ip: 0,
+            error_code: code,
+        })
+    }
+
+    fn batch(tid: u32, ts: u64, reason: u32, ok: u64, failed: u64) -> Event {
+        Event::Migrate(MigrateBatch {
+            ts_ns: ts,
+            pid: tid,
+            tid,
+            cpu: 0,
+            comm: Comm::default(),
+            succeeded: ok,
+            failed,
+            thp_succeeded: 0,
+            thp_failed: 0,
+            thp_split: 0,
+            large_folio_split: 0,
+            mode: 0,
+            reason: MigrateReason::from_raw(reason),
+        })
+    }
+
+    fn start(tid: u32, ts: u64, reason: u32) -> Event {
+        Event::MigrateStart(MigrateStart {
+            ts_ns: ts,
+            pid: tid,
+            tid,
+            cpu: 0,
+            comm: Comm::default(),
+            mode: 0,
+            reason: MigrateReason::from_raw(reason),
+        })
+    }
+
+    #[test]
+    fn empty_window_is_all_zero() {
+        let mut a = Aggregator::new();
+        let iv = a.end_interval();
+        let v = window_json("interval", 1.0, 1.0, &iv, &Drops::default(), &BTreeMap::new(), 10);
+        assert_eq!(v["faults"]["total"], 0);
+        assert_eq!(v["drops"]["total"], 0);
+        assert_eq!(v["migrations"]["batch_latency_ns"]["count"], 0);
+        assert_eq!(v["processes"].as_array().map(Vec::len), Some(0));
+    }
+
+    #[test]
+    fn counts_faults_by_mode_kind_and_process() {
+        let mut a = Aggregator::new();
+        for _ in 0..3 {
+            a.ingest(&fault(10, FaultMode::User, 6));
+        }
+        a.ingest(&fault(10, FaultMode::Kernel, 2));
+        a.ingest(&fault(20, FaultMode::User, 7));
+        let iv = a.end_interval();
+        assert_eq!(iv.faults.total, 5);
+        assert_eq!(iv.faults.user, 4);
+        assert_eq!(iv.faults.kernel, 1);
+        assert_eq!(iv.faults.by_kind[1], 4, "write_not_present");
+        assert_eq!(iv.faults.by_kind[2], 1, "write_protection");
+        let top = iv.top_processes_json(1);
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0]["pid"], 10);
+        assert_eq!(top[0]["faults"], 4);
+        assert_eq!(top[0]["kernel"], 1);
+        assert_eq!(top[0]["comm"], "proc");
+    }
+
+    #[test]
+    fn intervals_add_up_to_run() {
+        let mut a = Aggregator::new();
+        a.ingest(&fault(1, FaultMode::User, 0));
+        let first = a.end_interval();
+        a.ingest(&fault(1, FaultMode::User, 0));
+        a.ingest(&fault(2, FaultMode::Kernel, 0));
+        let second = a.end_interval();
+        assert_eq!(first.faults.total, 1);
+        assert_eq!(second.faults.total, 2);
+        assert_eq!(a.run().faults.total, 3);
+        assert_eq!(a.run().processes[&1].faults.total, 2);
+        assert_eq!(a.interval().faults.total, 0);
+    }
+
+    #[test]
+    fn migrations_by_reason_with_latency() {
+        let mut a = Aggregator::new();
+        a.ingest(&start(7, 1_000, 0));
+        a.ingest(&batch(7, 4_000, 0, 100, 2));
+        a.ingest(&batch(8, 5_000, 3, 50, 0)); // start not seen: counted, no latency
+        let iv = a.end_interval();
+        let c = &iv.migrations.by_reason[&MigrateReason::Compaction];
+        assert_eq!((c.batches, c.pages_succeeded, c.pages_failed), (1, 100, 2));
+        assert_eq!(iv.migrations.total().pages_succeeded, 150);
+        assert_eq!(iv.migrations.batch_latency.len(), 1);
+        assert!(iv.migrations.batch_latency.equivalent(iv.migrations.batch_latency.max(), 3_000));
+        let v = window_json("interval", 0.0, 1.0, &iv, &Drops::default(), &BTreeMap::new(), 5);
+        assert_eq!(v["migrations"]["by_reason"]["compaction"]["pages_failed"], 2);
+        assert_eq!(v["migrations"]["by_reason"]["syscall"]["batches"], 1);
+        assert_eq!(v["migrations"]["pages_succeeded"], 150);
+    }
+
+    #[test]
+    fn extreme_latencies_are_clamped_not_lost() {
+        let mut a = Aggregator::new();
+        a.ingest(&start(1, 0, 0));
+        a.ingest(&batch(1, u64::MAX, 0, 1, 0));
+        a.ingest(&start(2, 5, 0));
+        a.ingest(&batch(2, 5, 0, 1, 0)); // zero duration
+        let iv = a.end_interval();
+        assert_eq!(iv.migrations.batch_latency.len(), 2);
+        assert!(iv.migrations.batch_latency.max() >= MAX_LATENCY_NS);
+        assert_eq!(iv.migrations.batch_latency.min(), 1);
+    }
+
+    #[test]
+    fn histogram_bounds_are_valid() {
+        let h = new_histogram();
+        assert_eq!(h.high(), MAX_LATENCY_NS);
+        assert_eq!(h.sigfig(), 3);
+    }
+
+    #[test]
+    fn drops_sum() {
+        let mut d = Drops::default();
+        d.by_kind.insert("fault_user".into(), 3);
+        d.by_kind.insert("migrate".into(), 4);
+        assert_eq!(d.total(), 7);
+    }
+}

@@ -1,0 +1,120 @@
+//! Command line (clap derive).
+
+use clap::{Args, Parser, Subcommand};
+
+/// eBPF observability for CXL and tiered memory: page faults, page migrations and NUMA
+/// balancing, attributed to memory tiers.
+#[derive(Debug, Parser)]
+#[command(name = "cxl-trace", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report what this kernel and these privileges allow: one line per probe and capability.
+    Doctor(DoctorOpts),
+    /// Live view of faults and migrations; `--no-tui` prints one JSON object per interval.
+    Top(TopOpts),
+}
+
+/// Options of `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorOpts {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `top`.
+#[derive(Debug, Args, Clone)]
+pub struct TopOpts {
+    /// Print one JSON object per interval on stdout instead of the terminal dashboard.
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Seconds between updates.
+    #[arg(long, default_value = "1", value_parser = parse_seconds, value_name = "SECS")]
+    pub interval: f64,
+    /// Stop after this many seconds.
+    #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Follow this process and the children it forks from now on (faults only; migrations
+    /// are system-wide because kswapd, kcompactd and NUMA balancing act for others).
+    #[arg(long, value_name = "PID", conflicts_with = "command")]
+    pub pid: Option<u32>,
+    /// Processes listed per interval.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+    /// Ring buffer size in MiB (power of two).
+    #[arg(long, default_value_t = 16, value_parser = parse_ringbuf_mib, value_name = "MIB")]
+    pub ringbuf_mib: u32,
+    /// Run this command, follow it and its children, stop when it exits and exit with its status.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// A positive, finite number of seconds, at most a day.
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(format!("`{s}`: must be a positive number of seconds"));
+    }
+    if v > 86_400.0 {
+        return Err(format!("`{s}`: at most 86400 seconds"));
+    }
+    if v < 0.01 {
+        return Err(format!("`{s}`: at least 0.01 seconds"));
+    }
+    Ok(v)
+}
+
+/// A power of two between 1 and 1024 MiB.
+pub fn parse_ringbuf_mib(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|_| format!("`{s}` is not a whole number of MiB"))?;
+    if !(1..=1024).contains(&v) || !v.is_power_of_two() {
+        return Err(format!("`{s}`: must be a power of two from 1 to 1024"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("1.5"), Ok(1.5));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("nan").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("abc").is_err());
+        assert!(parse_seconds("1e9").is_err());
+    }
+
+    #[test]
+    fn ringbuf() {
+        assert_eq!(parse_ringbuf_mib("16"), Ok(16));
+        assert!(parse_ringbuf_mib("3").is_err());
+        assert!(parse_ringbuf_mib("0").is_err());
+        assert!(parse_ringbuf_mib("2048").is_err());
+    }
+
+    #[test]
+    fn top_with_command() {
+        let cli = Cli::try_parse_from(["cxl-trace", "top", "--no-tui", "--interval", "0.5", "--", "sleep", "1"])
+            .expect("parse");
+        let Command::Top(t) = cli.command else { panic!("not top") };
+        assert!(t.no_tui);
+        assert_eq!(t.interval, 0.5);
+        assert_eq!(t.command, vec!["sleep", "1"]);
+    }
+
+    #[test]
+    fn pid_and_command_conflict() {
+        assert!(Cli::try_parse_from(["cxl-trace", "top", "--pid", "1", "--", "true"]).is_err());
+    }
+}

@@ -1,0 +1,483 @@
+//! Decoded kernel events (pure): bytes from the ring buffer to typed values.
+
+use std::mem::size_of;
+
+use cxl_trace_common::{kind, EventHeader, FaultEvent, MigrateEvent, MigrateStartEvent, COMM_LEN};
+use serde::Serialize;
+
+/// A task command name, as the kernel stores it: up to 16 bytes, NUL-padded.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Comm(pub [u8; COMM_LEN]);
+
+impl Comm {
+    /// The name as text (lossy, up to the first NUL).
+    pub fn as_string(&self) -> String {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        String::from_utf8_lossy(&self.0[..end]).into_owned()
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_string())
+    }
+}
+
+/// Where a page fault was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultMode {
+    /// In user mode (`exceptions:page_fault_user`).
+    User,
+    /// In kernel mode (`exceptions:page_fault_kernel`), e.g. copy_to_user.
+    Kernel,
+}
+
+/// Kind of access that faulted, from the x86 error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Read of a page not present (first touch, swap-in, file read, NUMA hinting).
+    ReadNotPresent,
+    /// Write to a page not present.
+    WriteNotPresent,
+    /// Write to a present read-only page (copy-on-write, dirty tracking, NUMA hinting).
+    WriteProtection,
+    /// Read of a present page that faulted (PROT_NONE, NUMA hinting).
+    ReadProtection,
+    /// Instruction fetch.
+    InstructionFetch,
+    /// Reserved bit set in a page table entry.
+    ReservedBit,
+    /// Protection key violation.
+    ProtectionKey,
+}
+
+impl FaultKind {
+    /// All kinds, in report order.
+    pub const ALL: [FaultKind; 7] = [
+        Self::ReadNotPresent,
+        Self::WriteNotPresent,
+        Self::WriteProtection,
+        Self::ReadProtection,
+        Self::InstructionFetch,
+        Self::ReservedBit,
+        Self::ProtectionKey,
+    ];
+
+    /// The name used in JSON and text output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ReadNotPresent => "read_not_present",
+            Self::WriteNotPresent => "write_not_present",
+            Self::WriteProtection => "write_protection",
+            Self::ReadProtection => "read_protection",
+            Self::InstructionFetch => "instruction_fetch",
+            Self::ReservedBit => "reserved_bit",
+            Self::ProtectionKey => "protection_key",
+        }
+    }
+
+    /// Classifies an x86 page fault error code (`X86_PF_PROT` 1, `WRITE` 2, `USER` 4,
+    /// `RSVD` 8, `INSTR` 16, `PK` 32).
+    pub fn from_x86_error_code(code: u64) -> Self {
+        const PROT: u64 = 1;
+        const WRITE: u64 = 2;
+        const RSVD: u64 = 8;
+        const INSTR: u64 = 16;
+        const PK: u64 = 32;
+        if code & RSVD != 0 {
+            Self::ReservedBit
+        } else if code & PK != 0 {
+            Self::ProtectionKey
+        } else if code & INSTR != 0 {
+            Self::InstructionFetch
+        } else {
+            match (code & WRITE != 0, code & PROT != 0) {
+                (true, true) => Self::WriteProtection,
+                (true, false) => Self::WriteNotPresent,
+                (false, true) => Self::ReadProtection,
+                (false, false) => Self::ReadNotPresent,
+            }
+        }
+    }
+}
+
+/// `enum migrate_reason`, as numbered since 6.11 (9 `DAMON` is new in 6.11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MigrateReason {
+    /// 0 MR_COMPACTION.
+    Compaction,
+    /// 1 MR_MEMORY_FAILURE.
+    MemoryFailure,
+    /// 2 MR_MEMORY_HOTPLUG.
+    MemoryHotplug,
+    /// 3 MR_SYSCALL (move_pages, migrate_pages, cpuset).
+    Syscall,
+    /// 4 MR_MEMPOLICY_MBIND.
+    MempolicyMbind,
+    /// 5 MR_NUMA_MISPLACED (NUMA balancing, including tiering promotion).
+    NumaMisplaced,
+    /// 6 MR_CONTIG_RANGE.
+    ContigRange,
+    /// 7 MR_LONGTERM_PIN.
+    LongtermPin,
+    /// 8 MR_DEMOTION.
+    Demotion,
+    /// 9 MR_DAMON.
+    Damon,
+    /// A value this build does not know.
+    Unknown(u32),
+}
+
+impl MigrateReason {
+    /// From the kernel's numeric value.
+    pub fn from_raw(v: u32) -> Self {
+        match v {
+            0 => Self::Compaction,
+            1 => Self::MemoryFailure,
+            2 => Self::MemoryHotplug,
+            3 => Self::Syscall,
+            4 => Self::MempolicyMbind,
+            5 => Self::NumaMisplaced,
+            6 => Self::ContigRange,
+            7 => Self::LongtermPin,
+            8 => Self::Demotion,
+            9 => Self::Damon,
+            other => Self::Unknown(other),
+        }
+    }
+
+    /// The name used in JSON and text output (the kernel's own names, `syscall_or_cpuset`
+    /// shortened).
+    pub fn name(self) -> String {
+        match self {
+            Self::Compaction => "compaction".into(),
+            Self::MemoryFailure => "memory_failure".into(),
+            Self::MemoryHotplug => "memory_hotplug".into(),
+            Self::Syscall => "syscall".into(),
+            Self::MempolicyMbind => "mempolicy_mbind".into(),
+            Self::NumaMisplaced => "numa_misplaced".into(),
+            Self::ContigRange => "contig_range".into(),
+            Self::LongtermPin => "longterm_pin".into(),
+            Self::Demotion => "demotion".into(),
+            Self::Damon => "damon".into(),
+            Self::Unknown(v) => format!("reason_{v}"),
+        }
+    }
+}
+
+/// A decoded page fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// CPU.
+    pub cpu: u16,
+    /// Thread name.
+    pub comm: Comm,
+    /// User or kernel mode.
+    pub mode: FaultMode,
+    /// Faulting address.
+    pub address: u64,
+    /// Instruction pointer.
+    pub ip: u64,
+    /// Raw x86 error code.
+    pub error_code: u64,
+}
+
+impl Fault {
+    /// The access kind from the error code.
+    pub fn kind(&self) -> FaultKind {
+        FaultKind::from_x86_error_code(self.error_code)
+    }
+}
+
+/// Start of a migration batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrateStart {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Process id (tgid) of the migrating task.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// CPU.
+    pub cpu: u16,
+    /// Thread name.
+    pub comm: Comm,
+    /// `enum migrate_mode`.
+    pub mode: u32,
+    /// Why.
+    pub reason: MigrateReason,
+}
+
+/// End of a migration batch with its page counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrateBatch {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Process id (tgid) of the migrating task.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// CPU.
+    pub cpu: u16,
+    /// Thread name.
+    pub comm: Comm,
+    /// Base pages migrated.
+    pub succeeded: u64,
+    /// Base pages that failed.
+    pub failed: u64,
+    /// THPs migrated.
+    pub thp_succeeded: u64,
+    /// THPs failed.
+    pub thp_failed: u64,
+    /// THPs split.
+    pub thp_split: u64,
+    /// Large folios split.
+    pub large_folio_split: u64,
+    /// `enum migrate_mode`.
+    pub mode: u32,
+    /// Why.
+    pub reason: MigrateReason,
+}
+
+/// Any decoded event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A page fault.
+    Fault(Fault),
+    /// A migration batch started.
+    MigrateStart(MigrateStart),
+    /// A migration batch ended.
+    Migrate(MigrateBatch),
+}
+
+impl Event {
+    /// Timestamp (CLOCK_MONOTONIC ns).
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Self::Fault(e) => e.ts_ns,
+            Self::MigrateStart(e) => e.ts_ns,
+            Self::Migrate(e) => e.ts_ns,
+        }
+    }
+}
+
+/// Why a record could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The record is shorter than the struct its kind names.
+    #[error("record of kind {kind} is {len} bytes, expected at least {need}")]
+    Short {
+        /// Kind from the header (0 when even the header is cut).
+        kind: u16,
+        /// Bytes present.
+        len: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+    /// An unknown kind (a newer eBPF object than this decoder).
+    #[error("unknown event kind {0}")]
+    UnknownKind(u16),
+}
+
+/// Reads a `T` from the start of `bytes`, which must hold at least `size_of::<T>()` bytes.
+fn read<T: aya::Pod>(bytes: &[u8], kind: u16) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::Short {
+            kind,
+            len: bytes.len(),
+            need: size_of::<T>(),
+        });
+    }
+    // SAFETY: the length was checked above; `T: Pod` means every bit pattern is a valid `T`;
+    // `read_unaligned` makes no alignment assumption about the ring buffer slice.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one ring buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let hdr: EventHeader = read(bytes, 0)?;
+    match hdr.kind {
+        kind::FAULT_USER | kind::FAULT_KERNEL => {
+            let e: FaultEvent = read(bytes, hdr.kind)?;
+            Ok(Event::Fault(Fault {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                tid: hdr.tid,
+                cpu: hdr.cpu,
+                comm: Comm(e.comm),
+                mode: if hdr.kind == kind::FAULT_USER {
+                    FaultMode::User
+                } else {
+                    FaultMode::Kernel
+                },
+                address: e.address,
+                ip: e.ip,
+                error_code: e.error_code,
+            }))
+        }
+        kind::MIGRATE_START => {
+            let e: MigrateStartEvent = read(bytes, hdr.kind)?;
+            Ok(Event::MigrateStart(MigrateStart {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                tid: hdr.tid,
+                cpu: hdr.cpu,
+                comm: Comm(e.comm),
+                mode: e.mode,
+                reason: MigrateReason::from_raw(e.reason),
+            }))
+        }
+        kind::MIGRATE => {
+            let e: MigrateEvent = read(bytes, hdr.kind)?;
+            Ok(Event::Migrate(MigrateBatch {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                tid: hdr.tid,
+                cpu: hdr.cpu,
+                comm: Comm(e.comm),
+                succeeded: e.succeeded,
+                failed: e.failed,
+                thp_succeeded: e.thp_succeeded,
+                thp_failed: e.thp_failed,
+                thp_split: e.thp_split,
+                large_folio_split: e.large_folio_split,
+                mode: e.mode,
+                reason: MigrateReason::from_raw(e.reason),
+            }))
+        }
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+/// Byte images of wire structs, for tests and fixtures.
+pub fn as_bytes<T: aya::Pod>(value: &T) -> &[u8] {
+    // SAFETY: `T: Pod` has no padding bytes that are uninitialised (all our wire types spell
+    // out their padding), and the slice borrows `value` for its lifetime.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comm(s: &str) -> [u8; COMM_LEN] {
+        let mut c = [0u8; COMM_LEN];
+        c[..s.len()].copy_from_slice(s.as_bytes());
+        c
+    }
+
+    fn fault(kind: u16, code: u64) -> FaultEvent {
+        FaultEvent {
+            hdr: EventHeader {
+                ts_ns: 1_000,
+                pid: 42,
+                tid: 43,
+                kind,
+                cpu: 1,
+                _reserved: 0,
+            },
+            address: 0x7fff_0000,
+            ip: 0x4000,
+            error_code: code,
+            comm: comm("touch"),
+        }
+    }
+
+    #[test]
+    fn decodes_user_fault() {
+        let raw = fault(kind::FAULT_USER, 6);
+        let ev = decode(as_bytes(&raw)).expect("decode");
+        let Event::Fault(f) = ev else { panic!("not a fault: {ev:?}") };
+        assert_eq!(f.pid, 42);
+        assert_eq!(f.tid, 43);
+        assert_eq!(f.cpu, 1);
+        assert_eq!(f.mode, FaultMode::User);
+        assert_eq!(f.address, 0x7fff_0000);
+        assert_eq!(f.comm.as_string(), "touch");
+        assert_eq!(f.kind(), FaultKind::WriteNotPresent);
+        assert_eq!(ev.ts_ns(), 1_000);
+    }
+
+    #[test]
+    fn decodes_kernel_fault() {
+        let raw = fault(kind::FAULT_KERNEL, 0);
+        let Ok(Event::Fault(f)) = decode(as_bytes(&raw)) else { panic!("decode") };
+        assert_eq!(f.mode, FaultMode::Kernel);
+        assert_eq!(f.kind(), FaultKind::ReadNotPresent);
+    }
+
+    #[test]
+    fn classifies_error_codes() {
+        assert_eq!(FaultKind::from_x86_error_code(0x4), FaultKind::ReadNotPresent);
+        assert_eq!(FaultKind::from_x86_error_code(0x6), FaultKind::WriteNotPresent);
+        assert_eq!(FaultKind::from_x86_error_code(0x7), FaultKind::WriteProtection);
+        assert_eq!(FaultKind::from_x86_error_code(0x5), FaultKind::ReadProtection);
+        assert_eq!(FaultKind::from_x86_error_code(0x15), FaultKind::InstructionFetch);
+        assert_eq!(FaultKind::from_x86_error_code(0xd), FaultKind::ReservedBit);
+        assert_eq!(FaultKind::from_x86_error_code(0x27), FaultKind::ProtectionKey);
+    }
+
+    #[test]
+    fn decodes_migrate_batch() {
+        let raw = MigrateEvent {
+            hdr: EventHeader {
+                ts_ns: 5,
+                pid: 1,
+                tid: 2,
+                kind: kind::MIGRATE,
+                cpu: 0,
+                _reserved: 0,
+            },
+            succeeded: 512,
+            failed: 3,
+            thp_succeeded: 1,
+            thp_failed: 0,
+            thp_split: 0,
+            large_folio_split: 0,
+            mode: 0,
+            reason: 9,
+            comm: comm("kcompactd0"),
+        };
+        let Ok(Event::Migrate(m)) = decode(as_bytes(&raw)) else { panic!("decode") };
+        assert_eq!(m.succeeded, 512);
+        assert_eq!(m.failed, 3);
+        assert_eq!(m.reason, MigrateReason::Damon);
+        assert_eq!(m.comm.as_string(), "kcompactd0");
+    }
+
+    #[test]
+    fn rejects_short_and_unknown() {
+        assert!(matches!(decode(&[0u8; 8]), Err(DecodeError::Short { kind: 0, .. })));
+        let raw = fault(kind::FAULT_USER, 0);
+        let bytes = as_bytes(&raw);
+        assert!(matches!(
+            decode(&bytes[..40]),
+            Err(DecodeError::Short { kind: 1, len: 40, need: 64 })
+        ));
+        let mut unknown = raw;
+        unknown.hdr.kind = 999;
+        assert_eq!(decode(as_bytes(&unknown)), Err(DecodeError::UnknownKind(999)));
+    }
+
+    #[test]
+    fn reason_names() {
+        assert_eq!(MigrateReason::from_raw(0).name(), "compaction");
+        assert_eq!(MigrateReason::from_raw(3).name(), "syscall");
+        assert_eq!(MigrateReason::from_raw(8).name(), "demotion");
+        assert_eq!(MigrateReason::from_raw(42).name(), "reason_42");
+    }
+
+    #[test]
+    fn comm_without_nul_uses_all_bytes() {
+        let c = Comm(*b"0123456789abcdef");
+        assert_eq!(c.as_string(), "0123456789abcdef");
+    }
+}

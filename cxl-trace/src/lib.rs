@@ -1,0 +1,41 @@
+//! cxl-trace: eBPF observability for CXL and tiered memory.
+//!
+//! Layout: [`probe`] is the only module that touches aya (kernel-facing, tested as root);
+//! [`tracefs`], [`event`], [`aggregate`], [`vmstat`] are pure and tested without root;
+//! [`top`] and [`doctor`] wire them together behind the [`cli`].
+
+pub mod aggregate;
+pub mod cli;
+pub mod doctor;
+pub mod error;
+pub mod event;
+pub mod probe;
+pub mod top;
+pub mod tracefs;
+pub mod vmstat;
+
+use cli::{Cli, Command};
+use error::Result;
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Doctor(o) => {
+            let report = doctor::gather();
+            let out = if o.json {
+                format!("{:#}\n", doctor::to_json(&report))
+            } else {
+                doctor::to_text(&report)
+            };
+            top::write_stdout(out.as_bytes())?;
+            Ok(0)
+        }
+        Command::Top(o) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| error::Error::Runtime(format!("cannot start the async runtime: {e}")))?;
+            rt.block_on(top::run(o))
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Privilege and kernel capability checks that need no BPF program.
+
+use std::{fs, path::Path};
+
+use crate::error::{Error, Result};
+
+/// CAP_SYS_ADMIN.
+pub const CAP_SYS_ADMIN: u32 = 21;
+/// CAP_PERFMON (5.8+).
+pub const CAP_PERFMON: u32 = 38;
+/// CAP_BPF (5.8+).
+pub const CAP_BPF: u32 = 39;
+
+/// Effective capability mask from the text of /proc/self/status.
+pub fn parse_cap_eff(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+/// Whether a capability mask allows loading tracing programs and reading the ring buffer.
+pub fn mask_allows_bpf(mask: u64) -> bool {
+    let has = |c: u32| mask & (1u64 << c) != 0;
+    (has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN)
+}
+
+/// Names of the BPF-relevant capabilities in a mask.
+pub fn describe_mask(mask: u64) -> String {
+    let names: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN")]
+        .iter()
+        .filter(|(c, _)| mask & (1u64 << c) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if names.is_empty() {
+        "none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// This process's effective capabilities.
+pub fn effective_caps() -> Option<u64> {
+    parse_cap_eff(&fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// Fails with an actionable message when tracing is not allowed.
+pub fn require_bpf_privileges() -> Result<()> {
+    match effective_caps() {
+        Some(mask) if mask_allows_bpf(mask) => Ok(()),
+        Some(mask) => Err(Error::Privileges {
+            detail: format!("effective capabilities have {}", describe_mask(mask)),
+        }),
+        None => Err(Error::Privileges {
+            detail: "cannot read CapEff from /proc/self/status".into(),
+        }),
+    }
+}
+
+/// Kernel BTF: Ok(size in bytes) or why not.
+pub fn btf_status() -> std::result::Result<u64, String> {
+    let p = Path::new("/sys/kernel/btf/vmlinux");
+    match fs::metadata(p) {
+        Ok(m) => Ok(m.len()),
+        Err(e) => Err(format!(
+            "{}: {e} (kernel built without CONFIG_DEBUG_INFO_BTF; tp_btf and fentry need it)",
+            p.display()
+        )),
+    }
+}
+
+/// Reads a small sysfs/procfs value, trimmed.
+pub fn read_trimmed(path: &str) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// Meaning of /proc/sys/kernel/numa_balancing.
+pub fn numa_balancing_mode(v: &str) -> &'static str {
+    match v {
+        "0" => "disabled",
+        "1" => "normal",
+        "2" => "memory tiering",
+        "3" => "normal + memory tiering",
+        _ => "unknown",
+    }
+}
+
+/// Memory tiers from `/sys/devices/virtual/memory_tiering`: (tier name, nodelist).
+pub fn memory_tiers(root: &Path) -> Vec<(String, String)> {
+    let mut tiers: Vec<(u32, String, String)> = fs::read_dir(root)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let id: u32 = name.strip_prefix("memory_tier")?.parse().ok()?;
+                    let nodes = fs::read_to_string(e.path().join("nodelist")).ok()?;
+                    Some((id, name, nodes.trim().to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    tiers.sort();
+    tiers.into_iter().map(|(_, n, l)| (n, l)).collect()
+}
+
+/// CXL memory devices under `/sys/bus/cxl/devices` (names starting with `mem`).
+pub fn cxl_memdevs(root: &Path) -> Option<Vec<String>> {
+    let rd = fs::read_dir(root).ok()?;
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mem"))
+        .collect();
+    v.sort();
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_masks() {
+        let root = parse_cap_eff("Name:\tx\nCapEff:\t000001ffffffffff\n").expect("mask");
+        assert!(mask_allows_bpf(root));
+        let bpf_perfmon = (1u64 << CAP_BPF) | (1u64 << CAP_PERFMON);
+        assert!(mask_allows_bpf(bpf_perfmon));
+        assert!(!mask_allows_bpf(1u64 << CAP_BPF));
+        assert!(!mask_allows_bpf(0));
+        assert_eq!(describe_mask(0), "none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN");
+        assert_eq!(describe_mask(1u64 << CAP_BPF), "CAP_BPF");
+        assert_eq!(parse_cap_eff("nothing"), None);
+    }
+
+    #[test]
+    fn tiers_from_a_tree() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (t, nodes) in [("memory_tier22", "1\n"), ("memory_tier4", "0\n")] {
+            fs::create_dir(dir.path().join(t)).expect("mkdir");
+            fs::write(dir.path().join(t).join("nodelist"), nodes).expect("write");
+        }
+        fs::create_dir(dir.path().join("power")).expect("mkdir");
+        assert_eq!(
+            memory_tiers(dir.path()),
+            vec![("memory_tier4".into(), "0".into()), ("memory_tier22".into(), "1".into())]
+        );
+        assert!(memory_tiers(&dir.path().join("absent")).is_empty());
+    }
+
+    #[test]
+    fn numa_modes() {
+        assert_eq!(numa_balancing_mode("2"), "memory tiering");
+        assert_eq!(numa_balancing_mode("x"), "unknown");
+    }
+}

@@ -1,0 +1,557 @@
+//! The only module that touches aya: privilege and capability checks, loading the embedded
+//! BPF object, attaching probe families with a status for each, and the ring buffer.
+
+pub mod caps;
+
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsRawFd, RawFd},
+};
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, FEntry, KProbe, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+use cxl_trace_common::{
+    config_flags, kind, stat, Config, FaultLayout, ForkLayout, MigrateLayout, CONFIG_GLOBAL, EVENTS_MAP,
+    FAULT_LAYOUT_GLOBAL, FOLLOW_MAP, FORK_LAYOUT_GLOBAL, MIGRATE_LAYOUT_GLOBAL, STATS_MAP,
+};
+use serde::Serialize;
+
+use crate::{
+    aggregate::Drops,
+    error::{Error, Result},
+    tracefs::{Format, Tracefs},
+};
+
+/// The eBPF object built by build.rs (empty when built without bpf-linker).
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cxl-trace"));
+
+/// Whether this binary carries its eBPF programs.
+pub fn has_bpf_object() -> bool {
+    !BPF_OBJECT.is_empty()
+}
+
+/// Live or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Attached (or, for a capability, available).
+    Live,
+    /// Not attached; `reason` says why.
+    Unavailable,
+}
+
+/// The state of one probe or capability, as `doctor` and the dashboard report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProbeStatus {
+    /// e.g. `tracepoint:exceptions:page_fault_user`.
+    pub name: String,
+    /// Live or unavailable.
+    pub status: Status,
+    /// Why it is unavailable, or a detail when live.
+    pub reason: String,
+}
+
+impl ProbeStatus {
+    /// A live probe.
+    pub fn live(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: Status::Live,
+            reason: detail.into(),
+        }
+    }
+
+    /// An unavailable probe.
+    pub fn unavailable(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: Status::Unavailable,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether it is live.
+    pub fn is_live(&self) -> bool {
+        self.status == Status::Live
+    }
+}
+
+/// What to attach.
+#[derive(Clone, Debug)]
+pub struct TraceConfig {
+    /// Page fault exceptions.
+    pub faults: bool,
+    /// Migration batches.
+    pub migrations: bool,
+    /// Only emit events of followed processes (and their descendants).
+    pub filter: bool,
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    pub ringbuf_bytes: u32,
+    /// Also try every attach kind (tp_btf, raw tracepoint, fentry, kprobe): `doctor`.
+    pub probe_attach_kinds: bool,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        Self {
+            faults: true,
+            migrations: true,
+            filter: false,
+            ringbuf_bytes: 16 << 20,
+            probe_attach_kinds: false,
+        }
+    }
+}
+
+/// Loaded and attached programs with their maps. Dropping it detaches everything.
+pub struct Tracer {
+    /// Keeps the programs (and so their links) alive.
+    _ebpf: Ebpf,
+    /// Per-probe status, in attach order.
+    pub statuses: Vec<ProbeStatus>,
+    /// Warnings that did not stop tracing (e.g. RLIMIT_MEMLOCK).
+    pub warnings: Vec<String>,
+    ring: Option<RingBuf<MapData>>,
+    stats: PerCpuArray<MapData, u64>,
+    follow: BpfHashMap<MapData, u32, u8>,
+}
+
+/// Names of event kinds, for drop reports.
+pub fn kind_name(k: u16) -> &'static str {
+    match k {
+        kind::FAULT_USER => "fault_user",
+        kind::FAULT_KERNEL => "fault_kernel",
+        kind::MIGRATE_START => "migrate_start",
+        kind::MIGRATE => "migrate",
+        _ => "other",
+    }
+}
+
+/// One line from an error and its sources, cut to a readable length (verifier logs are long).
+pub fn flatten_error(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    let s = s.replace('\n', " ");
+    // aya appends "Verifier output: <log>"; an empty log is noise.
+    let s = match s.trim_end().strip_suffix("Verifier output:") {
+        Some(head) => head.trim_end().trim_end_matches('.').to_string(),
+        None => s,
+    };
+    const MAX: usize = 240;
+    if s.len() > MAX {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    } else {
+        s
+    }
+}
+
+/// Raises RLIMIT_MEMLOCK; returns a warning when the kernel refuses (not fatal: kernels
+/// >= 5.11 charge BPF memory to the memory cgroup instead).
+pub fn raise_memlock() -> Option<String> {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `lim` is a valid rlimit that lives across the call.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+    if rc == 0 {
+        None
+    } else {
+        Some(format!(
+            "setrlimit(RLIMIT_MEMLOCK) refused ({}); not needed on kernels >= 5.11, which charge BPF memory to the memory cgroup",
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
+/// Offsets for the fault programs from the tracefs format.
+pub fn fault_layout(f: &Format) -> std::result::Result<FaultLayout, String> {
+    Ok(FaultLayout {
+        address: f.offset("address", 8)?,
+        ip: f.offset("ip", 8)?,
+        error_code: f.offset("error_code", 8)?,
+        _reserved: 0,
+    })
+}
+
+/// Offsets for the fork program from the tracefs format.
+pub fn fork_layout(f: &Format) -> std::result::Result<ForkLayout, String> {
+    Ok(ForkLayout {
+        child_pid: f.offset("child_pid", 4)?,
+        _reserved: 0,
+    })
+}
+
+/// Offsets for the migration programs from the tracefs formats of `mm_migrate_pages` and
+/// `mm_migrate_pages_start`.
+pub fn migrate_layout(end: &Format, start: &Format) -> std::result::Result<MigrateLayout, String> {
+    Ok(MigrateLayout {
+        succeeded: end.offset("succeeded", 8)?,
+        failed: end.offset("failed", 8)?,
+        thp_succeeded: end.offset("thp_succeeded", 8)?,
+        thp_failed: end.offset("thp_failed", 8)?,
+        thp_split: end.offset("thp_split", 8)?,
+        large_folio_split: end.offset("large_folio_split", 8).unwrap_or(MigrateLayout::ABSENT),
+        mode: end.offset("mode", 4)?,
+        reason: end.offset("reason", 4)?,
+        start_mode: start.offset("mode", 4)?,
+        start_reason: start.offset("reason", 4)?,
+    })
+}
+
+/// A tracepoint program and where it attaches.
+struct TpSpec {
+    program: &'static str,
+    category: &'static str,
+    name: &'static str,
+}
+
+const FAULT_TPS: [TpSpec; 2] = [
+    TpSpec { program: "page_fault_user", category: "exceptions", name: "page_fault_user" },
+    TpSpec { program: "page_fault_kernel", category: "exceptions", name: "page_fault_kernel" },
+];
+const FOLLOW_TPS: [TpSpec; 2] = [
+    TpSpec { program: "sched_process_fork", category: "sched", name: "sched_process_fork" },
+    TpSpec { program: "sched_process_exit", category: "sched", name: "sched_process_exit" },
+];
+const MIGRATE_TPS: [TpSpec; 2] = [
+    TpSpec { program: "mm_migrate_pages_start", category: "migrate", name: "mm_migrate_pages_start" },
+    TpSpec { program: "mm_migrate_pages", category: "migrate", name: "mm_migrate_pages" },
+];
+
+impl Tracer {
+    /// Checks privileges, loads the object with this kernel's offsets and attaches what `cfg`
+    /// asks for. A probe that cannot attach is reported unavailable and the rest runs; it is an
+    /// error only when nothing at all could be attached.
+    pub fn start(cfg: &TraceConfig) -> Result<Self> {
+        caps::require_bpf_privileges()?;
+        if !has_bpf_object() {
+            return Err(Error::NoEbpfObject);
+        }
+        let mut warnings = Vec::new();
+        if let Some(w) = raise_memlock() {
+            warnings.push(w);
+        }
+        let tracefs = Tracefs::locate_or_mount()?;
+
+        // Read the layouts first: a family whose format cannot be read is unavailable.
+        let mut statuses = Vec::new();
+        let fault_layout = if cfg.faults {
+            match tracefs.format("exceptions", "page_fault_user").and_then(|f| fault_layout(&f)) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    for tp in &FAULT_TPS {
+                        statuses.push(ProbeStatus::unavailable(tp_name(tp), e.clone()));
+                    }
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let fork_layout = match tracefs.format("sched", "sched_process_fork").and_then(|f| fork_layout(&f)) {
+            Ok(l) => Some(l),
+            Err(e) if cfg.filter => {
+                return Err(Error::NoProbes(format!(
+                    "following a process needs sched:sched_process_fork: {e}"
+                )))
+            }
+            Err(_) => None,
+        };
+        let migrate_layout = if cfg.migrations {
+            match tracefs
+                .format("migrate", "mm_migrate_pages")
+                .and_then(|end| migrate_layout(&end, &tracefs.format("migrate", "mm_migrate_pages_start")?))
+            {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    for tp in &MIGRATE_TPS {
+                        statuses.push(ProbeStatus::unavailable(tp_name(tp), e.clone()));
+                    }
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        let config = Config {
+            flags: if cfg.filter { config_flags::FILTER } else { 0 },
+            _reserved: 0,
+        };
+        let fl = fault_layout.unwrap_or(FaultLayout::DEFAULT);
+        let kl = fork_layout.unwrap_or(ForkLayout::DEFAULT);
+        let ml = migrate_layout.unwrap_or(MigrateLayout::DEFAULT);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CONFIG_GLOBAL, &config, true)
+            .override_global(FAULT_LAYOUT_GLOBAL, &fl, true)
+            .override_global(FORK_LAYOUT_GLOBAL, &kl, true)
+            .override_global(MIGRATE_LAYOUT_GLOBAL, &ml, true)
+            .map_max_entries(EVENTS_MAP, cfg.ringbuf_bytes)
+            .load(BPF_OBJECT)
+            .map_err(|e| Error::Load(flatten_error(&e)))?;
+
+        if fault_layout.is_some() {
+            for tp in &FAULT_TPS {
+                statuses.push(attach_tracepoint(&mut ebpf, &tracefs, tp));
+            }
+        }
+        if cfg.filter || cfg.probe_attach_kinds {
+            for tp in &FOLLOW_TPS {
+                let st = attach_tracepoint(&mut ebpf, &tracefs, tp);
+                if cfg.filter && !st.is_live() {
+                    return Err(Error::NoProbes(format!(
+                        "following a process needs {}: {}",
+                        st.name, st.reason
+                    )));
+                }
+                statuses.push(st);
+            }
+        }
+        if migrate_layout.is_some() {
+            for tp in &MIGRATE_TPS {
+                statuses.push(attach_tracepoint(&mut ebpf, &tracefs, tp));
+            }
+        }
+        if cfg.probe_attach_kinds {
+            statuses.extend(probe_attach_kinds(&mut ebpf));
+        }
+        if !statuses.iter().any(ProbeStatus::is_live) {
+            let why: Vec<String> = statuses.iter().map(|s| format!("{}: {}", s.name, s.reason)).collect();
+            return Err(Error::NoProbes(why.join("; ")));
+        }
+
+        let ring = ebpf
+            .take_map(EVENTS_MAP)
+            .ok_or_else(|| Error::Load(format!("map {EVENTS_MAP} missing from the object")))
+            .and_then(|m| RingBuf::try_from(m).map_err(|e| Error::Load(flatten_error(&e))))?;
+        let stats = ebpf
+            .take_map(STATS_MAP)
+            .ok_or_else(|| Error::Load(format!("map {STATS_MAP} missing from the object")))
+            .and_then(|m| PerCpuArray::try_from(m).map_err(|e| Error::Load(flatten_error(&e))))?;
+        let follow = ebpf
+            .take_map(FOLLOW_MAP)
+            .ok_or_else(|| Error::Load(format!("map {FOLLOW_MAP} missing from the object")))
+            .and_then(|m| BpfHashMap::try_from(m).map_err(|e| Error::Load(flatten_error(&e))))?;
+        Ok(Self {
+            _ebpf: ebpf,
+            statuses,
+            warnings,
+            ring: Some(ring),
+            stats,
+            follow,
+        })
+    }
+
+    /// Takes the ring buffer (to wrap it in the async reactor).
+    pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
+        self.ring.take()
+    }
+
+    /// Adds a process to the follow set (its children are added by the fork hook).
+    pub fn follow(&mut self, pid: u32) -> Result<()> {
+        self.follow
+            .insert(pid, 1, 0)
+            .map_err(|e| Error::Runtime(format!("cannot follow pid {pid}: {}", flatten_error(&e))))
+    }
+
+    /// Removes a process from the follow set.
+    pub fn unfollow(&mut self, pid: u32) -> Result<()> {
+        self.follow
+            .remove(&pid)
+            .map_err(|e| Error::Runtime(format!("cannot unfollow pid {pid}: {}", flatten_error(&e))))
+    }
+
+    /// Sum over CPUs of one stat slot.
+    fn stat(&self, idx: u32) -> u64 {
+        self.stats
+            .get(&idx, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
+    }
+
+    /// Cumulative drops per event kind since attach.
+    pub fn drops(&self) -> Drops {
+        let mut by_kind = BTreeMap::new();
+        for k in 1..kind::MAX {
+            by_kind.insert(kind_name(k).to_string(), self.stat(stat::DROPPED + u32::from(k)));
+        }
+        Drops { by_kind }
+    }
+
+    /// Cumulative records submitted per event kind since attach.
+    pub fn produced(&self) -> BTreeMap<String, u64> {
+        (1..kind::MAX)
+            .map(|k| (kind_name(k).to_string(), self.stat(stat::PRODUCED + u32::from(k))))
+            .collect()
+    }
+
+    /// Field reads that failed in the kernel, and forks not followed because the map was full.
+    pub fn errors(&self) -> (u64, u64) {
+        (self.stat(stat::READ_ERRORS), self.stat(stat::FOLLOW_FULL))
+    }
+}
+
+/// A ring buffer the async reactor can poll.
+pub struct Ring(pub RingBuf<MapData>);
+
+impl AsRawFd for Ring {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+fn tp_name(tp: &TpSpec) -> String {
+    format!("tracepoint:{}:{}", tp.category, tp.name)
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, tracefs: &Tracefs, tp: &TpSpec) -> ProbeStatus {
+    let name = tp_name(tp);
+    if !tracefs.has_event(tp.category, tp.name) {
+        return ProbeStatus::unavailable(name, format!("this kernel has no {}:{} tracepoint", tp.category, tp.name));
+    }
+    let result = (|| -> std::result::Result<(), String> {
+        let prog: &mut TracePoint = ebpf
+            .program_mut(tp.program)
+            .ok_or_else(|| format!("program {} missing from the object", tp.program))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        prog.load().map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
+        prog.attach(tp.category, tp.name)
+            .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ProbeStatus::live(name, "attached"),
+        Err(e) => ProbeStatus::unavailable(name, e),
+    }
+}
+
+/// Tries each attach kind with a do-nothing program, then detaches it.
+fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
+    let btf = Btf::from_sys_fs().map_err(|e| flatten_error(&e));
+    let mut out = Vec::new();
+
+    let tp_btf = (|| -> std::result::Result<(), String> {
+        let btf = btf.as_ref().map_err(|e| format!("no kernel BTF: {e}"))?;
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut("cap_tp_btf")
+            .ok_or("program cap_tp_btf missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        prog.load("sched_process_fork", btf)
+            .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
+        let link = prog.attach().map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+        prog.detach(link).map_err(|e| flatten_error(&e))
+    })();
+    out.push(result_status("attach:tp_btf", tp_btf, "BTF tracepoint on sched_process_fork"));
+
+    let raw = (|| -> std::result::Result<(), String> {
+        let prog: &mut aya::programs::RawTracePoint = ebpf
+            .program_mut("cap_raw_tp")
+            .ok_or("program cap_raw_tp missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        prog.load().map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
+        let link = prog
+            .attach("sched_process_fork")
+            .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+        prog.detach(link).map_err(|e| flatten_error(&e))
+    })();
+    out.push(result_status("attach:raw_tracepoint", raw, "raw tracepoint on sched_process_fork"));
+
+    let fentry = (|| -> std::result::Result<(), String> {
+        let btf = btf.as_ref().map_err(|e| format!("no kernel BTF: {e}"))?;
+        let prog: &mut FEntry = ebpf
+            .program_mut("cap_fentry")
+            .ok_or("program cap_fentry missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        prog.load("handle_mm_fault", btf)
+            .map_err(|e| format!("BPF_PROG_LOAD refused: {}", flatten_error(&e)))?;
+        let link = prog.attach().map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+        prog.detach(link).map_err(|e| flatten_error(&e))
+    })();
+    out.push(result_status("attach:fentry/fexit", fentry, "fentry on handle_mm_fault"));
+
+    let kprobe = (|| -> std::result::Result<(), String> {
+        let prog: &mut KProbe = ebpf
+            .program_mut("cap_kprobe")
+            .ok_or("program cap_kprobe missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        prog.load().map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
+        let link = prog.attach("handle_mm_fault", 0).map_err(|e| {
+            let pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+            if pmu {
+                format!("attach refused: {}", flatten_error(&e))
+            } else {
+                format!(
+                    "kprobes are not built into this kernel (no kprobe PMU, CONFIG_KPROBES unset): {}",
+                    flatten_error(&e)
+                )
+            }
+        })?;
+        prog.detach(link).map_err(|e| flatten_error(&e))
+    })();
+    out.push(result_status("attach:kprobe/kretprobe", kprobe, "kprobe on handle_mm_fault"));
+    out
+}
+
+fn result_status(name: &str, r: std::result::Result<(), String>, detail: &str) -> ProbeStatus {
+    match r {
+        Ok(()) => ProbeStatus::live(name, format!("{detail}: loaded and attached")),
+        Err(e) => ProbeStatus::unavailable(name, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracefs::parse_format;
+
+    #[test]
+    fn layouts_from_fixtures() {
+        let f18 = |n: &str| {
+            parse_format(&std::fs::read_to_string(format!("tests/fixtures/tracefs/6.18/{n}.format")).expect("fixture"))
+                .expect("parse")
+        };
+        let f66 = |n: &str| {
+            parse_format(&std::fs::read_to_string(format!("tests/fixtures/tracefs/6.6/{n}.format")).expect("fixture"))
+                .expect("parse")
+        };
+        let start = f18("mm_migrate_pages_start");
+        let new = migrate_layout(&f18("mm_migrate_pages"), &start).expect("6.18");
+        assert_eq!(new, MigrateLayout::DEFAULT);
+        let old = migrate_layout(&f66("mm_migrate_pages"), &start).expect("6.6");
+        assert_eq!(old.reason, 52);
+        assert_eq!(old.mode, 48);
+        assert_eq!(old.large_folio_split, MigrateLayout::ABSENT);
+        assert_eq!(fork_layout(&f18("sched_process_fork")).expect("fork").child_pid, 20);
+        assert_eq!(fork_layout(&f66("sched_process_fork")).expect("fork").child_pid, 44);
+        assert_eq!(fault_layout(&f18("page_fault_user")).expect("fault"), FaultLayout::DEFAULT);
+    }
+
+    #[test]
+    fn flatten_cuts_long_errors() {
+        let e = std::io::Error::other("x".repeat(1000));
+        let s = flatten_error(&e);
+        assert!(s.len() < 300);
+        assert!(s.ends_with("..."));
+    }
+}

@@ -1,0 +1,341 @@
+//! `cxl-trace top`: the event loop. `--no-tui` (and, until the dashboard lands, every run)
+//! prints one JSON object per interval on stdout.
+//!
+//! Lines: one `{"type":"start"}` with the live probes, one `{"type":"interval"}` per interval,
+//! one `{"type":"summary"}` with the whole run at the end. See README "JSON output".
+
+use std::{
+    io::{IsTerminal, Write},
+    path::Path,
+    process::ExitStatus,
+    time::Duration,
+};
+
+use serde_json::{json, Value};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+    time::Instant,
+};
+
+use crate::{
+    aggregate::{window_json, Aggregator, Drops},
+    cli::TopOpts,
+    error::{Error, Result},
+    event::{decode, Event},
+    probe::{ProbeStatus, Ring, TraceConfig, Tracer},
+    vmstat::{self, Vmstat},
+};
+
+/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// Writes to stdout; `Ok(false)` when stdout was closed (a reader like `head` went away).
+pub fn write_stdout(bytes: &[u8]) -> Result<bool> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Error::io("stdout", e)),
+    }
+}
+
+fn emit(v: &Value) -> Result<bool> {
+    write_stdout(format!("{v}\n").as_bytes())
+}
+
+/// Counters of the read side.
+#[derive(Debug, Default)]
+struct ReadStats {
+    decode_errors: u64,
+    before_window: u64,
+    own: u64,
+}
+
+/// Drains every record currently in the ring buffer into the aggregator.
+fn drain(ring: &mut Ring, agg: &mut Aggregator, start_ns: u64, rs: &mut ReadStats) {
+    let me = std::process::id();
+    while let Some(item) = ring.0.next() {
+        match decode(&item) {
+            Ok(ev) if ev.ts_ns() < start_ns => rs.before_window += 1,
+            // cxl-trace's own faults while it spawns the command (see `spawn_followed`).
+            Ok(Event::Fault(f)) if f.pid == me => rs.own += 1,
+            Ok(ev) => agg.ingest(&ev),
+            Err(e) => {
+                rs.decode_errors += 1;
+                if rs.decode_errors == 1 {
+                    log::warn!("undecodable record: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn drops_since(now: &Drops, before: &Drops) -> Drops {
+    Drops {
+        by_kind: now
+            .by_kind
+            .iter()
+            .map(|(k, v)| (k.clone(), v.saturating_sub(before.by_kind.get(k).copied().unwrap_or(0))))
+            .collect(),
+    }
+}
+
+/// Adds `pid` and its current descendants to the follow set.
+fn follow_tree(tracer: &mut Tracer, pid: u32) -> Result<()> {
+    let mut stack = vec![pid];
+    let mut seen = 0usize;
+    while let Some(p) = stack.pop() {
+        tracer.follow(p)?;
+        seen += 1;
+        if seen > cxl_trace_common::FOLLOW_MAX as usize {
+            break;
+        }
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"));
+        for task in tasks.into_iter().flatten().flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            stack.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+    }
+    Ok(())
+}
+
+/// Starts `cmd` so that it is followed from its first instruction: cxl-trace follows itself
+/// for the duration of the spawn, so the in-kernel fork hook adds the child before it runs,
+/// then stops following itself (its own events are discarded by the reader).
+fn spawn_followed(cmd: &[String], tracer: &mut Tracer) -> Result<tokio::process::Child> {
+    let Some((prog, args)) = cmd.split_first() else {
+        return Err(Error::Usage("no command given after --".into()));
+    };
+    let me = std::process::id();
+    tracer.follow(me)?;
+    let spawned = tokio::process::Command::new(prog).args(args).kill_on_drop(true).spawn();
+    let unfollowed = tracer.unfollow(me);
+    let child = spawned.map_err(|e| Error::Spawn {
+        cmd: cmd.join(" "),
+        source: e,
+    })?;
+    unfollowed?;
+    Ok(child)
+}
+
+/// Shell-style exit code of a finished command.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+async fn wait_child(child: &mut Option<tokio::process::Child>) -> std::io::Result<ExitStatus> {
+    match child {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn print_probes(statuses: &[ProbeStatus], warnings: &[String]) {
+    let live: Vec<&str> = statuses.iter().filter(|s| s.is_live()).map(|s| s.name.as_str()).collect();
+    eprintln!("cxl-trace: live probes: {}", live.join(", "));
+    for s in statuses.iter().filter(|s| !s.is_live()) {
+        eprintln!("cxl-trace: unavailable: {}: {}", s.name, s.reason);
+    }
+    for w in warnings {
+        eprintln!("cxl-trace: warning: {w}");
+    }
+}
+
+/// Runs `top`. Returns the exit code: the command's when one was given, else 0.
+pub async fn run(opts: TopOpts) -> Result<i32> {
+    if !opts.no_tui && std::io::stdout().is_terminal() {
+        eprintln!("cxl-trace: the terminal dashboard is not part of this build yet; printing JSON lines as with --no-tui");
+    }
+    if let Some(pid) = opts.pid {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(Error::NoSuchProcess(pid));
+        }
+    }
+    let filter = opts.pid.is_some() || !opts.command.is_empty();
+    let mut tracer = Tracer::start(&TraceConfig {
+        filter,
+        ringbuf_bytes: opts.ringbuf_mib << 20,
+        ..TraceConfig::default()
+    })?;
+    print_probes(&tracer.statuses, &tracer.warnings);
+    let ring = tracer
+        .take_ring()
+        .ok_or_else(|| Error::Runtime("ring buffer already taken".into()))?;
+    // SAFETY: `Ring` owns the ring buffer map and its fd; the fd stays open and unchanged until
+    // the AsyncFd (which owns the Ring) is dropped, and `as_raw_fd` always returns that fd.
+    let mut ring = unsafe { AsyncFd::register_with_interest(Ring(ring), Interest::READABLE) }
+        .map_err(|e| Error::Runtime(format!("cannot poll the ring buffer: {e}")))?;
+
+    if let Some(pid) = opts.pid {
+        follow_tree(&mut tracer, pid)?;
+    }
+    let start_ns = monotonic_ns();
+    let vm_start = vmstat::read()?;
+    let mut child = None;
+    if !opts.command.is_empty() {
+        child = Some(spawn_followed(&opts.command, &mut tracer)?);
+    }
+
+    let version = env!("CARGO_PKG_VERSION");
+    let kernel = crate::probe::caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut open = emit(&json!({
+        "type": "start",
+        "version": version,
+        "kernel": kernel,
+        "interval_s": opts.interval,
+        "probes": tracer.statuses,
+        "warnings": tracer.warnings,
+        "pid": opts.pid.or_else(|| child.as_ref().and_then(|c: &tokio::process::Child| c.id())),
+    }))?;
+
+    let mut agg = Aggregator::new();
+    let mut rs = ReadStats::default();
+    let period = Duration::from_secs_f64(opts.interval);
+    let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = opts.duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Runtime(format!("SIGTERM handler: {e}")))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::Runtime(format!("SIGINT handler: {e}")))?;
+    let mut signals_seen = 0u32;
+    let mut code = 0;
+    let mut last_ns = start_ns;
+    let mut vm_last = vm_start.clone();
+    let mut drops_last = tracer.drops();
+    let drops_start = drops_last.clone();
+
+    let emit_interval = |agg: &mut Aggregator,
+                             tracer: &Tracer,
+                             vm_last: &mut Vmstat,
+                             drops_last: &mut Drops,
+                             last_ns: &mut u64|
+     -> Result<bool> {
+        let now = monotonic_ns();
+        let vm = vmstat::read()?;
+        let drops = tracer.drops();
+        let iv = agg.end_interval();
+        let v = window_json(
+            "interval",
+            (now - start_ns) as f64 / 1e9,
+            (now - *last_ns) as f64 / 1e9,
+            &iv,
+            &drops_since(&drops, drops_last),
+            &vm.delta(vm_last),
+            opts.top,
+        );
+        *vm_last = vm;
+        *drops_last = drops;
+        *last_ns = now;
+        emit(&v)
+    };
+
+    while open {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut g = guard.map_err(|e| Error::Runtime(format!("polling the ring buffer: {e}")))?;
+                drain(g.get_inner_mut(), &mut agg, start_ns, &mut rs);
+                g.clear_ready();
+            }
+            _ = ticker.tick() => {
+                drain(ring.get_mut(), &mut agg, start_ns, &mut rs);
+                open = emit_interval(&mut agg, &tracer, &mut vm_last, &mut drops_last, &mut last_ns)?;
+                if let Some(pid) = opts.pid {
+                    if !Path::new(&format!("/proc/{pid}")).exists() {
+                        eprintln!("cxl-trace: process {pid} exited");
+                        break;
+                    }
+                }
+            }
+            status = wait_child(&mut child) => {
+                code = match status {
+                    Ok(s) => exit_code(s),
+                    Err(e) => {
+                        eprintln!("cxl-trace: waiting for the command failed: {e}");
+                        1
+                    }
+                };
+                child = None;
+                break;
+            }
+            _ = sleep_until_opt(deadline) => break,
+            sig = async { tokio::select! { _ = sigint.recv() => libc::SIGINT, _ = sigterm.recv() => libc::SIGTERM } } => {
+                signals_seen += 1;
+                match (&child, signals_seen) {
+                    // First signal with a command: pass it on and wait for the command to exit.
+                    (Some(c), 1) => {
+                        if let Some(pid) = c.id() {
+                            // SAFETY: kill(2) with a pid we spawned and still own; no memory involved.
+                            unsafe { libc::kill(pid as libc::pid_t, sig) };
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    if let Some(mut c) = child.take() {
+        // Stopped by --duration or a second signal: end the command too.
+        let _ = c.start_kill();
+        code = match c.wait().await {
+            Ok(s) => exit_code(s),
+            Err(_) => 1,
+        };
+    }
+    // Everything the kernel submitted before this point is in the ring buffer now.
+    drain(ring.get_mut(), &mut agg, start_ns, &mut rs);
+    if open {
+        open = emit_interval(&mut agg, &tracer, &mut vm_last, &mut drops_last, &mut last_ns)?;
+    }
+    let end_ns = monotonic_ns();
+    let vm_end = vmstat::read()?;
+    let drops_total = drops_since(&tracer.drops(), &drops_start);
+    let (read_errors, follow_full) = tracer.errors();
+    let mut summary = window_json(
+        "summary",
+        (end_ns - start_ns) as f64 / 1e9,
+        (end_ns - start_ns) as f64 / 1e9,
+        agg.run(),
+        &drops_total,
+        &vm_end.delta(&vm_start),
+        opts.top,
+    );
+    if let Value::Object(m) = &mut summary {
+        m.insert("produced".into(), json!(tracer.produced()));
+        m.insert(
+            "errors".into(),
+            json!({"decode": rs.decode_errors, "field_read": read_errors, "follow_map_full": follow_full}),
+        );
+        m.insert("before_window".into(), json!(rs.before_window));
+        if !opts.command.is_empty() {
+            m.insert("exit_code".into(), json!(code));
+        }
+    }
+    if open {
+        emit(&summary)?;
+    }
+    if drops_total.total() > 0 {
+        eprintln!(
+            "cxl-trace: warning: {} events were dropped (ring buffer full); counts are incomplete, try --ringbuf-mib {}",
+            drops_total.total(),
+            (opts.ringbuf_mib * 4).min(1024)
+        );
+    }
+    Ok(code)
+}
