@@ -19,7 +19,11 @@ fn main() -> anyhow::Result<()> {
         .map(|paths| env::split_paths(&paths).any(|dir| dir.join("bpf-linker").is_file()))
         .unwrap_or(false);
     if skip || !have_linker {
-        let why = if skip { "AYA_BUILD_SKIP is set" } else { "bpf-linker is not on PATH (run `cargo xtask setup`)" };
+        let why = if skip {
+            "AYA_BUILD_SKIP is set"
+        } else {
+            "bpf-linker is not on PATH (run `cargo xtask setup`)"
+        };
         println!("cargo:warning=building cxl-trace WITHOUT its eBPF programs: {why}");
         fs::write(out_dir.join("cxl-trace"), b"").context("writing stub eBPF object")?;
         return Ok(());

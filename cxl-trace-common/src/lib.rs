@@ -307,10 +307,21 @@ mod tests {
 
     #[test]
     fn stat_slots_do_not_overlap() {
-        assert!(stat::PRODUCED + u32::from(kind::MAX) <= stat::DROPPED);
-        assert!(stat::DROPPED + u32::from(kind::MAX) <= stat::FOLLOW_FULL);
-        assert!(stat::FOLLOW_FULL < stat::READ_ERRORS);
-        assert!(stat::READ_ERRORS < stat::NR);
+        let slots = [
+            (stat::PRODUCED, u32::from(kind::MAX)),
+            (stat::DROPPED, u32::from(kind::MAX)),
+            (stat::FOLLOW_FULL, 1),
+            (stat::READ_ERRORS, 1),
+        ];
+        let mut end = 0;
+        for (start, len) in slots {
+            assert!(
+                start >= end,
+                "slot at {start} overlaps the previous one ending at {end}"
+            );
+            end = start + len;
+        }
+        assert!(end <= stat::NR, "slots end at {end}, past NR {}", stat::NR);
     }
 
     #[test]

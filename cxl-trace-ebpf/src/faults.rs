@@ -1,6 +1,8 @@
 //! Page fault exceptions: `exceptions:page_fault_user` and `exceptions:page_fault_kernel`.
 
-use aya_ebpf::{helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext, Global};
+use aya_ebpf::{
+    helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext, Global,
+};
 use cxl_trace_common::{config_flags, kind, stat, FaultEvent, FaultLayout, COMM_LEN};
 
 use crate::shared::{bump, current_ids, emit, flag, followed, header};
@@ -44,9 +46,11 @@ fn try_handle(ctx: &TracePointContext, kind: u16) -> Result<(), i64> {
     // each read stays inside the tracepoint's record; bpf_probe_read_kernel checks the access.
     let (address, ip, error_code) = unsafe {
         (
-            ctx.read_at::<u64>(layout.address as usize).map_err(i64::from)?,
+            ctx.read_at::<u64>(layout.address as usize)
+                .map_err(i64::from)?,
             ctx.read_at::<u64>(layout.ip as usize).map_err(i64::from)?,
-            ctx.read_at::<u64>(layout.error_code as usize).map_err(i64::from)?,
+            ctx.read_at::<u64>(layout.error_code as usize)
+                .map_err(i64::from)?,
         )
     };
     let comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);

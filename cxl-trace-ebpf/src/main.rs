@@ -9,7 +9,10 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // The programs are only reachable through their link sections on the BPF target.
-#![cfg_attr(not(target_arch = "bpf"), allow(dead_code, reason = "host build only type-checks the programs"))]
+#![cfg_attr(
+    not(target_arch = "bpf"),
+    allow(dead_code, reason = "host build only type-checks the programs")
+)]
 
 mod caps;
 mod faults;

@@ -1,7 +1,9 @@
 //! Page migration batches: `migrate:mm_migrate_pages_start` and `migrate:mm_migrate_pages`.
 //! Offsets come from tracefs (the `reason` field moved from 52 to 60 in 6.7).
 
-use aya_ebpf::{helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext, Global};
+use aya_ebpf::{
+    helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext, Global,
+};
 use cxl_trace_common::{kind, stat, MigrateEvent, MigrateLayout, MigrateStartEvent, COMM_LEN};
 
 use crate::shared::{bump, current_ids, emit, header};

@@ -52,7 +52,7 @@ pub fn followed(pid: u32) -> bool {
     }
     // SAFETY: the value is a u8 that is only read, never held across a helper call that
     // could free it.
-    unsafe { FOLLOW.get(&pid) }.is_some()
+    unsafe { FOLLOW.get(pid) }.is_some()
 }
 
 /// Whether a config flag is set.

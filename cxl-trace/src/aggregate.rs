@@ -16,7 +16,10 @@ pub const MAX_LATENCY_NS: u64 = 10_000_000_000;
 pub fn new_histogram() -> Histogram<u64> {
     // The bounds are constants that hdrhistogram accepts (low >= 1, high >= 2 * low, sigfig
     // <= 5), checked by the `histogram_bounds_are_valid` test; no runtime input reaches this.
-    #[allow(clippy::expect_used, reason = "constant arguments, validated by a unit test")]
+    #[allow(
+        clippy::expect_used,
+        reason = "constant arguments, validated by a unit test"
+    )]
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("constant histogram bounds are valid")
 }
 
@@ -278,7 +281,12 @@ impl Aggregator {
                 self.pending_starts.insert(s.tid, s.ts_ns);
             }
             Event::Migrate(m) => {
-                self.interval.migrations.by_reason.entry(m.reason).or_default().add(m);
+                self.interval
+                    .migrations
+                    .by_reason
+                    .entry(m.reason)
+                    .or_default()
+                    .add(m);
                 if let Some(start) = self.pending_starts.remove(&m.tid) {
                     let lat = m.ts_ns.saturating_sub(start).clamp(1, MAX_LATENCY_NS);
                     let _ = self.interval.migrations.batch_latency.record(lat);
@@ -406,7 +414,15 @@ mod tests {
     fn empty_window_is_all_zero() {
         let mut a = Aggregator::new();
         let iv = a.end_interval();
-        let v = window_json("interval", 1.0, 1.0, &iv, &Drops::default(), &BTreeMap::new(), 10);
+        let v = window_json(
+            "interval",
+            1.0,
+            1.0,
+            &iv,
+            &Drops::default(),
+            &BTreeMap::new(),
+            10,
+        );
         assert_eq!(v["faults"]["total"], 0);
         assert_eq!(v["drops"]["total"], 0);
         assert_eq!(v["migrations"]["batch_latency_ns"]["count"], 0);
@@ -461,9 +477,23 @@ mod tests {
         assert_eq!((c.batches, c.pages_succeeded, c.pages_failed), (1, 100, 2));
         assert_eq!(iv.migrations.total().pages_succeeded, 150);
         assert_eq!(iv.migrations.batch_latency.len(), 1);
-        assert!(iv.migrations.batch_latency.equivalent(iv.migrations.batch_latency.max(), 3_000));
-        let v = window_json("interval", 0.0, 1.0, &iv, &Drops::default(), &BTreeMap::new(), 5);
-        assert_eq!(v["migrations"]["by_reason"]["compaction"]["pages_failed"], 2);
+        assert!(iv
+            .migrations
+            .batch_latency
+            .equivalent(iv.migrations.batch_latency.max(), 3_000));
+        let v = window_json(
+            "interval",
+            0.0,
+            1.0,
+            &iv,
+            &Drops::default(),
+            &BTreeMap::new(),
+            5,
+        );
+        assert_eq!(
+            v["migrations"]["by_reason"]["compaction"]["pages_failed"],
+            2
+        );
         assert_eq!(v["migrations"]["by_reason"]["syscall"]["batches"], 1);
         assert_eq!(v["migrations"]["pages_succeeded"], 150);
     }

@@ -58,7 +58,9 @@ pub struct TopOpts {
 
 /// A positive, finite number of seconds, at most a day.
 pub fn parse_seconds(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
     if !v.is_finite() || v <= 0.0 {
         return Err(format!("`{s}`: must be a positive number of seconds"));
     }
@@ -73,7 +75,9 @@ pub fn parse_seconds(s: &str) -> Result<f64, String> {
 
 /// A power of two between 1 and 1024 MiB.
 pub fn parse_ringbuf_mib(s: &str) -> Result<u32, String> {
-    let v: u32 = s.parse().map_err(|_| format!("`{s}` is not a whole number of MiB"))?;
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number of MiB"))?;
     if !(1..=1024).contains(&v) || !v.is_power_of_two() {
         return Err(format!("`{s}`: must be a power of two from 1 to 1024"));
     }
@@ -105,9 +109,20 @@ mod tests {
 
     #[test]
     fn top_with_command() {
-        let cli = Cli::try_parse_from(["cxl-trace", "top", "--no-tui", "--interval", "0.5", "--", "sleep", "1"])
-            .expect("parse");
-        let Command::Top(t) = cli.command else { panic!("not top") };
+        let cli = Cli::try_parse_from([
+            "cxl-trace",
+            "top",
+            "--no-tui",
+            "--interval",
+            "0.5",
+            "--",
+            "sleep",
+            "1",
+        ])
+        .expect("parse");
+        let Command::Top(t) = cli.command else {
+            panic!("not top")
+        };
         assert!(t.no_tui);
         assert_eq!(t.interval, 0.5);
         assert_eq!(t.command, vec!["sleep", "1"]);

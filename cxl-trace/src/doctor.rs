@@ -49,7 +49,8 @@ pub struct Report {
 
 /// Gathers the report. Never fails: everything that cannot be checked is reported as such.
 pub fn gather() -> Report {
-    let kernel = caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into());
+    let kernel =
+        caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into());
     let mut capabilities = Vec::new();
     let privileged = match caps::require_bpf_privileges() {
         Ok(()) => {
@@ -73,7 +74,11 @@ pub fn gather() -> Report {
             format!(
                 "{}{}",
                 t.root.display(),
-                if t.mounted_by_us { " (mounted by cxl-trace)" } else { "" }
+                if t.mounted_by_us {
+                    " (mounted by cxl-trace)"
+                } else {
+                    ""
+                }
             ),
         ),
         Err(e) => ProbeStatus::unavailable("tracefs", e.to_string()),
@@ -90,7 +95,9 @@ pub fn gather() -> Report {
             let n = format!("tracepoint:{cat}:{name}");
             match &tracefs {
                 Ok(t) if t.has_event(cat, name) => ProbeStatus::live(n, "present"),
-                Ok(_) => ProbeStatus::unavailable(n, "not in this kernel (or its module is not loaded)"),
+                Ok(_) => {
+                    ProbeStatus::unavailable(n, "not in this kernel (or its module is not loaded)")
+                }
                 Err(_) => ProbeStatus::unavailable(n, "tracefs unavailable"),
             }
         })
@@ -98,12 +105,18 @@ pub fn gather() -> Report {
             Ok(t) => {
                 let cxl = t.events_of("cxl");
                 if cxl.is_empty() {
-                    vec![ProbeStatus::unavailable("tracepoint:cxl:*", "no cxl events (cxl_core not loaded or no CXL support)")]
+                    vec![ProbeStatus::unavailable(
+                        "tracepoint:cxl:*",
+                        "no cxl events (cxl_core not loaded or no CXL support)",
+                    )]
                 } else {
                     vec![ProbeStatus::live("tracepoint:cxl:*", cxl.join(","))]
                 }
             }
-            Err(_) => vec![ProbeStatus::unavailable("tracepoint:cxl:*", "tracefs unavailable")],
+            Err(_) => vec![ProbeStatus::unavailable(
+                "tracepoint:cxl:*",
+                "tracefs unavailable",
+            )],
         })
         .collect();
 
@@ -125,7 +138,10 @@ pub fn gather() -> Report {
                 // Dropping the tracer detaches everything.
             }
             Err(e) => {
-                capabilities.push(ProbeStatus::unavailable("ringbuf", format!("object not loaded: {e}")));
+                capabilities.push(ProbeStatus::unavailable(
+                    "ringbuf",
+                    format!("object not loaded: {e}"),
+                ));
             }
         }
     } else {
@@ -134,9 +150,7 @@ pub fn gather() -> Report {
         } else {
             "not checked: insufficient privileges".to_string()
         };
-        for n in ["probes"] {
-            probes.push(ProbeStatus::unavailable(n, why.clone()));
-        }
+        probes.push(ProbeStatus::unavailable("probes", why));
     }
 
     let mut settings = Vec::new();
@@ -148,14 +162,23 @@ pub fn gather() -> Report {
             .unwrap_or_else(|| "absent (kernel without CONFIG_NUMA_BALANCING)".into()),
     ));
     for (name, path) in [
-        ("numa_balancing_promote_rate_limit_MBps", "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"),
+        (
+            "numa_balancing_promote_rate_limit_MBps",
+            "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps",
+        ),
         ("demotion_enabled", "/sys/kernel/mm/numa/demotion_enabled"),
-        ("hot_threshold_ms", "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms"),
+        (
+            "hot_threshold_ms",
+            "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms",
+        ),
         ("nodes_online", "/sys/devices/system/node/online"),
         ("nodes_with_cpus", "/sys/devices/system/node/has_cpu"),
         ("nodes_with_memory", "/sys/devices/system/node/has_memory"),
     ] {
-        settings.push((name.into(), caps::read_trimmed(path).unwrap_or_else(|| "absent".into())));
+        settings.push((
+            name.into(),
+            caps::read_trimmed(path).unwrap_or_else(|| "absent".into()),
+        ));
     }
     let tiers = caps::memory_tiers(Path::new("/sys/devices/virtual/memory_tiering"));
     let cxl = caps::cxl_memdevs(Path::new("/sys/bus/cxl/devices"));
@@ -190,7 +213,11 @@ pub fn to_json(r: &Report) -> Value {
 pub fn to_text(r: &Report) -> String {
     let mut out = format!("cxl-trace doctor: kernel {}\n", r.kernel);
     let line = |out: &mut String, s: &ProbeStatus| {
-        let tag = if s.is_live() { "live       " } else { "unavailable" };
+        let tag = if s.is_live() {
+            "live       "
+        } else {
+            "unavailable"
+        };
         out.push_str(&format!("  [{tag}] {:<42} {}\n", s.name, s.reason));
     };
     out.push_str("capabilities:\n");
@@ -205,14 +232,18 @@ pub fn to_text(r: &Report) -> String {
     }
     out.push_str("memory tiers:\n");
     if r.tiers.is_empty() {
-        out.push_str("  none (no /sys/devices/virtual/memory_tiering: kernel < 6.1 or CONFIG_NUMA off)\n");
+        out.push_str(
+            "  none (no /sys/devices/virtual/memory_tiering: kernel < 6.1 or CONFIG_NUMA off)\n",
+        );
     }
     for (t, n) in &r.tiers {
         out.push_str(&format!("  {t:<42} nodes {n}\n"));
     }
     out.push_str("cxl:\n");
     match &r.cxl {
-        None => out.push_str("  no CXL bus (/sys/bus/cxl absent: no CXL hardware or cxl_core not loaded)\n"),
+        None => out.push_str(
+            "  no CXL bus (/sys/bus/cxl absent: no CXL hardware or cxl_core not loaded)\n",
+        ),
         Some(d) if d.is_empty() => out.push_str("  CXL bus present, no memory devices\n"),
         Some(d) => out.push_str(&format!("  memory devices: {}\n", d.join(", "))),
     }

@@ -395,7 +395,9 @@ mod tests {
     fn decodes_user_fault() {
         let raw = fault(kind::FAULT_USER, 6);
         let ev = decode(as_bytes(&raw)).expect("decode");
-        let Event::Fault(f) = ev else { panic!("not a fault: {ev:?}") };
+        let Event::Fault(f) = ev else {
+            panic!("not a fault: {ev:?}")
+        };
         assert_eq!(f.pid, 42);
         assert_eq!(f.tid, 43);
         assert_eq!(f.cpu, 1);
@@ -409,20 +411,40 @@ mod tests {
     #[test]
     fn decodes_kernel_fault() {
         let raw = fault(kind::FAULT_KERNEL, 0);
-        let Ok(Event::Fault(f)) = decode(as_bytes(&raw)) else { panic!("decode") };
+        let Ok(Event::Fault(f)) = decode(as_bytes(&raw)) else {
+            panic!("decode")
+        };
         assert_eq!(f.mode, FaultMode::Kernel);
         assert_eq!(f.kind(), FaultKind::ReadNotPresent);
     }
 
     #[test]
     fn classifies_error_codes() {
-        assert_eq!(FaultKind::from_x86_error_code(0x4), FaultKind::ReadNotPresent);
-        assert_eq!(FaultKind::from_x86_error_code(0x6), FaultKind::WriteNotPresent);
-        assert_eq!(FaultKind::from_x86_error_code(0x7), FaultKind::WriteProtection);
-        assert_eq!(FaultKind::from_x86_error_code(0x5), FaultKind::ReadProtection);
-        assert_eq!(FaultKind::from_x86_error_code(0x15), FaultKind::InstructionFetch);
+        assert_eq!(
+            FaultKind::from_x86_error_code(0x4),
+            FaultKind::ReadNotPresent
+        );
+        assert_eq!(
+            FaultKind::from_x86_error_code(0x6),
+            FaultKind::WriteNotPresent
+        );
+        assert_eq!(
+            FaultKind::from_x86_error_code(0x7),
+            FaultKind::WriteProtection
+        );
+        assert_eq!(
+            FaultKind::from_x86_error_code(0x5),
+            FaultKind::ReadProtection
+        );
+        assert_eq!(
+            FaultKind::from_x86_error_code(0x15),
+            FaultKind::InstructionFetch
+        );
         assert_eq!(FaultKind::from_x86_error_code(0xd), FaultKind::ReservedBit);
-        assert_eq!(FaultKind::from_x86_error_code(0x27), FaultKind::ProtectionKey);
+        assert_eq!(
+            FaultKind::from_x86_error_code(0x27),
+            FaultKind::ProtectionKey
+        );
     }
 
     #[test]
@@ -446,7 +468,9 @@ mod tests {
             reason: 9,
             comm: comm("kcompactd0"),
         };
-        let Ok(Event::Migrate(m)) = decode(as_bytes(&raw)) else { panic!("decode") };
+        let Ok(Event::Migrate(m)) = decode(as_bytes(&raw)) else {
+            panic!("decode")
+        };
         assert_eq!(m.succeeded, 512);
         assert_eq!(m.failed, 3);
         assert_eq!(m.reason, MigrateReason::Damon);
@@ -455,16 +479,26 @@ mod tests {
 
     #[test]
     fn rejects_short_and_unknown() {
-        assert!(matches!(decode(&[0u8; 8]), Err(DecodeError::Short { kind: 0, .. })));
+        assert!(matches!(
+            decode(&[0u8; 8]),
+            Err(DecodeError::Short { kind: 0, .. })
+        ));
         let raw = fault(kind::FAULT_USER, 0);
         let bytes = as_bytes(&raw);
         assert!(matches!(
             decode(&bytes[..40]),
-            Err(DecodeError::Short { kind: 1, len: 40, need: 64 })
+            Err(DecodeError::Short {
+                kind: 1,
+                len: 40,
+                need: 64
+            })
         ));
         let mut unknown = raw;
         unknown.hdr.kind = 999;
-        assert_eq!(decode(as_bytes(&unknown)), Err(DecodeError::UnknownKind(999)));
+        assert_eq!(
+            decode(as_bytes(&unknown)),
+            Err(DecodeError::UnknownKind(999))
+        );
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| error::Error::Runtime(format!("cannot start the async runtime: {e}")))?;
+                .map_err(|e| {
+                    error::Error::Runtime(format!("cannot start the async runtime: {e}"))
+                })?;
             rt.block_on(top::run(o))
         }
     }

@@ -29,10 +29,15 @@ use crate::{
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// Writes to stdout; `Ok(false)` when stdout was closed (a reader like `head` went away).
@@ -81,7 +86,12 @@ fn drops_since(now: &Drops, before: &Drops) -> Drops {
         by_kind: now
             .by_kind
             .iter()
-            .map(|(k, v)| (k.clone(), v.saturating_sub(before.by_kind.get(k).copied().unwrap_or(0))))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.saturating_sub(before.by_kind.get(k).copied().unwrap_or(0)),
+                )
+            })
             .collect(),
     }
 }
@@ -98,8 +108,13 @@ fn follow_tree(tracer: &mut Tracer, pid: u32) -> Result<()> {
         }
         let tasks = std::fs::read_dir(format!("/proc/{p}/task"));
         for task in tasks.into_iter().flatten().flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            stack.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
         }
     }
     Ok(())
@@ -114,7 +129,10 @@ fn spawn_followed(cmd: &[String], tracer: &mut Tracer) -> Result<tokio::process:
     };
     let me = std::process::id();
     tracer.follow(me)?;
-    let spawned = tokio::process::Command::new(prog).args(args).kill_on_drop(true).spawn();
+    let spawned = tokio::process::Command::new(prog)
+        .args(args)
+        .kill_on_drop(true)
+        .spawn();
     let unfollowed = tracer.unfollow(me);
     let child = spawned.map_err(|e| Error::Spawn {
         cmd: cmd.join(" "),
@@ -148,7 +166,11 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 fn print_probes(statuses: &[ProbeStatus], warnings: &[String]) {
-    let live: Vec<&str> = statuses.iter().filter(|s| s.is_live()).map(|s| s.name.as_str()).collect();
+    let live: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s.is_live())
+        .map(|s| s.name.as_str())
+        .collect();
     eprintln!("cxl-trace: live probes: {}", live.join(", "));
     for s in statuses.iter().filter(|s| !s.is_live()) {
         eprintln!("cxl-trace: unavailable: {}: {}", s.name, s.reason);
@@ -210,9 +232,13 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     let period = Duration::from_secs_f64(opts.interval);
     let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let deadline = opts.duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Runtime(format!("SIGTERM handler: {e}")))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::Runtime(format!("SIGINT handler: {e}")))?;
+    let deadline = opts
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|e| Error::Runtime(format!("SIGTERM handler: {e}")))?;
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|e| Error::Runtime(format!("SIGINT handler: {e}")))?;
     let mut signals_seen = 0u32;
     let mut code = 0;
     let mut last_ns = start_ns;
@@ -221,10 +247,10 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     let drops_start = drops_last.clone();
 
     let emit_interval = |agg: &mut Aggregator,
-                             tracer: &Tracer,
-                             vm_last: &mut Vmstat,
-                             drops_last: &mut Drops,
-                             last_ns: &mut u64|
+                         tracer: &Tracer,
+                         vm_last: &mut Vmstat,
+                         drops_last: &mut Drops,
+                         last_ns: &mut u64|
      -> Result<bool> {
         let now = monotonic_ns();
         let vm = vmstat::read()?;
@@ -301,7 +327,13 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     // Everything the kernel submitted before this point is in the ring buffer now.
     drain(ring.get_mut(), &mut agg, start_ns, &mut rs);
     if open {
-        open = emit_interval(&mut agg, &tracer, &mut vm_last, &mut drops_last, &mut last_ns)?;
+        open = emit_interval(
+            &mut agg,
+            &tracer,
+            &mut vm_last,
+            &mut drops_last,
+            &mut last_ns,
+        )?;
     }
     let end_ns = monotonic_ns();
     let vm_end = vmstat::read()?;

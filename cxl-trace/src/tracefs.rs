@@ -56,9 +56,13 @@ pub fn parse_format(text: &str) -> Result<Format, String> {
         if let Some(name) = line.strip_prefix("name:") {
             fmt.name = name.trim().to_string();
         } else if let Some(id) = line.strip_prefix("ID:") {
-            fmt.id = id.trim().parse().map_err(|_| format!("bad ID line `{line}`"))?;
+            fmt.id = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad ID line `{line}`"))?;
         } else if let Some(rest) = line.strip_prefix("field:") {
-            let (name, field) = parse_field(rest).ok_or_else(|| format!("bad field line `{line}`"))?;
+            let (name, field) =
+                parse_field(rest).ok_or_else(|| format!("bad field line `{line}`"))?;
             fmt.fields.insert(name, field);
         }
     }
@@ -87,7 +91,11 @@ fn parse_field(rest: &str) -> Option<(String, Field)> {
     // The name is the last identifier of the declaration, before any array suffix:
     // `char comm[16]` -> comm, `__data_loc char[] parent_comm` -> parent_comm.
     let decl_no_array = match decl.rfind('[') {
-        Some(i) if decl.ends_with(']') && !decl[..i].ends_with(' ') && !decl[..i].ends_with("char") => &decl[..i],
+        Some(i)
+            if decl.ends_with(']') && !decl[..i].ends_with(' ') && !decl[..i].ends_with("char") =>
+        {
+            &decl[..i]
+        }
         _ => decl,
     };
     let name_start = decl_no_array
@@ -137,7 +145,9 @@ impl Tracefs {
                 root: PathBuf::from(target),
                 mounted_by_us: true,
             }),
-            Ok(()) => Err(Error::Tracefs(format!("mounted tracefs at {target} but it has no events/ directory"))),
+            Ok(()) => Err(Error::Tracefs(format!(
+                "mounted tracefs at {target} but it has no events/ directory"
+            ))),
             Err(e) => Err(Error::Tracefs(format!(
                 "tracefs is not mounted and `mount -t tracefs nodev {target}` failed: {e}"
             ))),
@@ -201,9 +211,11 @@ fn mount_tracefs(target: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    const MIGRATE_6_18: &str = include_str!("../tests/fixtures/tracefs/6.18/mm_migrate_pages.format");
+    const MIGRATE_6_18: &str =
+        include_str!("../tests/fixtures/tracefs/6.18/mm_migrate_pages.format");
     const MIGRATE_6_6: &str = include_str!("../tests/fixtures/tracefs/6.6/mm_migrate_pages.format");
-    const FORK_6_18: &str = include_str!("../tests/fixtures/tracefs/6.18/sched_process_fork.format");
+    const FORK_6_18: &str =
+        include_str!("../tests/fixtures/tracefs/6.18/sched_process_fork.format");
     const FORK_6_6: &str = include_str!("../tests/fixtures/tracefs/6.6/sched_process_fork.format");
     const FAULT: &str = include_str!("../tests/fixtures/tracefs/6.18/page_fault_user.format");
 

@@ -1,1 +1,251 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup|build|run|test`.
+//!
+//! `setup` installs, only when missing, everything that building the eBPF programs and running
+//! the test suite needs on Debian 12: Debian packages, the nightly `rust-src` component and
+//! `bpf-linker` built against LLVM 22. `run` and `test` call it themselves, so a fresh clone
+//! needs nothing but the README's two commands.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "cxl-trace project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: Debian packages, nightly rust-src, bpf-linker (LLVM 22).
+    Setup,
+    /// Set up, then build cxl-trace (with its eBPF programs).
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build (release), then run cxl-trace as root with ARGS.
+    Run {
+        /// Arguments for cxl-trace, e.g. `-- top --no-tui`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run the whole suite: fmt, clippy, unit tests, privileged tests.
+    Test,
+}
+
+/// Debian packages: LLVM 22 and the libraries bpf-linker links against, plus the peers and
+/// tools the test suite uses (bpftrace to compare counts, tmux to drive the dashboard).
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libxml2-dev",
+    "bpftrace",
+    "tmux",
+];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const NIGHTLY: &str = "nightly";
+
+fn step(msg: &str) {
+    eprintln!("xtask: {msg}");
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output_ok(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo_bin_dir() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+        .join("bin")
+}
+
+/// PATH with cargo's bin directory in front, so a freshly installed bpf-linker is found.
+fn path_with_cargo_bin() -> std::ffi::OsString {
+    let mut paths = vec![cargo_bin_dir()];
+    if let Some(p) = env::var_os("PATH") {
+        paths.extend(env::split_paths(&p));
+    }
+    env::join_paths(paths).unwrap_or_default()
+}
+
+fn is_root() -> bool {
+    output_ok(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+fn setup() -> Result<()> {
+    // 1. Debian packages.
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output_ok(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        step("debian packages: present");
+    } else {
+        step(&format!(
+            "debian packages: installing {}",
+            missing.join(" ")
+        ));
+        if !is_root() {
+            bail!("installing Debian packages needs root: run as root, or `sudo apt-get install -y {}` first", missing.join(" "));
+        }
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+
+    // 2. Nightly toolchain with rust-src (the eBPF crate builds core from source).
+    let toolchains =
+        output_ok(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with(NIGHTLY)) {
+        step("rust nightly: installing (minimal profile)");
+        run(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))
+            .context("the eBPF programs need a nightly toolchain")?;
+    }
+    let components = output_ok(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ]))
+    .unwrap_or_default();
+    if components.lines().any(|l| l.starts_with("rust-src")) {
+        step("rust nightly rust-src: present");
+    } else {
+        step("rust nightly rust-src: installing");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
+    }
+
+    // 3. bpf-linker against LLVM 22 (the LLVM of the nightly rustc). LLVM_PREFIX makes its build
+    //    script use LLVM 22 even when an older llvm-config is first on PATH.
+    let linker = cargo_bin_dir().join("bpf-linker");
+    let have = output_ok(Command::new(&linker).arg("--version"))
+        .is_some_and(|v| v.contains(BPF_LINKER_VERSION));
+    if have {
+        step(&format!("bpf-linker {BPF_LINKER_VERSION}: present"));
+    } else {
+        step(&format!(
+            "bpf-linker {BPF_LINKER_VERSION}: building against LLVM 22 (about 1.5 min)"
+        ));
+        run(Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--force",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", LLVM_PREFIX))?;
+    }
+    step("setup complete");
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root()).env("PATH", path_with_cargo_bin());
+    c
+}
+
+fn build(release: bool) -> Result<()> {
+    step(&format!(
+        "building cxl-trace ({})",
+        if release { "release" } else { "debug" }
+    ));
+    let mut c = cargo();
+    c.args(["build", "--package", "cxl-trace", "--bins"]);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)
+}
+
+fn test() -> Result<()> {
+    if !is_root() {
+        bail!("the test suite includes privileged tests that attach BPF programs: run it as root");
+    }
+    step("cargo fmt --check");
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("cargo test --workspace (unit, CLI and privileged kernel tests)");
+    run(cargo().args(["test", "--workspace"]))?;
+    step("all tests passed");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Task::Setup => setup(),
+        Task::Build { release } => setup().and_then(|()| build(release)),
+        Task::Run { args } => setup().and_then(|()| build(true)).and_then(|()| {
+            let bin = root().join("target/release/cxl-trace");
+            let mut c = if is_root() {
+                Command::new(&bin)
+            } else {
+                step("not root: running cxl-trace through sudo");
+                let mut s = Command::new("sudo");
+                s.arg(&bin);
+                s
+            };
+            let status = c.args(&args).status().context("cannot start cxl-trace")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }),
+        Task::Test => setup().and_then(|()| test()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -25,7 +25,10 @@ fn parse_flag(args: &[String], name: &str, default: Option<u64>) -> Result<u64, 
 
 fn touch(pages: u64, rounds: u64) -> Result<(), String> {
     let page = 4096usize;
-    let len = usize::try_from(pages).map_err(|_| "too many pages")?.checked_mul(page).ok_or("too many pages")?;
+    let len = usize::try_from(pages)
+        .map_err(|_| "too many pages")?
+        .checked_mul(page)
+        .ok_or("too many pages")?;
     for _ in 0..rounds {
         // SAFETY: anonymous private mapping with no address hint; the result is checked.
         let p = unsafe {

@@ -27,11 +27,15 @@ pub fn mask_allows_bpf(mask: u64) -> bool {
 
 /// Names of the BPF-relevant capabilities in a mask.
 pub fn describe_mask(mask: u64) -> String {
-    let names: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN")]
-        .iter()
-        .filter(|(c, _)| mask & (1u64 << c) != 0)
-        .map(|(_, n)| *n)
-        .collect();
+    let names: Vec<&str> = [
+        (CAP_BPF, "CAP_BPF"),
+        (CAP_PERFMON, "CAP_PERFMON"),
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+    ]
+    .iter()
+    .filter(|(c, _)| mask & (1u64 << c) != 0)
+    .map(|(_, n)| *n)
+    .collect();
     if names.is_empty() {
         "none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN".into()
     } else {
@@ -127,7 +131,10 @@ mod tests {
         assert!(mask_allows_bpf(bpf_perfmon));
         assert!(!mask_allows_bpf(1u64 << CAP_BPF));
         assert!(!mask_allows_bpf(0));
-        assert_eq!(describe_mask(0), "none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN");
+        assert_eq!(
+            describe_mask(0),
+            "none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN"
+        );
         assert_eq!(describe_mask(1u64 << CAP_BPF), "CAP_BPF");
         assert_eq!(parse_cap_eff("nothing"), None);
     }
@@ -142,7 +149,10 @@ mod tests {
         fs::create_dir(dir.path().join("power")).expect("mkdir");
         assert_eq!(
             memory_tiers(dir.path()),
-            vec![("memory_tier4".into(), "0".into()), ("memory_tier22".into(), "1".into())]
+            vec![
+                ("memory_tier4".into(), "0".into()),
+                ("memory_tier22".into(), "1".into())
+            ]
         );
         assert!(memory_tiers(&dir.path().join("absent")).is_empty());
     }

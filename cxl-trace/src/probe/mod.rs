@@ -14,8 +14,9 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use cxl_trace_common::{
-    config_flags, kind, stat, Config, FaultLayout, ForkLayout, MigrateLayout, CONFIG_GLOBAL, EVENTS_MAP,
-    FAULT_LAYOUT_GLOBAL, FOLLOW_MAP, FORK_LAYOUT_GLOBAL, MIGRATE_LAYOUT_GLOBAL, STATS_MAP,
+    config_flags, kind, stat, Config, FaultLayout, ForkLayout, MigrateLayout, CONFIG_GLOBAL,
+    EVENTS_MAP, FAULT_LAYOUT_GLOBAL, FOLLOW_MAP, FORK_LAYOUT_GLOBAL, MIGRATE_LAYOUT_GLOBAL,
+    STATS_MAP,
 };
 use serde::Serialize;
 
@@ -206,7 +207,9 @@ pub fn migrate_layout(end: &Format, start: &Format) -> std::result::Result<Migra
         thp_succeeded: end.offset("thp_succeeded", 8)?,
         thp_failed: end.offset("thp_failed", 8)?,
         thp_split: end.offset("thp_split", 8)?,
-        large_folio_split: end.offset("large_folio_split", 8).unwrap_or(MigrateLayout::ABSENT),
+        large_folio_split: end
+            .offset("large_folio_split", 8)
+            .unwrap_or(MigrateLayout::ABSENT),
         mode: end.offset("mode", 4)?,
         reason: end.offset("reason", 4)?,
         start_mode: start.offset("mode", 4)?,
@@ -222,16 +225,40 @@ struct TpSpec {
 }
 
 const FAULT_TPS: [TpSpec; 2] = [
-    TpSpec { program: "page_fault_user", category: "exceptions", name: "page_fault_user" },
-    TpSpec { program: "page_fault_kernel", category: "exceptions", name: "page_fault_kernel" },
+    TpSpec {
+        program: "page_fault_user",
+        category: "exceptions",
+        name: "page_fault_user",
+    },
+    TpSpec {
+        program: "page_fault_kernel",
+        category: "exceptions",
+        name: "page_fault_kernel",
+    },
 ];
 const FOLLOW_TPS: [TpSpec; 2] = [
-    TpSpec { program: "sched_process_fork", category: "sched", name: "sched_process_fork" },
-    TpSpec { program: "sched_process_exit", category: "sched", name: "sched_process_exit" },
+    TpSpec {
+        program: "sched_process_fork",
+        category: "sched",
+        name: "sched_process_fork",
+    },
+    TpSpec {
+        program: "sched_process_exit",
+        category: "sched",
+        name: "sched_process_exit",
+    },
 ];
 const MIGRATE_TPS: [TpSpec; 2] = [
-    TpSpec { program: "mm_migrate_pages_start", category: "migrate", name: "mm_migrate_pages_start" },
-    TpSpec { program: "mm_migrate_pages", category: "migrate", name: "mm_migrate_pages" },
+    TpSpec {
+        program: "mm_migrate_pages_start",
+        category: "migrate",
+        name: "mm_migrate_pages_start",
+    },
+    TpSpec {
+        program: "mm_migrate_pages",
+        category: "migrate",
+        name: "mm_migrate_pages",
+    },
 ];
 
 impl Tracer {
@@ -252,7 +279,10 @@ impl Tracer {
         // Read the layouts first: a family whose format cannot be read is unavailable.
         let mut statuses = Vec::new();
         let fault_layout = if cfg.faults {
-            match tracefs.format("exceptions", "page_fault_user").and_then(|f| fault_layout(&f)) {
+            match tracefs
+                .format("exceptions", "page_fault_user")
+                .and_then(|f| fault_layout(&f))
+            {
                 Ok(l) => Some(l),
                 Err(e) => {
                     for tp in &FAULT_TPS {
@@ -264,7 +294,10 @@ impl Tracer {
         } else {
             None
         };
-        let fork_layout = match tracefs.format("sched", "sched_process_fork").and_then(|f| fork_layout(&f)) {
+        let fork_layout = match tracefs
+            .format("sched", "sched_process_fork")
+            .and_then(|f| fork_layout(&f))
+        {
             Ok(l) => Some(l),
             Err(e) if cfg.filter => {
                 return Err(Error::NoProbes(format!(
@@ -276,8 +309,9 @@ impl Tracer {
         let migrate_layout = if cfg.migrations {
             match tracefs
                 .format("migrate", "mm_migrate_pages")
-                .and_then(|end| migrate_layout(&end, &tracefs.format("migrate", "mm_migrate_pages_start")?))
-            {
+                .and_then(|end| {
+                    migrate_layout(&end, &tracefs.format("migrate", "mm_migrate_pages_start")?)
+                }) {
                 Ok(l) => Some(l),
                 Err(e) => {
                     for tp in &MIGRATE_TPS {
@@ -332,7 +366,10 @@ impl Tracer {
             statuses.extend(probe_attach_kinds(&mut ebpf));
         }
         if !statuses.iter().any(ProbeStatus::is_live) {
-            let why: Vec<String> = statuses.iter().map(|s| format!("{}: {}", s.name, s.reason)).collect();
+            let why: Vec<String> = statuses
+                .iter()
+                .map(|s| format!("{}: {}", s.name, s.reason))
+                .collect();
             return Err(Error::NoProbes(why.join("; ")));
         }
 
@@ -372,9 +409,9 @@ impl Tracer {
 
     /// Removes a process from the follow set.
     pub fn unfollow(&mut self, pid: u32) -> Result<()> {
-        self.follow
-            .remove(&pid)
-            .map_err(|e| Error::Runtime(format!("cannot unfollow pid {pid}: {}", flatten_error(&e))))
+        self.follow.remove(&pid).map_err(|e| {
+            Error::Runtime(format!("cannot unfollow pid {pid}: {}", flatten_error(&e)))
+        })
     }
 
     /// Sum over CPUs of one stat slot.
@@ -389,7 +426,10 @@ impl Tracer {
     pub fn drops(&self) -> Drops {
         let mut by_kind = BTreeMap::new();
         for k in 1..kind::MAX {
-            by_kind.insert(kind_name(k).to_string(), self.stat(stat::DROPPED + u32::from(k)));
+            by_kind.insert(
+                kind_name(k).to_string(),
+                self.stat(stat::DROPPED + u32::from(k)),
+            );
         }
         Drops { by_kind }
     }
@@ -397,7 +437,12 @@ impl Tracer {
     /// Cumulative records submitted per event kind since attach.
     pub fn produced(&self) -> BTreeMap<String, u64> {
         (1..kind::MAX)
-            .map(|k| (kind_name(k).to_string(), self.stat(stat::PRODUCED + u32::from(k))))
+            .map(|k| {
+                (
+                    kind_name(k).to_string(),
+                    self.stat(stat::PRODUCED + u32::from(k)),
+                )
+            })
             .collect()
     }
 
@@ -423,7 +468,10 @@ fn tp_name(tp: &TpSpec) -> String {
 fn attach_tracepoint(ebpf: &mut Ebpf, tracefs: &Tracefs, tp: &TpSpec) -> ProbeStatus {
     let name = tp_name(tp);
     if !tracefs.has_event(tp.category, tp.name) {
-        return ProbeStatus::unavailable(name, format!("this kernel has no {}:{} tracepoint", tp.category, tp.name));
+        return ProbeStatus::unavailable(
+            name,
+            format!("this kernel has no {}:{} tracepoint", tp.category, tp.name),
+        );
     }
     let result = (|| -> std::result::Result<(), String> {
         let prog: &mut TracePoint = ebpf
@@ -431,7 +479,8 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tracefs: &Tracefs, tp: &TpSpec) -> ProbeSt
             .ok_or_else(|| format!("program {} missing from the object", tp.program))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
-        prog.load().map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
+        prog.load()
+            .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
         prog.attach(tp.category, tp.name)
             .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
         Ok(())
@@ -456,10 +505,16 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
             .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
         prog.load("sched_process_fork", btf)
             .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
-        let link = prog.attach().map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+        let link = prog
+            .attach()
+            .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
         prog.detach(link).map_err(|e| flatten_error(&e))
     })();
-    out.push(result_status("attach:tp_btf", tp_btf, "BTF tracepoint on sched_process_fork"));
+    out.push(result_status(
+        "attach:tp_btf",
+        tp_btf,
+        "BTF tracepoint on sched_process_fork",
+    ));
 
     let raw = (|| -> std::result::Result<(), String> {
         let prog: &mut aya::programs::RawTracePoint = ebpf
@@ -467,13 +522,18 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
             .ok_or("program cap_raw_tp missing")?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
-        prog.load().map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
+        prog.load()
+            .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
         let link = prog
             .attach("sched_process_fork")
             .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
         prog.detach(link).map_err(|e| flatten_error(&e))
     })();
-    out.push(result_status("attach:raw_tracepoint", raw, "raw tracepoint on sched_process_fork"));
+    out.push(result_status(
+        "attach:raw_tracepoint",
+        raw,
+        "raw tracepoint on sched_process_fork",
+    ));
 
     let fentry = (|| -> std::result::Result<(), String> {
         let btf = btf.as_ref().map_err(|e| format!("no kernel BTF: {e}"))?;
@@ -484,10 +544,16 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
             .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
         prog.load("handle_mm_fault", btf)
             .map_err(|e| format!("BPF_PROG_LOAD refused: {}", flatten_error(&e)))?;
-        let link = prog.attach().map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+        let link = prog
+            .attach()
+            .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
         prog.detach(link).map_err(|e| flatten_error(&e))
     })();
-    out.push(result_status("attach:fentry/fexit", fentry, "fentry on handle_mm_fault"));
+    out.push(result_status(
+        "attach:fentry/fexit",
+        fentry,
+        "fentry on handle_mm_fault",
+    ));
 
     let kprobe = (|| -> std::result::Result<(), String> {
         let prog: &mut KProbe = ebpf
@@ -495,7 +561,8 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
             .ok_or("program cap_kprobe missing")?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
-        prog.load().map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
+        prog.load()
+            .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
         let link = prog.attach("handle_mm_fault", 0).map_err(|e| {
             let pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
             if pmu {
@@ -509,7 +576,11 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
         })?;
         prog.detach(link).map_err(|e| flatten_error(&e))
     })();
-    out.push(result_status("attach:kprobe/kretprobe", kprobe, "kprobe on handle_mm_fault"));
+    out.push(result_status(
+        "attach:kprobe/kretprobe",
+        kprobe,
+        "kprobe on handle_mm_fault",
+    ));
     out
 }
 
@@ -528,12 +599,18 @@ mod tests {
     #[test]
     fn layouts_from_fixtures() {
         let f18 = |n: &str| {
-            parse_format(&std::fs::read_to_string(format!("tests/fixtures/tracefs/6.18/{n}.format")).expect("fixture"))
-                .expect("parse")
+            parse_format(
+                &std::fs::read_to_string(format!("tests/fixtures/tracefs/6.18/{n}.format"))
+                    .expect("fixture"),
+            )
+            .expect("parse")
         };
         let f66 = |n: &str| {
-            parse_format(&std::fs::read_to_string(format!("tests/fixtures/tracefs/6.6/{n}.format")).expect("fixture"))
-                .expect("parse")
+            parse_format(
+                &std::fs::read_to_string(format!("tests/fixtures/tracefs/6.6/{n}.format"))
+                    .expect("fixture"),
+            )
+            .expect("parse")
         };
         let start = f18("mm_migrate_pages_start");
         let new = migrate_layout(&f18("mm_migrate_pages"), &start).expect("6.18");
@@ -542,9 +619,22 @@ mod tests {
         assert_eq!(old.reason, 52);
         assert_eq!(old.mode, 48);
         assert_eq!(old.large_folio_split, MigrateLayout::ABSENT);
-        assert_eq!(fork_layout(&f18("sched_process_fork")).expect("fork").child_pid, 20);
-        assert_eq!(fork_layout(&f66("sched_process_fork")).expect("fork").child_pid, 44);
-        assert_eq!(fault_layout(&f18("page_fault_user")).expect("fault"), FaultLayout::DEFAULT);
+        assert_eq!(
+            fork_layout(&f18("sched_process_fork"))
+                .expect("fork")
+                .child_pid,
+            20
+        );
+        assert_eq!(
+            fork_layout(&f66("sched_process_fork"))
+                .expect("fork")
+                .child_pid,
+            44
+        );
+        assert_eq!(
+            fault_layout(&f18("page_fault_user")).expect("fault"),
+            FaultLayout::DEFAULT
+        );
     }
 
     #[test]

@@ -1,0 +1,227 @@
+//! Privileged end-to-end tests: real kernel events, compared with the kernel's own counters.
+//! They run as root (the README test command runs them); see `common::require_root`.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// `top --no-tui -- workload` counts the faults of the command and its children only, and
+/// agrees with the command's own getrusage(2) count.
+#[test]
+fn faults_of_a_command_match_its_own_count() {
+    if !require_root("faults_of_a_command_match_its_own_count") {
+        return;
+    }
+    const PAGES: u64 = 50_000;
+    let pages = PAGES.to_string();
+    let out = cxl_trace(&[
+        "top",
+        "--no-tui",
+        "--interval",
+        "0.5",
+        "--",
+        WORKLOAD,
+        "touch",
+        "--pages",
+        &pages,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let lines = json_lines(&out);
+    let start = of_type(&lines, "start");
+    let summary = of_type(&lines, "summary");
+    assert_eq!(start.len(), 1, "one start line");
+    assert_eq!(summary.len(), 1, "one summary line");
+    let (start, summary) = (start[0], summary[0]);
+    let pid = u(&start["pid"]);
+
+    // The workload printed its own rusage on stdout too.
+    let own: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("minflt").is_some())
+        .expect("workload rusage line");
+    let minflt = u(&own["minflt"]);
+
+    let total = u(&summary["faults"]["total"]);
+    let user = u(&summary["faults"]["user"]);
+    assert!(user >= PAGES, "user faults {user} < {PAGES} pages touched");
+    assert!(
+        total <= PAGES + PAGES / 100,
+        "total faults {total} > {PAGES} + 1%"
+    );
+    // Only the followed process appears.
+    let procs = summary["processes"].as_array().expect("processes");
+    assert_eq!(procs.len(), 1, "only the command is followed: {procs:?}");
+    assert_eq!(u(&procs[0]["pid"]), pid);
+    // Exceptions that reach handle_mm_fault are what rusage counts; a handful of spurious or
+    // pre-exec faults may differ.
+    let diff = total.abs_diff(minflt);
+    assert!(diff <= 50, "tool {total} vs getrusage minflt {minflt}");
+    // Interval lines add up to the summary.
+    let sum: u64 = of_type(&lines, "interval")
+        .iter()
+        .map(|v| u(&v["faults"]["total"]))
+        .sum();
+    assert_eq!(sum, total, "intervals add up to the summary");
+    assert_eq!(u(&summary["drops"]["total"]), 0, "no drops");
+    assert_eq!(u(&summary["errors"]["decode"]), 0);
+    assert_eq!(u(&summary["exit_code"]), 0);
+}
+
+/// System-wide fault totals agree with the pgfault delta of /proc/vmstat over the same window.
+#[test]
+fn system_wide_faults_agree_with_vmstat() {
+    if !require_root("system_wide_faults_agree_with_vmstat") {
+        return;
+    }
+    let mut load = Command::new(WORKLOAD)
+        .args(["touch", "--pages", "20000", "--rounds", "15"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("workload");
+    let out = cxl_trace(&["top", "--no-tui", "--duration", "2"]);
+    let _ = load.wait();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = of_type(&lines, "summary")[0];
+    let tool = u(&summary["faults"]["total"]);
+    let pgfault = u(&summary["vmstat_delta"]["pgfault"]);
+    assert!(
+        pgfault > 50_000,
+        "the workload should have faulted a lot: pgfault {pgfault}"
+    );
+    // pgfault counts completed handle_mm_fault calls, including get_user_pages faults that
+    // take no exception; the exception tracepoints also see faults that never reach
+    // handle_mm_fault. Both are rare next to page touches: allow 2%.
+    let diff = tool.abs_diff(pgfault);
+    assert!(
+        diff <= pgfault / 50,
+        "tool {tool} vs vmstat pgfault {pgfault}: differ by {diff} (> 2%)"
+    );
+    assert_eq!(u(&summary["drops"]["total"]), 0);
+}
+
+/// The command's exit status is cxl-trace's exit status, like `perf stat -- CMD`.
+#[test]
+fn exit_status_of_the_command_is_propagated() {
+    if !require_root("exit_status_of_the_command_is_propagated") {
+        return;
+    }
+    let out = cxl_trace(&["top", "--no-tui", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "stderr: {}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(u(&of_type(&lines, "summary")[0]["exit_code"]), 7);
+    let out = cxl_trace(&["top", "--no-tui", "--", "/nonexistent/command"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot start `/nonexistent/command`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Children of the command are followed (fork hook), and the command's own output is kept.
+#[test]
+fn children_of_the_command_are_followed() {
+    if !require_root("children_of_the_command_are_followed") {
+        return;
+    }
+    let script = format!(
+        "{WORKLOAD} touch --pages 10000 >/dev/null; {WORKLOAD} touch --pages 10000 >/dev/null"
+    );
+    let out = cxl_trace(&["top", "--no-tui", "--", "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = of_type(&lines, "summary")[0];
+    let procs = summary["processes"].as_array().expect("processes");
+    let workers: Vec<_> = procs
+        .iter()
+        .filter(|p| p["comm"] == "cxl-trace-workl")
+        .collect();
+    assert_eq!(workers.len(), 2, "both children followed: {procs:?}");
+    for w in workers {
+        assert!(u(&w["faults"]) >= 10_000, "{w}");
+    }
+}
+
+/// Compaction migrates pages even on one node: the tool's per-reason page counts equal the
+/// pgmigrate_success / pgmigrate_fail deltas it read over the same window.
+#[test]
+fn compaction_migrations_match_vmstat_exactly() {
+    if !require_root("compaction_migrations_match_vmstat_exactly") {
+        return;
+    }
+    // Fragment memory first so compaction has something to move.
+    let _ = Command::new(WORKLOAD)
+        .args(["touch", "--pages", "50000"])
+        .output();
+    let out = cxl_trace(&[
+        "top",
+        "--no-tui",
+        "--",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/vm/compact_memory; sleep 0.2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let lines = json_lines(&out);
+    let s = of_type(&lines, "summary")[0];
+    let m = &s["migrations"];
+    let ok = u(&m["pages_succeeded"]);
+    let failed = u(&m["pages_failed"]);
+    assert_eq!(
+        ok,
+        u(&s["vmstat_delta"]["pgmigrate_success"]),
+        "succeeded vs pgmigrate_success: {s}"
+    );
+    assert_eq!(
+        failed,
+        u(&s["vmstat_delta"]["pgmigrate_fail"]),
+        "failed vs pgmigrate_fail: {s}"
+    );
+    if ok + failed > 0 {
+        assert!(
+            m["by_reason"]["compaction"]["batches"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0,
+            "{m}"
+        );
+    }
+    assert_eq!(u(&s["drops"]["total"]), 0);
+}
+
+/// doctor as root attaches every tracepoint this tool uses and reports each attach kind.
+#[test]
+fn doctor_as_root_reports_live_probes() {
+    if !require_root("doctor_as_root_reports_live_probes") {
+        return;
+    }
+    let out = cxl_trace(&["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let probes = v["probes"].as_array().expect("probes");
+    let status = |n: &str| {
+        probes
+            .iter()
+            .find(|p| p["name"] == n)
+            .map(|p| p["status"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("probe {n} missing: {probes:?}"))
+    };
+    assert_eq!(status("tracepoint:exceptions:page_fault_user"), "live");
+    assert_eq!(status("tracepoint:migrate:mm_migrate_pages"), "live");
+    // Each attach kind is reported one way or the other, with a reason when unavailable.
+    for kind in [
+        "attach:tp_btf",
+        "attach:raw_tracepoint",
+        "attach:fentry/fexit",
+        "attach:kprobe/kretprobe",
+    ] {
+        let p = probes.iter().find(|p| p["name"] == kind).expect(kind);
+        if p["status"] == "unavailable" {
+            assert!(!p["reason"].as_str().unwrap_or("").is_empty(), "{p}");
+        }
+    }
+}
