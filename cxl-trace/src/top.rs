@@ -59,17 +59,20 @@ fn emit(v: &Value) -> Result<bool> {
 struct ReadStats {
     decode_errors: u64,
     before_window: u64,
+    /// cxl-trace's own pid when following a command: its faults while spawning are not the
+    /// command's. System-wide runs count cxl-trace like any other process.
+    skip_pid: Option<u32>,
     own: u64,
 }
 
 /// Drains every record currently in the ring buffer into the aggregator.
 fn drain(ring: &mut Ring, agg: &mut Aggregator, start_ns: u64, rs: &mut ReadStats) {
-    let me = std::process::id();
+    let me = rs.skip_pid;
     while let Some(item) = ring.0.next() {
         match decode(&item) {
             Ok(ev) if ev.ts_ns() < start_ns => rs.before_window += 1,
             // cxl-trace's own faults while it spawns the command (see `spawn_followed`).
-            Ok(Event::Fault(f)) if f.pid == me => rs.own += 1,
+            Ok(Event::Fault(f)) if Some(f.pid) == me => rs.own += 1,
             Ok(ev) => agg.ingest(&ev),
             Err(e) => {
                 rs.decode_errors += 1;
@@ -228,7 +231,10 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     }))?;
 
     let mut agg = Aggregator::new();
-    let mut rs = ReadStats::default();
+    let mut rs = ReadStats {
+        skip_pid: filter.then(std::process::id),
+        ..ReadStats::default()
+    };
     let period = Duration::from_secs_f64(opts.interval);
     let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -326,7 +332,9 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     }
     // Everything the kernel submitted before this point is in the ring buffer now.
     drain(ring.get_mut(), &mut agg, start_ns, &mut rs);
-    if open {
+    // A last, partial interval, unless the run ended right on a tick with nothing new.
+    let partial = agg.interval().events > 0 || monotonic_ns().saturating_sub(last_ns) >= 1_000_000;
+    if open && partial {
         open = emit_interval(
             &mut agg,
             &tracer,

@@ -101,6 +101,27 @@ fn system_wide_faults_agree_with_vmstat() {
         "tool {tool} vs vmstat pgfault {pgfault}: differ by {diff} (> 2%)"
     );
     assert_eq!(u(&summary["drops"]["total"]), 0);
+    // Interval windows are real windows and add up to the summary.
+    let intervals = of_type(&lines, "interval");
+    assert!(
+        intervals.len() >= 2,
+        "2 s at 1 s intervals: {}",
+        intervals.len()
+    );
+    for iv in &intervals {
+        assert!(
+            iv["interval_s"].as_f64().unwrap_or(0.0) > 0.0,
+            "empty window: {iv}"
+        );
+    }
+    let sum: u64 = intervals.iter().map(|v| u(&v["faults"]["total"])).sum();
+    assert_eq!(sum, tool);
+    // produced = received + dropped, per the kernel's own counters.
+    let produced = u(&summary["produced"]["fault_user"]) + u(&summary["produced"]["fault_kernel"]);
+    assert!(
+        produced >= tool,
+        "kernel produced {produced} fault records, tool received {tool}"
+    );
 }
 
 /// The command's exit status is cxl-trace's exit status, like `perf stat -- CMD`.

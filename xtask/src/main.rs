@@ -216,9 +216,53 @@ fn test() -> Result<()> {
         "warnings",
     ]))?;
     step("cargo test --workspace (unit, CLI and privileged kernel tests)");
-    run(cargo().args(["test", "--workspace"]))?;
+    let (passed, failed) = cargo_test(&["test", "--workspace"])?;
+    // One closing line for the whole suite (cargo's last line is the last crate's doc-tests).
+    println!("cxl-trace suite: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} tests failed");
+    }
     step("all tests passed");
     Ok(())
+}
+
+/// Runs cargo test, echoing its stdout, and adds up its `test result:` lines.
+fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cargo()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading cargo test output")?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let num = |word: &str| {
+                    rest.split(';')
+                        .map(str::trim)
+                        .find_map(|part| {
+                            part.strip_suffix(word)?
+                                .trim()
+                                .rsplit(' ')
+                                .next()?
+                                .parse::<u64>()
+                                .ok()
+                        })
+                        .unwrap_or(0)
+                };
+                passed += num("passed");
+                failed += num("failed");
+            }
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() && failed == 0 {
+        bail!("cargo test failed with {status} (build error or crash)");
+    }
+    Ok((passed, failed))
 }
 
 fn main() -> ExitCode {
