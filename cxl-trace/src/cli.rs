@@ -19,9 +19,11 @@ pub enum Command {
     Doctor(DoctorOpts),
     /// Live view of faults and migrations; `--no-tui` prints one JSON object per interval.
     Top(TopOpts),
+    /// Memory topology: nodes, distances, tiers, HMAT/CDAT numbers, CXL devices, settings.
+    Topology(DoctorOpts),
 }
 
-/// Options of `doctor`.
+/// Options of `doctor` and `topology`.
 #[derive(Debug, Args)]
 pub struct DoctorOpts {
     /// Print JSON instead of text.

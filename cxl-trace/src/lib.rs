@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod probe;
 pub mod top;
+pub mod topology;
 pub mod tracefs;
 pub mod vmstat;
 
@@ -26,6 +27,19 @@ pub fn run(cli: Cli) -> Result<i32> {
                 format!("{:#}\n", doctor::to_json(&report))
             } else {
                 doctor::to_text(&report)
+            };
+            top::write_stdout(out.as_bytes())?;
+            Ok(0)
+        }
+        Command::Topology(o) => {
+            let t = topology::Topology::live();
+            let out = if o.json {
+                format!(
+                    "{:#}\n",
+                    serde_json::to_value(&t).map_err(|e| error::Error::Runtime(e.to_string()))?
+                )
+            } else {
+                topology::to_text(&t)
             };
             top::write_stdout(out.as_bytes())?;
             Ok(0)

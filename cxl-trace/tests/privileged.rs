@@ -246,3 +246,48 @@ fn doctor_as_root_reports_live_probes() {
         }
     }
 }
+
+/// The pfn-to-node map built from memory blocks places a real page of this process on the
+/// node the kernel says it is on (pagemap gives the pfn as root; get_mempolicy the node).
+#[test]
+fn pfn_map_places_a_real_page_on_its_node() {
+    if !require_root("pfn_map_places_a_real_page_on_its_node") {
+        return;
+    }
+    use std::io::{Read, Seek, SeekFrom};
+    let topo = cxl_trace::topology::Topology::live();
+    assert!(!topo.nodes.is_empty(), "no NUMA nodes in sysfs");
+    let map = topo.pfn_map();
+    let mut page = vec![0u8; 4096 * 4];
+    for b in page.iter_mut().step_by(4096) {
+        *b = 1;
+    }
+    let addr = page.as_ptr() as u64 & !4095;
+    let mut pagemap = std::fs::File::open("/proc/self/pagemap").expect("pagemap");
+    pagemap
+        .seek(SeekFrom::Start(addr / 4096 * 8))
+        .expect("seek");
+    let mut entry = [0u8; 8];
+    pagemap.read_exact(&mut entry).expect("read pagemap");
+    let entry = u64::from_le_bytes(entry);
+    assert!(entry & (1 << 63) != 0, "page not present");
+    let pfn = entry & ((1 << 55) - 1);
+    assert!(pfn != 0, "pfn hidden: not root?");
+    let mut node: libc::c_int = -1;
+    const MPOL_F_NODE: libc::c_ulong = 1;
+    const MPOL_F_ADDR: libc::c_ulong = 2;
+    // SAFETY: get_mempolicy writes one int to `node`; addr is a mapped address of this process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_mempolicy,
+            &mut node as *mut libc::c_int,
+            std::ptr::null_mut::<libc::c_ulong>(),
+            0 as libc::c_ulong,
+            addr as *mut libc::c_void,
+            MPOL_F_NODE | MPOL_F_ADDR,
+        )
+    };
+    assert_eq!(rc, 0, "get_mempolicy: {}", std::io::Error::last_os_error());
+    assert_eq!(map.node_of(pfn), Some(node as u32), "pfn {pfn:#x}");
+    drop(page);
+}
