@@ -465,6 +465,17 @@ fn tp_name(tp: &TpSpec) -> String {
     format!("tracepoint:{}:{}", tp.category, tp.name)
 }
 
+/// The program `name` of the object as its concrete type (`TracePoint`, `FEntry`, ...).
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> std::result::Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| flatten_error(&e))
+}
+
 fn attach_tracepoint(ebpf: &mut Ebpf, tracefs: &Tracefs, tp: &TpSpec) -> ProbeStatus {
     let name = tp_name(tp);
     if !tracefs.has_event(tp.category, tp.name) {
@@ -474,11 +485,7 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tracefs: &Tracefs, tp: &TpSpec) -> ProbeSt
         );
     }
     let result = (|| -> std::result::Result<(), String> {
-        let prog: &mut TracePoint = ebpf
-            .program_mut(tp.program)
-            .ok_or_else(|| format!("program {} missing from the object", tp.program))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        let prog: &mut TracePoint = program(ebpf, tp.program)?;
         prog.load()
             .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
         prog.attach(tp.category, tp.name)
@@ -498,11 +505,7 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
 
     let tp_btf = (|| -> std::result::Result<(), String> {
         let btf = btf.as_ref().map_err(|e| format!("no kernel BTF: {e}"))?;
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut("cap_tp_btf")
-            .ok_or("program cap_tp_btf missing")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        let prog: &mut BtfTracePoint = program(ebpf, "cap_tp_btf")?;
         prog.load("sched_process_fork", btf)
             .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
         let link = prog
@@ -517,11 +520,7 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
     ));
 
     let raw = (|| -> std::result::Result<(), String> {
-        let prog: &mut aya::programs::RawTracePoint = ebpf
-            .program_mut("cap_raw_tp")
-            .ok_or("program cap_raw_tp missing")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        let prog: &mut aya::programs::RawTracePoint = program(ebpf, "cap_raw_tp")?;
         prog.load()
             .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
         let link = prog
@@ -537,11 +536,7 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
 
     let fentry = (|| -> std::result::Result<(), String> {
         let btf = btf.as_ref().map_err(|e| format!("no kernel BTF: {e}"))?;
-        let prog: &mut FEntry = ebpf
-            .program_mut("cap_fentry")
-            .ok_or("program cap_fentry missing")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        let prog: &mut FEntry = program(ebpf, "cap_fentry")?;
         prog.load("handle_mm_fault", btf)
             .map_err(|e| format!("BPF_PROG_LOAD refused: {}", flatten_error(&e)))?;
         let link = prog
@@ -556,11 +551,7 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
     ));
 
     let kprobe = (|| -> std::result::Result<(), String> {
-        let prog: &mut KProbe = ebpf
-            .program_mut("cap_kprobe")
-            .ok_or("program cap_kprobe missing")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| flatten_error(&e))?;
+        let prog: &mut KProbe = program(ebpf, "cap_kprobe")?;
         prog.load()
             .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
         let link = prog.attach("handle_mm_fault", 0).map_err(|e| {
