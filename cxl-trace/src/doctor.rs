@@ -1,11 +1,10 @@
 //! `cxl-trace doctor`: what this kernel and these privileges allow.
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 
 use crate::{
     probe::{self, caps, ProbeStatus, TraceConfig, Tracer},
+    topology::{format_list, Topology},
     tracefs::Tracefs,
 };
 
@@ -180,8 +179,16 @@ pub fn gather() -> Report {
             caps::read_trimmed(path).unwrap_or_else(|| "absent".into()),
         ));
     }
-    let tiers = caps::memory_tiers(Path::new("/sys/devices/virtual/memory_tiering"));
-    let cxl = caps::cxl_memdevs(Path::new("/sys/bus/cxl/devices"));
+    let topo = Topology::live();
+    let tiers = topo
+        .tiers
+        .iter()
+        .map(|t| (format!("memory_tier{}", t.id), format_list(&t.nodes)))
+        .collect();
+    let cxl = topo
+        .cxl
+        .bus
+        .then(|| topo.cxl.memdevs.iter().map(|m| m.name.clone()).collect());
     Report {
         kernel,
         capabilities,

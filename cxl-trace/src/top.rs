@@ -62,7 +62,6 @@ struct ReadStats {
     /// cxl-trace's own pid when following a command: its faults while spawning are not the
     /// command's. System-wide runs count cxl-trace like any other process.
     skip_pid: Option<u32>,
-    own: u64,
 }
 
 /// Drains every record currently in the ring buffer into the aggregator.
@@ -72,7 +71,7 @@ fn drain(ring: &mut Ring, agg: &mut Aggregator, start_ns: u64, rs: &mut ReadStat
         match decode(&item) {
             Ok(ev) if ev.ts_ns() < start_ns => rs.before_window += 1,
             // cxl-trace's own faults while it spawns the command (see `spawn_followed`).
-            Ok(Event::Fault(f)) if Some(f.pid) == me => rs.own += 1,
+            Ok(Event::Fault(f)) if Some(f.pid) == me => {}
             Ok(ev) => agg.ingest(&ev),
             Err(e) => {
                 rs.decode_errors += 1;

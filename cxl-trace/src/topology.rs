@@ -145,6 +145,27 @@ pub fn parse_list(s: &str) -> Vec<u32> {
     out
 }
 
+/// Formats a sorted list the way the kernel prints nodelists: `0-3,8,10-11`.
+pub fn format_list(v: &[u32]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        let mut end = start;
+        while i + 1 < v.len() && v[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
 fn read(p: &Path) -> Option<String> {
     fs::read_to_string(p).ok().map(|s| s.trim().to_string())
 }
@@ -479,6 +500,40 @@ mod tests {
         assert_eq!(parse_list("\n"), Vec::<u32>::new());
         assert_eq!(parse_list("1,x,3-2,5"), vec![1, 5]);
         assert_eq!(parse_list("0-4000000000"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn list_format_round_trips() {
+        for s in ["0-3,8,10-11", "0", "1", "", "0,2,4"] {
+            assert_eq!(format_list(&parse_list(s)), s);
+        }
+    }
+
+    #[test]
+    fn tiers_from_a_tree_sorted_fastest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tiering = dir.path().join("sys/devices/virtual/memory_tiering");
+        for (t, nodes) in [("memory_tier22", "1\n"), ("memory_tier4", "0\n")] {
+            fs::create_dir_all(tiering.join(t)).expect("mkdir");
+            fs::write(tiering.join(t).join("nodelist"), nodes).expect("write");
+        }
+        fs::create_dir(tiering.join("power")).expect("mkdir");
+        let t = Topology::read(&dir.path().join("sys"), &dir.path().join("proc"));
+        assert_eq!(
+            t.tiers,
+            vec![
+                Tier {
+                    id: 4,
+                    nodes: vec![0]
+                },
+                Tier {
+                    id: 22,
+                    nodes: vec![1]
+                }
+            ]
+        );
+        let absent = Topology::read(&dir.path().join("absent"), &dir.path().join("proc"));
+        assert!(absent.tiers.is_empty());
     }
 
     #[test]

@@ -89,36 +89,6 @@ pub fn numa_balancing_mode(v: &str) -> &'static str {
     }
 }
 
-/// Memory tiers from `/sys/devices/virtual/memory_tiering`: (tier name, nodelist).
-pub fn memory_tiers(root: &Path) -> Vec<(String, String)> {
-    let mut tiers: Vec<(u32, String, String)> = fs::read_dir(root)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let id: u32 = name.strip_prefix("memory_tier")?.parse().ok()?;
-                    let nodes = fs::read_to_string(e.path().join("nodelist")).ok()?;
-                    Some((id, name, nodes.trim().to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    tiers.sort();
-    tiers.into_iter().map(|(_, n, l)| (n, l)).collect()
-}
-
-/// CXL memory devices under `/sys/bus/cxl/devices` (names starting with `mem`).
-pub fn cxl_memdevs(root: &Path) -> Option<Vec<String>> {
-    let rd = fs::read_dir(root).ok()?;
-    let mut v: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("mem"))
-        .collect();
-    v.sort();
-    Some(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,24 +107,6 @@ mod tests {
         );
         assert_eq!(describe_mask(1u64 << CAP_BPF), "CAP_BPF");
         assert_eq!(parse_cap_eff("nothing"), None);
-    }
-
-    #[test]
-    fn tiers_from_a_tree() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (t, nodes) in [("memory_tier22", "1\n"), ("memory_tier4", "0\n")] {
-            fs::create_dir(dir.path().join(t)).expect("mkdir");
-            fs::write(dir.path().join(t).join("nodelist"), nodes).expect("write");
-        }
-        fs::create_dir(dir.path().join("power")).expect("mkdir");
-        assert_eq!(
-            memory_tiers(dir.path()),
-            vec![
-                ("memory_tier4".into(), "0".into()),
-                ("memory_tier22".into(), "1".into())
-            ]
-        );
-        assert!(memory_tiers(&dir.path().join("absent")).is_empty());
     }
 
     #[test]
