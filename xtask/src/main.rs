@@ -14,6 +14,9 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod guest;
+mod vm;
+
 #[derive(Parser)]
 #[command(name = "xtask", about = "cxl-trace project tasks")]
 struct Cli {
@@ -37,8 +40,50 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Set up, then run the whole suite: fmt, clippy, unit tests, privileged tests.
-    Test,
+    /// Set up, then run the whole suite: fmt, clippy, unit tests, privileged tests, VM tests.
+    Test {
+        /// Leave out the VM scenarios (`vm-test`).
+        #[arg(long)]
+        no_vm: bool,
+    },
+    /// Boot tiered-memory QEMU guests and check cxl-trace against the kernel in them.
+    VmTest {
+        /// Which guest machine(s).
+        #[arg(long, value_enum, default_value = "all")]
+        scenario: ScenarioArg,
+        /// Run this shell script in the guest instead of the built-in scenario
+        /// (`$CXL_TRACE` and `$CXL_TRACE_WORKLOAD` name the binaries).
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// Keep the run directories under target/vm even when everything passed.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// (Inside the VM) prepare the machine and run a scenario or script.
+    #[command(hide = true)]
+    VmGuest {
+        #[arg(long, value_enum)]
+        machine: vm::Machine,
+        #[arg(long)]
+        script: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScenarioArg {
+    Hmat,
+    Cxl,
+    All,
+}
+
+impl ScenarioArg {
+    fn machines(self) -> Vec<vm::Machine> {
+        match self {
+            ScenarioArg::Hmat => vec![vm::Machine::Hmat],
+            ScenarioArg::Cxl => vec![vm::Machine::Cxl],
+            ScenarioArg::All => vec![vm::Machine::Hmat, vm::Machine::Cxl],
+        }
+    }
 }
 
 /// Debian packages: LLVM 22 and the libraries bpf-linker links against, plus the peers and
@@ -105,9 +150,9 @@ fn is_root() -> bool {
     output_ok(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
 }
 
-fn setup() -> Result<()> {
-    // 1. Debian packages.
-    let missing: Vec<&str> = APT_PACKAGES
+/// Installs the Debian packages of `pkgs` that are not installed yet.
+fn ensure_apt(pkgs: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = pkgs
         .iter()
         .copied()
         .filter(|p| {
@@ -116,21 +161,29 @@ fn setup() -> Result<()> {
         })
         .collect();
     if missing.is_empty() {
-        step("debian packages: present");
-    } else {
-        step(&format!(
-            "debian packages: installing {}",
-            missing.join(" ")
-        ));
-        if !is_root() {
-            bail!("installing Debian packages needs root: run as root, or `sudo apt-get install -y {}` first", missing.join(" "));
-        }
-        run(Command::new("apt-get").args(["update", "-q"]))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        step(&format!("debian packages: present ({})", pkgs.join(" ")));
+        return Ok(());
     }
+    step(&format!(
+        "debian packages: installing {}",
+        missing.join(" ")
+    ));
+    if !is_root() {
+        bail!(
+            "installing Debian packages needs root: run as root, or `sudo apt-get install -y {}` first",
+            missing.join(" ")
+        );
+    }
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn setup() -> Result<()> {
+    // 1. Debian packages.
+    ensure_apt(APT_PACKAGES)?;
 
     // 2. Nightly toolchain with rust-src (the eBPF crate builds core from source).
     let toolchains =
@@ -187,7 +240,7 @@ fn cargo() -> Command {
     c
 }
 
-fn build(release: bool) -> Result<()> {
+pub(crate) fn build(release: bool) -> Result<()> {
     step(&format!(
         "building cxl-trace ({})",
         if release { "release" } else { "debug" }
@@ -200,7 +253,7 @@ fn build(release: bool) -> Result<()> {
     run(&mut c)
 }
 
-fn test() -> Result<()> {
+fn test(no_vm: bool) -> Result<()> {
     if !is_root() {
         bail!("the test suite includes privileged tests that attach BPF programs: run it as root");
     }
@@ -217,10 +270,28 @@ fn test() -> Result<()> {
     ]))?;
     step("cargo test --workspace (unit, CLI and privileged kernel tests)");
     let (passed, failed) = cargo_test(&["test", "--workspace"])?;
+    let mut vm_failed = None;
+    if !no_vm {
+        step("vm-test --scenario all (tiered-memory QEMU guests)");
+        if let Err(e) = vm::vm_test(&ScenarioArg::All.machines(), None, false) {
+            eprintln!("xtask: {e:#}");
+            vm_failed = Some(e);
+        }
+    }
     // One closing line for the whole suite (cargo's last line is the last crate's doc-tests).
-    println!("cxl-trace suite: {passed} passed, {failed} failed");
+    println!(
+        "cxl-trace suite: {passed} passed, {failed} failed; vm scenarios: {}",
+        match (&vm_failed, no_vm) {
+            (_, true) => "not run (--no-vm)",
+            (None, false) => "passed",
+            (Some(_), false) => "FAILED",
+        }
+    );
     if failed > 0 {
         bail!("{failed} tests failed");
+    }
+    if let Some(e) = vm_failed {
+        return Err(e);
     }
     step("all tests passed");
     Ok(())
@@ -283,7 +354,13 @@ fn main() -> ExitCode {
             let status = c.args(&args).status().context("cannot start cxl-trace")?;
             std::process::exit(status.code().unwrap_or(1));
         }),
-        Task::Test => setup().and_then(|()| test()),
+        Task::Test { no_vm } => setup().and_then(|()| test(no_vm)),
+        Task::VmTest {
+            scenario,
+            script,
+            keep,
+        } => setup().and_then(|()| vm::vm_test(&scenario.machines(), script, keep)),
+        Task::VmGuest { machine, script } => guest::guest(machine, script),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

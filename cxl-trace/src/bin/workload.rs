@@ -1,35 +1,98 @@
 //! cxl-trace-workload: programs that cause known kernel events, for the test suite, the VM
-//! scenarios and the benchmarks.
+//! scenarios and the benchmarks. Every subcommand prints one JSON line with what it did.
 //!
-//! `touch --pages N [--rounds R]`: map N anonymous 4 KiB pages (THP disabled for the range),
-//! write one byte per page, unmap; R times. Prints `{"pages":N,"rounds":R,"minflt":..,"majflt":..}`
-//! with the process's own fault counts from getrusage(2).
+//! - `touch --pages N [--rounds R] [--node N]`: map N anonymous 4 KiB pages (THP off for the
+//!   range), write one byte per page, unmap; R times. Reports getrusage(2) fault counts.
+//! - `move --mib M --from A --to B`: place M MiB on node A, then move_pages(2) them to B.
+//! - `mbind --mib M --from A --to B`: place M MiB on node A, then mbind(MPOL_BIND B, MPOL_MF_MOVE).
+//! - `hold --mib M [--node N] [--unbind] [--hot] [--seconds S]`: place M MiB (on N if given),
+//!   print `{"ready":..}`, then keep the pages (and with `--hot` write every page in a loop)
+//!   for S seconds or until killed. `--unbind` drops the node binding after placement, so NUMA
+//!   balancing may promote the pages.
 
-use std::process::ExitCode;
+use std::{
+    io::Write as _,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
-fn usage() -> ExitCode {
-    eprintln!("usage: cxl-trace-workload touch --pages N [--rounds R]");
-    ExitCode::from(2)
+use clap::{Parser, Subcommand};
+
+const PAGE: usize = 4096;
+const MPOL_DEFAULT: i64 = 0;
+const MPOL_BIND: i64 = 2;
+const MPOL_MF_MOVE: i64 = 1 << 1;
+
+#[derive(Parser)]
+#[command(
+    name = "cxl-trace-workload",
+    about = "Programs that cause known memory events"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
 }
 
-fn parse_flag(args: &[String], name: &str, default: Option<u64>) -> Result<u64, String> {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .ok_or_else(|| format!("{name} needs a value"))?
-            .parse()
-            .map_err(|_| format!("{name}: not a whole number")),
-        None => default.ok_or_else(|| format!("{name} is required")),
-    }
+#[derive(Subcommand)]
+enum Cmd {
+    /// Map, touch and unmap pages.
+    Touch {
+        #[arg(long)]
+        pages: u64,
+        #[arg(long, default_value_t = 1)]
+        rounds: u64,
+        /// Bind the pages to this NUMA node.
+        #[arg(long)]
+        node: Option<u32>,
+    },
+    /// Place memory on one node and move it to another with move_pages(2).
+    Move {
+        #[arg(long)]
+        mib: u64,
+        #[arg(long)]
+        from: u32,
+        #[arg(long)]
+        to: u32,
+    },
+    /// Place memory on one node and move it with mbind(2) MPOL_MF_MOVE.
+    Mbind {
+        #[arg(long)]
+        mib: u64,
+        #[arg(long)]
+        from: u32,
+        #[arg(long)]
+        to: u32,
+    },
+    /// Place memory and keep it (optionally writing it in a hot loop).
+    Hold {
+        #[arg(long)]
+        mib: u64,
+        #[arg(long)]
+        node: Option<u32>,
+        /// Drop the node binding once the pages are placed.
+        #[arg(long)]
+        unbind: bool,
+        /// Write every page in a loop.
+        #[arg(long)]
+        hot: bool,
+        /// Exit after this many seconds (default: run until killed).
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
 }
 
-fn touch(pages: u64, rounds: u64) -> Result<(), String> {
-    let page = 4096usize;
-    let len = usize::try_from(pages)
-        .map_err(|_| "too many pages")?
-        .checked_mul(page)
-        .ok_or("too many pages")?;
-    for _ in 0..rounds {
+/// An anonymous private mapping, THP off, unmapped on drop.
+struct Region {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Region {
+    fn new(bytes: u64) -> Result<Self, String> {
+        let len = usize::try_from(bytes).map_err(|_| "size too large")?;
+        if len == 0 || len % PAGE != 0 {
+            return Err("size must be a positive multiple of 4 KiB".into());
+        }
         // SAFETY: anonymous private mapping with no address hint; the result is checked.
         let p = unsafe {
             libc::mmap(
@@ -46,45 +109,226 @@ fn touch(pages: u64, rounds: u64) -> Result<(), String> {
         }
         // SAFETY: `p` is the start of a mapping of `len` bytes we own.
         unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-        let base = p.cast::<u8>();
-        for i in 0..len / page {
-            // SAFETY: i * page < len, inside the mapping; volatile so the store is not elided.
-            unsafe { std::ptr::write_volatile(base.add(i * page), 1) };
-        }
-        // SAFETY: unmapping exactly what was mapped above.
-        unsafe { libc::munmap(p, len) };
+        Ok(Self { ptr: p.cast(), len })
     }
-    Ok(())
+
+    fn pages(&self) -> usize {
+        self.len / PAGE
+    }
+
+    fn page(&self, i: usize) -> *mut u8 {
+        // SAFETY: callers pass i < pages(), so the offset stays inside the mapping.
+        unsafe { self.ptr.add(i * PAGE) }
+    }
+
+    fn touch(&self, value: u8) {
+        for i in 0..self.pages() {
+            // SAFETY: the address is inside the mapping; volatile so the store is not elided.
+            unsafe { std::ptr::write_volatile(self.page(i), value) };
+        }
+    }
+
+    /// mbind(2) the whole region: `node` None means MPOL_DEFAULT.
+    fn mbind(&self, node: Option<u32>, flags: i64) -> Result<(), String> {
+        let (mode, mask) = match node {
+            Some(n) if n < 63 => (MPOL_BIND, 1u64 << n),
+            Some(n) => return Err(format!("node {n} is out of range")),
+            None => (MPOL_DEFAULT, 0),
+        };
+        // SAFETY: mbind reads `maxnode` bits from `mask`, a u64 we own; the range is ours.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mbind,
+                self.ptr,
+                self.len,
+                mode,
+                if node.is_some() {
+                    std::ptr::from_ref(&mask)
+                } else {
+                    std::ptr::null()
+                },
+                64i64,
+                flags,
+            )
+        };
+        if r != 0 {
+            return Err(format!("mbind: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Bytes on each node, from move_pages(2) with no target (query mode).
+    fn nodes(&self) -> Result<std::collections::BTreeMap<i32, u64>, String> {
+        let pages: Vec<*mut libc::c_void> =
+            (0..self.pages()).map(|i| self.page(i).cast()).collect();
+        let mut status = vec![0i32; pages.len()];
+        // SAFETY: `pages` and `status` both hold `pages.len()` entries and outlive the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_pages,
+                0,
+                pages.len(),
+                pages.as_ptr(),
+                std::ptr::null::<i32>(),
+                status.as_mut_ptr(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
+        }
+        let mut by_node = std::collections::BTreeMap::new();
+        for s in status {
+            *by_node.entry(s).or_insert(0) += 1;
+        }
+        Ok(by_node)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping this Region owns.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+fn nodes_json(m: &std::collections::BTreeMap<i32, u64>) -> String {
+    let parts: Vec<String> = m.iter().map(|(n, c)| format!("\"{n}\":{c}")).collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+fn placed(mib: u64, node: Option<u32>) -> Result<Region, String> {
+    let r = Region::new(mib.checked_mul(1 << 20).ok_or("size too large")?)?;
+    if node.is_some() {
+        r.mbind(node, 0)?;
+    }
+    r.touch(1);
+    Ok(r)
+}
+
+fn rusage() -> (i64, i64) {
+    // SAFETY: getrusage writes into a zeroed rusage we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to `ru`.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    (ru.ru_minflt, ru.ru_majflt)
+}
+
+fn run(cmd: Cmd) -> Result<String, String> {
+    match cmd {
+        Cmd::Touch {
+            pages,
+            rounds,
+            node,
+        } => {
+            let bytes = pages.checked_mul(PAGE as u64).ok_or("too many pages")?;
+            for _ in 0..rounds {
+                let r = Region::new(bytes)?;
+                if node.is_some() {
+                    r.mbind(node, 0)?;
+                }
+                r.touch(1);
+            }
+            let (minflt, majflt) = rusage();
+            Ok(format!(
+                "{{\"pages\":{pages},\"rounds\":{rounds},\"minflt\":{minflt},\"majflt\":{majflt}}}"
+            ))
+        }
+        Cmd::Move { mib, from, to } => {
+            let r = placed(mib, Some(from))?;
+            // The binding would pin the pages to `from`; move_pages ignores it, but drop it
+            // anyway so the result does not depend on that.
+            r.mbind(None, 0)?;
+            let before = r.nodes()?;
+            let pages: Vec<*mut libc::c_void> = (0..r.pages()).map(|i| r.page(i).cast()).collect();
+            let nodes = vec![i32::try_from(to).map_err(|_| "bad node")?; pages.len()];
+            let mut status = vec![0i32; pages.len()];
+            // SAFETY: all three arrays hold `pages.len()` entries and outlive the call.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_move_pages,
+                    0,
+                    pages.len(),
+                    pages.as_ptr(),
+                    nodes.as_ptr(),
+                    status.as_mut_ptr(),
+                    MPOL_MF_MOVE,
+                )
+            };
+            if rc < 0 {
+                return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
+            }
+            let after = r.nodes()?;
+            Ok(format!(
+                "{{\"pages\":{},\"not_moved\":{rc},\"before\":{},\"after\":{}}}",
+                pages.len(),
+                nodes_json(&before),
+                nodes_json(&after)
+            ))
+        }
+        Cmd::Mbind { mib, from, to } => {
+            let r = placed(mib, Some(from))?;
+            let before = r.nodes()?;
+            r.mbind(Some(to), MPOL_MF_MOVE)?;
+            let after = r.nodes()?;
+            Ok(format!(
+                "{{\"pages\":{},\"before\":{},\"after\":{}}}",
+                r.pages(),
+                nodes_json(&before),
+                nodes_json(&after)
+            ))
+        }
+        Cmd::Hold {
+            mib,
+            node,
+            unbind,
+            hot,
+            seconds,
+        } => {
+            let r = placed(mib, node)?;
+            if unbind {
+                r.mbind(None, 0)?;
+            }
+            // A reader that went away is no reason to stop holding the memory.
+            let _ = writeln!(
+                std::io::stdout(),
+                "{{\"ready\":true,\"pid\":{},\"pages\":{},\"nodes\":{}}}",
+                std::process::id(),
+                r.pages(),
+                nodes_json(&r.nodes()?)
+            );
+            let _ = std::io::stdout().flush();
+            let start = Instant::now();
+            let until = seconds.map(Duration::from_secs_f64);
+            let mut rounds = 0u64;
+            while until.is_none_or(|u| start.elapsed() < u) {
+                if hot {
+                    r.touch((rounds & 0xff) as u8);
+                    rounds += 1;
+                } else {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            Ok(format!(
+                "{{\"pages\":{},\"rounds\":{rounds},\"nodes\":{}}}",
+                r.pages(),
+                nodes_json(&r.nodes()?)
+            ))
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("touch") => {
-            let run = || -> Result<(u64, u64), String> {
-                let pages = parse_flag(&args, "--pages", None)?;
-                let rounds = parse_flag(&args, "--rounds", Some(1))?;
-                touch(pages, rounds)?;
-                Ok((pages, rounds))
-            };
-            match run() {
-                Ok((pages, rounds)) => {
-                    // SAFETY: getrusage writes into a zeroed rusage we own.
-                    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-                    // SAFETY: valid pointer to `ru`.
-                    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-                    println!(
-                        "{{\"pages\":{pages},\"rounds\":{rounds},\"minflt\":{},\"majflt\":{}}}",
-                        ru.ru_minflt, ru.ru_majflt
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("cxl-trace-workload: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    let cli = Cli::parse();
+    match run(cli.cmd) {
+        Ok(line) => {
+            // Broken pipe: the reader left; the work itself succeeded.
+            let _ = writeln!(std::io::stdout(), "{line}");
+            ExitCode::SUCCESS
         }
-        _ => usage(),
+        Err(e) => {
+            eprintln!("cxl-trace-workload: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

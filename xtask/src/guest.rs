@@ -1,0 +1,618 @@
+//! `xtask vm-guest`: the scenario driver that runs inside the test VM (see `vm.rs`).
+//!
+//! It prepares the machine (for `cxl`: drivers, region, namespace, onlining), then either runs
+//! a user's script or the built-in scenario: cxl-trace runs headless while the project's own
+//! workload causes each kind of migration, and bpftrace sums `migrate:mm_migrate_pages` beside
+//! it. At the end the tool's counts are checked against the /proc/vmstat deltas it read over
+//! its own window and against bpftrace, and a table of tool versus kernel is printed.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+use crate::{root, vm::Machine};
+
+fn say(msg: &str) {
+    println!("scenario: {msg}");
+}
+
+fn bin(name: &str) -> PathBuf {
+    root().join("target/release").join(name)
+}
+
+fn write(path: &str, value: &str) -> Result<()> {
+    fs::write(path, value).with_context(|| format!("cannot write {value:?} to {path}"))
+}
+
+fn sh(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("{shown} failed with {}: {}", out.status, text.trim());
+    }
+    Ok(text)
+}
+
+fn workload(args: &[&str]) -> Result<Value> {
+    let out = sh(Command::new(bin("cxl-trace-workload")).args(args))?;
+    let line = out.lines().last().unwrap_or_default();
+    say(&format!("workload {}: {line}", args.join(" ")));
+    serde_json::from_str(line).context("workload printed no JSON")
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+}
+
+/// Waits until `path` has a line containing `needle`.
+fn wait_for_line(path: &Path, needle: &str, child: &mut Child, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {
+            return Ok(());
+        }
+        if let Some(st) = child.try_wait()? {
+            bail!(
+                "{} exited ({st}) before printing {needle:?}",
+                path.display()
+            );
+        }
+        sleep(Duration::from_millis(100));
+    }
+    bail!("no {needle:?} in {} after {timeout:?}", path.display())
+}
+
+/// A background program whose stdout goes to a file in /results.
+struct Background {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Background {
+    fn start(name: &str, cmd: &mut Command, ready: &str) -> Result<Self> {
+        let out = PathBuf::from(format!("/results/{name}.out"));
+        let file = fs::File::create(&out)?;
+        let mut child = cmd
+            .stdout(file)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        wait_for_line(&out, ready, &mut child, Duration::from_secs(120))?;
+        Ok(Self { child, out })
+    }
+
+    fn stop(mut self) -> Result<String> {
+        signal(&self.child, libc::SIGINT);
+        let start = Instant::now();
+        loop {
+            if self.child.try_wait()?.is_some() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("{} did not stop within 60 s of SIGINT", self.out.display());
+            }
+            sleep(Duration::from_millis(100));
+        }
+        Ok(fs::read_to_string(&self.out)?)
+    }
+}
+
+/// A workload `hold` running in the background, past its `ready` line.
+struct Held {
+    child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Held {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for it to exit by itself; returns its last line.
+    fn finish(mut self) -> Result<String> {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest)?;
+        let st = self.child.wait()?;
+        if !st.success() {
+            bail!("workload hold failed with {st}");
+        }
+        Ok(rest.lines().last().unwrap_or_default().to_string())
+    }
+
+    /// Ends it with SIGTERM.
+    fn end(mut self) -> Result<()> {
+        signal(&self.child, libc::SIGTERM);
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// A workload `hold` in the background, after its `ready` line.
+fn hold(args: &[&str], cgroup: Option<&str>) -> Result<Held> {
+    let wl = bin("cxl-trace-workload");
+    let mut cmd = match cgroup {
+        // Join the cgroup before exec, so every page is charged to it.
+        Some(cg) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("echo $$ > {cg}/cgroup.procs && exec \"$0\" \"$@\""))
+                .arg(&wl);
+            c
+        }
+        None => Command::new(&wl),
+    };
+    let mut child = cmd
+        .arg("hold")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start the workload")?;
+    let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    if !line.contains("\"ready\"") {
+        let _ = child.kill();
+        bail!(
+            "workload hold {} did not get ready: {line:?}",
+            args.join(" ")
+        );
+    }
+    say(&format!("hold {}: {}", args.join(" "), line.trim()));
+    Ok(Held { child, stdout })
+}
+
+fn vmstat() -> Result<BTreeMap<String, u64>> {
+    Ok(fs::read_to_string("/proc/vmstat")?
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// Checks collected over a scenario, printed as one table.
+#[derive(Default)]
+struct Checks {
+    rows: Vec<(String, String, String, bool)>,
+}
+
+impl Checks {
+    fn eq(&mut self, what: &str, tool: u64, kernel: u64) {
+        self.rows.push((
+            what.into(),
+            tool.to_string(),
+            kernel.to_string(),
+            tool == kernel,
+        ));
+    }
+
+    fn within(&mut self, what: &str, tool: u64, kernel: u64, pct: f64) {
+        let ok = (tool as f64 - kernel as f64).abs() <= kernel as f64 * pct / 100.0;
+        self.rows.push((
+            format!("{what} (within {pct}%)"),
+            tool.to_string(),
+            kernel.to_string(),
+            ok,
+        ));
+    }
+
+    fn truth(&mut self, what: &str, detail: String, ok: bool) {
+        self.rows.push((what.into(), detail, "-".into(), ok));
+    }
+
+    fn print(&self) -> bool {
+        let w = self
+            .rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(10)
+            .max(10);
+        println!(
+            "{:<w$}  {:>14}  {:>14}  verdict",
+            "counter", "cxl-trace", "kernel"
+        );
+        for (what, tool, kernel, ok) in &self.rows {
+            println!(
+                "{what:<w$}  {tool:>14}  {kernel:>14}  {}",
+                if *ok { "ok" } else { "MISMATCH" }
+            );
+        }
+        self.rows.iter().all(|r| r.3)
+    }
+}
+
+fn get(v: &Value, path: &str) -> u64 {
+    path.split('.')
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// The kernel's `enum migrate_reason` numbers of the tool's reason names.
+const REASONS: &[(&str, u32)] = &[
+    ("compaction", 0),
+    ("memory_failure", 1),
+    ("memory_hotplug", 2),
+    ("syscall", 3),
+    ("mempolicy_mbind", 4),
+    ("numa_misplaced", 5),
+    ("contig_range", 6),
+    ("longterm_pin", 7),
+    ("demotion", 8),
+    ("damon", 9),
+];
+
+const BPFTRACE_MIGRATE: &str = "tracepoint:migrate:mm_migrate_pages { @ok[args->reason] = sum(args->succeeded); @fail[args->reason] = sum(args->failed); }";
+
+/// `@name` map of bpftrace's JSON output: reason number -> value.
+fn bpftrace_map(out: &str, name: &str) -> BTreeMap<u32, u64> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("type").and_then(Value::as_str) == Some("map"))
+        .filter_map(|v| v.get("data")?.get(name).cloned())
+        .filter_map(|m| m.as_object().cloned())
+        .flat_map(|m| {
+            m.into_iter()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_u64()?)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn summary(out: &str) -> Result<Value> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("type").and_then(Value::as_str) == Some("summary"))
+        .last()
+        .context("cxl-trace printed no summary line")
+}
+
+/// Common checks: exact migration totals against vmstat and per-reason sums against bpftrace.
+fn check_migrations(c: &mut Checks, s: &Value, bt: &str, expect: &[&str]) {
+    c.eq(
+        "pgmigrate_success",
+        get(s, "migrations.pages_succeeded"),
+        get(s, "vmstat_delta.pgmigrate_success"),
+    );
+    c.eq(
+        "pgmigrate_fail",
+        get(s, "migrations.pages_failed"),
+        get(s, "vmstat_delta.pgmigrate_fail"),
+    );
+    let ok = bpftrace_map(bt, "@ok");
+    let fail = bpftrace_map(bt, "@fail");
+    for (name, num) in REASONS {
+        let tool_ok = get(s, &format!("migrations.by_reason.{name}.pages_succeeded"));
+        let tool_fail = get(s, &format!("migrations.by_reason.{name}.pages_failed"));
+        let bt_ok = ok.get(num).copied().unwrap_or(0);
+        let bt_fail = fail.get(num).copied().unwrap_or(0);
+        if expect.contains(name) || tool_ok + bt_ok + tool_fail + bt_fail > 0 {
+            c.eq(&format!("{name} pages (bpftrace)"), tool_ok, bt_ok);
+            c.eq(&format!("{name} failed (bpftrace)"), tool_fail, bt_fail);
+        }
+        if expect.contains(name) {
+            c.truth(
+                &format!("{name} happened"),
+                tool_ok.to_string(),
+                tool_ok > 0,
+            );
+        }
+    }
+    c.eq("drops", get(s, "drops.total"), 0);
+}
+
+struct Session {
+    bpftrace: Background,
+    tool: Background,
+}
+
+fn start_session() -> Result<Session> {
+    let bpftrace = Background::start(
+        "bpftrace",
+        Command::new("bpftrace").args(["-f", "json", "-e", BPFTRACE_MIGRATE]),
+        "attached_probes",
+    )?;
+    let tool = Background::start(
+        "cxl-trace",
+        Command::new(bin("cxl-trace")).args(["top", "--no-tui", "--interval", "1"]),
+        "\"type\":\"start\"",
+    )?;
+    say("cxl-trace and bpftrace are attached");
+    Ok(Session { bpftrace, tool })
+}
+
+fn stop_session(s: Session) -> Result<(Value, String)> {
+    // Let in-flight work (kswapd, deferred frees) settle inside both windows.
+    sleep(Duration::from_secs(1));
+    let tool = s.tool.stop()?;
+    let bt = s.bpftrace.stop()?;
+    Ok((summary(&tool)?, bt))
+}
+
+fn topology() -> Result<Value> {
+    let out = sh(Command::new(bin("cxl-trace")).args(["topology", "--json"]))?;
+    serde_json::from_str(&out).context("topology --json printed no JSON")
+}
+
+fn node_tier(topo: &Value, node: u64) -> Option<u64> {
+    topo.get("nodes")?
+        .as_array()?
+        .iter()
+        .find(|n| n.get("id").and_then(Value::as_u64) == Some(node))?
+        .get("tier")?
+        .as_u64()
+}
+
+fn make_cgroup(name: &str) -> Result<String> {
+    let _ = fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+    let path = format!("/sys/fs/cgroup/{name}");
+    let _ = fs::create_dir(&path);
+    Ok(path)
+}
+
+fn scenario_hmat(c: &mut Checks) -> Result<()> {
+    let topo = topology()?;
+    let (t0, t1) = (node_tier(&topo, 0), node_tier(&topo, 1));
+    c.truth(
+        "node 1 in a lower tier than node 0",
+        format!("{t0:?} / {t1:?}"),
+        matches!((t0, t1), (Some(a), Some(b)) if b > a),
+    );
+    write("/proc/sys/kernel/numa_balancing", "0")?;
+    write("/sys/kernel/mm/numa/demotion_enabled", "false")?;
+    let session = start_session()?;
+
+    say("move_pages(2): 64 MiB node 0 -> node 1");
+    workload(&["move", "--mib", "64", "--from", "0", "--to", "1"])?;
+
+    say("migratepages PID 0 1 on a 64 MiB process");
+    let h = hold(&["--mib", "64", "--node", "0", "--unbind"], None)?;
+    sh(Command::new("migratepages").args([&h.pid().to_string(), "0", "1"]))?;
+    h.end()?;
+
+    say("mbind(MPOL_BIND node 1, MPOL_MF_MOVE) on 32 MiB");
+    workload(&["mbind", "--mib", "32", "--from", "0", "--to", "1"])?;
+
+    say("compaction");
+    write("/proc/sys/vm/compact_memory", "1")?;
+
+    say("demotion by cgroup v2 memory.reclaim (200M of a 300 MiB process)");
+    write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
+    let cg = make_cgroup("cxltrace-reclaim")?;
+    let h = hold(&["--mib", "300", "--node", "0", "--unbind"], Some(&cg))?;
+    if let Err(e) = write(&format!("{cg}/memory.reclaim"), "200M") {
+        // EAGAIN when it reclaimed less than asked: fine, demotion still happened.
+        say(&format!("memory.reclaim: {e:#}"));
+    }
+    h.end()?;
+
+    say("demotion by memory pressure: 800 MiB bound to node 0 beside a 300 MiB process");
+    let h = hold(&["--mib", "300", "--node", "0", "--unbind"], None)?;
+    let pages = (800u64 << 20) / 4096;
+    sh(Command::new("numactl")
+        .args(["--membind=0", "--"])
+        .arg(bin("cxl-trace-workload"))
+        .args(["touch", "--pages", &pages.to_string()]))?;
+    h.end()?;
+
+    say("promotion by NUMA balancing (tiering mode): 128 MiB on node 1, written in a loop");
+    write("/proc/sys/kernel/numa_balancing", "2")?;
+    let _ = write(
+        "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms",
+        "100",
+    );
+    let h = hold(
+        &[
+            "--mib",
+            "128",
+            "--node",
+            "1",
+            "--unbind",
+            "--hot",
+            "--seconds",
+            "8",
+        ],
+        None,
+    )?;
+    say(&format!("hot loop: {}", h.finish()?));
+
+    say("ping-pong: 64 MiB hot on node 0, demoted by memory.reclaim every 2 s");
+    let cg = make_cgroup("cxltrace-pingpong")?;
+    let h = hold(
+        &[
+            "--mib",
+            "64",
+            "--node",
+            "0",
+            "--unbind",
+            "--hot",
+            "--seconds",
+            "10",
+        ],
+        Some(&cg),
+    )?;
+    for _ in 0..4 {
+        sleep(Duration::from_secs(2));
+        let _ = write(&format!("{cg}/memory.reclaim"), "64M");
+    }
+    say(&format!("ping-pong loop: {}", h.finish()?));
+    write("/proc/sys/kernel/numa_balancing", "0")?;
+
+    let (s, bt) = stop_session(session)?;
+    check_migrations(
+        c,
+        &s,
+        &bt,
+        &["syscall", "mempolicy_mbind", "demotion", "numa_misplaced"],
+    );
+    scenario_tier_checks(c, &s, t0, t1);
+    Ok(())
+}
+
+/// Tier attribution checks, shared by both machines (filled in as the event model grows).
+fn scenario_tier_checks(_c: &mut Checks, _s: &Value, _fast: Option<u64>, _slow: Option<u64>) {}
+
+fn cxl_prepare() -> Result<()> {
+    say("loading the CXL, nvdimm and dax drivers");
+    sh(Command::new("modprobe").args([
+        "-a",
+        "cxl_acpi",
+        "cxl_pci",
+        "cxl_port",
+        "cxl_mem",
+        "cxl_pmem",
+        "libnvdimm",
+        "nd_pmem",
+        "dax_pmem",
+        "kmem",
+        "device_dax",
+    ]))?;
+    let start = Instant::now();
+    while !Path::new("/sys/bus/cxl/devices/mem0").exists() {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("no /sys/bus/cxl/devices/mem0 after 60 s");
+        }
+        sleep(Duration::from_millis(250));
+    }
+    say("creating region, devdax namespace");
+    sh(Command::new("cxl").args([
+        "create-region",
+        "-m",
+        "-d",
+        "decoder0.0",
+        "-w",
+        "1",
+        "-t",
+        "pmem",
+        "mem0",
+    ]))?;
+    sh(Command::new("ndctl").args(["create-namespace", "-m", "devdax", "-r", "region0"]))?;
+    Ok(())
+}
+
+fn cxl_online() -> Result<()> {
+    say("onlining dax0.0 as system RAM");
+    sh(Command::new("daxctl").args(["reconfigure-device", "--mode=system-ram", "dax0.0"]))?;
+    Ok(())
+}
+
+fn scenario_cxl(c: &mut Checks) -> Result<()> {
+    cxl_prepare()?;
+    write("/proc/sys/kernel/numa_balancing", "0")?;
+    let session = start_session()?;
+    cxl_online()?;
+    sleep(Duration::from_secs(2));
+    let topo = topology()?;
+    let cxl_node = topo
+        .get("nodes")
+        .and_then(Value::as_array)
+        .and_then(|ns| ns.iter().find(|n| n.get("cxl") == Some(&Value::Bool(true))))
+        .and_then(|n| n.get("id")?.as_u64());
+    c.truth(
+        "CXL node onlined",
+        format!("{cxl_node:?}"),
+        cxl_node.is_some(),
+    );
+    let memdevs = topo
+        .pointer("/cxl/memdevs")
+        .map(Value::to_string)
+        .unwrap_or_default();
+    let regions = topo
+        .pointer("/cxl/regions")
+        .map(Value::to_string)
+        .unwrap_or_default();
+    c.truth(
+        "topology lists mem0",
+        memdevs.clone(),
+        memdevs.contains("mem0"),
+    );
+    c.truth(
+        "topology lists region0",
+        regions.clone(),
+        regions.contains("region0"),
+    );
+    let node = cxl_node.unwrap_or(1).to_string();
+    say("move_pages(2): 32 MiB to the CXL node and 16 MiB back");
+    workload(&["move", "--mib", "32", "--from", "0", "--to", &node])?;
+    workload(&["move", "--mib", "16", "--from", &node, "--to", "0"])?;
+    let (s, bt) = stop_session(session)?;
+    check_migrations(c, &s, &bt, &["syscall"]);
+    scenario_tier_checks(
+        c,
+        &s,
+        node_tier(&topo, 0),
+        cxl_node.and_then(|n| node_tier(&topo, n)),
+    );
+    Ok(())
+}
+
+/// Entry point inside the guest.
+pub fn guest(machine: Machine, script: Option<PathBuf>) -> Result<()> {
+    let before = vmstat()?;
+    if let Some(script) = script {
+        if machine == Machine::Cxl {
+            cxl_prepare()?;
+            cxl_online()?;
+        }
+        say(&format!("running {}", script.display()));
+        let status = Command::new("sh")
+            .arg(&script)
+            .env("CXL_TRACE", bin("cxl-trace"))
+            .env("CXL_TRACE_WORKLOAD", bin("cxl-trace-workload"))
+            .status()?;
+        if !status.success() {
+            bail!("{} failed with {status}", script.display());
+        }
+        return Ok(());
+    }
+    let mut checks = Checks::default();
+    let result = match machine {
+        Machine::Hmat => scenario_hmat(&mut checks),
+        Machine::Cxl => scenario_cxl(&mut checks),
+    };
+    let after = vmstat()?;
+    let delta: Vec<String> = [
+        "pgmigrate_success",
+        "pgmigrate_fail",
+        "pgpromote_success",
+        "pgdemote_kswapd",
+        "pgdemote_direct",
+        "numa_hint_faults",
+    ]
+    .iter()
+    .map(|k| {
+        let d = after
+            .get(*k)
+            .unwrap_or(&0)
+            .saturating_sub(*before.get(*k).unwrap_or(&0));
+        format!("{k} +{d}")
+    })
+    .collect();
+    say(&format!("whole guest run: {}", delta.join(", ")));
+    let ok = checks.print();
+    result?;
+    if !ok {
+        bail!("some counters did not match");
+    }
+    say("all checks passed");
+    Ok(())
+}

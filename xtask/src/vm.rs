@@ -1,0 +1,528 @@
+//! `cargo xtask vm-test`: boots a tiered-memory QEMU guest and runs a scenario in it.
+//!
+//! The guest is a Debian 6.12 kernel (unpacked from its package into `target/vm/kernel`, reused
+//! when present) with a busybox initramfs. The initramfs mounts the host's `/` read-only over
+//! virtio-9p under a tmpfs overlay and chroots into it, so the guest runs the binaries built on
+//! the host (cxl-trace, its workload, this xtask as the scenario driver) and the host's numactl,
+//! ndctl, cxl, daxctl and bpftrace. A read-write share carries results and the exit code back.
+//!
+//! Two machines: `hmat` (node 1 is CPU-less and slower by HMAT, so the kernel puts it in a lower
+//! memory tier) and `cxl` (an emulated CXL Type-3 device that the guest turns into a NUMA node
+//! through the CXL, nvdimm and dax drivers).
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{ensure_apt, output_ok, root, run, step};
+
+/// Debian packages the guest environment needs on the host.
+pub const VM_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "busybox-static",
+    "numactl",
+    "ndctl",
+    "daxctl",
+    "kmod",
+    "cpio",
+    "xz-utils",
+];
+
+/// Modules the initramfs loads, in dependency order, to mount the host's root.
+const BOOT_MODULES: &[&str] = &["netfs", "9pnet", "9pnet_virtio", "9p", "overlay"];
+
+/// The guest machines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Machine {
+    /// Two NUMA nodes, node 1 CPU-less and slower by HMAT: two memory tiers.
+    Hmat,
+    /// An emulated CXL Type-3 memory device, onlined as a NUMA node inside the guest.
+    Cxl,
+}
+
+impl Machine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Hmat => "hmat",
+            Machine::Cxl => "cxl",
+        }
+    }
+}
+
+/// Options of one guest run.
+pub struct VmRun {
+    pub machine: Machine,
+    /// A user's script to run instead of the built-in scenario.
+    pub script: Option<PathBuf>,
+    /// Keep the run directory (results, console log) even on success.
+    pub keep: bool,
+    /// Kill the guest after this long.
+    pub timeout: Duration,
+}
+
+/// A Debian kernel unpacked for the guest.
+pub struct GuestKernel {
+    /// `6.12.N+deb12-amd64`.
+    pub release: String,
+    pub vmlinuz: PathBuf,
+    /// Directory holding `<release>/modules.dep` etc.
+    pub modules_dir: PathBuf,
+}
+
+fn vm_dir() -> PathBuf {
+    root().join("target/vm")
+}
+
+/// The newest `linux-image-6.12.*+deb12-amd64-unsigned` package name Debian offers.
+fn newest_kernel_package() -> Result<String> {
+    let search = || {
+        output_ok(Command::new("apt-cache").args([
+            "search",
+            "--names-only",
+            r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
+        ]))
+        .unwrap_or_default()
+    };
+    let mut found = search();
+    if found.trim().is_empty() {
+        step("vm: no 6.12 kernel package in the apt lists; running apt-get update");
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        found = search();
+    }
+    let mut names: Vec<(u64, String)> = found
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|name| {
+            let minor = name
+                .strip_prefix("linux-image-6.12.")?
+                .split('+')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((minor, name.to_string()))
+        })
+        .collect();
+    names.sort();
+    names
+        .pop()
+        .map(|(_, n)| n)
+        .context("apt-cache finds no linux-image-6.12.*+deb12-amd64-unsigned package (is bookworm-security in the apt sources?)")
+}
+
+/// Downloads and unpacks the guest kernel into `target/vm/kernel/<release>`, reusing it.
+pub fn guest_kernel() -> Result<GuestKernel> {
+    let cache = vm_dir().join("kernel");
+    // Reuse any complete unpacked kernel without asking apt (works offline).
+    let cached = fs::read_dir(&cache).ok().and_then(|rd| {
+        let mut releases: Vec<String> = rd
+            .flatten()
+            .filter(|e| e.path().join("ready").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        releases.sort();
+        releases.pop()
+    });
+    let release = match cached {
+        Some(r) => {
+            step(&format!("vm: guest kernel {r} (cached)"));
+            r
+        }
+        None => {
+            let pkg = newest_kernel_package()?;
+            let release = pkg
+                .trim_start_matches("linux-image-")
+                .trim_end_matches("-unsigned")
+                .to_string();
+            step(&format!("vm: fetching guest kernel {pkg}"));
+            let dl = vm_dir().join("download");
+            let _ = fs::remove_dir_all(&dl);
+            fs::create_dir_all(&dl)?;
+            run(Command::new("apt-get")
+                .args(["download", "-q", &pkg])
+                .current_dir(&dl))?;
+            let deb = fs::read_dir(&dl)?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+                .context("apt-get download produced no .deb")?;
+            let dest = cache.join(&release);
+            let _ = fs::remove_dir_all(&dest);
+            fs::create_dir_all(&dest)?;
+            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dest))?;
+            run(Command::new("depmod").arg("-b").arg(&dest).arg(&release))?;
+            fs::write(dest.join("ready"), &pkg)?;
+            let _ = fs::remove_dir_all(&dl);
+            release
+        }
+    };
+    let dir = cache.join(&release);
+    let modules_dir = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|p| dir.join(p))
+        .find(|p| p.join(&release).join("modules.dep").exists())
+        .with_context(|| format!("no modules.dep under {}", dir.display()))?;
+    Ok(GuestKernel {
+        vmlinuz: dir.join(format!("boot/vmlinuz-{release}")),
+        modules_dir,
+        release,
+    })
+}
+
+/// The `/init` of the initramfs (busybox sh). It prepares the guest and chroots into the
+/// host's root to run `/results/guest.sh`, then records its exit code and powers off.
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in MODULES; do insmod /lib/boot/$m.ko || echo "init: insmod $m failed"; done
+mkdir -p /host /upper /newroot
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro hostroot /host || { echo "init: cannot mount the host root"; poweroff -f; }
+mount -t tmpfs -o size=256m tmpfs /upper
+mkdir -p /upper/u /upper/w
+mount -t overlay overlay -o lowerdir=/host,upperdir=/upper/u,workdir=/upper/w /newroot || { echo "init: overlay failed"; poweroff -f; }
+mkdir -p /newroot/results /newroot/usr/lib/modules /newroot/tmp
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /newroot/results
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro modules /newroot/usr/lib/modules
+mount -t proc proc /newroot/proc
+mount -t sysfs sysfs /newroot/sys
+mount -t devtmpfs devtmpfs /newroot/dev
+mount -t tmpfs tmpfs /newroot/tmp
+mount -t tmpfs tmpfs /newroot/run
+mount -t debugfs debugfs /newroot/sys/kernel/debug
+mount -t tracefs tracefs /newroot/sys/kernel/tracing
+mount -t bpf bpf /newroot/sys/fs/bpf
+mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup
+echo "init: guest ready, kernel $(uname -r)"
+chroot /newroot /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb /bin/sh /results/guest.sh
+echo $? > /newroot/results/exit-code
+sync
+echo "init: scenario finished with $(cat /newroot/results/exit-code)"
+poweroff -f
+"#;
+
+/// Builds `target/vm/initramfs-<release>.cpio` (busybox, the boot modules, `/init`).
+pub fn initramfs(k: &GuestKernel) -> Result<PathBuf> {
+    let out = vm_dir().join(format!("initramfs-{}.cpio", k.release));
+    let tree = vm_dir().join("initramfs");
+    let _ = fs::remove_dir_all(&tree);
+    for d in ["bin", "lib/boot", "proc", "sys", "dev"] {
+        fs::create_dir_all(tree.join(d))?;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .context("busybox not found (package busybox-static)")?;
+    fs::copy(busybox, tree.join("bin/busybox"))?;
+    let dep = fs::read_to_string(k.modules_dir.join(&k.release).join("modules.dep"))?;
+    for m in BOOT_MODULES {
+        let rel = dep
+            .lines()
+            .filter_map(|l| l.split(':').next())
+            .find(|p| {
+                Path::new(p)
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.split('.').next() == Some(m))
+            })
+            .with_context(|| format!("module {m} not in modules.dep"))?;
+        let src = k.modules_dir.join(&k.release).join(rel);
+        let dst = tree.join("lib/boot").join(format!("{m}.ko"));
+        if rel.ends_with(".xz") {
+            let ko = Command::new("xz")
+                .args(["-dc"])
+                .arg(&src)
+                .output()
+                .context("cannot run xz")?;
+            if !ko.status.success() {
+                bail!("xz -dc {} failed", src.display());
+            }
+            fs::write(&dst, ko.stdout)?;
+        } else {
+            fs::copy(&src, &dst)?;
+        }
+    }
+    let init = INIT.replace("MODULES", &BOOT_MODULES.join(" "));
+    let init_path = tree.join("init");
+    fs::write(&init_path, init)?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&init_path, fs::Permissions::from_mode(0o755))?;
+    }
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("find . | cpio -o -H newc --quiet > \"$0\"")
+        .arg(&out)
+        .current_dir(&tree))?;
+    Ok(out)
+}
+
+/// QEMU acceleration: KVM only when the CPU has hardware virtualisation and the KVM module is
+/// not the paravirtual kvm_pvm (which cannot run stock kernels), else multi-threaded TCG.
+fn accel() -> (&'static str, &'static str) {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let hw = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    let modules = fs::read_to_string("/proc/modules").unwrap_or_default();
+    let pvm = modules.lines().any(|l| l.starts_with("kvm_pvm"));
+    if hw && !pvm && Path::new("/dev/kvm").exists() {
+        ("kvm", "host")
+    } else {
+        ("tcg,thread=multi", "max")
+    }
+}
+
+fn machine_args(m: Machine, cpu: &str) -> (Vec<String>, &'static str) {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    match m {
+        Machine::Hmat => (
+            s(&[
+                "-cpu", cpu, "-machine", "q35,hmat=on", "-smp", "2", "-m", "2G",
+                "-object", "memory-backend-ram,id=m0,size=1G",
+                "-object", "memory-backend-ram,id=m1,size=1G",
+                "-numa", "node,nodeid=0,cpus=0-1,memdev=m0,initiator=0",
+                "-numa", "node,nodeid=1,memdev=m1,initiator=0",
+                "-numa", "hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=access-latency,latency=100",
+                "-numa", "hmat-lb,initiator=0,target=0,hierarchy=memory,data-type=access-bandwidth,bandwidth=20G",
+                "-numa", "hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=access-latency,latency=400",
+                "-numa", "hmat-lb,initiator=0,target=1,hierarchy=memory,data-type=access-bandwidth,bandwidth=5G",
+            ]),
+            "",
+        ),
+        Machine::Cxl => {
+            // The CXL machine needs the CPU's hypervisor bit off (else region commit fails to
+            // synchronise CPU caches) and room above RAM for the CXL window (maxmem).
+            let cpu = format!("{cpu},hypervisor=off");
+            let mut v = vec!["-cpu".to_string(), cpu];
+            v.extend(s(&[
+                "-machine", "q35,cxl=on", "-smp", "2", "-m", "2G,maxmem=8G,slots=4",
+                "-object", "memory-backend-ram,id=cxl-mem0,share=on,size=1G",
+                "-object", "memory-backend-ram,id=cxl-lsa0,share=on,size=1M",
+                "-device", "pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1",
+                "-device", "cxl-rp,port=0,bus=cxl.1,id=root_port13,chassis=0,slot=2",
+                "-device", "cxl-type3,bus=root_port13,memdev=cxl-mem0,lsa=cxl-lsa0,id=cxl-pmem0",
+                "-M", "cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4G",
+            ]));
+            // Without pci=nomsi cxl_pci cannot get its event interrupt and no mem0 appears.
+            (v, " pci=nomsi memhp_default_state=offline")
+        }
+    }
+}
+
+/// Boots the guest, runs `guest.sh` in it, streams its console, returns its exit code.
+pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Result<i32> {
+    let name = opts.machine.name();
+    let rundir = vm_dir().join(format!("run-{name}"));
+    let _ = fs::remove_dir_all(&rundir);
+    fs::create_dir_all(&rundir)?;
+    let mut script = String::from("set -u\ncd /results\n");
+    if let Some(user) = &opts.script {
+        let body = fs::read_to_string(user)
+            .with_context(|| format!("cannot read the guest script {}", user.display()))?;
+        fs::write(rundir.join("user.sh"), body)?;
+        script.push_str(&format!("{guest_cmd} --script /results/user.sh\n"));
+    } else {
+        script.push_str(&format!("{guest_cmd}\n"));
+    }
+    fs::write(rundir.join("guest.sh"), script)?;
+
+    let (accel, cpu) = accel();
+    let (margs, extra_append) = machine_args(opts.machine, cpu);
+    let fsdev = |id: &str, path: &Path, ro: bool| -> Vec<String> {
+        vec![
+            "-fsdev".into(),
+            format!(
+                "local,id={id},path={},security_model=none,multidevs=remap{}",
+                path.display(),
+                if ro { ",readonly=on" } else { "" }
+            ),
+            "-device".into(),
+            format!("virtio-9p-pci,fsdev={id},mount_tag={id},bus=pcie.0"),
+        ]
+    };
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", accel])
+        .args(&margs)
+        .args([
+            "-nographic",
+            "-no-reboot",
+            "-nic",
+            "none",
+            "-monitor",
+            "none",
+        ])
+        .arg("-kernel")
+        .arg(&k.vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init{extra_append}"
+        ))
+        .args(fsdev("hostroot", Path::new("/"), true))
+        .args(fsdev("results", &rundir, false))
+        .args(fsdev("modules", &k.modules_dir, true))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    step(&format!(
+        "vm[{name}]: booting {} ({accel}), timeout {} s",
+        k.release,
+        opts.timeout.as_secs()
+    ));
+    let started = Instant::now();
+    let mut child = cmd.spawn().context("cannot start qemu-system-x86_64")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(line);
+            }
+        }));
+    }
+    if let Some(err) = child.stderr.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(format!("qemu: {line}"));
+            }
+        }));
+    }
+    drop(tx);
+    let mut console = String::new();
+    let mut timed_out = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                // The serial console ends lines with \r\n and may carry terminal escapes.
+                let clean = strip_escapes(line.trim_end_matches('\r'));
+                println!("[guest {name}] {clean}");
+                console.push_str(&clean);
+                console.push('\n');
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if started.elapsed() > opts.timeout {
+            timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+    }
+    let status = child.wait().context("waiting for qemu")?;
+    for r in readers {
+        let _ = r.join();
+    }
+    fs::write(rundir.join("console.log"), &console)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if timed_out {
+        bail!(
+            "vm[{name}]: the guest did not finish within {} s (console in {})",
+            opts.timeout.as_secs(),
+            rundir.join("console.log").display()
+        );
+    }
+    let code = fs::read_to_string(rundir.join("exit-code"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    let Some(code) = code else {
+        bail!(
+            "vm[{name}]: the guest stopped ({status}) without finishing its scenario after {elapsed:.0} s (console in {})",
+            rundir.join("console.log").display()
+        );
+    };
+    step(&format!(
+        "vm[{name}]: guest finished in {elapsed:.0} s with exit code {code}"
+    ));
+    if code == 0 && !opts.keep {
+        let _ = fs::remove_file(rundir.join("user.sh"));
+    }
+    Ok(code)
+}
+
+/// `cargo xtask vm-test`: everything from packages to the verdict.
+pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Result<()> {
+    if !Path::new("/proc/self").exists() {
+        bail!("no /proc: cannot run the VM tests here");
+    }
+    ensure_apt(VM_PACKAGES)?;
+    let k = guest_kernel()?;
+    let initrd = initramfs(&k)?;
+    crate::build(true)?;
+    let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
+    let mut failed = Vec::new();
+    for &m in machines {
+        let guest_cmd = format!("{} vm-guest --machine {}", xtask.display(), m.name());
+        let opts = VmRun {
+            machine: m,
+            script: script.clone(),
+            keep,
+            timeout: Duration::from_secs(match m {
+                Machine::Hmat => 600,
+                Machine::Cxl => 480,
+            }),
+        };
+        match boot(&k, &initrd, &opts, &guest_cmd) {
+            Ok(0) => {}
+            Ok(code) => failed.push(format!("{}: guest exit code {code}", m.name())),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("vm-test failed: {}", failed.join("; "));
+    }
+    step("vm-test: all scenarios passed");
+    Ok(())
+}
+
+/// The console line without terminal escape sequences (SeaBIOS clears the screen) and
+/// other control characters.
+fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ params final-byte, or ESC and one character.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if ('@'..='~').contains(&d) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_escapes_are_removed() {
+        assert_eq!(
+            strip_escapes("\u{1b}c\u{1b}[?7l\u{1b}[2JSeaBIOS (version 1.16)"),
+            "SeaBIOS (version 1.16)"
+        );
+        assert_eq!(strip_escapes("plain\ttext"), "plain\ttext");
+    }
+}
