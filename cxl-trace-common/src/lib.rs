@@ -28,6 +28,10 @@ pub const FAULT_LAYOUT_GLOBAL: &str = "FAULT_LAYOUT";
 pub const FORK_LAYOUT_GLOBAL: &str = "FORK_LAYOUT";
 /// Name of the [`MigrateLayout`] global.
 pub const MIGRATE_LAYOUT_GLOBAL: &str = "MIGRATE_LAYOUT";
+/// Name of the [`KernelLayout`] global.
+pub const KERNEL_LAYOUT_GLOBAL: &str = "KERNEL_LAYOUT";
+/// Name of the [`RawLayout`] global.
+pub const RAW_LAYOUT_GLOBAL: &str = "RAW_LAYOUT";
 
 /// Maximum number of followed processes (size of [`FOLLOW_MAP`]).
 pub const FOLLOW_MAX: u32 = 16_384;
@@ -42,8 +46,16 @@ pub mod kind {
     pub const MIGRATE_START: u16 = 3;
     /// A [`MigrateEvent`](super::MigrateEvent) from `migrate:mm_migrate_pages`.
     pub const MIGRATE: u16 = 4;
+    /// A [`FaultLatencyEvent`](super::FaultLatencyEvent) from fexit `handle_mm_fault`.
+    pub const FAULT_LATENCY: u16 = 5;
+    /// A [`FolioMigrateEvent`](super::FolioMigrateEvent) from fexit `move_to_new_folio`.
+    pub const FOLIO_MIGRATE: u16 = 6;
+    /// A [`NumaFaultEvent`](super::NumaFaultEvent) from fentry `task_numa_fault`.
+    pub const NUMA_FAULT: u16 = 7;
+    /// A [`RawTpEvent`](super::RawTpEvent): the raw record of a rare tracepoint.
+    pub const RAW_TP: u16 = 8;
     /// One past the highest kind; sizes the per-kind stat slots.
-    pub const MAX: u16 = 5;
+    pub const MAX: u16 = 9;
 }
 
 /// Indexes into the per-CPU `STATS` array.
@@ -169,6 +181,180 @@ impl MigrateLayout {
     };
 }
 
+/// Addresses and layout facts of the running kernel for the function hooks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelLayout {
+    /// Address of the `vmemmap_base` variable (from /proc/kallsyms), or 0 when the kernel has a
+    /// fixed vmemmap (then [`KernelLayout::vmemmap`] is the base itself).
+    pub vmemmap_base_addr: u64,
+    /// The vmemmap base when it is fixed.
+    pub vmemmap: u64,
+    /// `sizeof(struct page)`.
+    pub page_struct_size: u64,
+    /// Offset of `pfn` in `kmem:mm_page_alloc`.
+    pub alloc_pfn: u32,
+    /// Offset of `gfp_flags` in `kmem:mm_page_alloc`.
+    pub alloc_gfp: u32,
+}
+
+impl KernelLayout {
+    /// x86_64 with 4-level paging and no memory randomisation.
+    pub const DEFAULT: Self = Self {
+        vmemmap_base_addr: 0,
+        vmemmap: 0xffff_ea00_0000_0000,
+        page_struct_size: 64,
+        alloc_pfn: 8,
+        alloc_gfp: 20,
+    };
+}
+
+/// Rare tracepoints captured raw ([`RawTpEvent`]) and decoded in userspace with the field
+/// offsets of their tracefs format.
+pub mod raw {
+    /// `sched:sched_move_numa`.
+    pub const SCHED_MOVE_NUMA: u16 = 0;
+    /// `sched:sched_stick_numa`.
+    pub const SCHED_STICK_NUMA: u16 = 1;
+    /// `sched:sched_swap_numa`.
+    pub const SCHED_SWAP_NUMA: u16 = 2;
+    /// `vmscan:mm_vmscan_kswapd_wake`.
+    pub const KSWAPD_WAKE: u16 = 3;
+    /// `ras:memory_failure_event`.
+    pub const MEMORY_FAILURE: u16 = 4;
+    /// `mce:mce_record`.
+    pub const MCE_RECORD: u16 = 5;
+    /// `cxl:cxl_general_media`.
+    pub const CXL_GENERAL_MEDIA: u16 = 6;
+    /// `cxl:cxl_dram`.
+    pub const CXL_DRAM: u16 = 7;
+    /// `cxl:cxl_memory_module`.
+    pub const CXL_MEMORY_MODULE: u16 = 8;
+    /// `cxl:cxl_poison`.
+    pub const CXL_POISON: u16 = 9;
+    /// Number of raw tracepoints.
+    pub const NR: usize = 10;
+    /// Bytes of a record kept (longer records are cut).
+    pub const DATA: usize = 256;
+}
+
+/// Bytes to copy of each raw tracepoint's record (from its format; at most [`raw::DATA`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawLayout {
+    /// Indexed by the `raw::*` ids.
+    pub size: [u32; raw::NR],
+    /// Reserved, zero.
+    pub _reserved: [u32; 2],
+}
+
+impl RawLayout {
+    /// Copies nothing until userspace says how long the records are.
+    pub const DEFAULT: Self = Self {
+        size: [0; raw::NR],
+        _reserved: [0; 2],
+    };
+}
+
+/// Flag bits of [`FaultLatencyEvent::flags`].
+pub mod fault_flags {
+    /// `handle_mm_fault` was called without registers: a get_user_pages fault.
+    pub const GUP: u32 = 1;
+    /// A movable page was allocated during the fault (its pfn is in `alloc_pfn`).
+    pub const ALLOC: u32 = 2;
+    /// `task_numa_fault` ran during the fault: a NUMA hinting fault.
+    pub const NUMA_HINT: u32 = 4;
+    /// The hinting fault migrated the page (`TNF_MIGRATED`).
+    pub const NUMA_MIGRATED: u32 = 8;
+    /// The hinting fault tried and failed to migrate (`TNF_MIGRATE_FAIL`).
+    pub const NUMA_MIGRATE_FAIL: u32 = 16;
+    /// The page was local to the faulting CPU (`TNF_FAULT_LOCAL`).
+    pub const NUMA_LOCAL: u32 = 32;
+    /// Some round of the fault returned `VM_FAULT_MAJOR` (I/O), even if a retry followed.
+    pub const MAJOR: u32 = 64;
+    /// Internal: the last exit returned `VM_FAULT_RETRY`; the next entry continues this fault.
+    pub const RETRY_PENDING: u32 = 1 << 31;
+}
+
+/// A page fault with its latency (fentry/fexit `handle_mm_fault`; retries are folded in).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultLatencyEvent {
+    /// Common header; `kind` is `FAULT_LATENCY`; `ts_ns` is the end of the fault.
+    pub hdr: EventHeader,
+    /// Faulting address.
+    pub address: u64,
+    /// From the first entry to the last exit, ns.
+    pub latency_ns: u64,
+    /// pfn of the last movable page allocated during the fault, or `u64::MAX`.
+    pub alloc_pfn: u64,
+    /// `vm_fault_t` returned by the last call.
+    pub ret: u32,
+    /// [`fault_flags`] bits.
+    pub flags: u32,
+    /// `mem_node` of `task_numa_fault`, or `u32::MAX`.
+    pub numa_node: u32,
+    /// Times the fault was retried (`VM_FAULT_RETRY`).
+    pub retries: u32,
+    /// `comm` of the current thread.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// One folio migrated (fentry/fexit `move_to_new_folio`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolioMigrateEvent {
+    /// Common header; `kind` is `FOLIO_MIGRATE`.
+    pub hdr: EventHeader,
+    /// pfn of the source folio.
+    pub src_pfn: u64,
+    /// pfn of the destination folio.
+    pub dst_pfn: u64,
+    /// `folio->mapping` (anon_vma or address_space, with its tag bits): with `index`, names the
+    /// page independently of where it lives.
+    pub mapping: u64,
+    /// `folio->index`.
+    pub index: u64,
+    /// Time spent in `move_to_new_folio` (the copy), ns.
+    pub copy_ns: u64,
+    /// Its return value: 0 on success, a negative errno otherwise.
+    pub rc: i32,
+    /// `enum migrate_reason` of the batch in progress on this thread, or `u32::MAX`.
+    pub reason: u32,
+}
+
+/// A NUMA hinting fault (fentry `task_numa_fault`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NumaFaultEvent {
+    /// Common header; `kind` is `NUMA_FAULT`.
+    pub hdr: EventHeader,
+    /// Node the page is on after the fault.
+    pub mem_node: i32,
+    /// Pages covered.
+    pub pages: i32,
+    /// `TNF_*` flags.
+    pub flags: i32,
+    /// `last_cpupid` of the page.
+    pub last_cpupid: i32,
+}
+
+/// The raw record of a rare tracepoint (see [`raw`]), decoded in userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawTpEvent {
+    /// Common header; `kind` is `RAW_TP`.
+    pub hdr: EventHeader,
+    /// `raw::*` id.
+    pub tp: u16,
+    /// Bytes of `data` that hold the record.
+    pub len: u16,
+    /// Reserved, zero.
+    pub _reserved: u32,
+    /// The record, from its common header on.
+    pub data: [u8; raw::DATA],
+}
+
 /// The common start of every record in the ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -264,6 +450,18 @@ mod pod {
     unsafe impl aya::Pod for MigrateStartEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for MigrateEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for KernelLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RawLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FaultLatencyEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FolioMigrateEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for NumaFaultEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for RawTpEvent {}
 }
 
 // Layout checks, evaluated at compile time on both targets.
@@ -284,6 +482,13 @@ const _: () = {
     assert!(size_of::<FaultLayout>() == 16);
     assert!(size_of::<ForkLayout>() == 8);
     assert!(size_of::<MigrateLayout>() == 40);
+    assert!(size_of::<KernelLayout>() == 32);
+    assert!(size_of::<RawLayout>() == 48);
+    assert!(size_of::<FaultLatencyEvent>() == 80);
+    assert!(size_of::<FolioMigrateEvent>() == 72);
+    assert!(size_of::<NumaFaultEvent>() == 40);
+    assert!(size_of::<RawTpEvent>() == 288);
+    assert!(offset_of!(RawTpEvent, data) == 32);
 };
 
 #[cfg(test)]
@@ -300,6 +505,10 @@ mod tests {
             size_of::<FaultEvent>(),
             size_of::<MigrateStartEvent>(),
             size_of::<MigrateEvent>(),
+            size_of::<FaultLatencyEvent>(),
+            size_of::<FolioMigrateEvent>(),
+            size_of::<NumaFaultEvent>(),
+            size_of::<RawTpEvent>(),
         ] {
             assert_eq!(size % 8, 0, "record size {size} is not a multiple of 8");
         }

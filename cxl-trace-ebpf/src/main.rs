@@ -18,7 +18,9 @@ mod caps;
 mod faults;
 mod follow;
 mod migrate;
+mod rare;
 mod shared;
+mod tiering;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

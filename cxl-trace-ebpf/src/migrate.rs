@@ -6,7 +6,10 @@ use aya_ebpf::{
 };
 use cxl_trace_common::{kind, stat, MigrateEvent, MigrateLayout, MigrateStartEvent, COMM_LEN};
 
-use crate::shared::{bump, current_ids, emit, header};
+use crate::{
+    shared::{bump, current_ids, emit, header},
+    tiering::BATCH_REASON,
+};
 
 #[unsafe(no_mangle)]
 static MIGRATE_LAYOUT: Global<MigrateLayout> = Global::new(MigrateLayout::DEFAULT);
@@ -29,6 +32,8 @@ pub fn mm_migrate_pages_start(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let (pid, tid) = current_ids();
+    // The per-folio hook reads the reason of the batch in progress on this thread.
+    let _ = BATCH_REASON.insert(tid, reason, 0);
     emit(
         kind::MIGRATE_START,
         MigrateStartEvent {
@@ -76,6 +81,7 @@ fn try_mm_migrate_pages(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: as above.
     let reason = unsafe { ctx.read_at::<u32>(l.reason as usize) }.map_err(i64::from)?;
     let (pid, tid) = current_ids();
+    let _ = BATCH_REASON.remove(tid);
     emit(
         kind::MIGRATE,
         MigrateEvent {

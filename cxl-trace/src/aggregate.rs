@@ -7,7 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
-use crate::event::{Comm, Event, Fault, FaultKind, FaultMode, MigrateBatch, MigrateReason};
+use crate::{
+    event::{Comm, Event, Fault, FaultKind, FaultMode, MigrateBatch, MigrateReason},
+    rare::RareDecoder,
+    tiers::{cause, fold_folio, Availability, BatchFolios, PingPongTracker, TierMap, TierTotals},
+};
 
 /// Highest latency the histograms track: 10 s in ns.
 pub const MAX_LATENCY_NS: u64 = 10_000_000_000;
@@ -196,6 +200,8 @@ pub struct ProcRow {
     pub faults: FaultCounts,
     /// Pages this process migrated (as the task doing the migration).
     pub pages_migrated: u64,
+    /// NUMA hinting faults of this process.
+    pub hint_faults: u64,
 }
 
 /// Everything counted over some window.
@@ -209,6 +215,8 @@ pub struct Totals {
     pub migrations: MigrationCounts,
     /// Per process (tgid).
     pub processes: HashMap<u32, ProcRow>,
+    /// Tier attribution.
+    pub tiers: TierTotals,
 }
 
 impl Totals {
@@ -222,7 +230,9 @@ impl Totals {
             r.comm = row.comm;
             r.faults.merge(&row.faults);
             r.pages_migrated += row.pages_migrated;
+            r.hint_faults += row.hint_faults;
         }
+        self.tiers.merge(&o.tiers);
     }
 
     /// The `n` processes with the most faults (ties broken by pid), as JSON rows.
@@ -239,19 +249,56 @@ impl Totals {
                     "user": r.faults.user,
                     "kernel": r.faults.kernel,
                     "pages_migrated": r.pages_migrated,
+                    "hint_faults": r.hint_faults,
+                    "pingpong": self.tiers.pingpong.by_pid.get(pid).copied().unwrap_or(0),
                 })
             })
             .collect()
     }
 }
 
+/// A migration batch in progress on a thread.
+#[derive(Clone, Debug, Default)]
+struct Pending {
+    /// Start time, when its start was seen.
+    start: Option<u64>,
+    /// Its successful folio moves by tier pair.
+    folios: BatchFolios,
+}
+
+/// Default ping-pong window: a page that comes back within a minute bounced.
+pub const PINGPONG_WINDOW_NS: u64 = 60_000_000_000;
+/// Pages the ping-pong detector remembers (about 40 bytes each).
+pub const PINGPONG_CAPACITY: usize = 1 << 20;
+
 /// Folds events into an interval window and a run total.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Aggregator {
     interval: Totals,
     run: Totals,
-    /// Migration batch starts by tid, waiting for their end.
-    pending_starts: HashMap<u32, u64>,
+    /// Migration batches in progress by tid, waiting for their end.
+    pending: HashMap<u32, Pending>,
+    /// Node and tier lookup (refreshed on hotplug).
+    tiers: TierMap,
+    /// Rare event decoder.
+    rare: RareDecoder,
+    /// Which hooks are live.
+    avail: Availability,
+    pingpong: PingPongTracker,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self {
+            interval: Totals::default(),
+            run: Totals::default(),
+            pending: HashMap::new(),
+            tiers: TierMap::default(),
+            rare: RareDecoder::default(),
+            avail: Availability::default(),
+            pingpong: PingPongTracker::new(PINGPONG_WINDOW_NS, PINGPONG_CAPACITY),
+        }
+    }
 }
 
 /// At most this many unmatched batch starts are kept (a start whose end was lost must not
@@ -262,6 +309,75 @@ impl Aggregator {
     /// An empty aggregator.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An aggregator that attributes to the tiers of `tiers`, decodes rare events with `rare`
+    /// and reports `avail`.
+    pub fn with_context(tiers: TierMap, rare: RareDecoder, avail: Availability) -> Self {
+        Self {
+            tiers,
+            rare,
+            avail,
+            ..Self::default()
+        }
+    }
+
+    /// New topology (memory hotplug).
+    pub fn set_tiers(&mut self, tiers: TierMap) {
+        self.tiers = tiers;
+    }
+
+    /// The topology in use.
+    pub fn tiers(&self) -> &TierMap {
+        &self.tiers
+    }
+
+    /// Adds an entry to the interval's event log (e.g. a topology change).
+    pub fn log(&mut self, entry: Value) {
+        self.interval.tiers.rare.log_entry(entry);
+    }
+
+    /// A window line with the tier members added.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one window line has that many parts"
+    )]
+    pub fn window_json(
+        &self,
+        kind: &str,
+        t_s: f64,
+        interval_s: f64,
+        totals: &Totals,
+        drops: &Drops,
+        vmstat_delta: &BTreeMap<String, u64>,
+        top_n: usize,
+    ) -> Value {
+        let mut v = window_json(kind, t_s, interval_s, totals, drops, vmstat_delta, top_n);
+        if let Value::Object(m) = &mut v {
+            let by_tier: Map<String, Value> = totals
+                .tiers
+                .latency
+                .count_by_tier
+                .iter()
+                .map(|(t, n)| (crate::tiers::tier_label(*t), json!(n)))
+                .collect();
+            if let Some(Value::Object(f)) = m.get_mut("faults") {
+                f.insert("by_tier".into(), Value::Object(by_tier));
+            }
+            if let Some(Value::Object(mig)) = m.get_mut("migrations") {
+                for (k, x) in totals.tiers.moves.to_json(&self.avail.folio) {
+                    mig.insert(k, x);
+                }
+            }
+            for (k, x) in totals.tiers.json_members(
+                &self.avail,
+                self.pingpong.window_ns as f64 / 1e9,
+                self.pingpong.table_full,
+            ) {
+                m.insert(k.into(), x);
+            }
+        }
+        v
     }
 
     /// Folds one event in.
@@ -275,10 +391,54 @@ impl Aggregator {
                 row.faults.add(f);
             }
             Event::MigrateStart(s) => {
-                if self.pending_starts.len() >= MAX_PENDING_STARTS {
-                    self.pending_starts.clear();
+                if self.pending.len() >= MAX_PENDING_STARTS {
+                    self.pending.clear();
                 }
-                self.pending_starts.insert(s.tid, s.ts_ns);
+                self.pending.insert(
+                    s.tid,
+                    Pending {
+                        start: Some(s.ts_ns),
+                        folios: BatchFolios::default(),
+                    },
+                );
+            }
+            Event::FolioMigrate(f) => {
+                let iv = &mut self.interval.tiers;
+                if let Some(pair) = fold_folio(
+                    f,
+                    &self.tiers,
+                    &mut iv.moves,
+                    &mut iv.pingpong,
+                    &mut self.pingpong,
+                ) {
+                    if self.pending.len() >= MAX_PENDING_STARTS
+                        && !self.pending.contains_key(&f.tid)
+                    {
+                        self.pending.clear();
+                    }
+                    let p = self.pending.entry(f.tid).or_default();
+                    *p.folios.pairs.entry(pair).or_default() += 1;
+                }
+            }
+            Event::FaultLatency(f) => {
+                let node = f
+                    .numa_node
+                    .or_else(|| f.alloc_pfn.and_then(|p| self.tiers.pfns.node_of(p)));
+                let tier = node.and_then(|n| self.tiers.tier(n));
+                self.interval.tiers.latency.record(f, tier);
+            }
+            Event::NumaFault(n) => {
+                self.interval.tiers.hints.add(n);
+                self.interval
+                    .processes
+                    .entry(n.pid)
+                    .or_default()
+                    .hint_faults += 1;
+            }
+            Event::Raw(r) => {
+                if let Some(e) = self.rare.decode(r) {
+                    self.interval.tiers.rare.add(&e, &self.tiers);
+                }
             }
             Event::Migrate(m) => {
                 self.interval
@@ -287,9 +447,25 @@ impl Aggregator {
                     .entry(m.reason)
                     .or_default()
                     .add(m);
-                if let Some(start) = self.pending_starts.remove(&m.tid) {
+                let pending = self.pending.remove(&m.tid).unwrap_or_default();
+                if let Some(start) = pending.start {
                     let lat = m.ts_ns.saturating_sub(start).clamp(1, MAX_LATENCY_NS);
                     let _ = self.interval.migrations.batch_latency.record(lat);
+                }
+                let why = cause(m.reason, &m.comm);
+                let moves = &mut self.interval.tiers.moves;
+                let (parts, exact) = pending.folios.split(m.succeeded);
+                if parts.is_empty() {
+                    moves.add(None, None, m.succeeded, m.reason, &why);
+                } else {
+                    if exact {
+                        moves.exact_batches += 1;
+                    } else {
+                        moves.apportioned_batches += 1;
+                    }
+                    for ((src, dst), pages) in parts {
+                        moves.add(src, dst, pages, m.reason, &why);
+                    }
                 }
                 if m.succeeded > 0 {
                     let row = self.interval.processes.entry(m.pid).or_default();

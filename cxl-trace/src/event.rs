@@ -2,7 +2,10 @@
 
 use std::mem::size_of;
 
-use cxl_trace_common::{kind, EventHeader, FaultEvent, MigrateEvent, MigrateStartEvent, COMM_LEN};
+use cxl_trace_common::{
+    fault_flags, kind, EventHeader, FaultEvent, FaultLatencyEvent, FolioMigrateEvent, MigrateEvent,
+    MigrateStartEvent, NumaFaultEvent, RawTpEvent, COMM_LEN,
+};
 use serde::Serialize;
 
 /// A task command name, as the kernel stores it: up to 16 bytes, NUL-padded.
@@ -247,8 +250,178 @@ pub struct MigrateBatch {
     pub reason: MigrateReason,
 }
 
-/// Any decoded event.
+/// What kind of fault a timed fault was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultClass {
+    /// A new page was allocated for it (first touch, or copy-on-write).
+    FirstTouch,
+    /// Resolved without allocation or I/O (page already present: page cache, swap cache).
+    Minor,
+    /// Needed I/O (`VM_FAULT_MAJOR`).
+    Major,
+    /// A NUMA hinting fault on a page local to the faulting CPU.
+    HintLocal,
+    /// A NUMA hinting fault on a remote page (the kind NUMA balancing may migrate).
+    HintRemote,
+}
+
+impl FaultClass {
+    /// Every class, in display order.
+    pub const ALL: [FaultClass; 5] = [
+        Self::FirstTouch,
+        Self::Minor,
+        Self::Major,
+        Self::HintLocal,
+        Self::HintRemote,
+    ];
+
+    /// Name used in JSON and on screen.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FirstTouch => "first_touch",
+            Self::Minor => "minor",
+            Self::Major => "major",
+            Self::HintLocal => "hint_local",
+            Self::HintRemote => "hint_remote",
+        }
+    }
+}
+
+/// `VM_FAULT_MAJOR`.
+pub const VM_FAULT_MAJOR: u32 = 0x4;
+
+/// A fault timed from `handle_mm_fault` entry to its last exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultLatency {
+    /// End of the fault, CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// CPU.
+    pub cpu: u16,
+    /// Thread name.
+    pub comm: Comm,
+    /// Faulting address.
+    pub address: u64,
+    /// Duration including retries, ns.
+    pub latency_ns: u64,
+    /// pfn of the movable page allocated during the fault.
+    pub alloc_pfn: Option<u64>,
+    /// `vm_fault_t` of the last call.
+    pub ret: u32,
+    /// `fault_flags` bits.
+    pub flags: u32,
+    /// Node of the page after a NUMA hinting fault.
+    pub numa_node: Option<u32>,
+    /// `VM_FAULT_RETRY` rounds folded in.
+    pub retries: u32,
+}
+
+impl FaultLatency {
+    /// The class of the fault.
+    pub fn class(&self) -> FaultClass {
+        if self.flags & fault_flags::NUMA_HINT != 0 {
+            if self.flags & fault_flags::NUMA_LOCAL != 0 {
+                FaultClass::HintLocal
+            } else {
+                FaultClass::HintRemote
+            }
+        } else if self.ret & VM_FAULT_MAJOR != 0 || self.flags & fault_flags::MAJOR != 0 {
+            FaultClass::Major
+        } else if self.flags & fault_flags::ALLOC != 0 {
+            FaultClass::FirstTouch
+        } else {
+            FaultClass::Minor
+        }
+    }
+
+    /// Whether it came from get_user_pages (no registers).
+    pub fn gup(&self) -> bool {
+        self.flags & fault_flags::GUP != 0
+    }
+}
+
+/// One folio moved by `move_to_new_folio`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolioMigrate {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Migrating task (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// CPU.
+    pub cpu: u16,
+    /// Source pfn.
+    pub src_pfn: Option<u64>,
+    /// Destination pfn.
+    pub dst_pfn: Option<u64>,
+    /// `folio->mapping` (names the page with `index`, whatever its pfn).
+    pub mapping: u64,
+    /// `folio->index`.
+    pub index: u64,
+    /// Copy time, ns.
+    pub copy_ns: u64,
+    /// 0 on success, a negative errno otherwise.
+    pub rc: i32,
+    /// Reason of the batch it belongs to.
+    pub reason: Option<MigrateReason>,
+}
+
+/// A NUMA hinting fault from `task_numa_fault`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NumaFault {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// CPU.
+    pub cpu: u16,
+    /// Node of the page after the fault.
+    pub mem_node: i32,
+    /// Pages covered.
+    pub pages: i32,
+    /// `TNF_*` flags.
+    pub flags: i32,
+}
+
+impl NumaFault {
+    /// `TNF_MIGRATED`.
+    pub fn migrated(&self) -> bool {
+        self.flags & 0x01 != 0
+    }
+    /// `TNF_FAULT_LOCAL`.
+    pub fn local(&self) -> bool {
+        self.flags & 0x08 != 0
+    }
+    /// `TNF_MIGRATE_FAIL`.
+    pub fn migrate_failed(&self) -> bool {
+        self.flags & 0x10 != 0
+    }
+}
+
+/// The raw record of a rare tracepoint, decoded by [`crate::rare`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Current task (tgid) when it fired.
+    pub pid: u32,
+    /// CPU.
+    pub cpu: u16,
+    /// `cxl_trace_common::raw::*` id.
+    pub tp: u16,
+    /// The record bytes.
+    pub data: Vec<u8>,
+}
+
+/// Any decoded event.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A page fault.
     Fault(Fault),
@@ -256,6 +429,14 @@ pub enum Event {
     MigrateStart(MigrateStart),
     /// A migration batch ended.
     Migrate(MigrateBatch),
+    /// A timed fault.
+    FaultLatency(FaultLatency),
+    /// One folio migrated.
+    FolioMigrate(FolioMigrate),
+    /// A NUMA hinting fault.
+    NumaFault(NumaFault),
+    /// A rare tracepoint's raw record.
+    Raw(RawRecord),
 }
 
 impl Event {
@@ -265,8 +446,16 @@ impl Event {
             Self::Fault(e) => e.ts_ns,
             Self::MigrateStart(e) => e.ts_ns,
             Self::Migrate(e) => e.ts_ns,
+            Self::FaultLatency(e) => e.ts_ns,
+            Self::FolioMigrate(e) => e.ts_ns,
+            Self::NumaFault(e) => e.ts_ns,
+            Self::Raw(e) => e.ts_ns,
         }
     }
+}
+
+fn some_unless<T: PartialEq>(v: T, none: T) -> Option<T> {
+    (v != none).then_some(v)
 }
 
 /// Why a record could not be decoded.
@@ -353,6 +542,79 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 reason: MigrateReason::from_raw(e.reason),
             }))
         }
+        kind::FAULT_LATENCY => {
+            let e: FaultLatencyEvent = read(bytes, hdr.kind)?;
+            Ok(Event::FaultLatency(FaultLatency {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                tid: hdr.tid,
+                cpu: hdr.cpu,
+                comm: Comm(e.comm),
+                address: e.address,
+                latency_ns: e.latency_ns,
+                alloc_pfn: some_unless(e.alloc_pfn, u64::MAX),
+                ret: e.ret,
+                flags: e.flags,
+                numa_node: some_unless(e.numa_node, u32::MAX),
+                retries: e.retries,
+            }))
+        }
+        kind::FOLIO_MIGRATE => {
+            let e: FolioMigrateEvent = read(bytes, hdr.kind)?;
+            Ok(Event::FolioMigrate(FolioMigrate {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                tid: hdr.tid,
+                cpu: hdr.cpu,
+                src_pfn: some_unless(e.src_pfn, u64::MAX),
+                dst_pfn: some_unless(e.dst_pfn, u64::MAX),
+                mapping: e.mapping,
+                index: e.index,
+                copy_ns: e.copy_ns,
+                rc: e.rc,
+                reason: some_unless(e.reason, u32::MAX).map(MigrateReason::from_raw),
+            }))
+        }
+        kind::NUMA_FAULT => {
+            let e: NumaFaultEvent = read(bytes, hdr.kind)?;
+            Ok(Event::NumaFault(NumaFault {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                tid: hdr.tid,
+                cpu: hdr.cpu,
+                mem_node: e.mem_node,
+                pages: e.pages,
+                flags: e.flags,
+            }))
+        }
+        kind::RAW_TP => {
+            // The record may be cut to `len` bytes of data; decode the fixed part only.
+            let fixed = std::mem::offset_of!(RawTpEvent, data);
+            if bytes.len() < fixed {
+                return Err(DecodeError::Short {
+                    kind: hdr.kind,
+                    len: bytes.len(),
+                    need: fixed,
+                });
+            }
+            let len = usize::from(u16::from_ne_bytes([bytes[26], bytes[27]]));
+            let tp = u16::from_ne_bytes([bytes[24], bytes[25]]);
+            let data = bytes
+                .get(fixed..fixed + len)
+                .ok_or(DecodeError::Short {
+                    kind: hdr.kind,
+                    len: bytes.len(),
+                    need: fixed + len,
+                })?
+                .to_vec();
+            Ok(Event::Raw(RawRecord {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                cpu: hdr.cpu,
+                tp,
+                data,
+            }))
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -389,6 +651,133 @@ mod tests {
             error_code: code,
             comm: comm("touch"),
         }
+    }
+
+    fn hdr(kind: u16) -> EventHeader {
+        EventHeader {
+            ts_ns: 5_000,
+            pid: 7,
+            tid: 8,
+            kind,
+            cpu: 1,
+            _reserved: 0,
+        }
+    }
+
+    #[test]
+    fn decodes_fault_latency_and_classifies() {
+        let mut raw = FaultLatencyEvent {
+            hdr: hdr(kind::FAULT_LATENCY),
+            address: 0x1000,
+            latency_ns: 1234,
+            alloc_pfn: 0x42,
+            ret: 0,
+            flags: fault_flags::ALLOC,
+            numa_node: u32::MAX,
+            retries: 1,
+            comm: comm("app"),
+        };
+        let Ok(Event::FaultLatency(f)) = decode(as_bytes(&raw)) else {
+            panic!("not a timed fault")
+        };
+        assert_eq!(f.latency_ns, 1234);
+        assert_eq!(f.alloc_pfn, Some(0x42));
+        assert_eq!(f.numa_node, None);
+        assert_eq!(f.class(), FaultClass::FirstTouch);
+        assert_eq!(f.retries, 1);
+        raw.flags = fault_flags::NUMA_HINT | fault_flags::NUMA_MIGRATED;
+        raw.numa_node = 1;
+        raw.alloc_pfn = u64::MAX;
+        let Ok(Event::FaultLatency(f)) = decode(as_bytes(&raw)) else {
+            panic!("not a timed fault")
+        };
+        assert_eq!(f.class(), FaultClass::HintRemote);
+        assert_eq!(f.numa_node, Some(1));
+        assert_eq!(f.alloc_pfn, None);
+        raw.flags = fault_flags::NUMA_HINT | fault_flags::NUMA_LOCAL;
+        let Ok(Event::FaultLatency(f)) = decode(as_bytes(&raw)) else {
+            panic!("not a timed fault")
+        };
+        assert_eq!(f.class(), FaultClass::HintLocal);
+        raw.flags = fault_flags::ALLOC | fault_flags::GUP;
+        raw.ret = VM_FAULT_MAJOR;
+        let Ok(Event::FaultLatency(f)) = decode(as_bytes(&raw)) else {
+            panic!("not a timed fault")
+        };
+        assert_eq!(f.class(), FaultClass::Major, "major wins over allocation");
+        assert!(f.gup());
+        raw.ret = 0;
+        raw.flags = fault_flags::MAJOR | fault_flags::ALLOC;
+        let Ok(Event::FaultLatency(f)) = decode(as_bytes(&raw)) else {
+            panic!("not a timed fault")
+        };
+        assert_eq!(
+            f.class(),
+            FaultClass::Major,
+            "I/O in an earlier retry round"
+        );
+        raw.flags = 0;
+        raw.ret = 0;
+        let Ok(Event::FaultLatency(f)) = decode(as_bytes(&raw)) else {
+            panic!("not a timed fault")
+        };
+        assert_eq!(f.class(), FaultClass::Minor);
+    }
+
+    #[test]
+    fn decodes_folio_migration_and_numa_fault() {
+        let raw = FolioMigrateEvent {
+            hdr: hdr(kind::FOLIO_MIGRATE),
+            src_pfn: 10,
+            dst_pfn: u64::MAX,
+            mapping: 0xffff_8880_0000_0001,
+            index: 7,
+            copy_ns: 900,
+            rc: -11,
+            reason: 8,
+        };
+        let Ok(Event::FolioMigrate(m)) = decode(as_bytes(&raw)) else {
+            panic!("not a folio migration")
+        };
+        assert_eq!(m.src_pfn, Some(10));
+        assert_eq!(m.dst_pfn, None);
+        assert_eq!(m.rc, -11);
+        assert_eq!(m.reason, Some(MigrateReason::Demotion));
+        let raw = NumaFaultEvent {
+            hdr: hdr(kind::NUMA_FAULT),
+            mem_node: 1,
+            pages: 1,
+            flags: 0x01 | 0x08,
+            last_cpupid: 0,
+        };
+        let Ok(Event::NumaFault(n)) = decode(as_bytes(&raw)) else {
+            panic!("not a NUMA fault")
+        };
+        assert!(n.migrated() && n.local() && !n.migrate_failed());
+        assert_eq!(n.mem_node, 1);
+    }
+
+    #[test]
+    fn decodes_raw_records_cut_to_their_length() {
+        let mut raw = RawTpEvent {
+            hdr: hdr(kind::RAW_TP),
+            tp: 3,
+            len: 16,
+            _reserved: 0,
+            data: [0u8; cxl_trace_common::raw::DATA],
+        };
+        raw.data[8] = 5;
+        let bytes = as_bytes(&raw);
+        let Ok(Event::Raw(r)) = decode(bytes) else {
+            panic!("not a raw record")
+        };
+        assert_eq!((r.tp, r.data.len(), r.data[8]), (3, 16, 5));
+        // A record shorter than its claimed length is an error, not a panic.
+        raw.len = 300;
+        assert!(matches!(
+            decode(as_bytes(&raw)[..40].as_ref()),
+            Err(DecodeError::Short { .. })
+        ));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! cxl-trace: eBPF observability for CXL and tiered memory.
 //!
 //! Layout: [`probe`] is the only module that touches aya (kernel-facing, tested as root);
-//! [`tracefs`], [`event`], [`aggregate`], [`vmstat`] are pure and tested without root;
+//! [`tracefs`], [`event`], [`aggregate`], [`tiers`], [`rare`], [`topology`], [`vmstat`] are
+//! pure and tested without root;
 //! [`top`] and [`doctor`] wire them together behind the [`cli`].
 
 pub mod aggregate;
@@ -10,6 +11,8 @@ pub mod doctor;
 pub mod error;
 pub mod event;
 pub mod probe;
+pub mod rare;
+pub mod tiers;
 pub mod top;
 pub mod topology;
 pub mod tracefs;

@@ -19,11 +19,13 @@ use tokio::{
 };
 
 use crate::{
-    aggregate::{window_json, Aggregator, Drops},
+    aggregate::{Aggregator, Drops},
     cli::TopOpts,
     error::{Error, Result},
     event::{decode, Event},
     probe::{ProbeStatus, Ring, TraceConfig, Tracer},
+    tiers::TierMap,
+    topology::Topology,
     vmstat::{self, Vmstat},
 };
 
@@ -167,6 +169,46 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
+/// Re-reads the topology; on a change (memory hotplug, a CXL region onlined) switches the
+/// aggregator to it and logs what changed.
+fn refresh_topology(agg: &mut Aggregator, current: &mut Topology) {
+    let now = Topology::live();
+    if let Some(change) = topology_change(current, &now) {
+        agg.set_tiers(TierMap::from_topology(&now));
+        agg.log(change);
+        *current = now;
+    }
+}
+
+/// What changed between two topologies (nodes, tiers, memory blocks), as a log entry.
+pub fn topology_change(old: &Topology, new: &Topology) -> Option<Value> {
+    let ids = |t: &Topology| t.nodes.iter().map(|n| n.id).collect::<Vec<_>>();
+    let blocks = |t: &Topology| t.nodes.iter().map(|n| n.memory_blocks.len()).sum::<usize>();
+    if ids(old) == ids(new) && old.tiers == new.tiers && blocks(old) == blocks(new) {
+        return None;
+    }
+    let added: Vec<Value> = new
+        .nodes
+        .iter()
+        .filter(|n| !old.nodes.iter().any(|o| o.id == n.id))
+        .map(|n| json!({"node": n.id, "tier": n.tier, "cxl": n.cxl, "mem_total_kib": n.mem_total_kib}))
+        .collect();
+    let removed: Vec<u32> = old
+        .nodes
+        .iter()
+        .filter(|o| !new.nodes.iter().any(|n| n.id == o.id))
+        .map(|o| o.id)
+        .collect();
+    Some(json!({
+        "event": "topology_changed",
+        "class": "hotplug",
+        "nodes_added": added,
+        "nodes_removed": removed,
+        "memory_blocks": {"before": blocks(old), "after": blocks(new)},
+        "tiers": new.tiers,
+    }))
+}
+
 fn print_probes(statuses: &[ProbeStatus], warnings: &[String]) {
     let live: Vec<&str> = statuses
         .iter()
@@ -217,6 +259,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         child = Some(spawn_followed(&opts.command, &mut tracer)?);
     }
 
+    let mut topo = Topology::live();
     let version = env!("CARGO_PKG_VERSION");
     let kernel = crate::probe::caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut open = emit(&json!({
@@ -226,10 +269,16 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         "interval_s": opts.interval,
         "probes": tracer.statuses,
         "warnings": tracer.warnings,
+        "tiers": topo.tiers,
+        "settings": topo.settings,
         "pid": opts.pid.or_else(|| child.as_ref().and_then(|c: &tokio::process::Child| c.id())),
     }))?;
 
-    let mut agg = Aggregator::new();
+    let mut agg = Aggregator::with_context(
+        TierMap::from_topology(&topo),
+        tracer.rare.clone(),
+        tracer.availability.clone(),
+    );
     let mut rs = ReadStats {
         skip_pid: filter.then(std::process::id),
         ..ReadStats::default()
@@ -251,7 +300,9 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     let mut drops_last = tracer.drops();
     let drops_start = drops_last.clone();
 
+    let mut topo_state = std::mem::take(&mut topo);
     let emit_interval = |agg: &mut Aggregator,
+                         topo_state: &mut Topology,
                          tracer: &Tracer,
                          vm_last: &mut Vmstat,
                          drops_last: &mut Drops,
@@ -260,8 +311,9 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         let now = monotonic_ns();
         let vm = vmstat::read()?;
         let drops = tracer.drops();
+        refresh_topology(agg, topo_state);
         let iv = agg.end_interval();
-        let v = window_json(
+        let v = agg.window_json(
             "interval",
             (now - start_ns) as f64 / 1e9,
             (now - *last_ns) as f64 / 1e9,
@@ -285,7 +337,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
             }
             _ = ticker.tick() => {
                 drain(ring.get_mut(), &mut agg, start_ns, &mut rs);
-                open = emit_interval(&mut agg, &tracer, &mut vm_last, &mut drops_last, &mut last_ns)?;
+                open = emit_interval(&mut agg, &mut topo_state, &tracer, &mut vm_last, &mut drops_last, &mut last_ns)?;
                 if let Some(pid) = opts.pid {
                     if !Path::new(&format!("/proc/{pid}")).exists() {
                         eprintln!("cxl-trace: process {pid} exited");
@@ -336,6 +388,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     if open && partial {
         open = emit_interval(
             &mut agg,
+            &mut topo_state,
             &tracer,
             &mut vm_last,
             &mut drops_last,
@@ -346,7 +399,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     let vm_end = vmstat::read()?;
     let drops_total = drops_since(&tracer.drops(), &drops_start);
     let (read_errors, follow_full) = tracer.errors();
-    let mut summary = window_json(
+    let mut summary = agg.window_json(
         "summary",
         (end_ns - start_ns) as f64 / 1e9,
         (end_ns - start_ns) as f64 / 1e9,

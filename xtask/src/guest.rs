@@ -280,9 +280,9 @@ fn bpftrace_map(out: &str, name: &str) -> BTreeMap<u32, u64> {
 
 fn summary(out: &str) -> Result<Value> {
     out.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("type").and_then(Value::as_str) == Some("summary"))
-        .last()
+        .find(|v| v.get("type").and_then(Value::as_str) == Some("summary"))
         .context("cxl-trace printed no summary line")
 }
 
@@ -464,12 +464,98 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
         &bt,
         &["syscall", "mempolicy_mbind", "demotion", "numa_misplaced"],
     );
-    scenario_tier_checks(c, &s, t0, t1);
+    scenario_tier_checks(c, &s, t0, t1, true);
     Ok(())
 }
 
-/// Tier attribution checks, shared by both machines (filled in as the event model grows).
-fn scenario_tier_checks(_c: &mut Checks, _s: &Value, _fast: Option<u64>, _slow: Option<u64>) {}
+/// Tier attribution checks: promotions and demotions by cause against the kernel's
+/// counters, their tier pairs, hinting faults, and fault latency on both tiers.
+fn scenario_tier_checks(
+    c: &mut Checks,
+    s: &Value,
+    fast: Option<u64>,
+    slow: Option<u64>,
+    promo: bool,
+) {
+    let (Some(fast), Some(slow)) = (fast, slow) else {
+        c.truth("two tiers known", "no".into(), false);
+        return;
+    };
+    c.eq(
+        "per-folio hook live",
+        u64::from(s.pointer("/migrations/per_folio/available") == Some(&Value::Bool(true))),
+        1,
+    );
+    c.eq(
+        "pgpromote_success (promotions by numa_balancing)",
+        get(s, "migrations.promotions.by_cause.numa_balancing"),
+        get(s, "vmstat_delta.pgpromote_success"),
+    );
+    c.eq(
+        "pgdemote_kswapd (demotions by kswapd)",
+        get(s, "migrations.demotions.by_cause.kswapd"),
+        get(s, "vmstat_delta.pgdemote_kswapd"),
+    );
+    c.eq(
+        "pgdemote_direct (demotions by direct/proactive reclaim)",
+        get(s, "migrations.demotions.by_cause.direct"),
+        get(s, "vmstat_delta.pgdemote_direct"),
+    );
+    let pair = |a: u64, b: u64| {
+        s.pointer(&format!("/migrations/tier_pairs/tier{a}->tier{b}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    c.truth(
+        &format!("demotions are tier{fast}->tier{slow}"),
+        format!(
+            "{} of {}",
+            pair(fast, slow),
+            get(s, "migrations.demotions.pages")
+        ),
+        get(s, "migrations.demotions.pages") == 0
+            || pair(fast, slow) >= get(s, "migrations.demotions.pages"),
+    );
+    c.truth(
+        "no unattributed pages",
+        get(s, "migrations.unattributed_pages").to_string(),
+        get(s, "migrations.unattributed_pages") == 0,
+    );
+    if promo {
+        c.truth(
+            &format!("promotions are tier{slow}->tier{fast}"),
+            format!(
+                "{} of {}",
+                pair(slow, fast),
+                get(s, "migrations.promotions.pages")
+            ),
+            get(s, "migrations.promotions.pages") > 0
+                && pair(slow, fast) >= get(s, "migrations.promotions.pages"),
+        );
+        c.within(
+            "numa_hint_faults",
+            get(s, "numa_hint_faults.total"),
+            get(s, "vmstat_delta.numa_hint_faults"),
+            1.0,
+        );
+        c.truth(
+            "ping-pong bounces seen",
+            get(s, "pingpong.bounces").to_string(),
+            get(s, "pingpong.bounces") > 0,
+        );
+    }
+    for t in [fast, slow] {
+        let n = get(s, &format!("fault_latency.by_tier.tier{t}.all.count"));
+        c.truth(
+            &format!("fault latency histogram of tier{t} non-empty"),
+            format!(
+                "{n} faults, p99 {} ns",
+                get(s, &format!("fault_latency.by_tier.tier{t}.all.p99"))
+            ),
+            n > 0,
+        );
+    }
+}
 
 fn cxl_prepare() -> Result<()> {
     say("loading the CXL, nvdimm and dax drivers");
@@ -561,6 +647,17 @@ fn scenario_cxl(c: &mut Checks) -> Result<()> {
         &s,
         node_tier(&topo, 0),
         cxl_node.and_then(|n| node_tier(&topo, n)),
+        false,
+    );
+    let tool_out = fs::read_to_string("/results/cxl-trace.out").unwrap_or_default();
+    let appeared = tool_out.lines().any(|l| {
+        l.contains("\"topology_changed\"")
+            && cxl_node.is_some_and(|n| l.contains(&format!("\"node\":{n}")))
+    });
+    c.truth(
+        "hotplug: the running tool saw the CXL node appear",
+        appeared.to_string(),
+        appeared,
     );
     Ok(())
 }

@@ -115,3 +115,46 @@ mod tests {
         assert_eq!(numa_balancing_mode("x"), "unknown");
     }
 }
+
+/// Addresses of the wanted symbols from /proc/kallsyms (exact names; module symbols
+/// included). Missing names are absent; an address of 0 (kptr_restrict) counts as present
+/// for hooking but is useless as an address, so callers check it.
+pub fn kallsyms(wanted: &[&str]) -> std::collections::HashMap<String, u64> {
+    std::fs::read_to_string("/proc/kallsyms")
+        .map(|text| parse_kallsyms(&text, wanted))
+        .unwrap_or_default()
+}
+
+/// The pure part of [`kallsyms`].
+pub fn parse_kallsyms(text: &str, wanted: &[&str]) -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(addr), Some(_ty), Some(name)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if wanted.contains(&name) {
+            if let Ok(a) = u64::from_str_radix(addr, 16) {
+                out.entry(name.to_string()).or_insert(a);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod kallsyms_tests {
+    use super::*;
+
+    #[test]
+    fn finds_exact_names_only() {
+        let text = "ffffffff8166a2b0 t move_to_new_folio\nffffffff8166a300 t move_to_new_folio.isra.0\nffffffff82e1c0a8 D vmemmap_base\nbad line\n";
+        let m = parse_kallsyms(
+            text,
+            &["move_to_new_folio", "vmemmap_base", "handle_mm_fault"],
+        );
+        assert_eq!(m.get("move_to_new_folio"), Some(&0xffff_ffff_8166_a2b0));
+        assert_eq!(m.get("vmemmap_base"), Some(&0xffff_ffff_82e1_c0a8));
+        assert!(!m.contains_key("handle_mm_fault"));
+    }
+}

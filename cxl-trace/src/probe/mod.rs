@@ -10,19 +10,22 @@ use std::{
 
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FEntry, KProbe, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
+use aya_obj::btf::BtfKind;
 use cxl_trace_common::{
-    config_flags, kind, stat, Config, FaultLayout, ForkLayout, MigrateLayout, CONFIG_GLOBAL,
-    EVENTS_MAP, FAULT_LAYOUT_GLOBAL, FOLLOW_MAP, FORK_LAYOUT_GLOBAL, MIGRATE_LAYOUT_GLOBAL,
-    STATS_MAP,
+    config_flags, kind, raw, stat, Config, FaultLayout, ForkLayout, KernelLayout, MigrateLayout,
+    RawLayout, CONFIG_GLOBAL, EVENTS_MAP, FAULT_LAYOUT_GLOBAL, FOLLOW_MAP, FORK_LAYOUT_GLOBAL,
+    KERNEL_LAYOUT_GLOBAL, MIGRATE_LAYOUT_GLOBAL, RAW_LAYOUT_GLOBAL, STATS_MAP,
 };
 use serde::Serialize;
 
 use crate::{
     aggregate::Drops,
     error::{Error, Result},
+    rare::{RareDecoder, RARE},
+    tiers::Availability,
     tracefs::{Format, Tracefs},
 };
 
@@ -93,6 +96,10 @@ pub struct TraceConfig {
     pub ringbuf_bytes: u32,
     /// Also try every attach kind (tp_btf, raw tracepoint, fentry, kprobe): `doctor`.
     pub probe_attach_kinds: bool,
+    /// Function hooks where allowed: fault latency, NUMA hinting faults, per-folio migration.
+    pub functions: bool,
+    /// Rare tracepoints: NUMA task placement, kswapd wake-ups, RAS and CXL events.
+    pub rare: bool,
 }
 
 impl Default for TraceConfig {
@@ -103,6 +110,8 @@ impl Default for TraceConfig {
             filter: false,
             ringbuf_bytes: 16 << 20,
             probe_attach_kinds: false,
+            functions: true,
+            rare: true,
         }
     }
 }
@@ -115,6 +124,10 @@ pub struct Tracer {
     pub statuses: Vec<ProbeStatus>,
     /// Warnings that did not stop tracing (e.g. RLIMIT_MEMLOCK).
     pub warnings: Vec<String>,
+    /// Which derived measurements are available, and why not.
+    pub availability: Availability,
+    /// Decoder for the rare tracepoints, with this kernel's formats.
+    pub rare: RareDecoder,
     ring: Option<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
     follow: BpfHashMap<MapData, u32, u8>,
@@ -127,6 +140,10 @@ pub fn kind_name(k: u16) -> &'static str {
         kind::FAULT_KERNEL => "fault_kernel",
         kind::MIGRATE_START => "migrate_start",
         kind::MIGRATE => "migrate",
+        kind::FAULT_LATENCY => "fault_latency",
+        kind::FOLIO_MIGRATE => "folio_migrate",
+        kind::NUMA_FAULT => "numa_fault",
+        kind::RAW_TP => "rare",
         _ => "other",
     }
 }
@@ -328,6 +345,36 @@ impl Tracer {
             flags: if cfg.filter { config_flags::FILTER } else { 0 },
             _reserved: 0,
         };
+        let syms = caps::kallsyms(&[
+            "vmemmap_base",
+            "handle_mm_fault",
+            "task_numa_fault",
+            "move_to_new_folio",
+        ]);
+        let alloc = tracefs.format("kmem", "mm_page_alloc");
+        let kernel_layout = KernelLayout {
+            vmemmap_base_addr: syms.get("vmemmap_base").copied().unwrap_or(0),
+            alloc_pfn: alloc
+                .as_ref()
+                .ok()
+                .and_then(|f| f.offset("pfn", 8).ok())
+                .unwrap_or(KernelLayout::DEFAULT.alloc_pfn),
+            alloc_gfp: alloc
+                .as_ref()
+                .ok()
+                .and_then(|f| f.fields.get("gfp_flags").map(|x| x.offset))
+                .unwrap_or(KernelLayout::DEFAULT.alloc_gfp),
+            ..KernelLayout::DEFAULT
+        };
+        let rare = RareDecoder::new(
+            RARE.iter()
+                .map(|r| tracefs.format(r.category, r.name).ok())
+                .collect(),
+        );
+        let raw_layout = RawLayout {
+            size: if cfg.rare { rare.sizes() } else { [0; raw::NR] },
+            _reserved: [0; 2],
+        };
         let fl = fault_layout.unwrap_or(FaultLayout::DEFAULT);
         let kl = fork_layout.unwrap_or(ForkLayout::DEFAULT);
         let ml = migrate_layout.unwrap_or(MigrateLayout::DEFAULT);
@@ -336,6 +383,8 @@ impl Tracer {
             .override_global(FAULT_LAYOUT_GLOBAL, &fl, true)
             .override_global(FORK_LAYOUT_GLOBAL, &kl, true)
             .override_global(MIGRATE_LAYOUT_GLOBAL, &ml, true)
+            .override_global(KERNEL_LAYOUT_GLOBAL, &kernel_layout, true)
+            .override_global(RAW_LAYOUT_GLOBAL, &raw_layout, true)
             .map_max_entries(EVENTS_MAP, cfg.ringbuf_bytes)
             .load(BPF_OBJECT)
             .map_err(|e| Error::Load(flatten_error(&e)))?;
@@ -360,6 +409,105 @@ impl Tracer {
         if migrate_layout.is_some() {
             for tp in &MIGRATE_TPS {
                 statuses.push(attach_tracepoint(&mut ebpf, &tracefs, tp));
+            }
+        }
+        let mut availability = Availability {
+            latency: Some("not requested".into()),
+            folio: Some("not requested".into()),
+            numa: Some("not requested".into()),
+        };
+        if cfg.functions {
+            let btf =
+                Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {}", flatten_error(&e)));
+            let hooks = FnHooks {
+                btf: &btf,
+                syms: &syms,
+            };
+            if cfg.faults {
+                let entry = hooks.attach(
+                    &mut ebpf,
+                    "handle_mm_fault_entry",
+                    "handle_mm_fault",
+                    false,
+                    None,
+                );
+                let exit = if entry.is_live() {
+                    hooks.attach(
+                        &mut ebpf,
+                        "handle_mm_fault_exit",
+                        "handle_mm_fault",
+                        true,
+                        None,
+                    )
+                } else {
+                    ProbeStatus::unavailable(
+                        "fexit:handle_mm_fault",
+                        "not tried: fentry:handle_mm_fault is unavailable",
+                    )
+                };
+                availability.latency = unavailable_reason(&[&entry, &exit]);
+                statuses.push(entry);
+                statuses.push(exit);
+                if availability.latency.is_none() {
+                    // Names the node of pages allocated during a fault.
+                    statuses.push(attach_tracepoint(&mut ebpf, &tracefs, &ALLOC_TP));
+                }
+                let numa =
+                    hooks.attach(&mut ebpf, "task_numa_fault", "task_numa_fault", false, None);
+                availability.numa = unavailable_reason(&[&numa]);
+                statuses.push(numa);
+            }
+            if cfg.migrations && migrate_layout.is_some() {
+                let vmemmap_note = if kernel_layout.vmemmap_base_addr != 0 {
+                    None
+                } else {
+                    Some("no vmemmap_base in /proc/kallsyms: assuming the fixed 4-level vmemmap")
+                };
+                let entry = hooks.attach(
+                    &mut ebpf,
+                    "move_to_new_folio_entry",
+                    "move_to_new_folio",
+                    false,
+                    None,
+                );
+                let exit = if entry.is_live() {
+                    hooks.attach(
+                        &mut ebpf,
+                        "move_to_new_folio_exit",
+                        "move_to_new_folio",
+                        true,
+                        vmemmap_note,
+                    )
+                } else {
+                    ProbeStatus::unavailable(
+                        "fexit:move_to_new_folio",
+                        "not tried: fentry:move_to_new_folio is unavailable",
+                    )
+                };
+                availability.folio = unavailable_reason(&[&entry, &exit]);
+                statuses.push(entry);
+                statuses.push(exit);
+            }
+        } else {
+            availability.latency = Some("function hooks disabled".into());
+            availability.folio = Some("function hooks disabled".into());
+            availability.numa = Some("function hooks disabled".into());
+        }
+        if cfg.rare {
+            for r in &RARE {
+                let tp = TpSpec {
+                    program: r.program,
+                    category: r.category,
+                    name: r.name,
+                };
+                let mut st = attach_tracepoint(&mut ebpf, &tracefs, &tp);
+                if r.category == "cxl" && !st.is_live() && !tracefs.has_event("cxl", r.name) {
+                    st.reason = format!(
+                        "no cxl:{} tracepoint: module cxl_core is not loaded (no CXL devices or drivers)",
+                        r.name
+                    );
+                }
+                statuses.push(st);
             }
         }
         if cfg.probe_attach_kinds {
@@ -389,6 +537,8 @@ impl Tracer {
             _ebpf: ebpf,
             statuses,
             warnings,
+            availability,
+            rare,
             ring: Some(ring),
             stats,
             follow,
@@ -458,6 +608,73 @@ pub struct Ring(pub RingBuf<MapData>);
 impl AsRawFd for Ring {
     fn as_raw_fd(&self) -> RawFd {
         self.0.as_raw_fd()
+    }
+}
+
+const ALLOC_TP: TpSpec = TpSpec {
+    program: "mm_page_alloc",
+    category: "kmem",
+    name: "mm_page_alloc",
+};
+
+/// `None` when every status is live, else the first reason.
+fn unavailable_reason(sts: &[&ProbeStatus]) -> Option<String> {
+    sts.iter()
+        .find(|s| !s.is_live())
+        .map(|s| format!("{}: {}", s.name, s.reason))
+}
+
+/// Attaches fentry/fexit programs after checking that the function can be hooked.
+struct FnHooks<'a> {
+    btf: &'a std::result::Result<Btf, String>,
+    syms: &'a std::collections::HashMap<String, u64>,
+}
+
+impl FnHooks<'_> {
+    /// Checks (BTF FUNC present, exact symbol in kallsyms), loads and attaches `prog` on
+    /// `func` as fentry or fexit.
+    fn attach(
+        &self,
+        ebpf: &mut Ebpf,
+        prog: &str,
+        func: &str,
+        exit: bool,
+        note: Option<&str>,
+    ) -> ProbeStatus {
+        let name = format!("{}:{func}", if exit { "fexit" } else { "fentry" });
+        let r = (|| -> std::result::Result<(), String> {
+            let btf = self.btf.as_ref().map_err(Clone::clone)?;
+            btf.id_by_type_name_kind(func, BtfKind::Func).map_err(|_| {
+                format!("no BTF FUNC {func} in the kernel's BTF (inlined, or built without it)")
+            })?;
+            if !self.syms.contains_key(func) {
+                return Err(format!(
+                    "no symbol {func} in /proc/kallsyms (inlined or renamed, e.g. .isra/.constprop)"
+                ));
+            }
+            if exit {
+                let p: &mut FExit = program(ebpf, prog)?;
+                p.load(func, btf).map_err(|e| {
+                    log::debug!("fexit:{func}: {e:?}");
+                    format!("BPF_PROG_LOAD refused: {}", flatten_error(&e))
+                })?;
+                p.attach()
+                    .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+            } else {
+                let p: &mut FEntry = program(ebpf, prog)?;
+                p.load(func, btf)
+                    .map_err(|e| format!("BPF_PROG_LOAD refused: {}", flatten_error(&e)))?;
+                p.attach()
+                    .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => ProbeStatus::live(name, note.unwrap_or("attached")),
+            // kprobe/kretprobe would be the next fallback; kernels that refuse fentry here also
+            // lack kprobes, so say so instead of pretending.
+            Err(e) => ProbeStatus::unavailable(name, e),
+        }
     }
 }
 

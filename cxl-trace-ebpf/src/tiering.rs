@@ -1,0 +1,282 @@
+//! Function hooks where the kernel allows them (fentry/fexit), plus the tracepoints that feed
+//! them:
+//!
+//! - fault latency: fentry/fexit `handle_mm_fault`, with `VM_FAULT_RETRY` folded into one
+//!   fault; `kmem:mm_page_alloc` remembers the movable page allocated during a fault (its pfn
+//!   names the node in userspace) and fentry `task_numa_fault` marks NUMA hinting faults;
+//! - per-folio migration: fentry/fexit `move_to_new_folio` gives source and destination pfn,
+//!   the page's identity (mapping, index) and the copy time; the reason comes from the batch
+//!   in progress on the thread (`mm_migrate_pages_start`, see `migrate.rs`).
+//!
+//! Struct pages become pfns through the vmemmap: `pfn = (page - vmemmap) / sizeof(struct page)`,
+//! with the vmemmap base read from the kernel's `vmemmap_base` variable when it is randomised.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::{fentry, fexit, map, tracepoint},
+    maps::LruHashMap,
+    programs::{FEntryContext, FExitContext, TracePointContext},
+    EbpfContext as _, Global,
+};
+use cxl_trace_common::{
+    fault_flags, kind, stat, FaultLatencyEvent, FolioMigrateEvent, KernelLayout, NumaFaultEvent,
+    COMM_LEN,
+};
+
+use crate::shared::{bump, current_ids, emit, followed, header};
+
+#[unsafe(no_mangle)]
+static KERNEL_LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::DEFAULT);
+
+/// A fault in progress on a thread.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct FaultState {
+    start_ns: u64,
+    alloc_pfn: u64,
+    flags: u32,
+    numa_node: u32,
+    retries: u32,
+    _pad: u32,
+}
+
+#[map]
+static FAULT_STATE: LruHashMap<u32, FaultState> = LruHashMap::with_max_entries(16_384, 0);
+
+/// `move_to_new_folio` entry time by thread.
+#[map]
+static FOLIO_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4_096, 0);
+
+/// `enum migrate_reason` of the batch in progress by thread (set and cleared by migrate.rs).
+#[map]
+pub static BATCH_REASON: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4_096, 0);
+
+const VM_FAULT_RETRY: u32 = 0x400;
+const VM_FAULT_MAJOR: u32 = 0x4;
+const GFP_MOVABLE: u32 = 0x08;
+const TNF_MIGRATED: i32 = 0x01;
+const TNF_FAULT_LOCAL: i32 = 0x08;
+const TNF_MIGRATE_FAIL: i32 = 0x10;
+const NONE: u64 = u64::MAX;
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: helper without pointer arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[fentry(function = "handle_mm_fault")]
+pub fn handle_mm_fault_entry(ctx: FEntryContext) -> u32 {
+    let (pid, tid) = current_ids();
+    if !followed(pid) {
+        return 0;
+    }
+    let regs: u64 = ctx.arg(3);
+    if let Some(st) = FAULT_STATE.get_ptr_mut(tid) {
+        // SAFETY: a pointer from a successful lookup in an LRU hash map of this thread's
+        // key; only this thread writes its own entry, and it is not running anything else.
+        let st = unsafe { &mut *st };
+        if st.flags & fault_flags::RETRY_PENDING != 0 {
+            st.flags &= !fault_flags::RETRY_PENDING;
+            st.retries += 1;
+            return 0;
+        }
+    }
+    let st = FaultState {
+        start_ns: now(),
+        alloc_pfn: NONE,
+        flags: if regs == 0 { fault_flags::GUP } else { 0 },
+        numa_node: u32::MAX,
+        retries: 0,
+        _pad: 0,
+    };
+    let _ = FAULT_STATE.insert(tid, st, 0);
+    0
+}
+
+#[fexit(function = "handle_mm_fault")]
+pub fn handle_mm_fault_exit(ctx: FExitContext) -> u32 {
+    let (pid, tid) = current_ids();
+    let Some(st) = FAULT_STATE.get_ptr_mut(tid) else {
+        return 0;
+    };
+    let ret: u32 = ctx.arg(4);
+    // SAFETY: as in the entry program: this thread's own entry.
+    let st = unsafe { &mut *st };
+    if ret & VM_FAULT_MAJOR != 0 {
+        // I/O done in a round that then asked for a retry still makes the fault major.
+        st.flags |= fault_flags::MAJOR;
+    }
+    if ret & VM_FAULT_RETRY != 0 {
+        st.flags |= fault_flags::RETRY_PENDING;
+        return 0;
+    }
+    let address: u64 = ctx.arg(1);
+    let ev = FaultLatencyEvent {
+        hdr: header(kind::FAULT_LATENCY, pid, tid),
+        address,
+        latency_ns: now().saturating_sub(st.start_ns),
+        alloc_pfn: st.alloc_pfn,
+        ret,
+        flags: st.flags,
+        numa_node: st.numa_node,
+        retries: st.retries,
+        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+    };
+    let _ = FAULT_STATE.remove(tid);
+    emit(kind::FAULT_LATENCY, ev);
+    0
+}
+
+/// Remembers the movable page allocated by a fault in progress (page tables and kernel
+/// allocations are not movable, user data pages are).
+#[tracepoint]
+pub fn mm_page_alloc(ctx: TracePointContext) -> u32 {
+    let (_, tid) = current_ids();
+    let Some(st) = FAULT_STATE.get_ptr_mut(tid) else {
+        return 0;
+    };
+    let l = KERNEL_LAYOUT.load();
+    // SAFETY: offsets from this kernel's tracefs format of kmem:mm_page_alloc.
+    let read = unsafe {
+        (
+            ctx.read_at::<u64>(l.alloc_pfn as usize),
+            ctx.read_at::<u32>(l.alloc_gfp as usize),
+        )
+    };
+    let (Ok(pfn), Ok(gfp)) = read else {
+        bump(stat::READ_ERRORS);
+        return 0;
+    };
+    if gfp & GFP_MOVABLE != 0 {
+        // SAFETY: this thread's own entry, from a successful lookup.
+        let st = unsafe { &mut *st };
+        st.alloc_pfn = pfn;
+        st.flags |= fault_flags::ALLOC;
+    }
+    0
+}
+
+#[fentry(function = "task_numa_fault")]
+pub fn task_numa_fault(ctx: FEntryContext) -> u32 {
+    let (pid, tid) = current_ids();
+    if !followed(pid) {
+        return 0;
+    }
+    let last_cpupid: i32 = ctx.arg(0);
+    let mem_node: i32 = ctx.arg(1);
+    let pages: i32 = ctx.arg(2);
+    let flags: i32 = ctx.arg(3);
+    if let Some(st) = FAULT_STATE.get_ptr_mut(tid) {
+        // SAFETY: this thread's own entry, from a successful lookup.
+        let st = unsafe { &mut *st };
+        st.flags |= fault_flags::NUMA_HINT;
+        if flags & TNF_MIGRATED != 0 {
+            st.flags |= fault_flags::NUMA_MIGRATED;
+        }
+        if flags & TNF_MIGRATE_FAIL != 0 {
+            st.flags |= fault_flags::NUMA_MIGRATE_FAIL;
+        }
+        if flags & TNF_FAULT_LOCAL != 0 {
+            st.flags |= fault_flags::NUMA_LOCAL;
+        }
+        st.numa_node = mem_node as u32;
+    }
+    emit(
+        kind::NUMA_FAULT,
+        NumaFaultEvent {
+            hdr: header(kind::NUMA_FAULT, pid, tid),
+            mem_node,
+            pages,
+            flags,
+            last_cpupid,
+        },
+    );
+    0
+}
+
+#[fentry(function = "move_to_new_folio")]
+pub fn move_to_new_folio_entry(_ctx: FEntryContext) -> u32 {
+    let (_, tid) = current_ids();
+    let _ = FOLIO_START.insert(tid, now(), 0);
+    0
+}
+
+/// Argument `n` of a fexit context as a scalar (not a typed pointer).
+#[inline(always)]
+fn raw_arg(ctx: &FExitContext, n: usize) -> u64 {
+    let slot = (ctx.as_ptr() as *const u64).wrapping_add(n);
+    // SAFETY: the fexit context is an array of u64 argument slots (plus the return value);
+    // `n` is within it, and bpf_probe_read_kernel fails cleanly rather than faulting.
+    unsafe { bpf_probe_read_kernel(slot) }.unwrap_or(0)
+}
+
+/// pfn of a `struct page`/`struct folio` pointer.
+#[inline(always)]
+fn pfn_of(page: u64, l: &KernelLayout, vmemmap: u64) -> u64 {
+    if l.page_struct_size == 0 || page < vmemmap {
+        return NONE;
+    }
+    (page - vmemmap) / l.page_struct_size
+}
+
+#[fexit(function = "move_to_new_folio")]
+pub fn move_to_new_folio_exit(ctx: FExitContext) -> u32 {
+    let (pid, tid) = current_ids();
+    // The verifier types the folio arguments as BTF pointers and refuses the arithmetic that
+    // turns them into pfns; read them as plain numbers instead.
+    let dst = raw_arg(&ctx, 0);
+    let src = raw_arg(&ctx, 1);
+    let rc = raw_arg(&ctx, 3) as i32;
+    let l = KERNEL_LAYOUT.load();
+    let vmemmap = if l.vmemmap_base_addr != 0 {
+        // SAFETY: reads the kernel's `vmemmap_base` variable at the address kallsyms gave;
+        // bpf_probe_read_kernel fails cleanly if it is not readable.
+        match unsafe { bpf_probe_read_kernel(l.vmemmap_base_addr as *const u64) } {
+            Ok(v) => v,
+            Err(_) => {
+                bump(stat::READ_ERRORS);
+                return 0;
+            }
+        }
+    } else {
+        l.vmemmap
+    };
+    // On success the destination carries the page's mapping and index; on failure the
+    // source still does.
+    let named = if rc == 0 { dst } else { src };
+    // SAFETY: `named` is a struct folio pointer argument of move_to_new_folio; `mapping` and
+    // `index` are at 24 and 32 in struct page/folio on every 64-bit kernel since 4.x; the reads
+    // go through bpf_probe_read_kernel and fail cleanly.
+    let (mapping, index) = unsafe {
+        (
+            bpf_probe_read_kernel((named + 24) as *const u64).unwrap_or(0),
+            bpf_probe_read_kernel((named + 32) as *const u64).unwrap_or(0),
+        )
+    };
+    let start = FOLIO_START.get_ptr(tid);
+    let copy_ns = match start {
+        // SAFETY: this thread's own entry, from a successful lookup.
+        Some(s) => now().saturating_sub(unsafe { *s }),
+        None => 0,
+    };
+    let reason = match BATCH_REASON.get_ptr(tid) {
+        // SAFETY: as above.
+        Some(r) => unsafe { *r },
+        None => u32::MAX,
+    };
+    emit(
+        kind::FOLIO_MIGRATE,
+        FolioMigrateEvent {
+            hdr: header(kind::FOLIO_MIGRATE, pid, tid),
+            src_pfn: pfn_of(src, &l, vmemmap),
+            dst_pfn: pfn_of(dst, &l, vmemmap),
+            mapping,
+            index,
+            copy_ns,
+            rc,
+            reason,
+        },
+    );
+    0
+}

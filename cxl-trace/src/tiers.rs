@@ -1,0 +1,906 @@
+//! Tier attribution (pure): fault latency per tier and class, promotions and demotions by
+//! cause and tier pair, NUMA hinting faults per node, ping-pong, rare events.
+//!
+//! Tiers are the kernel's memory tiers (`memory_tierN`): a lower id is a faster tier. A move to
+//! a lower tier id is a promotion, to a higher one a demotion. Pages get their node from the
+//! pfn (memory blocks) or from the kernel directly (`task_numa_fault`'s node).
+
+use std::collections::{BTreeMap, HashMap};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+
+use crate::{
+    aggregate::{new_histogram, percentiles_json, MAX_LATENCY_NS},
+    event::{Comm, FaultClass, FaultLatency, FolioMigrate, MigrateReason, NumaFault},
+    rare::{RareClass, RareEvent},
+    topology::{PfnMap, Topology},
+};
+
+/// (source tier, destination tier) of a move; `None` where the tier is unknown.
+pub type TierPair = (Option<u32>, Option<u32>);
+
+/// Node and tier lookup for attribution.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TierMap {
+    /// pfn to node.
+    pub pfns: PfnMap,
+    /// node to tier id.
+    pub node_tier: BTreeMap<u32, u32>,
+}
+
+impl TierMap {
+    /// From a topology snapshot.
+    pub fn from_topology(t: &Topology) -> Self {
+        Self {
+            pfns: t.pfn_map(),
+            node_tier: t
+                .nodes
+                .iter()
+                .filter_map(|n| Some((n.id, n.tier?)))
+                .collect(),
+        }
+    }
+
+    /// Tier of a node.
+    pub fn tier(&self, node: u32) -> Option<u32> {
+        self.node_tier.get(&node).copied()
+    }
+
+    /// Tier of a pfn.
+    pub fn tier_of_pfn(&self, pfn: u64) -> Option<u32> {
+        self.tier(self.pfns.node_of(pfn)?)
+    }
+}
+
+/// `tier4`, or `unknown`.
+pub fn tier_label(t: Option<u32>) -> String {
+    match t {
+        Some(t) => format!("tier{t}"),
+        None => "unknown".into(),
+    }
+}
+
+/// Which hooks fed this window, and why the others did not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Availability {
+    /// Fault latency: `Err(reason)` when the exit hook is not attached.
+    pub latency: Option<String>,
+    /// Per-folio migration (source/destination tier): `Err(reason)` when not attached.
+    pub folio: Option<String>,
+    /// NUMA hinting faults.
+    pub numa: Option<String>,
+}
+
+impl Availability {
+    fn json(reason: &Option<String>) -> Value {
+        match reason {
+            None => json!({"available": true}),
+            Some(r) => json!({"available": false, "reason": r}),
+        }
+    }
+}
+
+/// Fault latency by tier and class.
+#[derive(Clone, Debug, Default)]
+pub struct LatencyTable {
+    /// Histograms (ns) by (tier, class).
+    pub by: BTreeMap<(Option<u32>, FaultClass), Histogram<u64>>,
+    /// Timed faults by tier.
+    pub count_by_tier: BTreeMap<Option<u32>, u64>,
+    /// Faults that needed `VM_FAULT_RETRY` rounds.
+    pub retried: u64,
+    /// get_user_pages faults.
+    pub gup: u64,
+}
+
+impl LatencyTable {
+    /// Records a timed fault at `tier`.
+    pub fn record(&mut self, f: &FaultLatency, tier: Option<u32>) {
+        let h = self
+            .by
+            .entry((tier, f.class()))
+            .or_insert_with(new_histogram);
+        let _ = h.record(f.latency_ns.clamp(1, MAX_LATENCY_NS));
+        *self.count_by_tier.entry(tier).or_default() += 1;
+        if f.retries > 0 {
+            self.retried += 1;
+        }
+        if f.gup() {
+            self.gup += 1;
+        }
+    }
+
+    /// Adds another table.
+    pub fn merge(&mut self, o: &LatencyTable) {
+        for (k, h) in &o.by {
+            let _ = self.by.entry(*k).or_insert_with(new_histogram).add(h);
+        }
+        for (t, n) in &o.count_by_tier {
+            *self.count_by_tier.entry(*t).or_default() += n;
+        }
+        self.retried += o.retried;
+        self.gup += o.gup;
+    }
+
+    /// All classes of one tier merged.
+    pub fn tier_total(&self, tier: Option<u32>) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for ((t, _), x) in &self.by {
+            if *t == tier {
+                let _ = h.add(x);
+            }
+        }
+        h
+    }
+
+    fn to_json(&self, avail: &Option<String>) -> Value {
+        let mut by_tier = Map::new();
+        let tiers: Vec<Option<u32>> = self.count_by_tier.keys().copied().collect();
+        for t in tiers {
+            let mut classes = Map::new();
+            classes.insert("all".into(), percentiles_json(&self.tier_total(t)));
+            for c in FaultClass::ALL {
+                if let Some(h) = self.by.get(&(t, c)) {
+                    classes.insert(c.name().into(), percentiles_json(h));
+                }
+            }
+            by_tier.insert(tier_label(t), Value::Object(classes));
+        }
+        let mut v = Availability::json(avail);
+        if let Value::Object(m) = &mut v {
+            m.insert("by_tier".into(), Value::Object(by_tier));
+            m.insert("retried".into(), json!(self.retried));
+            m.insert("gup".into(), json!(self.gup));
+        }
+        v
+    }
+}
+
+/// What caused a migration, for promotion/demotion breakdowns.
+pub fn cause(reason: MigrateReason, comm: &Comm) -> String {
+    match reason {
+        MigrateReason::NumaMisplaced => "numa_balancing".into(),
+        MigrateReason::Demotion => {
+            let c = comm.as_string();
+            if c.starts_with("kswapd") {
+                "kswapd".into()
+            } else if c.starts_with("khugepaged") {
+                "khugepaged".into()
+            } else {
+                // Direct reclaim and proactive reclaim (memory.reclaim) alike: the kernel
+                // counts both as pgdemote_direct.
+                "direct".into()
+            }
+        }
+        MigrateReason::MempolicyMbind => "mbind".into(),
+        MigrateReason::MemoryHotplug => "hotplug".into(),
+        other => other.name(),
+    }
+}
+
+/// Direction of a move between tiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// To a faster tier.
+    Promotion,
+    /// To a slower tier.
+    Demotion,
+    /// Within a tier.
+    Lateral,
+}
+
+/// Direction of a move from tier `src` to tier `dst` (lower id is faster).
+pub fn direction(src: u32, dst: u32) -> Direction {
+    match dst.cmp(&src) {
+        std::cmp::Ordering::Less => Direction::Promotion,
+        std::cmp::Ordering::Greater => Direction::Demotion,
+        std::cmp::Ordering::Equal => Direction::Lateral,
+    }
+}
+
+/// Pages moved between tiers.
+#[derive(Clone, Debug)]
+pub struct TierMoves {
+    /// Pages by (source tier, destination tier).
+    pub pairs: BTreeMap<TierPair, u64>,
+    /// Promoted pages by cause.
+    pub promotions: BTreeMap<String, u64>,
+    /// Demoted pages by cause.
+    pub demotions: BTreeMap<String, u64>,
+    /// Pages moved within one tier.
+    pub lateral: u64,
+    /// Pages of batches with no per-folio information (or tiers unknown).
+    pub unattributed: u64,
+    /// Batches whose folios all went between one pair of tiers.
+    pub exact_batches: u64,
+    /// Batches split across tier pairs in proportion to their folios.
+    pub apportioned_batches: u64,
+    /// Folios moved (`move_to_new_folio` returned 0).
+    pub folios: u64,
+    /// Folio moves that failed.
+    pub folio_failures: u64,
+    /// Copy time of a folio, ns.
+    pub copy_latency: Histogram<u64>,
+    /// Folio events whose pfns map to no known node (stale topology or a wrong vmemmap).
+    pub unmapped_pfns: u64,
+}
+
+impl Default for TierMoves {
+    fn default() -> Self {
+        Self {
+            pairs: BTreeMap::new(),
+            promotions: BTreeMap::new(),
+            demotions: BTreeMap::new(),
+            lateral: 0,
+            unattributed: 0,
+            exact_batches: 0,
+            apportioned_batches: 0,
+            folios: 0,
+            folio_failures: 0,
+            copy_latency: new_histogram(),
+            unmapped_pfns: 0,
+        }
+    }
+}
+
+impl TierMoves {
+    /// Adds `pages` that went from `src` to `dst` because of `cause`.
+    pub fn add(
+        &mut self,
+        src: Option<u32>,
+        dst: Option<u32>,
+        pages: u64,
+        reason: MigrateReason,
+        cause: &str,
+    ) {
+        if pages == 0 {
+            return;
+        }
+        *self.pairs.entry((src, dst)).or_default() += pages;
+        match (src, dst) {
+            (Some(s), Some(d)) => match direction(s, d) {
+                Direction::Promotion => *self.promotions.entry(cause.into()).or_default() += pages,
+                Direction::Demotion => *self.demotions.entry(cause.into()).or_default() += pages,
+                Direction::Lateral => self.lateral += pages,
+            },
+            // A demotion goes to a slower tier by definition, even when the tiers are unknown.
+            _ if reason == MigrateReason::Demotion => {
+                *self.demotions.entry(cause.into()).or_default() += pages
+            }
+            _ => self.unattributed += pages,
+        }
+    }
+
+    /// Adds another window.
+    pub fn merge(&mut self, o: &TierMoves) {
+        for (k, v) in &o.pairs {
+            *self.pairs.entry(*k).or_default() += v;
+        }
+        for (k, v) in &o.promotions {
+            *self.promotions.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.demotions {
+            *self.demotions.entry(k.clone()).or_default() += v;
+        }
+        self.lateral += o.lateral;
+        self.unattributed += o.unattributed;
+        self.exact_batches += o.exact_batches;
+        self.apportioned_batches += o.apportioned_batches;
+        self.folios += o.folios;
+        self.folio_failures += o.folio_failures;
+        let _ = self.copy_latency.add(&o.copy_latency);
+        self.unmapped_pfns += o.unmapped_pfns;
+    }
+
+    /// Promoted pages.
+    pub fn promoted(&self) -> u64 {
+        self.promotions.values().sum()
+    }
+
+    /// Demoted pages.
+    pub fn demoted(&self) -> u64 {
+        self.demotions.values().sum()
+    }
+
+    /// `{promotions, demotions, tier_pairs, per_folio}` for the window JSON.
+    pub fn to_json(&self, avail: &Option<String>) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert(
+            "promotions".into(),
+            json!({"pages": self.promoted(), "by_cause": self.promotions}),
+        );
+        m.insert(
+            "demotions".into(),
+            json!({"pages": self.demoted(), "by_cause": self.demotions}),
+        );
+        let pairs: Map<String, Value> = self
+            .pairs
+            .iter()
+            .map(|((s, d), n)| (format!("{}->{}", tier_label(*s), tier_label(*d)), json!(n)))
+            .collect();
+        m.insert("tier_pairs".into(), Value::Object(pairs));
+        m.insert("lateral_pages".into(), json!(self.lateral));
+        m.insert("unattributed_pages".into(), json!(self.unattributed));
+        let mut pf = Availability::json(avail);
+        if let Value::Object(p) = &mut pf {
+            p.insert("folios".into(), json!(self.folios));
+            p.insert("failures".into(), json!(self.folio_failures));
+            p.insert("exact_batches".into(), json!(self.exact_batches));
+            p.insert(
+                "apportioned_batches".into(),
+                json!(self.apportioned_batches),
+            );
+            p.insert("unmapped_pfns".into(), json!(self.unmapped_pfns));
+            p.insert("copy_ns".into(), percentiles_json(&self.copy_latency));
+        }
+        m.insert("per_folio".into(), pf);
+        m
+    }
+}
+
+/// Successful folio moves of one batch in progress, by tier pair.
+#[derive(Clone, Debug, Default)]
+pub struct BatchFolios {
+    /// Folios by (source tier, destination tier).
+    pub pairs: BTreeMap<TierPair, u64>,
+}
+
+impl BatchFolios {
+    /// Splits `pages` over the pairs: exactly when there is one pair, else in proportion to
+    /// the folio counts (the remainder goes to the largest pair). Returns the split and whether
+    /// it was exact.
+    pub fn split(&self, pages: u64) -> (Vec<(TierPair, u64)>, bool) {
+        let folios: u64 = self.pairs.values().sum();
+        if folios == 0 {
+            return (Vec::new(), true);
+        }
+        if self.pairs.len() == 1 {
+            let (k, _) = self
+                .pairs
+                .iter()
+                .next()
+                .map(|(k, v)| (*k, *v))
+                .unwrap_or_default();
+            return (vec![(k, pages)], true);
+        }
+        let mut out: Vec<(TierPair, u64)> = self
+            .pairs
+            .iter()
+            .map(|(k, n)| {
+                (
+                    *k,
+                    (u128::from(pages) * u128::from(*n) / u128::from(folios)) as u64,
+                )
+            })
+            .collect();
+        let given: u64 = out.iter().map(|x| x.1).sum();
+        if let Some(big) = out.iter_mut().max_by_key(|x| x.1) {
+            big.1 += pages - given;
+        }
+        (out, false)
+    }
+}
+
+/// NUMA hinting faults of one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HintRow {
+    /// Faults.
+    pub faults: u64,
+    /// Pages covered.
+    pub pages: u64,
+    /// Faults that migrated the page.
+    pub migrated: u64,
+    /// Faults whose migration failed.
+    pub failed: u64,
+    /// Faults on a page local to the CPU.
+    pub local: u64,
+}
+
+/// NUMA hinting faults by node of the page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HintCounts {
+    /// By node (-1: none).
+    pub by_node: BTreeMap<i32, HintRow>,
+}
+
+impl HintCounts {
+    /// Adds one fault.
+    pub fn add(&mut self, n: &NumaFault) {
+        let r = self.by_node.entry(n.mem_node).or_default();
+        r.faults += 1;
+        r.pages += u64::try_from(n.pages).unwrap_or(0);
+        r.migrated += u64::from(n.migrated());
+        r.failed += u64::from(n.migrate_failed());
+        r.local += u64::from(n.local());
+    }
+
+    /// Adds another window.
+    pub fn merge(&mut self, o: &HintCounts) {
+        for (k, v) in &o.by_node {
+            let r = self.by_node.entry(*k).or_default();
+            r.faults += v.faults;
+            r.pages += v.pages;
+            r.migrated += v.migrated;
+            r.failed += v.failed;
+            r.local += v.local;
+        }
+    }
+
+    /// All faults.
+    pub fn total(&self) -> u64 {
+        self.by_node.values().map(|r| r.faults).sum()
+    }
+
+    fn to_json(&self, avail: &Option<String>) -> Value {
+        let by_node: Map<String, Value> = self
+            .by_node
+            .iter()
+            .map(|(n, r)| {
+                (
+                    n.to_string(),
+                    json!({"faults": r.faults, "pages": r.pages, "migrated": r.migrated, "failed": r.failed, "local": r.local}),
+                )
+            })
+            .collect();
+        let mut v = Availability::json(avail);
+        if let Value::Object(m) = &mut v {
+            m.insert("total".into(), json!(self.total()));
+            m.insert(
+                "local".into(),
+                json!(self.by_node.values().map(|r| r.local).sum::<u64>()),
+            );
+            m.insert("by_node".into(), Value::Object(by_node));
+        }
+        v
+    }
+}
+
+/// Last tier move of a page, keyed by (mapping, index), which survive migration.
+#[derive(Clone, Copy, Debug)]
+struct LastMove {
+    ts_ns: u64,
+    promoted: bool,
+    /// The process the page belongs to, when known (the task of a promotion fault).
+    owner: Option<u32>,
+}
+
+/// Ping-pong: pages demoted and promoted again (or the reverse) within a window.
+#[derive(Clone, Debug)]
+pub struct PingPong {
+    /// Bounces.
+    pub bounces: u64,
+    /// Time a page stayed before bouncing back, ns.
+    pub residency: Histogram<u64>,
+    /// Bounces by owning process.
+    pub by_pid: HashMap<u32, u64>,
+}
+
+impl Default for PingPong {
+    fn default() -> Self {
+        Self {
+            bounces: 0,
+            residency: new_histogram(),
+            by_pid: HashMap::new(),
+        }
+    }
+}
+
+impl PingPong {
+    /// Adds another window.
+    pub fn merge(&mut self, o: &PingPong) {
+        self.bounces += o.bounces;
+        let _ = self.residency.add(&o.residency);
+        for (p, n) in &o.by_pid {
+            *self.by_pid.entry(*p).or_default() += n;
+        }
+    }
+
+    fn to_json(&self, window_s: f64, table_full: u64) -> Value {
+        let mut top: Vec<(&u32, &u64)> = self.by_pid.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let top: Vec<Value> = top
+            .into_iter()
+            .take(10)
+            .map(|(p, n)| json!({"pid": p, "bounces": n}))
+            .collect();
+        json!({
+            "bounces": self.bounces,
+            "window_s": window_s,
+            "residency_ns": percentiles_json(&self.residency),
+            "top_processes": top,
+            "table_full": table_full,
+        })
+    }
+}
+
+/// The page table of the ping-pong detector: bounded, so memory stays flat.
+#[derive(Clone, Debug)]
+pub struct PingPongTracker {
+    last: HashMap<(u64, u64), LastMove>,
+    /// Bounce window, ns.
+    pub window_ns: u64,
+    /// Most pages remembered.
+    pub capacity: usize,
+    /// Moves not remembered because the table was full.
+    pub table_full: u64,
+}
+
+impl PingPongTracker {
+    /// A tracker with a bounce window and a page capacity.
+    pub fn new(window_ns: u64, capacity: usize) -> Self {
+        Self {
+            last: HashMap::new(),
+            window_ns,
+            capacity,
+            table_full: 0,
+        }
+    }
+
+    /// Notes a promotion or demotion of the page (mapping, index) at `ts_ns` by task `pid`;
+    /// counts a bounce into `pp` when it reverses the page's last move within the window.
+    pub fn observe(
+        &mut self,
+        pp: &mut PingPong,
+        key: (u64, u64),
+        ts_ns: u64,
+        promoted: bool,
+        pid: Option<u32>,
+    ) {
+        if key.0 == 0 {
+            return;
+        }
+        let owner_now = if promoted { pid } else { None };
+        if let Some(prev) = self.last.get_mut(&key) {
+            let dt = ts_ns.saturating_sub(prev.ts_ns);
+            if prev.promoted != promoted && dt <= self.window_ns {
+                pp.bounces += 1;
+                let _ = pp.residency.record(dt.clamp(1, MAX_LATENCY_NS));
+                if let Some(owner) = owner_now.or(prev.owner) {
+                    *pp.by_pid.entry(owner).or_default() += 1;
+                }
+            }
+            *prev = LastMove {
+                ts_ns,
+                promoted,
+                owner: owner_now.or(prev.owner),
+            };
+            return;
+        }
+        if self.last.len() >= self.capacity {
+            // Forget moves older than the window before refusing new pages.
+            let horizon = ts_ns.saturating_sub(self.window_ns);
+            self.last.retain(|_, m| m.ts_ns >= horizon);
+            if self.last.len() >= self.capacity {
+                self.table_full += 1;
+                return;
+            }
+        }
+        self.last.insert(
+            key,
+            LastMove {
+                ts_ns,
+                promoted,
+                owner: owner_now,
+            },
+        );
+    }
+
+    /// Pages remembered.
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    /// Whether no page is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+}
+
+/// Rare events: counts, kswapd wake-ups per node and a short log.
+#[derive(Clone, Debug, Default)]
+pub struct RareCounts {
+    /// By `category:name`.
+    pub by_event: BTreeMap<String, u64>,
+    /// kswapd wake-ups by node.
+    pub kswapd_wakes: BTreeMap<u32, u64>,
+    /// Event log (RAS events and topology changes; NUMA task moves are only counted).
+    pub log: Vec<Value>,
+    /// Entries not logged because the log was full.
+    pub log_dropped: u64,
+}
+
+/// Most log entries kept per window.
+pub const LOG_MAX: usize = 256;
+
+impl RareCounts {
+    /// Adds a decoded rare event.
+    pub fn add(&mut self, e: &RareEvent, tiers: &TierMap) {
+        *self
+            .by_event
+            .entry(format!("{}:{}", e.spec.category, e.spec.name))
+            .or_default() += 1;
+        match e.spec.class {
+            RareClass::Kswapd => {
+                if let Some(n) = e.node(&tiers.pfns) {
+                    *self.kswapd_wakes.entry(n).or_default() += 1;
+                }
+            }
+            RareClass::Ras => {
+                let mut v = e.to_json(&tiers.pfns);
+                if let Value::Object(m) = &mut v {
+                    let tier = e.node(&tiers.pfns).and_then(|n| tiers.tier(n));
+                    m.insert("tier".into(), json!(tier));
+                }
+                self.log_entry(v);
+            }
+            RareClass::NumaTask => {}
+        }
+    }
+
+    /// Adds a log entry (bounded).
+    pub fn log_entry(&mut self, v: Value) {
+        if self.log.len() < LOG_MAX {
+            self.log.push(v);
+        } else {
+            self.log_dropped += 1;
+        }
+    }
+
+    /// Adds another window (the log keeps the newest entries).
+    pub fn merge(&mut self, o: &RareCounts) {
+        for (k, v) in &o.by_event {
+            *self.by_event.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.kswapd_wakes {
+            *self.kswapd_wakes.entry(*k).or_default() += v;
+        }
+        for v in &o.log {
+            self.log_entry(v.clone());
+        }
+        self.log_dropped += o.log_dropped;
+    }
+
+    fn to_json(&self) -> Value {
+        let numa = |name: &str| self.by_event.get(name).copied().unwrap_or(0);
+        json!({
+            "numa_task": {
+                "moves": numa("sched:sched_move_numa"),
+                "swaps": numa("sched:sched_swap_numa"),
+                "sticks": numa("sched:sched_stick_numa"),
+            },
+            "kswapd_wakes_by_node": self.kswapd_wakes,
+            "counts": self.by_event,
+            "log": self.log,
+            "log_dropped": self.log_dropped,
+        })
+    }
+}
+
+/// Everything tier-related counted over a window.
+#[derive(Clone, Debug, Default)]
+pub struct TierTotals {
+    /// Fault latency.
+    pub latency: LatencyTable,
+    /// Moves between tiers.
+    pub moves: TierMoves,
+    /// NUMA hinting faults.
+    pub hints: HintCounts,
+    /// Ping-pong.
+    pub pingpong: PingPong,
+    /// Rare events.
+    pub rare: RareCounts,
+}
+
+impl TierTotals {
+    /// Adds another window.
+    pub fn merge(&mut self, o: &TierTotals) {
+        self.latency.merge(&o.latency);
+        self.moves.merge(&o.moves);
+        self.hints.merge(&o.hints);
+        self.pingpong.merge(&o.pingpong);
+        self.rare.merge(&o.rare);
+    }
+
+    /// The JSON members this adds to a window line.
+    pub fn json_members(
+        &self,
+        avail: &Availability,
+        pingpong_window_s: f64,
+        table_full: u64,
+    ) -> Vec<(&'static str, Value)> {
+        vec![
+            ("fault_latency", self.latency.to_json(&avail.latency)),
+            ("numa_hint_faults", self.hints.to_json(&avail.numa)),
+            (
+                "pingpong",
+                self.pingpong.to_json(pingpong_window_s, table_full),
+            ),
+            ("events_log", self.rare.to_json()),
+        ]
+    }
+}
+
+/// Folds a folio move into the tier moves and the ping-pong detector; returns the tier pair
+/// for the batch accounting when it succeeded.
+pub fn fold_folio(
+    f: &FolioMigrate,
+    tiers: &TierMap,
+    moves: &mut TierMoves,
+    pp: &mut PingPong,
+    tracker: &mut PingPongTracker,
+) -> Option<TierPair> {
+    if f.rc != 0 {
+        moves.folio_failures += 1;
+        return None;
+    }
+    moves.folios += 1;
+    let _ = moves
+        .copy_latency
+        .record(f.copy_ns.clamp(1, MAX_LATENCY_NS));
+    let node = |pfn: Option<u64>| pfn.and_then(|p| tiers.pfns.node_of(p));
+    let (sn, dn) = (node(f.src_pfn), node(f.dst_pfn));
+    if sn.is_none() || dn.is_none() {
+        moves.unmapped_pfns += 1;
+    }
+    let st = sn.and_then(|n| tiers.tier(n));
+    let dt = dn.and_then(|n| tiers.tier(n));
+    if let (Some(s), Some(d)) = (st, dt) {
+        match direction(s, d) {
+            Direction::Promotion => {
+                tracker.observe(pp, (f.mapping, f.index), f.ts_ns, true, Some(f.pid))
+            }
+            Direction::Demotion => tracker.observe(pp, (f.mapping, f.index), f.ts_ns, false, None),
+            Direction::Lateral => {}
+        }
+    }
+    Some((st, dt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comm(s: &str) -> Comm {
+        let mut c = [0u8; 16];
+        c[..s.len()].copy_from_slice(s.as_bytes());
+        Comm(c)
+    }
+
+    #[test]
+    fn causes_follow_reason_and_reclaimer() {
+        assert_eq!(cause(MigrateReason::Demotion, &comm("kswapd0")), "kswapd");
+        assert_eq!(
+            cause(MigrateReason::Demotion, &comm("khugepaged")),
+            "khugepaged"
+        );
+        assert_eq!(cause(MigrateReason::Demotion, &comm("stress")), "direct");
+        assert_eq!(
+            cause(MigrateReason::NumaMisplaced, &comm("app")),
+            "numa_balancing"
+        );
+        assert_eq!(cause(MigrateReason::Syscall, &comm("app")), "syscall");
+        assert_eq!(cause(MigrateReason::Damon, &comm("kdamond.0")), "damon");
+    }
+
+    #[test]
+    fn directions_by_tier_id() {
+        assert_eq!(direction(72, 4), Direction::Promotion);
+        assert_eq!(direction(4, 22), Direction::Demotion);
+        assert_eq!(direction(4, 4), Direction::Lateral);
+    }
+
+    #[test]
+    fn moves_count_promotions_demotions_and_unknowns() {
+        let mut m = TierMoves::default();
+        m.add(
+            Some(72),
+            Some(4),
+            10,
+            MigrateReason::NumaMisplaced,
+            "numa_balancing",
+        );
+        m.add(Some(4), Some(72), 7, MigrateReason::Demotion, "kswapd");
+        m.add(None, None, 5, MigrateReason::Demotion, "direct");
+        m.add(None, None, 3, MigrateReason::Syscall, "syscall");
+        m.add(Some(4), Some(4), 2, MigrateReason::Compaction, "compaction");
+        assert_eq!(m.promoted(), 10);
+        assert_eq!(m.demoted(), 12);
+        assert_eq!(m.demotions["direct"], 5);
+        assert_eq!(m.unattributed, 3);
+        assert_eq!(m.lateral, 2);
+        let j = m.to_json(&None);
+        assert_eq!(j["tier_pairs"]["tier72->tier4"], 10);
+        assert_eq!(j["tier_pairs"]["unknown->unknown"], 8);
+        let mut total = TierMoves::default();
+        total.merge(&m);
+        total.merge(&m);
+        assert_eq!(total.promoted(), 20);
+    }
+
+    #[test]
+    fn batch_split_is_exact_for_one_pair_and_proportional_otherwise() {
+        let mut b = BatchFolios::default();
+        assert_eq!(b.split(10), (vec![], true));
+        b.pairs.insert((Some(4), Some(72)), 3);
+        assert_eq!(b.split(512), (vec![((Some(4), Some(72)), 512)], true));
+        b.pairs.insert((Some(4), Some(22)), 1);
+        let (parts, exact) = b.split(10);
+        assert!(!exact);
+        assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), 10, "nothing lost");
+        assert_eq!(
+            parts
+                .iter()
+                .find(|p| p.0 == (Some(4), Some(72)))
+                .map(|p| p.1),
+            Some(8)
+        );
+    }
+
+    #[test]
+    fn pingpong_counts_reversals_within_the_window_only() {
+        let mut t = PingPongTracker::new(1_000, 4);
+        let mut pp = PingPong::default();
+        t.observe(&mut pp, (0xa1, 1), 100, false, None); // demoted
+        t.observe(&mut pp, (0xa1, 1), 400, true, Some(42)); // promoted 300 ns later: bounce
+        t.observe(&mut pp, (0xa1, 1), 5_000, false, None); // demoted much later: no bounce
+        t.observe(&mut pp, (0xa1, 1), 5_100, false, None); // same direction: no bounce
+        t.observe(&mut pp, (0, 1), 5_200, true, Some(1)); // no identity: ignored
+        assert_eq!(pp.bounces, 1);
+        assert_eq!(pp.by_pid.get(&42), Some(&1));
+        assert!(pp.residency.equivalent(pp.residency.max(), 300));
+        // Promote-then-demote is a bounce too, owned by the promoting process.
+        t.observe(&mut pp, (0xb2, 9), 10_000, true, Some(7));
+        t.observe(&mut pp, (0xb2, 9), 10_500, false, None);
+        assert_eq!(pp.bounces, 2);
+        assert_eq!(pp.by_pid.get(&7), Some(&1));
+    }
+
+    #[test]
+    fn pingpong_table_is_bounded() {
+        let mut t = PingPongTracker::new(10, 2);
+        let mut pp = PingPong::default();
+        t.observe(&mut pp, (1, 1), 0, true, None);
+        t.observe(&mut pp, (2, 2), 1, true, None);
+        t.observe(&mut pp, (3, 3), 5, true, None); // full, nothing old enough to forget
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.table_full, 1);
+        t.observe(&mut pp, (4, 4), 100, true, None); // old entries forgotten first
+        assert!(t.len() <= 2);
+        assert_eq!(t.table_full, 1);
+    }
+
+    #[test]
+    fn latency_table_by_tier_and_class() {
+        let f = |lat: u64, flags: u32| FaultLatency {
+            ts_ns: 0,
+            pid: 1,
+            tid: 1,
+            cpu: 0,
+            comm: Comm::default(),
+            address: 0,
+            latency_ns: lat,
+            alloc_pfn: None,
+            ret: 0,
+            flags,
+            numa_node: None,
+            retries: 0,
+        };
+        let mut t = LatencyTable::default();
+        t.record(&f(1_000, cxl_trace_common::fault_flags::ALLOC), Some(4));
+        t.record(&f(4_000, cxl_trace_common::fault_flags::ALLOC), Some(72));
+        t.record(&f(0, 0), None); // zero latency is clamped to 1 ns, not lost
+        t.record(&f(u64::MAX, 0), None); // overflow clamped to the top
+        let j = t.to_json(&None);
+        assert_eq!(j["by_tier"]["tier4"]["first_touch"]["count"], 1);
+        assert_eq!(j["by_tier"]["tier72"]["all"]["count"], 1);
+        assert_eq!(j["by_tier"]["unknown"]["minor"]["count"], 2);
+        let unavailable = LatencyTable::default().to_json(&Some("fentry refused".into()));
+        assert_eq!(unavailable["available"], false);
+        assert_eq!(unavailable["reason"], "fentry refused");
+        let mut m = LatencyTable::default();
+        m.merge(&t);
+        m.merge(&t);
+        assert_eq!(m.tier_total(Some(4)).len(), 2);
+    }
+}
