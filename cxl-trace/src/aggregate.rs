@@ -687,6 +687,112 @@ mod tests {
         assert_eq!(iv.migrations.batch_latency.min(), 1);
     }
 
+    fn folio(tid: u32, ts: u64, src_pfn: u64, dst_pfn: u64, key: (u64, u64)) -> Event {
+        Event::FolioMigrate(crate::event::FolioMigrate {
+            ts_ns: ts,
+            pid: tid,
+            tid,
+            cpu: 0,
+            src_pfn: Some(src_pfn),
+            dst_pfn: Some(dst_pfn),
+            mapping: key.0,
+            index: key.1,
+            copy_ns: 500,
+            rc: 0,
+            reason: None,
+        })
+    }
+
+    /// Node 0 (tier 4) holds pfns 0..1000, node 1 (tier 72) pfns 1000..2000.
+    fn two_tiers() -> Aggregator {
+        let tiers = TierMap {
+            pfns: crate::topology::PfnMap {
+                pages_per_block: 1000,
+                blocks: [(0, 0), (1, 1)].into_iter().collect(),
+            },
+            node_tier: [(0, 4), (1, 72)].into_iter().collect(),
+        };
+        Aggregator::with_context(tiers, RareDecoder::default(), Availability::default())
+    }
+
+    #[test]
+    fn batches_are_attributed_to_tier_pairs_by_their_folios() {
+        let mut a = two_tiers();
+        // A demotion batch of 3 folios, 514 pages (one is a THP): all tier4 -> tier72.
+        a.ingest(&start(9, 0, 8));
+        for i in 0..3 {
+            a.ingest(&folio(9, 10 + i, 5 + i, 1005 + i, (0xa1, i)));
+        }
+        let mut demote = batch(9, 100, 8, 514, 0);
+        if let Event::Migrate(m) = &mut demote {
+            m.comm = Comm(*b"kswapd0\0\0\0\0\0\0\0\0\0");
+        }
+        a.ingest(&demote);
+        // The same page comes back by NUMA balancing 1 us later: a promotion and a bounce.
+        a.ingest(&start(10, 1_000, 5));
+        a.ingest(&folio(10, 1_100, 1005, 7, (0xa1, 0)));
+        a.ingest(&batch(10, 1_200, 5, 1, 0));
+        // A syscall batch without folio events (hook absent): unattributed.
+        a.ingest(&batch(11, 2_000, 3, 16, 0));
+        let iv = a.end_interval();
+        let m = &iv.tiers.moves;
+        assert_eq!(m.demotions.get("kswapd"), Some(&514));
+        assert_eq!(m.promotions.get("numa_balancing"), Some(&1));
+        assert_eq!(m.pairs.get(&(Some(4), Some(72))), Some(&514));
+        assert_eq!(m.pairs.get(&(Some(72), Some(4))), Some(&1));
+        assert_eq!(m.unattributed, 16);
+        assert_eq!((m.exact_batches, m.apportioned_batches), (2, 0));
+        assert_eq!(iv.tiers.pingpong.bounces, 1);
+        assert_eq!(iv.tiers.pingpong.by_pid.get(&10), Some(&1));
+        let v = a.window_json(
+            "interval",
+            0.0,
+            1.0,
+            &iv,
+            &Drops::default(),
+            &BTreeMap::new(),
+            5,
+        );
+        assert_eq!(
+            v["migrations"]["promotions"]["by_cause"]["numa_balancing"],
+            1
+        );
+        assert_eq!(v["migrations"]["tier_pairs"]["tier4->tier72"], 514);
+        assert_eq!(v["pingpong"]["bounces"], 1);
+        assert_eq!(v["migrations"]["per_folio"]["folios"], 4);
+    }
+
+    #[test]
+    fn fault_latency_is_tagged_with_the_tier_of_the_page() {
+        let mut a = two_tiers();
+        let f = |pfn: Option<u64>, node: Option<u32>, flags: u32| {
+            Event::FaultLatency(crate::event::FaultLatency {
+                ts_ns: 0,
+                pid: 1,
+                tid: 1,
+                cpu: 0,
+                comm: Comm::default(),
+                address: 0,
+                latency_ns: 2_000,
+                alloc_pfn: pfn,
+                ret: 0,
+                flags,
+                numa_node: node,
+                retries: 0,
+            })
+        };
+        use cxl_trace_common::fault_flags::{ALLOC, NUMA_HINT};
+        a.ingest(&f(Some(1500), None, ALLOC)); // new page on node 1
+        a.ingest(&f(None, Some(0), NUMA_HINT)); // hint fault, page now on node 0
+        a.ingest(&f(None, None, 0)); // minor fault on a page of unknown node
+        a.ingest(&f(Some(999_999), None, ALLOC)); // pfn outside every block
+        let iv = a.end_interval();
+        let by = &iv.tiers.latency.count_by_tier;
+        assert_eq!(by.get(&Some(72)), Some(&1));
+        assert_eq!(by.get(&Some(4)), Some(&1));
+        assert_eq!(by.get(&None), Some(&2));
+    }
+
     #[test]
     fn histogram_bounds_are_valid() {
         let h = new_histogram();

@@ -431,3 +431,47 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     }
     Ok(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{Node, Tier};
+    use std::collections::BTreeMap;
+
+    fn topo(nodes: &[(u32, u32, usize)]) -> Topology {
+        let mut t = Topology::default();
+        for &(id, tier, blocks) in nodes {
+            t.nodes.push(Node {
+                id,
+                tier: Some(tier),
+                memory_blocks: (0..blocks as u64).collect(),
+                ..Node::default()
+            });
+        }
+        let mut tiers: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &(id, tier, _) in nodes {
+            tiers.entry(tier).or_default().push(id);
+        }
+        t.tiers = tiers
+            .into_iter()
+            .map(|(id, nodes)| Tier { id, nodes })
+            .collect();
+        t
+    }
+
+    #[test]
+    fn topology_changes_are_reported_once() {
+        let before = topo(&[(0, 4, 8)]);
+        assert_eq!(topology_change(&before, &before.clone()), None);
+        let after = topo(&[(0, 4, 8), (1, 22, 4)]);
+        let change = topology_change(&before, &after).expect("a node appeared");
+        assert_eq!(change["event"], "topology_changed");
+        assert_eq!(change["nodes_added"][0]["node"], 1);
+        assert_eq!(change["nodes_added"][0]["tier"], 22);
+        assert_eq!(change["memory_blocks"]["after"], 12);
+        let offlined = topo(&[(0, 4, 6)]);
+        let change = topology_change(&before, &offlined).expect("blocks went away");
+        assert_eq!(change["memory_blocks"]["before"], 8);
+        assert_eq!(change["nodes_removed"].as_array().map(Vec::len), Some(0));
+    }
+}

@@ -76,12 +76,14 @@ fn system_wide_faults_agree_with_vmstat() {
     if !require_root("system_wide_faults_agree_with_vmstat") {
         return;
     }
+    // Long enough to cover the tool's whole window however slowly it attaches; killed after.
     let mut load = Command::new(WORKLOAD)
-        .args(["touch", "--pages", "20000", "--rounds", "15"])
+        .args(["touch", "--pages", "20000", "--rounds", "100000"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("workload");
     let out = cxl_trace(&["top", "--no-tui", "--duration", "2"]);
+    let _ = load.kill();
     let _ = load.wait();
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let lines = json_lines(&out);
