@@ -189,13 +189,14 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro hostroot /host || {
 mount -t tmpfs -o size=256m tmpfs /upper
 mkdir -p /upper/u /upper/w
 mount -t overlay overlay -o lowerdir=/host,upperdir=/upper/u,workdir=/upper/w /newroot || { echo "init: overlay failed"; poweroff -f; }
-mkdir -p /newroot/results /newroot/usr/lib/modules /newroot/tmp
+# /tmp stays the host's (read-only below, writable through the overlay): the checkout may
+# live there.
+mkdir -p /newroot/results /newroot/usr/lib/modules
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /newroot/results
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro modules /newroot/usr/lib/modules
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
-mount -t tmpfs tmpfs /newroot/tmp
 mount -t tmpfs tmpfs /newroot/run
 mount -t debugfs debugfs /newroot/sys/kernel/debug
 mount -t tracefs tracefs /newroot/sys/kernel/tracing
