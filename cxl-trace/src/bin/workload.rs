@@ -157,28 +157,40 @@ impl Region {
         Ok(())
     }
 
-    /// Bytes on each node, from move_pages(2) with no target (query mode).
-    fn nodes(&self) -> Result<std::collections::BTreeMap<i32, u64>, String> {
+    /// move_pages(2) on every page of the region: to `target` with `flags`, or, with no
+    /// target, a query of where each page is. Returns the syscall's result (pages not moved)
+    /// and the per-page status (node, or a negative errno).
+    fn move_pages(&self, target: Option<u32>, flags: i64) -> Result<(i64, Vec<i32>), String> {
         let pages: Vec<*mut libc::c_void> =
             (0..self.pages()).map(|i| self.page(i).cast()).collect();
+        let nodes = match target {
+            Some(n) => Some(vec![i32::try_from(n).map_err(|_| "bad node")?; pages.len()]),
+            None => None,
+        };
         let mut status = vec![0i32; pages.len()];
-        // SAFETY: `pages` and `status` both hold `pages.len()` entries and outlive the call.
+        // SAFETY: `pages`, `status` and `nodes` (when given) each hold `pages.len()` entries and
+        // outlive the call; a null `nodes` asks the kernel for a query.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_move_pages,
                 0,
                 pages.len(),
                 pages.as_ptr(),
-                std::ptr::null::<i32>(),
+                nodes.as_ref().map_or(std::ptr::null(), |n| n.as_ptr()),
                 status.as_mut_ptr(),
-                0,
+                flags,
             )
         };
         if r < 0 {
             return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
         }
+        Ok((r, status))
+    }
+
+    /// Pages on each node (negative keys: errno of pages not present).
+    fn nodes(&self) -> Result<std::collections::BTreeMap<i32, u64>, String> {
         let mut by_node = std::collections::BTreeMap::new();
-        for s in status {
+        for s in self.move_pages(None, 0)?.1 {
             *by_node.entry(s).or_insert(0) += 1;
         }
         Ok(by_node)
@@ -240,28 +252,11 @@ fn run(cmd: Cmd) -> Result<String, String> {
             // anyway so the result does not depend on that.
             r.mbind(None, 0)?;
             let before = r.nodes()?;
-            let pages: Vec<*mut libc::c_void> = (0..r.pages()).map(|i| r.page(i).cast()).collect();
-            let nodes = vec![i32::try_from(to).map_err(|_| "bad node")?; pages.len()];
-            let mut status = vec![0i32; pages.len()];
-            // SAFETY: all three arrays hold `pages.len()` entries and outlive the call.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_move_pages,
-                    0,
-                    pages.len(),
-                    pages.as_ptr(),
-                    nodes.as_ptr(),
-                    status.as_mut_ptr(),
-                    MPOL_MF_MOVE,
-                )
-            };
-            if rc < 0 {
-                return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
-            }
+            let (rc, _) = r.move_pages(Some(to), MPOL_MF_MOVE)?;
             let after = r.nodes()?;
             Ok(format!(
                 "{{\"pages\":{},\"not_moved\":{rc},\"before\":{},\"after\":{}}}",
-                pages.len(),
+                r.pages(),
                 nodes_json(&before),
                 nodes_json(&after)
             ))

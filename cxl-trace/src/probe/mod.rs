@@ -416,35 +416,24 @@ impl Tracer {
             folio: Some("not requested".into()),
             numa: Some("not requested".into()),
         };
+        // Parsed once (several MB): the function hooks and doctor's attach-kind probes use it.
+        let btf = if cfg.functions || cfg.probe_attach_kinds {
+            Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {}", flatten_error(&e)))
+        } else {
+            Err("not loaded".into())
+        };
         if cfg.functions {
-            let btf =
-                Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {}", flatten_error(&e)));
             let hooks = FnHooks {
                 btf: &btf,
                 syms: &syms,
             };
             if cfg.faults {
-                let entry = hooks.attach(
+                let (entry, exit) = hooks.attach_pair(
                     &mut ebpf,
-                    "handle_mm_fault_entry",
+                    ("handle_mm_fault_entry", "handle_mm_fault_exit"),
                     "handle_mm_fault",
-                    false,
                     None,
                 );
-                let exit = if entry.is_live() {
-                    hooks.attach(
-                        &mut ebpf,
-                        "handle_mm_fault_exit",
-                        "handle_mm_fault",
-                        true,
-                        None,
-                    )
-                } else {
-                    ProbeStatus::unavailable(
-                        "fexit:handle_mm_fault",
-                        "not tried: fentry:handle_mm_fault is unavailable",
-                    )
-                };
                 availability.latency = unavailable_reason(&[&entry, &exit]);
                 statuses.push(entry);
                 statuses.push(exit);
@@ -463,27 +452,12 @@ impl Tracer {
                 } else {
                     Some("no vmemmap_base in /proc/kallsyms: assuming the fixed 4-level vmemmap")
                 };
-                let entry = hooks.attach(
+                let (entry, exit) = hooks.attach_pair(
                     &mut ebpf,
-                    "move_to_new_folio_entry",
+                    ("move_to_new_folio_entry", "move_to_new_folio_exit"),
                     "move_to_new_folio",
-                    false,
-                    None,
+                    vmemmap_note,
                 );
-                let exit = if entry.is_live() {
-                    hooks.attach(
-                        &mut ebpf,
-                        "move_to_new_folio_exit",
-                        "move_to_new_folio",
-                        true,
-                        vmemmap_note,
-                    )
-                } else {
-                    ProbeStatus::unavailable(
-                        "fexit:move_to_new_folio",
-                        "not tried: fentry:move_to_new_folio is unavailable",
-                    )
-                };
                 availability.folio = unavailable_reason(&[&entry, &exit]);
                 statuses.push(entry);
                 statuses.push(exit);
@@ -511,7 +485,7 @@ impl Tracer {
             }
         }
         if cfg.probe_attach_kinds {
-            statuses.extend(probe_attach_kinds(&mut ebpf));
+            statuses.extend(probe_attach_kinds(&mut ebpf, &btf));
         }
         if !statuses.iter().any(ProbeStatus::is_live) {
             let why: Vec<String> = statuses
@@ -631,6 +605,27 @@ struct FnHooks<'a> {
 }
 
 impl FnHooks<'_> {
+    /// fentry then fexit on `func` (programs `progs.0`, `progs.1`); the exit hook is only
+    /// tried when the entry hook is live, since one without the other measures nothing.
+    fn attach_pair(
+        &self,
+        ebpf: &mut Ebpf,
+        progs: (&str, &str),
+        func: &str,
+        exit_note: Option<&str>,
+    ) -> (ProbeStatus, ProbeStatus) {
+        let entry = self.attach(ebpf, progs.0, func, false, None);
+        let exit = if entry.is_live() {
+            self.attach(ebpf, progs.1, func, true, exit_note)
+        } else {
+            ProbeStatus::unavailable(
+                format!("fexit:{func}"),
+                format!("not tried: fentry:{func} is unavailable"),
+            )
+        };
+        (entry, exit)
+    }
+
     /// Checks (BTF FUNC present, exact symbol in kallsyms), loads and attaches `prog` on
     /// `func` as fentry or fexit.
     fn attach(
@@ -716,12 +711,11 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tracefs: &Tracefs, tp: &TpSpec) -> ProbeSt
 }
 
 /// Tries each attach kind with a do-nothing program, then detaches it.
-fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
-    let btf = Btf::from_sys_fs().map_err(|e| flatten_error(&e));
+fn probe_attach_kinds(ebpf: &mut Ebpf, btf: &std::result::Result<Btf, String>) -> Vec<ProbeStatus> {
     let mut out = Vec::new();
 
     let tp_btf = (|| -> std::result::Result<(), String> {
-        let btf = btf.as_ref().map_err(|e| format!("no kernel BTF: {e}"))?;
+        let btf = btf.as_ref().map_err(Clone::clone)?;
         let prog: &mut BtfTracePoint = program(ebpf, "cap_tp_btf")?;
         prog.load("sched_process_fork", btf)
             .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
@@ -752,7 +746,7 @@ fn probe_attach_kinds(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
     ));
 
     let fentry = (|| -> std::result::Result<(), String> {
-        let btf = btf.as_ref().map_err(|e| format!("no kernel BTF: {e}"))?;
+        let btf = btf.as_ref().map_err(Clone::clone)?;
         let prog: &mut FEntry = program(ebpf, "cap_fentry")?;
         prog.load("handle_mm_fault", btf)
             .map_err(|e| format!("BPF_PROG_LOAD refused: {}", flatten_error(&e)))?;
