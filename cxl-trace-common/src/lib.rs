@@ -54,8 +54,13 @@ pub mod kind {
     pub const NUMA_FAULT: u16 = 7;
     /// A [`RawTpEvent`](super::RawTpEvent): the raw record of a rare tracepoint.
     pub const RAW_TP: u16 = 8;
+    /// A [`PromoteDecisionEvent`](super::PromoteDecisionEvent): fexit
+    /// `should_numa_migrate_memory` or `migrate_misplaced_folio_prepare`.
+    pub const PROMOTE_DECISION: u16 = 9;
+    /// A [`DemoteBatchEvent`](super::DemoteBatchEvent) from fexit `demote_folio_list`.
+    pub const DEMOTE_BATCH: u16 = 10;
     /// One past the highest kind; sizes the per-kind stat slots.
-    pub const MAX: u16 = 9;
+    pub const MAX: u16 = 11;
 }
 
 /// Indexes into the per-CPU `STATS` array.
@@ -196,6 +201,13 @@ pub struct KernelLayout {
     pub alloc_pfn: u32,
     /// Offset of `gfp_flags` in `kmem:mm_page_alloc`.
     pub alloc_gfp: u32,
+    /// Address of the kernel's `node_data` array of `struct pglist_data *` (kallsyms), 0 if
+    /// unknown; a pgdat pointer is turned into its node id by finding it in this array.
+    pub node_data_addr: u64,
+    /// Entries of `node_data` to search (possible node ids, at most 64).
+    pub nr_node_ids: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
 }
 
 impl KernelLayout {
@@ -206,6 +218,9 @@ impl KernelLayout {
         page_struct_size: 64,
         alloc_pfn: 8,
         alloc_gfp: 20,
+        node_data_addr: 0,
+        nr_node_ids: 0,
+        _reserved: 0,
     };
 }
 
@@ -321,6 +336,62 @@ pub struct FolioMigrateEvent {
     pub rc: i32,
     /// `enum migrate_reason` of the batch in progress on this thread, or `u32::MAX`.
     pub reason: u32,
+}
+
+/// Stages of [`PromoteDecisionEvent::stage`].
+pub mod decision_stage {
+    /// `should_numa_migrate_memory` returned: `result` is 1 (migrate) or 0 (refused),
+    /// `target` is the destination CPU.
+    pub const SHOULD_MIGRATE: u32 = 0;
+    /// `migrate_misplaced_folio_prepare` returned: `result` is its return code (0 or a
+    /// negative errno), `target` is the destination node.
+    pub const PREPARE: u32 = 1;
+}
+
+/// What `folio_isolate_lru` did inside `migrate_misplaced_folio_prepare`
+/// ([`PromoteDecisionEvent::isolate`]).
+pub mod isolate {
+    /// Not called: the target node was refused before isolation.
+    pub const NOT_CALLED: u32 = 0;
+    /// Called and the folio was isolated.
+    pub const OK: u32 = 1;
+    /// Called and isolation failed.
+    pub const FAILED: u32 = 2;
+}
+
+/// One step of the NUMA balancing migration decision of a hinting fault.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PromoteDecisionEvent {
+    /// Common header; `kind` is `PROMOTE_DECISION`.
+    pub hdr: EventHeader,
+    /// `decision_stage::*`.
+    pub stage: u32,
+    /// See [`decision_stage`].
+    pub result: i32,
+    /// Node of the folio (`SHOULD_MIGRATE`), -1 for `PREPARE`.
+    pub src_nid: i32,
+    /// Destination CPU (`SHOULD_MIGRATE`) or node (`PREPARE`).
+    pub target: i32,
+    /// Pages added to the node's `pgpromote_candidate` counter during the decision: the folio
+    /// passed the hot threshold and went to the promotion rate limiter.
+    pub candidate_pages: i64,
+    /// `isolate::*` (`PREPARE` only).
+    pub isolate: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
+/// A demotion batch (fexit `demote_folio_list`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DemoteBatchEvent {
+    /// Common header; `kind` is `DEMOTE_BATCH`.
+    pub hdr: EventHeader,
+    /// Node reclaimed (the source of the demotion), -1 if its pgdat was not found.
+    pub src_nid: i32,
+    /// Pages demoted.
+    pub nr_succeeded: u32,
 }
 
 /// A NUMA hinting fault (fentry `task_numa_fault`).
@@ -462,6 +533,10 @@ mod pod {
     unsafe impl aya::Pod for NumaFaultEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for RawTpEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PromoteDecisionEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DemoteBatchEvent {}
 }
 
 // Layout checks, evaluated at compile time on both targets.
@@ -482,12 +557,14 @@ const _: () = {
     assert!(size_of::<FaultLayout>() == 16);
     assert!(size_of::<ForkLayout>() == 8);
     assert!(size_of::<MigrateLayout>() == 40);
-    assert!(size_of::<KernelLayout>() == 32);
+    assert!(size_of::<KernelLayout>() == 48);
     assert!(size_of::<RawLayout>() == 48);
     assert!(size_of::<FaultLatencyEvent>() == 80);
     assert!(size_of::<FolioMigrateEvent>() == 72);
     assert!(size_of::<NumaFaultEvent>() == 40);
     assert!(size_of::<RawTpEvent>() == 288);
+    assert!(size_of::<PromoteDecisionEvent>() == 56);
+    assert!(size_of::<DemoteBatchEvent>() == 32);
     assert!(offset_of!(RawTpEvent, data) == 32);
 };
 
@@ -509,6 +586,8 @@ mod tests {
             size_of::<FolioMigrateEvent>(),
             size_of::<NumaFaultEvent>(),
             size_of::<RawTpEvent>(),
+            size_of::<PromoteDecisionEvent>(),
+            size_of::<DemoteBatchEvent>(),
         ] {
             assert_eq!(size % 8, 0, "record size {size} is not a multiple of 8");
         }

@@ -18,6 +18,7 @@ mod caps;
 mod faults;
 mod follow;
 mod migrate;
+mod promote;
 mod rare;
 mod shared;
 mod tiering;

@@ -1,10 +1,12 @@
 //! Maps, globals and helpers shared by every program.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
-    Global,
+    EbpfContext, Global,
 };
 use cxl_trace_common::{config_flags, stat, Config, EventHeader, FOLLOW_MAX};
 
@@ -88,4 +90,14 @@ pub fn emit<T: 'static>(kind: u16, value: T) {
         }
         None => bump(stat::DROPPED + u32::from(kind)),
     }
+}
+
+/// Argument `n` of a fentry/fexit context as a scalar (not a typed pointer): the verifier types
+/// pointer arguments from BTF and refuses arithmetic on them, a plain number it accepts.
+#[inline(always)]
+pub fn raw_arg<C: EbpfContext>(ctx: &C, n: usize) -> u64 {
+    let slot = (ctx.as_ptr() as *const u64).wrapping_add(n);
+    // SAFETY: a fentry/fexit context is an array of u64 argument slots (plus the return value
+    // for fexit); `n` is within it, and bpf_probe_read_kernel fails cleanly rather than faulting.
+    unsafe { bpf_probe_read_kernel(slot) }.unwrap_or(0)
 }

@@ -16,17 +16,17 @@ use aya_ebpf::{
     macros::{fentry, fexit, map, tracepoint},
     maps::LruHashMap,
     programs::{FEntryContext, FExitContext, TracePointContext},
-    EbpfContext as _, Global,
+    Global,
 };
 use cxl_trace_common::{
     fault_flags, kind, stat, FaultLatencyEvent, FolioMigrateEvent, KernelLayout, NumaFaultEvent,
     COMM_LEN,
 };
 
-use crate::shared::{bump, current_ids, emit, followed, header};
+use crate::shared::{bump, current_ids, emit, followed, header, raw_arg};
 
 #[unsafe(no_mangle)]
-static KERNEL_LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::DEFAULT);
+pub static KERNEL_LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::DEFAULT);
 
 /// A fault in progress on a thread.
 #[derive(Clone, Copy)]
@@ -200,15 +200,6 @@ pub fn move_to_new_folio_entry(_ctx: FEntryContext) -> u32 {
     let (_, tid) = current_ids();
     let _ = FOLIO_START.insert(tid, now(), 0);
     0
-}
-
-/// Argument `n` of a fexit context as a scalar (not a typed pointer).
-#[inline(always)]
-fn raw_arg(ctx: &FExitContext, n: usize) -> u64 {
-    let slot = (ctx.as_ptr() as *const u64).wrapping_add(n);
-    // SAFETY: the fexit context is an array of u64 argument slots (plus the return value);
-    // `n` is within it, and bpf_probe_read_kernel fails cleanly rather than faulting.
-    unsafe { bpf_probe_read_kernel(slot) }.unwrap_or(0)
 }
 
 /// pfn of a `struct page`/`struct folio` pointer.

@@ -371,6 +371,7 @@ impl Aggregator {
             }
             for (k, x) in totals.tiers.json_members(
                 &self.avail,
+                &self.tiers,
                 self.pingpong.window_ns as f64 / 1e9,
                 self.pingpong.table_full,
             ) {
@@ -435,6 +436,10 @@ impl Aggregator {
                     .or_default()
                     .hint_faults += 1;
             }
+            Event::Decision(d) => {
+                self.interval.tiers.decisions.add(d, &self.tiers);
+            }
+            Event::Demote(d) => self.interval.tiers.demote.add(d),
             Event::Raw(r) => {
                 if let Some(e) = self.rare.decode(r) {
                     self.interval.tiers.rare.add(&e, &self.tiers);

@@ -3,8 +3,9 @@
 use std::mem::size_of;
 
 use cxl_trace_common::{
-    fault_flags, kind, EventHeader, FaultEvent, FaultLatencyEvent, FolioMigrateEvent, MigrateEvent,
-    MigrateStartEvent, NumaFaultEvent, RawTpEvent, COMM_LEN,
+    decision_stage, fault_flags, isolate, kind, DemoteBatchEvent, EventHeader, FaultEvent,
+    FaultLatencyEvent, FolioMigrateEvent, MigrateEvent, MigrateStartEvent, NumaFaultEvent,
+    PromoteDecisionEvent, RawTpEvent, COMM_LEN,
 };
 use serde::Serialize;
 
@@ -405,6 +406,92 @@ impl NumaFault {
     }
 }
 
+/// The outcome of one step of the NUMA balancing migration decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// `should_numa_migrate_memory` said migrate.
+    Approved,
+    /// Refused before the rate limiter: the folio was not hot enough (tiering mode, slow
+    /// node) or the placement heuristics said no (normal NUMA balancing).
+    RefusedThreshold,
+    /// The folio passed the hot threshold but the promotion rate limit was reached.
+    RefusedRateLimit,
+    /// `migrate_misplaced_folio_prepare`: the target node is short of free pages (kswapd is
+    /// woken) or the folio is a dirty file folio.
+    RefusedTargetFull,
+    /// `migrate_misplaced_folio_prepare`: the folio could not be isolated from its LRU.
+    RefusedIsolation,
+    /// `migrate_misplaced_folio_prepare`: a shared executable file folio (-EACCES).
+    RefusedSharedExec,
+    /// `migrate_misplaced_folio_prepare` succeeded (the migration itself follows).
+    Prepared,
+}
+
+impl Verdict {
+    /// Name used in JSON and on screen.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::RefusedThreshold => "threshold",
+            Self::RefusedRateLimit => "rate_limit",
+            Self::RefusedTargetFull => "target_full",
+            Self::RefusedIsolation => "isolation",
+            Self::RefusedSharedExec => "shared_exec",
+            Self::Prepared => "prepared",
+        }
+    }
+
+    /// Whether this outcome stops the migration.
+    pub fn is_refusal(self) -> bool {
+        !matches!(self, Self::Approved | Self::Prepared)
+    }
+}
+
+/// One step of a NUMA balancing migration decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PromoteDecision {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Node of the folio (`None` for the prepare step, which does not know it).
+    pub src_nid: Option<u32>,
+    /// Destination CPU (decision step).
+    pub dst_cpu: Option<u32>,
+    /// Destination node (prepare step).
+    pub dst_nid: Option<u32>,
+    /// Pages counted in `pgpromote_candidate`.
+    pub candidate_pages: i64,
+    /// Outcome.
+    pub verdict: Verdict,
+}
+
+/// Classifies a decision record (pure: the rules are documented in `cxl-trace-ebpf/src/promote.rs`).
+pub fn verdict(e: &PromoteDecisionEvent) -> Verdict {
+    match e.stage {
+        decision_stage::SHOULD_MIGRATE if e.result != 0 => Verdict::Approved,
+        decision_stage::SHOULD_MIGRATE if e.candidate_pages > 0 => Verdict::RefusedRateLimit,
+        decision_stage::SHOULD_MIGRATE => Verdict::RefusedThreshold,
+        _ if e.result == 0 => Verdict::Prepared,
+        _ if e.result == -libc::EACCES => Verdict::RefusedSharedExec,
+        _ if e.isolate == isolate::FAILED => Verdict::RefusedIsolation,
+        _ => Verdict::RefusedTargetFull,
+    }
+}
+
+/// A demotion batch from `demote_folio_list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DemoteBatch {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Task (tgid) that reclaimed: kswapd, a direct reclaimer or a memory.reclaim writer.
+    pub pid: u32,
+    /// Source node, `None` if its pgdat was not found.
+    pub src_nid: Option<u32>,
+    /// Pages demoted.
+    pub pages: u32,
+}
+
 /// The raw record of a rare tracepoint, decoded by [`crate::rare`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawRecord {
@@ -437,6 +524,10 @@ pub enum Event {
     NumaFault(NumaFault),
     /// A rare tracepoint's raw record.
     Raw(RawRecord),
+    /// A step of a NUMA balancing migration decision.
+    Decision(PromoteDecision),
+    /// A demotion batch.
+    Demote(DemoteBatch),
 }
 
 impl Event {
@@ -450,6 +541,8 @@ impl Event {
             Self::FolioMigrate(e) => e.ts_ns,
             Self::NumaFault(e) => e.ts_ns,
             Self::Raw(e) => e.ts_ns,
+            Self::Decision(e) => e.ts_ns,
+            Self::Demote(e) => e.ts_ns,
         }
     }
 }
@@ -615,6 +708,28 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 data,
             }))
         }
+        kind::PROMOTE_DECISION => {
+            let e: PromoteDecisionEvent = read(bytes, hdr.kind)?;
+            let should = e.stage == decision_stage::SHOULD_MIGRATE;
+            Ok(Event::Decision(PromoteDecision {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                src_nid: u32::try_from(e.src_nid).ok(),
+                dst_cpu: should.then(|| u32::try_from(e.target).ok()).flatten(),
+                dst_nid: (!should).then(|| u32::try_from(e.target).ok()).flatten(),
+                candidate_pages: e.candidate_pages,
+                verdict: verdict(&e),
+            }))
+        }
+        kind::DEMOTE_BATCH => {
+            let e: DemoteBatchEvent = read(bytes, hdr.kind)?;
+            Ok(Event::Demote(DemoteBatch {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                src_nid: u32::try_from(e.src_nid).ok(),
+                pages: e.nr_succeeded,
+            }))
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -662,6 +777,76 @@ mod tests {
             cpu: 1,
             _reserved: 0,
         }
+    }
+
+    fn decision(stage: u32, result: i32, cand: i64, iso: u32) -> PromoteDecisionEvent {
+        PromoteDecisionEvent {
+            hdr: hdr(kind::PROMOTE_DECISION),
+            stage,
+            result,
+            src_nid: 1,
+            target: 3,
+            candidate_pages: cand,
+            isolate: iso,
+            _reserved: 0,
+        }
+    }
+
+    #[test]
+    fn decision_verdicts() {
+        use decision_stage::{PREPARE, SHOULD_MIGRATE};
+        let cases = [
+            (decision(SHOULD_MIGRATE, 1, 0, 0), Verdict::Approved),
+            // Approved after passing the limiter: still approved.
+            (decision(SHOULD_MIGRATE, 1, 1, 0), Verdict::Approved),
+            (decision(SHOULD_MIGRATE, 0, 1, 0), Verdict::RefusedRateLimit),
+            (decision(SHOULD_MIGRATE, 0, 0, 0), Verdict::RefusedThreshold),
+            (decision(PREPARE, 0, 0, isolate::OK), Verdict::Prepared),
+            (
+                decision(PREPARE, -libc::EAGAIN, 0, isolate::FAILED),
+                Verdict::RefusedIsolation,
+            ),
+            (
+                decision(PREPARE, -libc::EAGAIN, 0, isolate::NOT_CALLED),
+                Verdict::RefusedTargetFull,
+            ),
+            (
+                decision(PREPARE, -libc::EACCES, 0, isolate::NOT_CALLED),
+                Verdict::RefusedSharedExec,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(verdict(&e), want, "{e:?}");
+            assert_eq!(
+                want.is_refusal(),
+                !matches!(want, Verdict::Approved | Verdict::Prepared)
+            );
+        }
+        let Ok(Event::Decision(d)) = decode(as_bytes(&decision(SHOULD_MIGRATE, 0, 512, 0))) else {
+            panic!("decode")
+        };
+        assert_eq!((d.src_nid, d.dst_cpu, d.dst_nid), (Some(1), Some(3), None));
+        assert_eq!(d.candidate_pages, 512);
+        let Ok(Event::Decision(p)) = decode(as_bytes(&decision(PREPARE, 0, 0, isolate::OK))) else {
+            panic!("decode")
+        };
+        assert_eq!((p.dst_cpu, p.dst_nid), (None, Some(3)));
+        // Cut records are an error, not a panic.
+        let raw = decision(PREPARE, 0, 0, 0);
+        assert!(decode(&as_bytes(&raw)[..40]).is_err());
+    }
+
+    #[test]
+    fn decodes_demote_batch() {
+        let e = DemoteBatchEvent {
+            hdr: hdr(kind::DEMOTE_BATCH),
+            src_nid: -1,
+            nr_succeeded: 32,
+        };
+        let Ok(Event::Demote(d)) = decode(as_bytes(&e)) else {
+            panic!("decode")
+        };
+        assert_eq!((d.src_nid, d.pages, d.pid), (None, 32, 7));
     }
 
     #[test]

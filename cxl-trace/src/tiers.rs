@@ -12,7 +12,10 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     aggregate::{new_histogram, percentiles_json, MAX_LATENCY_NS},
-    event::{Comm, FaultClass, FaultLatency, FolioMigrate, MigrateReason, NumaFault},
+    event::{
+        Comm, DemoteBatch, FaultClass, FaultLatency, FolioMigrate, MigrateReason, NumaFault,
+        PromoteDecision, Verdict,
+    },
     rare::{RareClass, RareEvent},
     topology::{PfnMap, Topology},
 };
@@ -47,6 +50,11 @@ impl TierMap {
         self.node_tier.get(&node).copied()
     }
 
+    /// The top tier: the one with the lowest abstract distance, i.e. the smallest id.
+    pub fn top_tier(&self) -> Option<u32> {
+        self.node_tier.values().min().copied()
+    }
+
     /// Tier of a pfn.
     pub fn tier_of_pfn(&self, pfn: u64) -> Option<u32> {
         self.tier(self.pfns.node_of(pfn)?)
@@ -70,6 +78,10 @@ pub struct Availability {
     pub folio: Option<String>,
     /// NUMA hinting faults.
     pub numa: Option<String>,
+    /// Promotion decisions (`should_numa_migrate_memory`, `migrate_misplaced_folio_prepare`).
+    pub decision: Option<String>,
+    /// Demotion batches per source node (`demote_folio_list`).
+    pub demote: Option<String>,
 }
 
 impl Availability {
@@ -456,6 +468,141 @@ impl HintCounts {
     }
 }
 
+/// Why NUMA balancing migrated a page or not: outcomes of the decision steps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decisions {
+    /// `should_numa_migrate_memory` calls that said migrate.
+    pub approved: u64,
+    /// Folios refused, by cause name (`threshold`, `placement`, `rate_limit`, `target_full`,
+    /// `isolation`, `shared_exec`).
+    pub refused: BTreeMap<&'static str, u64>,
+    /// `migrate_misplaced_folio_prepare` calls that succeeded.
+    pub prepared: u64,
+    /// Pages counted in `pgpromote_candidate` by the decisions (equals the vmstat delta).
+    pub candidate_pages: i64,
+    /// Refusals per process (tgid).
+    pub refused_by_pid: BTreeMap<u32, u64>,
+}
+
+impl Decisions {
+    /// Folds one decision step in. A threshold refusal of a folio already on the top tier is
+    /// normal NUMA balancing saying no (`placement`), not the tiering hot threshold.
+    pub fn add(&mut self, d: &PromoteDecision, tiers: &TierMap) {
+        self.candidate_pages += d.candidate_pages;
+        let cause = match d.verdict {
+            Verdict::Approved => {
+                self.approved += 1;
+                return;
+            }
+            Verdict::Prepared => {
+                self.prepared += 1;
+                return;
+            }
+            Verdict::RefusedThreshold => {
+                let src_tier = d.src_nid.and_then(|n| tiers.tier(n));
+                match (src_tier, tiers.top_tier()) {
+                    (Some(s), Some(top)) if s == top => "placement",
+                    _ => Verdict::RefusedThreshold.name(),
+                }
+            }
+            v => v.name(),
+        };
+        *self.refused.entry(cause).or_default() += 1;
+        *self.refused_by_pid.entry(d.pid).or_default() += 1;
+    }
+
+    /// Adds another window.
+    pub fn merge(&mut self, o: &Decisions) {
+        self.approved += o.approved;
+        self.prepared += o.prepared;
+        self.candidate_pages += o.candidate_pages;
+        for (k, v) in &o.refused {
+            *self.refused.entry(k).or_default() += v;
+        }
+        for (k, v) in &o.refused_by_pid {
+            *self.refused_by_pid.entry(*k).or_default() += v;
+        }
+    }
+
+    /// All refusals.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.values().sum()
+    }
+
+    fn to_json(&self, avail: &Option<String>) -> Value {
+        let mut v = Availability::json(avail);
+        if let Value::Object(m) = &mut v {
+            let mut refused = Map::new();
+            for cause in REFUSAL_CAUSES {
+                refused.insert(
+                    cause.into(),
+                    json!(self.refused.get(cause).copied().unwrap_or(0)),
+                );
+            }
+            m.insert("approved".into(), json!(self.approved));
+            m.insert("refused_total".into(), json!(self.refused_total()));
+            m.insert("refused".into(), Value::Object(refused));
+            m.insert("prepared".into(), json!(self.prepared));
+            m.insert("candidate_pages".into(), json!(self.candidate_pages));
+        }
+        v
+    }
+}
+
+/// Every refusal cause, in the order shown.
+pub const REFUSAL_CAUSES: [&str; 6] = [
+    "threshold",
+    "rate_limit",
+    "target_full",
+    "isolation",
+    "shared_exec",
+    "placement",
+];
+
+/// Pages demoted per source node (`demote_folio_list`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DemoteByNode {
+    /// Batches.
+    pub batches: u64,
+    /// Pages by source node (`None`: pgdat not found).
+    pub pages: BTreeMap<Option<u32>, u64>,
+}
+
+impl DemoteByNode {
+    /// Adds one batch.
+    pub fn add(&mut self, d: &DemoteBatch) {
+        self.batches += 1;
+        *self.pages.entry(d.src_nid).or_default() += u64::from(d.pages);
+    }
+
+    /// Adds another window.
+    pub fn merge(&mut self, o: &DemoteByNode) {
+        self.batches += o.batches;
+        for (k, v) in &o.pages {
+            *self.pages.entry(*k).or_default() += v;
+        }
+    }
+
+    fn to_json(&self, avail: &Option<String>, tiers: &TierMap) -> Value {
+        let mut v = Availability::json(avail);
+        if let Value::Object(m) = &mut v {
+            let by_node: Map<String, Value> = self
+                .pages
+                .iter()
+                .map(|(n, p)| {
+                    let key = n.map_or("unknown".to_string(), |n| format!("node{n}"));
+                    let tier = tier_label(n.and_then(|n| tiers.tier(n)));
+                    (key, json!({"pages": p, "tier": tier}))
+                })
+                .collect();
+            m.insert("batches".into(), json!(self.batches));
+            m.insert("pages".into(), json!(self.pages.values().sum::<u64>()));
+            m.insert("by_source_node".into(), Value::Object(by_node));
+        }
+        v
+    }
+}
+
 /// Last tier move of a page, keyed by (mapping, index), which survive migration.
 #[derive(Clone, Copy, Debug)]
 struct LastMove {
@@ -690,6 +837,10 @@ pub struct TierTotals {
     pub pingpong: PingPong,
     /// Rare events.
     pub rare: RareCounts,
+    /// Promotion decisions.
+    pub decisions: Decisions,
+    /// Demotion batches per source node.
+    pub demote: DemoteByNode,
 }
 
 impl TierTotals {
@@ -700,18 +851,29 @@ impl TierTotals {
         self.hints.merge(&o.hints);
         self.pingpong.merge(&o.pingpong);
         self.rare.merge(&o.rare);
+        self.decisions.merge(&o.decisions);
+        self.demote.merge(&o.demote);
     }
 
     /// The JSON members this adds to a window line.
     pub fn json_members(
         &self,
         avail: &Availability,
+        tiers: &TierMap,
         pingpong_window_s: f64,
         table_full: u64,
     ) -> Vec<(&'static str, Value)> {
         vec![
             ("fault_latency", self.latency.to_json(&avail.latency)),
             ("numa_hint_faults", self.hints.to_json(&avail.numa)),
+            (
+                "promotion_decisions",
+                self.decisions.to_json(&avail.decision),
+            ),
+            (
+                "demotion_batches",
+                self.demote.to_json(&avail.demote, tiers),
+            ),
             (
                 "pingpong",
                 self.pingpong.to_json(pingpong_window_s, table_full),
@@ -765,6 +927,79 @@ mod tests {
         let mut c = [0u8; 16];
         c[..s.len()].copy_from_slice(s.as_bytes());
         Comm(c)
+    }
+
+    fn two_tiers() -> TierMap {
+        TierMap {
+            pfns: PfnMap::default(),
+            node_tier: [(0, 4), (1, 72)].into_iter().collect(),
+        }
+    }
+
+    fn step(src: Option<u32>, cand: i64, verdict: Verdict) -> PromoteDecision {
+        PromoteDecision {
+            ts_ns: 1,
+            pid: 9,
+            src_nid: src,
+            dst_cpu: Some(0),
+            dst_nid: None,
+            candidate_pages: cand,
+            verdict,
+        }
+    }
+
+    #[test]
+    fn decisions_split_threshold_from_placement() {
+        let t = two_tiers();
+        assert_eq!(t.top_tier(), Some(4));
+        let mut d = Decisions::default();
+        d.add(&step(Some(1), 0, Verdict::RefusedThreshold), &t);
+        d.add(&step(Some(0), 0, Verdict::RefusedThreshold), &t);
+        d.add(&step(Some(1), 1, Verdict::RefusedRateLimit), &t);
+        d.add(&step(Some(1), 1, Verdict::Approved), &t);
+        d.add(&step(None, 0, Verdict::Prepared), &t);
+        d.add(&step(None, 0, Verdict::RefusedTargetFull), &t);
+        assert_eq!(d.approved, 1);
+        assert_eq!(d.prepared, 1);
+        assert_eq!(d.candidate_pages, 2);
+        assert_eq!(d.refused.get("threshold"), Some(&1));
+        assert_eq!(d.refused.get("placement"), Some(&1));
+        assert_eq!(d.refused.get("rate_limit"), Some(&1));
+        assert_eq!(d.refused.get("target_full"), Some(&1));
+        assert_eq!(d.refused_total(), 4);
+        assert_eq!(d.refused_by_pid.get(&9), Some(&4));
+        let mut m = Decisions::default();
+        m.merge(&d);
+        m.merge(&d);
+        assert_eq!(m.refused_total(), 8);
+        assert_eq!(m.candidate_pages, 4);
+        let v = m.to_json(&None);
+        assert_eq!(v["refused"]["isolation"], 0);
+        assert_eq!(v["refused"]["rate_limit"], 2);
+        assert_eq!(v["available"], true);
+        let v = Decisions::default().to_json(&Some("fentry refused".into()));
+        assert_eq!(v["available"], false);
+        assert_eq!(v["refused_total"], 0);
+    }
+
+    #[test]
+    fn demotions_by_source_node() {
+        let t = two_tiers();
+        let mut d = DemoteByNode::default();
+        for (nid, pages) in [(Some(0), 32), (Some(0), 31), (None, 5)] {
+            d.add(&DemoteBatch {
+                ts_ns: 0,
+                pid: 1,
+                src_nid: nid,
+                pages,
+            });
+        }
+        let v = d.to_json(&None, &t);
+        assert_eq!(v["batches"], 3);
+        assert_eq!(v["pages"], 68);
+        assert_eq!(v["by_source_node"]["node0"]["pages"], 63);
+        assert_eq!(v["by_source_node"]["node0"]["tier"], "tier4");
+        assert_eq!(v["by_source_node"]["unknown"]["pages"], 5);
     }
 
     #[test]

@@ -145,6 +145,15 @@ pub fn parse_list(s: &str) -> Vec<u32> {
     out
 }
 
+/// Number of possible node ids (highest id in /sys/devices/system/node/possible plus one; 1 if
+/// it cannot be read).
+pub fn possible_nodes() -> u32 {
+    std::fs::read_to_string("/sys/devices/system/node/possible")
+        .ok()
+        .and_then(|s| parse_list(s.trim()).into_iter().max())
+        .map_or(1, |m| m + 1)
+}
+
 /// Formats a sorted list the way the kernel prints nodelists: `0-3,8,10-11`.
 pub fn format_list(v: &[u32]) -> String {
     let mut parts = Vec::new();

@@ -435,6 +435,30 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
     )?;
     say(&format!("hot loop: {}", h.finish()?));
 
+    say("throttled promotion: rate limit 1 MB/s, 64 MiB on node 1, written in a loop");
+    write(
+        "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps",
+        "1",
+    )?;
+    let h = hold(
+        &[
+            "--mib",
+            "64",
+            "--node",
+            "1",
+            "--unbind",
+            "--hot",
+            "--seconds",
+            "6",
+        ],
+        None,
+    )?;
+    say(&format!("throttled hot loop: {}", h.finish()?));
+    write(
+        "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps",
+        "65536",
+    )?;
+
     say("ping-pong: 64 MiB hot on node 0, demoted by memory.reclaim every 2 s");
     let cg = make_cgroup("cxltrace-pingpong")?;
     let h = hold(
@@ -457,15 +481,87 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
     say(&format!("ping-pong loop: {}", h.finish()?));
     write("/proc/sys/kernel/numa_balancing", "0")?;
 
+    damon_migrate_cold()?;
+
     let (s, bt) = stop_session(session)?;
     check_migrations(
         c,
         &s,
         &bt,
-        &["syscall", "mempolicy_mbind", "demotion", "numa_misplaced"],
+        &[
+            "syscall",
+            "mempolicy_mbind",
+            "demotion",
+            "numa_misplaced",
+            "damon",
+        ],
     );
     scenario_tier_checks(c, &s, t0, t1, true);
+    c.eq(
+        "DAMON migrate_cold pages are demotions by damon",
+        get(&s, "migrations.demotions.by_cause.damon"),
+        get(&s, "migrations.by_reason.damon.pages_succeeded"),
+    );
     Ok(())
+}
+
+/// DAMON (DAMOS_MIGRATE_COLD, 6.11+) on physical memory: a 64 MiB process left idle on node 0
+/// while a kdamond migrates cold regions to node 1.
+fn damon_migrate_cold() -> Result<()> {
+    say("DAMON migrate_cold: 64 MiB idle on node 0, kdamond (paddr) moving cold memory to node 1");
+    let h = hold(&["--mib", "64", "--node", "0", "--unbind"], None)?;
+    let k = "/sys/kernel/mm/damon/admin/kdamonds";
+    write(&format!("{k}/nr_kdamonds"), "1")?;
+    let ctx = format!("{k}/0/contexts");
+    write(&format!("{ctx}/nr_contexts"), "1")?;
+    write(&format!("{ctx}/0/operations"), "paddr")?;
+    write(
+        &format!("{ctx}/0/monitoring_attrs/intervals/sample_us"),
+        "5000",
+    )?;
+    write(
+        &format!("{ctx}/0/monitoring_attrs/intervals/aggr_us"),
+        "100000",
+    )?;
+    write(&format!("{ctx}/0/targets/nr_targets"), "1")?;
+    // The physical range of node 0, from its memory blocks.
+    let bs = u64::from_str_radix(
+        std::fs::read_to_string("/sys/devices/system/memory/block_size_bytes")?.trim(),
+        16,
+    )?;
+    let blocks: Vec<u64> = std::fs::read_dir("/sys/devices/system/node/node0")?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("memory")?
+                .parse::<u64>()
+                .ok()
+        })
+        .collect();
+    let (lo, hi) = (
+        blocks.iter().min().copied().unwrap_or(0),
+        blocks.iter().max().copied().unwrap_or(0),
+    );
+    let regions = format!("{ctx}/0/targets/0/regions");
+    write(&format!("{regions}/nr_regions"), "1")?;
+    write(&format!("{regions}/0/start"), &(lo * bs).to_string())?;
+    write(&format!("{regions}/0/end"), &((hi + 1) * bs).to_string())?;
+    let sch = format!("{ctx}/0/schemes");
+    write(&format!("{sch}/nr_schemes"), "1")?;
+    write(&format!("{sch}/0/action"), "migrate_cold")?;
+    write(&format!("{sch}/0/target_nid"), "1")?;
+    let ap = format!("{sch}/0/access_pattern");
+    write(&format!("{ap}/nr_accesses/min"), "0")?;
+    write(&format!("{ap}/nr_accesses/max"), "0")?;
+    write(&format!("{ap}/age/min"), "5")?;
+    // A new scheme's ranges are all 0..0: open the maxima.
+    write(&format!("{ap}/age/max"), "4294967295")?;
+    write(&format!("{ap}/sz/max"), "1099511627776")?;
+    write(&format!("{k}/0/state"), "on")?;
+    sleep(Duration::from_secs(8));
+    write(&format!("{k}/0/state"), "off")?;
+    h.end()
 }
 
 /// Tier attribution checks: promotions and demotions by cause against the kernel's
@@ -517,6 +613,19 @@ fn scenario_tier_checks(
         get(s, "migrations.demotions.pages") == 0
             || pair(fast, slow) * 1000 >= get(s, "migrations.demotions.pages") * 999,
     );
+    let demoted_kernel = get(s, "vmstat_delta.pgdemote_kswapd")
+        + get(s, "vmstat_delta.pgdemote_direct")
+        + get(s, "vmstat_delta.pgdemote_khugepaged");
+    c.eq(
+        "demote_folio_list pages = pgdemote_kswapd+direct+khugepaged",
+        get(s, "demotion_batches.pages"),
+        demoted_kernel,
+    );
+    c.eq(
+        "demotions from source node 0",
+        get(s, "demotion_batches.by_source_node.node0.pages"),
+        demoted_kernel,
+    );
     c.truth(
         "no unattributed pages",
         get(s, "migrations.unattributed_pages").to_string(),
@@ -537,6 +646,27 @@ fn scenario_tier_checks(
             "numa_hint_faults",
             get(s, "numa_hint_faults.total"),
             get(s, "vmstat_delta.numa_hint_faults"),
+            1.0,
+        );
+        c.eq(
+            "pgpromote_candidate (decisions that passed the hot threshold)",
+            get(s, "promotion_decisions.candidate_pages"),
+            get(s, "vmstat_delta.pgpromote_candidate"),
+        );
+        c.truth(
+            "promotions refused by the rate limit (throttled phase)",
+            get(s, "promotion_decisions.refused.rate_limit").to_string(),
+            get(s, "promotion_decisions.refused.rate_limit") > 0,
+        );
+        // Tiering-only mode scans slow-tier pages only, so every approved folio goes on to
+        // migrate_misplaced_folio_prepare, which prepares or refuses it.
+        c.within(
+            "approved = prepared + refused by prepare",
+            get(s, "promotion_decisions.approved"),
+            get(s, "promotion_decisions.prepared")
+                + get(s, "promotion_decisions.refused.target_full")
+                + get(s, "promotion_decisions.refused.isolation")
+                + get(s, "promotion_decisions.refused.shared_exec"),
             1.0,
         );
         c.truth(

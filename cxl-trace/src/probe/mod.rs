@@ -350,6 +350,12 @@ impl Tracer {
             "handle_mm_fault",
             "task_numa_fault",
             "move_to_new_folio",
+            "node_data",
+            "should_numa_migrate_memory",
+            "mod_node_page_state",
+            "migrate_misplaced_folio_prepare",
+            "folio_isolate_lru",
+            "demote_folio_list",
         ]);
         let alloc = tracefs.format("kmem", "mm_page_alloc");
         let kernel_layout = KernelLayout {
@@ -364,6 +370,8 @@ impl Tracer {
                 .ok()
                 .and_then(|f| f.fields.get("gfp_flags").map(|x| x.offset))
                 .unwrap_or(KernelLayout::DEFAULT.alloc_gfp),
+            node_data_addr: syms.get("node_data").copied().unwrap_or(0),
+            nr_node_ids: crate::topology::possible_nodes().min(64),
             ..KernelLayout::DEFAULT
         };
         let rare = RareDecoder::new(
@@ -415,6 +423,8 @@ impl Tracer {
             latency: Some("not requested".into()),
             folio: Some("not requested".into()),
             numa: Some("not requested".into()),
+            decision: Some("not requested".into()),
+            demote: Some("not requested".into()),
         };
         // Parsed once (several MB): the function hooks and doctor's attach-kind probes use it.
         let btf = if cfg.functions || cfg.probe_attach_kinds {
@@ -461,11 +471,59 @@ impl Tracer {
                 availability.folio = unavailable_reason(&[&entry, &exit]);
                 statuses.push(entry);
                 statuses.push(exit);
+
+                // Promotion decisions: the decision pair plus the candidate counter, then the
+                // prepare pair plus isolation. Each part is only worth having whole.
+                let (entry, exit) = hooks.attach_pair(
+                    &mut ebpf,
+                    ("should_migrate_entry", "should_migrate_exit"),
+                    "should_numa_migrate_memory",
+                    None,
+                );
+                let mut parts = vec![entry, exit];
+                if parts.iter().all(ProbeStatus::is_live) {
+                    parts.push(hooks.attach(
+                        &mut ebpf,
+                        "node_stat_mod",
+                        "mod_node_page_state",
+                        false,
+                        Some("pgpromote_candidate pages of a decision (rate limit vs threshold)"),
+                    ));
+                    let (entry, exit) = hooks.attach_pair(
+                        &mut ebpf,
+                        ("prepare_entry", "prepare_exit"),
+                        "migrate_misplaced_folio_prepare",
+                        None,
+                    );
+                    parts.push(entry);
+                    parts.push(exit);
+                    parts.push(hooks.attach(
+                        &mut ebpf,
+                        "isolate_exit",
+                        "folio_isolate_lru",
+                        true,
+                        None,
+                    ));
+                }
+                availability.decision = unavailable_reason(&parts.iter().collect::<Vec<_>>());
+                statuses.extend(parts);
+                let demote = hooks.attach(
+                    &mut ebpf,
+                    "demote_folio_list_exit",
+                    "demote_folio_list",
+                    true,
+                    (kernel_layout.node_data_addr == 0)
+                        .then_some("no node_data in /proc/kallsyms: source nodes unknown"),
+                );
+                availability.demote = unavailable_reason(&[&demote]);
+                statuses.push(demote);
             }
         } else {
             availability.latency = Some("function hooks disabled".into());
             availability.folio = Some("function hooks disabled".into());
             availability.numa = Some("function hooks disabled".into());
+            availability.decision = Some("function hooks disabled".into());
+            availability.demote = Some("function hooks disabled".into());
         }
         if cfg.rare {
             for r in &RARE {
