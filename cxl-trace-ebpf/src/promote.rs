@@ -14,9 +14,9 @@
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
-    macros::{fentry, fexit, map},
+    macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::LruHashMap,
-    programs::{FEntryContext, FExitContext},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use cxl_trace_common::{decision_stage, isolate, kind, DemoteBatchEvent, PromoteDecisionEvent};
 
@@ -25,98 +25,211 @@ use crate::{
     tiering::KERNEL_LAYOUT,
 };
 
-/// Candidate pages counted so far by the decision in progress, by thread.
-#[map]
-static DECIDING: LruHashMap<u32, i64> = LruHashMap::with_max_entries(4_096, 0);
+/// A decision or prepare in progress on a thread: candidate pages counted so far and the
+/// arguments a kretprobe cannot see.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Step {
+    candidate_pages: i64,
+    src_nid: i32,
+    target: i32,
+    isolate: u32,
+    _pad: u32,
+    pgdat: u64,
+}
 
-/// `isolate::*` of the prepare in progress, by thread.
+impl Step {
+    const fn new(src_nid: i32, target: i32, pgdat: u64) -> Self {
+        Self {
+            candidate_pages: 0,
+            src_nid,
+            target,
+            isolate: isolate::NOT_CALLED,
+            _pad: 0,
+            pgdat,
+        }
+    }
+}
+
+/// The decision in progress, by thread.
 #[map]
-static PREPARING: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4_096, 0);
+static DECIDING: LruHashMap<u32, Step> = LruHashMap::with_max_entries(4_096, 0);
+
+/// The prepare in progress, by thread.
+#[map]
+static PREPARING: LruHashMap<u32, Step> = LruHashMap::with_max_entries(4_096, 0);
+
+/// The demotion batch in progress (kprobe form only), by thread.
+#[map]
+static DEMOTING: LruHashMap<u32, Step> = LruHashMap::with_max_entries(1_024, 0);
+
+fn begin(map: &LruHashMap<u32, Step>, step: Step) {
+    let (_, tid) = current_ids();
+    let _ = map.insert(tid, step, 0);
+}
+
+/// Removes and returns this thread's step.
+fn take(map: &LruHashMap<u32, Step>) -> Option<Step> {
+    let (_, tid) = current_ids();
+    // SAFETY: this thread's own entry, copied out before it is removed.
+    let step = map.get_ptr(tid).map(|s| unsafe { *s });
+    let _ = map.remove(tid);
+    step
+}
 
 #[fentry(function = "should_numa_migrate_memory")]
 pub fn should_migrate_entry(_ctx: FEntryContext) -> u32 {
-    let (_, tid) = current_ids();
-    let _ = DECIDING.insert(tid, 0, 0);
+    begin(&DECIDING, Step::new(0, 0, 0));
+    0
+}
+
+#[kprobe]
+pub fn should_migrate_kprobe(ctx: ProbeContext) -> u32 {
+    let arg = |n| ctx.arg::<u64>(n).unwrap_or(0) as i32;
+    begin(&DECIDING, Step::new(arg(2), arg(3), 0));
     0
 }
 
 #[fentry(function = "mod_node_page_state")]
 pub fn node_stat_mod(ctx: FEntryContext) -> u32 {
-    let (_, tid) = current_ids();
-    if let Some(cand) = DECIDING.get_ptr_mut(tid) {
-        let delta = raw_arg(&ctx, 2) as i64;
-        // SAFETY: this thread's own entry, from a successful lookup; only this thread writes it.
-        unsafe { *cand += delta };
-    }
+    count_candidates(raw_arg(&ctx, 2) as i64);
     0
+}
+
+#[kprobe]
+pub fn node_stat_mod_kprobe(ctx: ProbeContext) -> u32 {
+    count_candidates(ctx.arg::<u64>(2).unwrap_or(0) as i64);
+    0
+}
+
+#[inline(always)]
+fn count_candidates(delta: i64) {
+    let (_, tid) = current_ids();
+    if let Some(step) = DECIDING.get_ptr_mut(tid) {
+        // SAFETY: this thread's own entry, from a successful lookup; only this thread writes it.
+        unsafe { (*step).candidate_pages += delta };
+    }
 }
 
 #[fexit(function = "should_numa_migrate_memory")]
 pub fn should_migrate_exit(ctx: FExitContext) -> u32 {
-    let (pid, tid) = current_ids();
-    let candidate_pages = match DECIDING.get_ptr(tid) {
-        // SAFETY: as above.
-        Some(c) => unsafe { *c },
-        None => 0,
+    let cand = take(&DECIDING).map_or(0, |s| s.candidate_pages);
+    emit_decision(
+        decision_stage::SHOULD_MIGRATE,
+        (raw_arg(&ctx, 4) & 1) as i32,
+        raw_arg(&ctx, 2) as i32,
+        raw_arg(&ctx, 3) as i32,
+        cand,
+        isolate::NOT_CALLED,
+    );
+    0
+}
+
+#[kretprobe]
+pub fn should_migrate_kretprobe(ctx: RetProbeContext) -> u32 {
+    let Some(step) = take(&DECIDING) else {
+        return 0;
     };
-    let _ = DECIDING.remove(tid);
-    emit(
-        kind::PROMOTE_DECISION,
-        PromoteDecisionEvent {
-            hdr: header(kind::PROMOTE_DECISION, pid, tid),
-            stage: decision_stage::SHOULD_MIGRATE,
-            result: (raw_arg(&ctx, 4) & 1) as i32,
-            src_nid: raw_arg(&ctx, 2) as i32,
-            target: raw_arg(&ctx, 3) as i32,
-            candidate_pages,
-            isolate: isolate::NOT_CALLED,
-            _reserved: 0,
-        },
+    emit_decision(
+        decision_stage::SHOULD_MIGRATE,
+        (ctx.ret::<u64>() & 1) as i32,
+        step.src_nid,
+        step.target,
+        step.candidate_pages,
+        isolate::NOT_CALLED,
     );
     0
 }
 
 #[fentry(function = "migrate_misplaced_folio_prepare")]
 pub fn prepare_entry(_ctx: FEntryContext) -> u32 {
-    let (_, tid) = current_ids();
-    let _ = PREPARING.insert(tid, isolate::NOT_CALLED, 0);
+    begin(&PREPARING, Step::new(-1, 0, 0));
+    0
+}
+
+#[kprobe]
+pub fn prepare_kprobe(ctx: ProbeContext) -> u32 {
+    begin(
+        &PREPARING,
+        Step::new(-1, ctx.arg::<u64>(2).unwrap_or(0) as i32, 0),
+    );
     0
 }
 
 #[fexit(function = "folio_isolate_lru")]
 pub fn isolate_exit(ctx: FExitContext) -> u32 {
-    let (_, tid) = current_ids();
-    if let Some(st) = PREPARING.get_ptr_mut(tid) {
-        let ok = raw_arg(&ctx, 1) & 1 != 0;
-        // SAFETY: this thread's own entry, from a successful lookup.
-        unsafe { *st = if ok { isolate::OK } else { isolate::FAILED } };
-    }
+    isolated(raw_arg(&ctx, 1) & 1 != 0);
     0
+}
+
+#[kretprobe]
+pub fn isolate_kretprobe(ctx: RetProbeContext) -> u32 {
+    isolated(ctx.ret::<u64>() & 1 != 0);
+    0
+}
+
+#[inline(always)]
+fn isolated(ok: bool) {
+    let (_, tid) = current_ids();
+    if let Some(step) = PREPARING.get_ptr_mut(tid) {
+        // SAFETY: this thread's own entry, from a successful lookup.
+        unsafe { (*step).isolate = if ok { isolate::OK } else { isolate::FAILED } };
+    }
 }
 
 #[fexit(function = "migrate_misplaced_folio_prepare")]
 pub fn prepare_exit(ctx: FExitContext) -> u32 {
-    let (pid, tid) = current_ids();
-    let iso = match PREPARING.get_ptr(tid) {
-        // SAFETY: as above.
-        Some(s) => unsafe { *s },
-        None => isolate::NOT_CALLED,
+    let iso = take(&PREPARING).map_or(isolate::NOT_CALLED, |s| s.isolate);
+    emit_decision(
+        decision_stage::PREPARE,
+        raw_arg(&ctx, 3) as i32,
+        -1,
+        raw_arg(&ctx, 2) as i32,
+        0,
+        iso,
+    );
+    0
+}
+
+#[kretprobe]
+pub fn prepare_kretprobe(ctx: RetProbeContext) -> u32 {
+    let Some(step) = take(&PREPARING) else {
+        return 0;
     };
-    let _ = PREPARING.remove(tid);
+    emit_decision(
+        decision_stage::PREPARE,
+        ctx.ret::<u64>() as i32,
+        -1,
+        step.target,
+        0,
+        step.isolate,
+    );
+    0
+}
+
+#[inline(always)]
+fn emit_decision(
+    stage: u32,
+    result: i32,
+    src_nid: i32,
+    target: i32,
+    candidate_pages: i64,
+    iso: u32,
+) {
+    let (pid, tid) = current_ids();
     emit(
         kind::PROMOTE_DECISION,
         PromoteDecisionEvent {
             hdr: header(kind::PROMOTE_DECISION, pid, tid),
-            stage: decision_stage::PREPARE,
-            result: raw_arg(&ctx, 3) as i32,
-            src_nid: -1,
-            target: raw_arg(&ctx, 2) as i32,
-            candidate_pages: 0,
+            stage,
+            result,
+            src_nid,
+            target,
+            candidate_pages,
             isolate: iso,
             _reserved: 0,
         },
     );
-    0
 }
 
 /// Most node ids searched in `node_data[]`.
@@ -124,9 +237,28 @@ const MAX_NODES: u32 = 64;
 
 #[fexit(function = "demote_folio_list")]
 pub fn demote_folio_list_exit(ctx: FExitContext) -> u32 {
+    demoted(raw_arg(&ctx, 1), raw_arg(&ctx, 2) as u32);
+    0
+}
+
+#[kprobe]
+pub fn demote_folio_list_kprobe(ctx: ProbeContext) -> u32 {
+    begin(&DEMOTING, Step::new(-1, 0, ctx.arg::<u64>(1).unwrap_or(0)));
+    0
+}
+
+#[kretprobe]
+pub fn demote_folio_list_kretprobe(ctx: RetProbeContext) -> u32 {
+    if let Some(step) = take(&DEMOTING) {
+        demoted(step.pgdat, ctx.ret::<u64>() as u32);
+    }
+    0
+}
+
+/// `demote_folio_list(list, pgdat)` returned `nr_succeeded`.
+#[inline(always)]
+fn demoted(pgdat: u64, nr_succeeded: u32) {
     let (pid, tid) = current_ids();
-    let pgdat = raw_arg(&ctx, 1);
-    let nr_succeeded = raw_arg(&ctx, 2) as u32;
     let l = KERNEL_LAYOUT.load();
     let mut src_nid = -1i32;
     if l.node_data_addr != 0 {
@@ -151,5 +283,4 @@ pub fn demote_folio_list_exit(ctx: FExitContext) -> u32 {
             nr_succeeded,
         },
     );
-    0
 }

@@ -13,9 +13,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::{fentry, fexit, map, tracepoint},
+    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::LruHashMap,
-    programs::{FEntryContext, FExitContext, TracePointContext},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
     Global,
 };
 use cxl_trace_common::{
@@ -34,6 +34,7 @@ pub static KERNEL_LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::DEFAU
 pub struct FaultState {
     start_ns: u64,
     alloc_pfn: u64,
+    address: u64,
     flags: u32,
     numa_node: u32,
     retries: u32,
@@ -43,9 +44,18 @@ pub struct FaultState {
 #[map]
 static FAULT_STATE: LruHashMap<u32, FaultState> = LruHashMap::with_max_entries(16_384, 0);
 
-/// `move_to_new_folio` entry time by thread.
+/// `move_to_new_folio` in progress on a thread.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct FolioStart {
+    start_ns: u64,
+    dst: u64,
+    src: u64,
+}
+
+/// `move_to_new_folio` entry by thread.
 #[map]
-static FOLIO_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4_096, 0);
+static FOLIO_START: LruHashMap<u32, FolioStart> = LruHashMap::with_max_entries(4_096, 0);
 
 /// `enum migrate_reason` of the batch in progress by thread (set and cleared by migrate.rs).
 #[map]
@@ -67,11 +77,39 @@ fn now() -> u64 {
 
 #[fentry(function = "handle_mm_fault")]
 pub fn handle_mm_fault_entry(ctx: FEntryContext) -> u32 {
+    fault_enter(raw_arg(&ctx, 1), raw_arg(&ctx, 3));
+    0
+}
+
+#[fexit(function = "handle_mm_fault")]
+pub fn handle_mm_fault_exit(ctx: FExitContext) -> u32 {
+    fault_exit(raw_arg(&ctx, 4) as u32);
+    0
+}
+
+#[kprobe]
+pub fn handle_mm_fault_kprobe(ctx: ProbeContext) -> u32 {
+    fault_enter(
+        ctx.arg::<u64>(1).unwrap_or(0),
+        ctx.arg::<u64>(3).unwrap_or(0),
+    );
+    0
+}
+
+#[kretprobe]
+pub fn handle_mm_fault_kretprobe(ctx: RetProbeContext) -> u32 {
+    fault_exit(ctx.ret::<u64>() as u32);
+    0
+}
+
+/// Entry of `handle_mm_fault(vma, address, flags, regs)`: starts a fault, or folds a retry
+/// round into the one in progress.
+#[inline(always)]
+fn fault_enter(address: u64, regs: u64) {
     let (pid, tid) = current_ids();
     if !followed(pid) {
-        return 0;
+        return;
     }
-    let regs: u64 = ctx.arg(3);
     if let Some(st) = FAULT_STATE.get_ptr_mut(tid) {
         // SAFETY: a pointer from a successful lookup in an LRU hash map of this thread's
         // key; only this thread writes its own entry, and it is not running anything else.
@@ -79,29 +117,29 @@ pub fn handle_mm_fault_entry(ctx: FEntryContext) -> u32 {
         if st.flags & fault_flags::RETRY_PENDING != 0 {
             st.flags &= !fault_flags::RETRY_PENDING;
             st.retries += 1;
-            return 0;
+            return;
         }
     }
     let st = FaultState {
         start_ns: now(),
         alloc_pfn: NONE,
+        address,
         flags: if regs == 0 { fault_flags::GUP } else { 0 },
         numa_node: u32::MAX,
         retries: 0,
         _pad: 0,
     };
     let _ = FAULT_STATE.insert(tid, st, 0);
-    0
 }
 
-#[fexit(function = "handle_mm_fault")]
-pub fn handle_mm_fault_exit(ctx: FExitContext) -> u32 {
+/// Return of `handle_mm_fault` with its `vm_fault_t`.
+#[inline(always)]
+fn fault_exit(ret: u32) {
     let (pid, tid) = current_ids();
     let Some(st) = FAULT_STATE.get_ptr_mut(tid) else {
-        return 0;
+        return;
     };
-    let ret: u32 = ctx.arg(4);
-    // SAFETY: as in the entry program: this thread's own entry.
+    // SAFETY: as in fault_enter: this thread's own entry.
     let st = unsafe { &mut *st };
     if ret & VM_FAULT_MAJOR != 0 {
         // I/O done in a round that then asked for a retry still makes the fault major.
@@ -109,12 +147,11 @@ pub fn handle_mm_fault_exit(ctx: FExitContext) -> u32 {
     }
     if ret & VM_FAULT_RETRY != 0 {
         st.flags |= fault_flags::RETRY_PENDING;
-        return 0;
+        return;
     }
-    let address: u64 = ctx.arg(1);
     let ev = FaultLatencyEvent {
         hdr: header(kind::FAULT_LATENCY, pid, tid),
-        address,
+        address: st.address,
         latency_ns: now().saturating_sub(st.start_ns),
         alloc_pfn: st.alloc_pfn,
         ret,
@@ -125,7 +162,6 @@ pub fn handle_mm_fault_exit(ctx: FExitContext) -> u32 {
     };
     let _ = FAULT_STATE.remove(tid);
     emit(kind::FAULT_LATENCY, ev);
-    0
 }
 
 /// Remembers the movable page allocated by a fault in progress (page tables and kernel
@@ -159,14 +195,29 @@ pub fn mm_page_alloc(ctx: TracePointContext) -> u32 {
 
 #[fentry(function = "task_numa_fault")]
 pub fn task_numa_fault(ctx: FEntryContext) -> u32 {
+    numa_fault(
+        raw_arg(&ctx, 0) as i32,
+        raw_arg(&ctx, 1) as i32,
+        raw_arg(&ctx, 2) as i32,
+        raw_arg(&ctx, 3) as i32,
+    );
+    0
+}
+
+#[kprobe]
+pub fn task_numa_fault_kprobe(ctx: ProbeContext) -> u32 {
+    let arg = |n| ctx.arg::<u64>(n).unwrap_or(0) as i32;
+    numa_fault(arg(0), arg(1), arg(2), arg(3));
+    0
+}
+
+/// `task_numa_fault(last_cpupid, mem_node, pages, flags)`.
+#[inline(always)]
+fn numa_fault(last_cpupid: i32, mem_node: i32, pages: i32, flags: i32) {
     let (pid, tid) = current_ids();
     if !followed(pid) {
-        return 0;
+        return;
     }
-    let last_cpupid: i32 = ctx.arg(0);
-    let mem_node: i32 = ctx.arg(1);
-    let pages: i32 = ctx.arg(2);
-    let flags: i32 = ctx.arg(3);
     if let Some(st) = FAULT_STATE.get_ptr_mut(tid) {
         // SAFETY: this thread's own entry, from a successful lookup.
         let st = unsafe { &mut *st };
@@ -192,14 +243,58 @@ pub fn task_numa_fault(ctx: FEntryContext) -> u32 {
             last_cpupid,
         },
     );
-    0
 }
 
 #[fentry(function = "move_to_new_folio")]
 pub fn move_to_new_folio_entry(_ctx: FEntryContext) -> u32 {
-    let (_, tid) = current_ids();
-    let _ = FOLIO_START.insert(tid, now(), 0);
+    folio_enter(0, 0);
     0
+}
+
+#[fexit(function = "move_to_new_folio")]
+pub fn move_to_new_folio_exit(ctx: FExitContext) -> u32 {
+    // The verifier types the folio arguments as BTF pointers and refuses the arithmetic that
+    // turns them into pfns; read them as plain numbers instead.
+    folio_exit(raw_arg(&ctx, 0), raw_arg(&ctx, 1), raw_arg(&ctx, 3) as i32);
+    0
+}
+
+#[kprobe]
+pub fn move_to_new_folio_kprobe(ctx: ProbeContext) -> u32 {
+    folio_enter(
+        ctx.arg::<u64>(0).unwrap_or(0),
+        ctx.arg::<u64>(1).unwrap_or(0),
+    );
+    0
+}
+
+#[kretprobe]
+pub fn move_to_new_folio_kretprobe(ctx: RetProbeContext) -> u32 {
+    let rc = ctx.ret::<u64>() as i32;
+    let (_, tid) = current_ids();
+    let (dst, src) = match FOLIO_START.get_ptr(tid) {
+        // SAFETY: this thread's own entry, from a successful lookup.
+        Some(s) => unsafe { ((*s).dst, (*s).src) },
+        None => return 0,
+    };
+    folio_exit(dst, src, rc);
+    0
+}
+
+/// Entry of `move_to_new_folio(dst, src, mode)`; a kretprobe does not see the arguments, so
+/// they are kept here (fentry passes zeros: fexit still has them).
+#[inline(always)]
+fn folio_enter(dst: u64, src: u64) {
+    let (_, tid) = current_ids();
+    let _ = FOLIO_START.insert(
+        tid,
+        FolioStart {
+            start_ns: now(),
+            dst,
+            src,
+        },
+        0,
+    );
 }
 
 /// pfn of a `struct page`/`struct folio` pointer.
@@ -211,14 +306,10 @@ fn pfn_of(page: u64, l: &KernelLayout, vmemmap: u64) -> u64 {
     (page - vmemmap) / l.page_struct_size
 }
 
-#[fexit(function = "move_to_new_folio")]
-pub fn move_to_new_folio_exit(ctx: FExitContext) -> u32 {
+/// Return of `move_to_new_folio` (0 on success).
+#[inline(always)]
+fn folio_exit(dst: u64, src: u64, rc: i32) {
     let (pid, tid) = current_ids();
-    // The verifier types the folio arguments as BTF pointers and refuses the arithmetic that
-    // turns them into pfns; read them as plain numbers instead.
-    let dst = raw_arg(&ctx, 0);
-    let src = raw_arg(&ctx, 1);
-    let rc = raw_arg(&ctx, 3) as i32;
     let l = KERNEL_LAYOUT.load();
     let vmemmap = if l.vmemmap_base_addr != 0 {
         // SAFETY: reads the kernel's `vmemmap_base` variable at the address kallsyms gave;
@@ -227,7 +318,7 @@ pub fn move_to_new_folio_exit(ctx: FExitContext) -> u32 {
             Ok(v) => v,
             Err(_) => {
                 bump(stat::READ_ERRORS);
-                return 0;
+                return;
             }
         }
     } else {
@@ -248,7 +339,7 @@ pub fn move_to_new_folio_exit(ctx: FExitContext) -> u32 {
     let start = FOLIO_START.get_ptr(tid);
     let copy_ns = match start {
         // SAFETY: this thread's own entry, from a successful lookup.
-        Some(s) => now().saturating_sub(unsafe { *s }),
+        Some(s) => now().saturating_sub(unsafe { (*s).start_ns }),
         None => 0,
     };
     let reason = match BATCH_REASON.get_ptr(tid) {
@@ -269,5 +360,4 @@ pub fn move_to_new_folio_exit(ctx: FExitContext) -> u32 {
             reason,
         },
     );
-    0
 }

@@ -53,6 +53,10 @@ pub struct TopOpts {
     /// Ring buffer size in MiB (power of two).
     #[arg(long, default_value_t = 16, value_parser = parse_ringbuf_mib, value_name = "MIB")]
     pub ringbuf_mib: u32,
+    /// Attach the function hooks as kprobe/kretprobe even where fentry/fexit would work (the
+    /// fallback taken anyway when the kernel refuses fentry).
+    #[arg(long)]
+    pub kprobes: bool,
     /// Run this command, follow it and its children, stop when it exits and exit with its status.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -238,6 +238,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     let mut tracer = Tracer::start(&TraceConfig {
         filter,
         ringbuf_bytes: opts.ringbuf_mib << 20,
+        prefer_kprobes: opts.kprobes,
         ..TraceConfig::default()
     })?;
     print_probes(&tracer.statuses, &tracer.warnings);

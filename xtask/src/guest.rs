@@ -326,6 +326,10 @@ struct Session {
 }
 
 fn start_session() -> Result<Session> {
+    start_session_with(&[])
+}
+
+fn start_session_with(extra: &[&str]) -> Result<Session> {
     let bpftrace = Background::start(
         "bpftrace",
         Command::new("bpftrace").args(["-f", "json", "-e", BPFTRACE_MIGRATE]),
@@ -333,7 +337,9 @@ fn start_session() -> Result<Session> {
     )?;
     let tool = Background::start(
         "cxl-trace",
-        Command::new(bin("cxl-trace")).args(["top", "--no-tui", "--interval", "1"]),
+        Command::new(bin("cxl-trace"))
+            .args(["top", "--no-tui", "--interval", "1"])
+            .args(extra),
         "\"type\":\"start\"",
     )?;
     say("cxl-trace and bpftrace are attached");
@@ -341,11 +347,86 @@ fn start_session() -> Result<Session> {
 }
 
 fn stop_session(s: Session) -> Result<(Value, String)> {
+    let (summary, _, bt) = stop_session_full(s)?;
+    Ok((summary, bt))
+}
+
+/// The summary line, the start line (probes) and bpftrace's output.
+fn stop_session_full(s: Session) -> Result<(Value, Value, String)> {
     // Let in-flight work (kswapd, deferred frees) settle inside both windows.
     sleep(Duration::from_secs(1));
     let tool = s.tool.stop()?;
     let bt = s.bpftrace.stop()?;
-    Ok((summary(&tool)?, bt))
+    let start = tool
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v.get("type").and_then(Value::as_str) == Some("start"))
+        .context("cxl-trace printed no start line")?;
+    Ok((summary(&tool)?, start, bt))
+}
+
+/// The same hooks attached as kprobe/kretprobe (`--kprobes`): syscall moves, demotion by
+/// memory.reclaim and faults, checked like the fentry session.
+fn kprobe_session(c: &mut Checks, fast: Option<u64>, slow: Option<u64>) -> Result<()> {
+    say("kprobe fallback: the same hooks as kprobe/kretprobe (--kprobes)");
+    let session = start_session_with(&["--kprobes"])?;
+    workload(&["move", "--mib", "16", "--from", "0", "--to", "1"])?;
+    let cg = make_cgroup("cxltrace-kprobe")?;
+    let h = hold(&["--mib", "64", "--node", "0", "--unbind"], Some(&cg))?;
+    if let Err(e) = write(&format!("{cg}/memory.reclaim"), "48M") {
+        say(&format!("memory.reclaim: {e:#}"));
+    }
+    h.end()?;
+    let (s, start, bt) = stop_session_full(session)?;
+    let live: Vec<String> = start
+        .get("probes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|p| p.get("status").and_then(Value::as_str) == Some("live"))
+                .filter_map(|p| p.get("name").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for want in [
+        "kprobe:handle_mm_fault",
+        "kretprobe:handle_mm_fault",
+        "kprobe:task_numa_fault",
+        "kprobe:move_to_new_folio",
+        "kretprobe:move_to_new_folio",
+        "kprobe:should_numa_migrate_memory",
+        "kretprobe:migrate_misplaced_folio_prepare",
+        "kretprobe:folio_isolate_lru",
+        "kretprobe:demote_folio_list",
+    ] {
+        c.truth(
+            &format!("[kprobe] {want} live"),
+            live.iter().any(|l| l == want).to_string(),
+            live.iter().any(|l| l == want),
+        );
+    }
+    check_migrations(c, &s, &bt, &["syscall", "demotion"]);
+    let (Some(fast), Some(slow)) = (fast, slow) else {
+        return Ok(());
+    };
+    let pair = |a: u64, b: u64| get(&s, &format!("migrations.tier_pairs.tier{a}->tier{b}"));
+    let all = get(&s, "migrations.pages_succeeded");
+    c.truth(
+        &format!("[kprobe] moves are tier{fast}->tier{slow} (per-folio kretprobe)"),
+        format!("{} of {all}", pair(fast, slow)),
+        all > 0 && pair(fast, slow) * 1000 >= all * 999,
+    );
+    c.eq(
+        "[kprobe] demote_folio_list pages from node 0",
+        get(&s, "demotion_batches.by_source_node.node0.pages"),
+        get(&s, "vmstat_delta.pgdemote_direct") + get(&s, "vmstat_delta.pgdemote_kswapd"),
+    );
+    c.truth(
+        "[kprobe] fault latency on tier of node 0",
+        get(&s, &format!("fault_latency.by_tier.tier{fast}.all.count")).to_string(),
+        get(&s, &format!("fault_latency.by_tier.tier{fast}.all.count")) > 0,
+    );
+    Ok(())
 }
 
 fn topology() -> Result<Value> {
@@ -502,7 +583,7 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
         get(&s, "migrations.demotions.by_cause.damon"),
         get(&s, "migrations.by_reason.damon.pages_succeeded"),
     );
-    Ok(())
+    kprobe_session(c, t0, t1)
 }
 
 /// DAMON (DAMOS_MIGRATE_COLD, 6.11+) on physical memory: a 64 MiB process left idle on node 0

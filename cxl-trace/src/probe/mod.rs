@@ -100,6 +100,8 @@ pub struct TraceConfig {
     pub functions: bool,
     /// Rare tracepoints: NUMA task placement, kswapd wake-ups, RAS and CXL events.
     pub rare: bool,
+    /// Attach the function hooks as kprobe/kretprobe even where fentry/fexit would work.
+    pub prefer_kprobes: bool,
 }
 
 impl Default for TraceConfig {
@@ -112,6 +114,7 @@ impl Default for TraceConfig {
             probe_attach_kinds: false,
             functions: true,
             rare: true,
+            prefer_kprobes: false,
         }
     }
 }
@@ -436,25 +439,38 @@ impl Tracer {
             let hooks = FnHooks {
                 btf: &btf,
                 syms: &syms,
+                prefer_kprobes: cfg.prefer_kprobes,
             };
             if cfg.faults {
-                let (entry, exit) = hooks.attach_pair(
+                let st = hooks.attach(
                     &mut ebpf,
-                    ("handle_mm_fault_entry", "handle_mm_fault_exit"),
-                    "handle_mm_fault",
+                    Hook {
+                        func: "handle_mm_fault",
+                        tracing: (Some("handle_mm_fault_entry"), Some("handle_mm_fault_exit")),
+                        kprobe: (
+                            Some("handle_mm_fault_kprobe"),
+                            Some("handle_mm_fault_kretprobe"),
+                        ),
+                    },
                     None,
                 );
-                availability.latency = unavailable_reason(&[&entry, &exit]);
-                statuses.push(entry);
-                statuses.push(exit);
+                availability.latency = unavailable_reason(&st.iter().collect::<Vec<_>>());
+                statuses.extend(st);
                 if availability.latency.is_none() {
                     // Names the node of pages allocated during a fault.
                     statuses.push(attach_tracepoint(&mut ebpf, &tracefs, &ALLOC_TP));
                 }
-                let numa =
-                    hooks.attach(&mut ebpf, "task_numa_fault", "task_numa_fault", false, None);
-                availability.numa = unavailable_reason(&[&numa]);
-                statuses.push(numa);
+                let st = hooks.attach(
+                    &mut ebpf,
+                    Hook {
+                        func: "task_numa_fault",
+                        tracing: (Some("task_numa_fault"), None),
+                        kprobe: (Some("task_numa_fault_kprobe"), None),
+                    },
+                    None,
+                );
+                availability.numa = unavailable_reason(&st.iter().collect::<Vec<_>>());
+                statuses.extend(st);
             }
             if cfg.migrations && migrate_layout.is_some() {
                 let vmemmap_note = if kernel_layout.vmemmap_base_addr != 0 {
@@ -462,61 +478,87 @@ impl Tracer {
                 } else {
                     Some("no vmemmap_base in /proc/kallsyms: assuming the fixed 4-level vmemmap")
                 };
-                let (entry, exit) = hooks.attach_pair(
+                let st = hooks.attach(
                     &mut ebpf,
-                    ("move_to_new_folio_entry", "move_to_new_folio_exit"),
-                    "move_to_new_folio",
+                    Hook {
+                        func: "move_to_new_folio",
+                        tracing: (
+                            Some("move_to_new_folio_entry"),
+                            Some("move_to_new_folio_exit"),
+                        ),
+                        kprobe: (
+                            Some("move_to_new_folio_kprobe"),
+                            Some("move_to_new_folio_kretprobe"),
+                        ),
+                    },
                     vmemmap_note,
                 );
-                availability.folio = unavailable_reason(&[&entry, &exit]);
-                statuses.push(entry);
-                statuses.push(exit);
+                availability.folio = unavailable_reason(&st.iter().collect::<Vec<_>>());
+                statuses.extend(st);
 
-                // Promotion decisions: the decision pair plus the candidate counter, then the
-                // prepare pair plus isolation. Each part is only worth having whole.
-                let (entry, exit) = hooks.attach_pair(
+                // Promotion decisions: the decision plus the candidate counter, then the
+                // prepare plus isolation. Each part is only worth having whole.
+                let mut parts = hooks.attach(
                     &mut ebpf,
-                    ("should_migrate_entry", "should_migrate_exit"),
-                    "should_numa_migrate_memory",
+                    Hook {
+                        func: "should_numa_migrate_memory",
+                        tracing: (Some("should_migrate_entry"), Some("should_migrate_exit")),
+                        kprobe: (
+                            Some("should_migrate_kprobe"),
+                            Some("should_migrate_kretprobe"),
+                        ),
+                    },
                     None,
                 );
-                let mut parts = vec![entry, exit];
                 if parts.iter().all(ProbeStatus::is_live) {
-                    parts.push(hooks.attach(
-                        &mut ebpf,
-                        "node_stat_mod",
-                        "mod_node_page_state",
-                        false,
-                        Some("pgpromote_candidate pages of a decision (rate limit vs threshold)"),
-                    ));
-                    let (entry, exit) = hooks.attach_pair(
-                        &mut ebpf,
-                        ("prepare_entry", "prepare_exit"),
-                        "migrate_misplaced_folio_prepare",
-                        None,
-                    );
-                    parts.push(entry);
-                    parts.push(exit);
-                    parts.push(hooks.attach(
-                        &mut ebpf,
-                        "isolate_exit",
-                        "folio_isolate_lru",
-                        true,
-                        None,
-                    ));
+                    for (hook, note) in [
+                        (
+                            Hook {
+                                func: "mod_node_page_state",
+                                tracing: (Some("node_stat_mod"), None),
+                                kprobe: (Some("node_stat_mod_kprobe"), None),
+                            },
+                            Some(
+                                "pgpromote_candidate pages of a decision (rate limit vs threshold)",
+                            ),
+                        ),
+                        (
+                            Hook {
+                                func: "migrate_misplaced_folio_prepare",
+                                tracing: (Some("prepare_entry"), Some("prepare_exit")),
+                                kprobe: (Some("prepare_kprobe"), Some("prepare_kretprobe")),
+                            },
+                            None,
+                        ),
+                        (
+                            Hook {
+                                func: "folio_isolate_lru",
+                                tracing: (None, Some("isolate_exit")),
+                                kprobe: (None, Some("isolate_kretprobe")),
+                            },
+                            None,
+                        ),
+                    ] {
+                        parts.extend(hooks.attach(&mut ebpf, hook, note));
+                    }
                 }
                 availability.decision = unavailable_reason(&parts.iter().collect::<Vec<_>>());
                 statuses.extend(parts);
-                let demote = hooks.attach(
+                let st = hooks.attach(
                     &mut ebpf,
-                    "demote_folio_list_exit",
-                    "demote_folio_list",
-                    true,
+                    Hook {
+                        func: "demote_folio_list",
+                        tracing: (None, Some("demote_folio_list_exit")),
+                        kprobe: (
+                            Some("demote_folio_list_kprobe"),
+                            Some("demote_folio_list_kretprobe"),
+                        ),
+                    },
                     (kernel_layout.node_data_addr == 0)
                         .then_some("no node_data in /proc/kallsyms: source nodes unknown"),
                 );
-                availability.demote = unavailable_reason(&[&demote]);
-                statuses.push(demote);
+                availability.demote = unavailable_reason(&st.iter().collect::<Vec<_>>());
+                statuses.extend(st);
             }
         } else {
             availability.latency = Some("function hooks disabled".into());
@@ -656,77 +698,159 @@ fn unavailable_reason(sts: &[&ProbeStatus]) -> Option<String> {
         .map(|s| format!("{}: {}", s.name, s.reason))
 }
 
-/// Attaches fentry/fexit programs after checking that the function can be hooked.
+/// A function hook: its programs in each form. A hook is attached whole in one form, since the
+/// entry half of one form keeps state the exit half of another does not read.
+#[derive(Clone, Copy, Debug)]
+struct Hook<'a> {
+    func: &'a str,
+    /// (fentry program, fexit program).
+    tracing: (Option<&'a str>, Option<&'a str>),
+    /// (kprobe program, kretprobe program).
+    kprobe: (Option<&'a str>, Option<&'a str>),
+}
+
+/// Attaches function hooks: fentry/fexit when the kernel allows them, else kprobe/kretprobe.
 struct FnHooks<'a> {
     btf: &'a std::result::Result<Btf, String>,
     syms: &'a std::collections::HashMap<String, u64>,
+    /// Skip fentry/fexit (`--kprobes`).
+    prefer_kprobes: bool,
+}
+
+/// What an attached program must be detached with if its partner fails.
+enum Attached {
+    Entry(String, aya::programs::fentry::FEntryLinkId),
+    Exit(String, aya::programs::fexit::FExitLinkId),
+    Probe(String, aya::programs::kprobe::KProbeLinkId),
 }
 
 impl FnHooks<'_> {
-    /// fentry then fexit on `func` (programs `progs.0`, `progs.1`); the exit hook is only
-    /// tried when the entry hook is live, since one without the other measures nothing.
-    fn attach_pair(
-        &self,
-        ebpf: &mut Ebpf,
-        progs: (&str, &str),
-        func: &str,
-        exit_note: Option<&str>,
-    ) -> (ProbeStatus, ProbeStatus) {
-        let entry = self.attach(ebpf, progs.0, func, false, None);
-        let exit = if entry.is_live() {
-            self.attach(ebpf, progs.1, func, true, exit_note)
-        } else {
-            ProbeStatus::unavailable(
-                format!("fexit:{func}"),
-                format!("not tried: fentry:{func} is unavailable"),
-            )
+    /// Attaches `hook` in the best form available; one status per program of the hook, named
+    /// after the form that is live, or after the preferred form with every form's refusal.
+    fn attach(&self, ebpf: &mut Ebpf, hook: Hook<'_>, note: Option<&str>) -> Vec<ProbeStatus> {
+        let func = hook.func;
+        let names = |entry: &str, exit: &str| -> Vec<String> {
+            let mut v = Vec::new();
+            if hook.tracing.0.is_some() || hook.kprobe.0.is_some() {
+                v.push(format!("{entry}:{func}"));
+            }
+            if hook.tracing.1.is_some() || hook.kprobe.1.is_some() {
+                v.push(format!("{exit}:{func}"));
+            }
+            v
         };
-        (entry, exit)
+        if !self.syms.contains_key(func) {
+            let why = format!(
+                "no symbol {func} in /proc/kallsyms (inlined or renamed, e.g. .isra/.constprop)"
+            );
+            return names("fentry", "fexit")
+                .into_iter()
+                .map(|n| ProbeStatus::unavailable(n, why.clone()))
+                .collect();
+        }
+        let mut refusals = Vec::new();
+        if self.prefer_kprobes {
+            refusals.push("fentry/fexit: not tried (--kprobes)".to_string());
+        } else {
+            match self.attach_tracing(ebpf, hook) {
+                Ok(()) => {
+                    return names("fentry", "fexit")
+                        .into_iter()
+                        .map(|n| ProbeStatus::live(n, note.unwrap_or("attached")))
+                        .collect()
+                }
+                Err(e) => refusals.push(format!("fentry/fexit: {e}")),
+            }
+        }
+        match self.attach_kprobes(ebpf, hook) {
+            Ok(()) => names("kprobe", "kretprobe")
+                .into_iter()
+                .map(|n| ProbeStatus::live(n, note.unwrap_or("attached")))
+                .collect(),
+            Err(e) => {
+                refusals.push(format!("kprobe: {e}"));
+                let why = refusals.join("; ");
+                names("fentry", "fexit")
+                    .into_iter()
+                    .map(|n| ProbeStatus::unavailable(n, why.clone()))
+                    .collect()
+            }
+        }
     }
 
-    /// Checks (BTF FUNC present, exact symbol in kallsyms), loads and attaches `prog` on
-    /// `func` as fentry or fexit.
-    fn attach(
-        &self,
-        ebpf: &mut Ebpf,
-        prog: &str,
-        func: &str,
-        exit: bool,
-        note: Option<&str>,
-    ) -> ProbeStatus {
-        let name = format!("{}:{func}", if exit { "fexit" } else { "fentry" });
+    fn attach_tracing(&self, ebpf: &mut Ebpf, hook: Hook<'_>) -> std::result::Result<(), String> {
+        let func = hook.func;
+        let btf = self.btf.as_ref().map_err(Clone::clone)?;
+        btf.id_by_type_name_kind(func, BtfKind::Func).map_err(|_| {
+            format!("no BTF FUNC {func} in the kernel's BTF (inlined, or built without it)")
+        })?;
+        let mut done = Vec::new();
         let r = (|| -> std::result::Result<(), String> {
-            let btf = self.btf.as_ref().map_err(Clone::clone)?;
-            btf.id_by_type_name_kind(func, BtfKind::Func).map_err(|_| {
-                format!("no BTF FUNC {func} in the kernel's BTF (inlined, or built without it)")
-            })?;
-            if !self.syms.contains_key(func) {
-                return Err(format!(
-                    "no symbol {func} in /proc/kallsyms (inlined or renamed, e.g. .isra/.constprop)"
-                ));
+            if let Some(prog) = hook.tracing.0 {
+                let p: &mut FEntry = program(ebpf, prog)?;
+                p.load(func, btf)
+                    .map_err(|e| format!("BPF_PROG_LOAD refused: {}", flatten_error(&e)))?;
+                let link = p
+                    .attach()
+                    .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+                done.push(Attached::Entry(prog.to_string(), link));
             }
-            if exit {
+            if let Some(prog) = hook.tracing.1 {
                 let p: &mut FExit = program(ebpf, prog)?;
                 p.load(func, btf).map_err(|e| {
                     log::debug!("fexit:{func}: {e:?}");
                     format!("BPF_PROG_LOAD refused: {}", flatten_error(&e))
                 })?;
-                p.attach()
+                let link = p
+                    .attach()
                     .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
-            } else {
-                let p: &mut FEntry = program(ebpf, prog)?;
-                p.load(func, btf)
-                    .map_err(|e| format!("BPF_PROG_LOAD refused: {}", flatten_error(&e)))?;
-                p.attach()
-                    .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+                done.push(Attached::Exit(prog.to_string(), link));
             }
             Ok(())
         })();
-        match r {
-            Ok(()) => ProbeStatus::live(name, note.unwrap_or("attached")),
-            // kprobe/kretprobe would be the next fallback; kernels that refuse fentry here also
-            // lack kprobes, so say so instead of pretending.
-            Err(e) => ProbeStatus::unavailable(name, e),
+        if r.is_err() {
+            detach_all(ebpf, done);
+        }
+        r
+    }
+
+    fn attach_kprobes(&self, ebpf: &mut Ebpf, hook: Hook<'_>) -> std::result::Result<(), String> {
+        if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+            return Err("this kernel has no kprobes (no kprobe PMU in /sys/bus/event_source/devices; CONFIG_KPROBES is off)".into());
+        }
+        let mut done = Vec::new();
+        let r = (|| -> std::result::Result<(), String> {
+            for prog in [hook.kprobe.0, hook.kprobe.1].into_iter().flatten() {
+                let p: &mut KProbe = program(ebpf, prog)?;
+                p.load()
+                    .map_err(|e| format!("BPF_PROG_LOAD refused: {}", flatten_error(&e)))?;
+                let link = p
+                    .attach(hook.func, 0)
+                    .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
+                done.push(Attached::Probe(prog.to_string(), link));
+            }
+            Ok(())
+        })();
+        if r.is_err() {
+            detach_all(ebpf, done);
+        }
+        r
+    }
+}
+
+/// Detaches the halves of a hook that did attach when another half did not.
+fn detach_all(ebpf: &mut Ebpf, done: Vec<Attached>) {
+    for a in done {
+        let r = match a {
+            Attached::Entry(prog, link) => program::<FEntry>(ebpf, &prog)
+                .and_then(|p| p.detach(link).map_err(|e| flatten_error(&e))),
+            Attached::Exit(prog, link) => program::<FExit>(ebpf, &prog)
+                .and_then(|p| p.detach(link).map_err(|e| flatten_error(&e))),
+            Attached::Probe(prog, link) => program::<KProbe>(ebpf, &prog)
+                .and_then(|p| p.detach(link).map_err(|e| flatten_error(&e))),
+        };
+        if let Err(e) = r {
+            log::warn!("could not detach a half-attached hook: {e}");
         }
     }
 }
