@@ -202,6 +202,10 @@ pub struct ProcRow {
     pub pages_migrated: u64,
     /// NUMA hinting faults of this process.
     pub hint_faults: u64,
+    /// Pages this process's migrations moved to a faster tier.
+    pub promoted: u64,
+    /// Pages this process's migrations moved to a slower tier (as a reclaimer).
+    pub demoted: u64,
 }
 
 /// Everything counted over some window.
@@ -231,6 +235,8 @@ impl Totals {
             r.faults.merge(&row.faults);
             r.pages_migrated += row.pages_migrated;
             r.hint_faults += row.hint_faults;
+            r.promoted += row.promoted;
+            r.demoted += row.demoted;
         }
         self.tiers.merge(&o.tiers);
     }
@@ -250,6 +256,8 @@ impl Totals {
                     "kernel": r.faults.kernel,
                     "pages_migrated": r.pages_migrated,
                     "hint_faults": r.hint_faults,
+                    "promoted": r.promoted,
+                    "demoted": r.demoted,
                     "pingpong": self.tiers.pingpong.by_pid.get(pid).copied().unwrap_or(0),
                 })
             })
@@ -460,6 +468,21 @@ impl Aggregator {
                 let why = cause(m.reason, &m.comm);
                 let moves = &mut self.interval.tiers.moves;
                 let (parts, exact) = pending.folios.split(m.succeeded);
+                let (mut up, mut down) = (0, 0);
+                for ((src, dst), pages) in &parts {
+                    if let (Some(s), Some(d)) = (src, dst) {
+                        match crate::tiers::direction(*s, *d) {
+                            crate::tiers::Direction::Promotion => up += pages,
+                            crate::tiers::Direction::Demotion => down += pages,
+                            crate::tiers::Direction::Lateral => {}
+                        }
+                    }
+                }
+                if up + down > 0 {
+                    let row = self.interval.processes.entry(m.pid).or_default();
+                    row.promoted += up;
+                    row.demoted += down;
+                }
                 if parts.is_empty() {
                     moves.add(None, None, m.succeeded, m.reason, &why);
                 } else {

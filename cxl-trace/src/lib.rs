@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod cli;
+pub mod dashboard;
 pub mod doctor;
 pub mod error;
 pub mod event;

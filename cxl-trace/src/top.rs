@@ -1,5 +1,5 @@
-//! `cxl-trace top`: the event loop. `--no-tui` (and, until the dashboard lands, every run)
-//! prints one JSON object per interval on stdout.
+//! `cxl-trace top`: the event loop. On a terminal it drives the dashboard (`crate::dashboard`);
+//! with `--no-tui`, or when stdout is not a terminal, it prints one JSON object per interval.
 //!
 //! Lines: one `{"type":"start"}` with the live probes, one `{"type":"interval"}` per interval,
 //! one `{"type":"summary"}` with the whole run at the end. See README "JSON output".
@@ -21,6 +21,11 @@ use tokio::{
 use crate::{
     aggregate::{Aggregator, Drops},
     cli::TopOpts,
+    dashboard::{
+        header_info, spawn_input,
+        state::{Action, Dashboard, Msg, Sample},
+        Screen,
+    },
     error::{Error, Result},
     event::{decode, Event},
     probe::{ProbeStatus, Ring, TraceConfig, Tracer},
@@ -54,6 +59,36 @@ pub fn write_stdout(bytes: &[u8]) -> Result<bool> {
 
 fn emit(v: &Value) -> Result<bool> {
     write_stdout(format!("{v}\n").as_bytes())
+}
+
+/// The dashboard and its terminal, when `top` runs with one.
+struct Ui {
+    dash: Dashboard,
+    screen: Screen,
+    /// The tool's CPU time at the last interval, s.
+    cpu_last: f64,
+    /// BPF run time at the last interval, ns.
+    bpf_last: Option<u64>,
+}
+
+/// CPU time (user + system) this process used so far, in seconds.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage for the duration of the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The next key or resize from the input thread; never resolves without one.
+async fn next_input(input: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Msg>>) -> Option<Msg> {
+    match input {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Counters of the read side.
@@ -226,9 +261,7 @@ fn print_probes(statuses: &[ProbeStatus], warnings: &[String]) {
 
 /// Runs `top`. Returns the exit code: the command's when one was given, else 0.
 pub async fn run(opts: TopOpts) -> Result<i32> {
-    if !opts.no_tui && std::io::stdout().is_terminal() {
-        eprintln!("cxl-trace: the terminal dashboard is not part of this build yet; printing JSON lines as with --no-tui");
-    }
+    let tui = !opts.no_tui && std::io::stdout().is_terminal();
     if let Some(pid) = opts.pid {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return Err(Error::NoSuchProcess(pid));
@@ -263,7 +296,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     let mut topo = Topology::live();
     let version = env!("CARGO_PKG_VERSION");
     let kernel = crate::probe::caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut open = emit(&json!({
+    let start_line = json!({
         "type": "start",
         "version": version,
         "kernel": kernel,
@@ -273,7 +306,30 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         "tiers": topo.tiers,
         "settings": topo.settings,
         "pid": opts.pid.or_else(|| child.as_ref().and_then(|c: &tokio::process::Child| c.id())),
-    }))?;
+    });
+    let (mut ui, mut input) = if tui {
+        let header = header_info(
+            &kernel,
+            &topo,
+            &tracer.statuses,
+            tracer.availability.latency.clone(),
+        );
+        let mut ui = Ui {
+            dash: Dashboard::new(header),
+            screen: Screen::enter()?,
+            cpu_last: cpu_seconds(),
+            bpf_last: tracer.bpf_run_ns(),
+        };
+        ui.screen.draw(&ui.dash)?;
+        (Some(ui), Some(spawn_input()))
+    } else {
+        (None, None)
+    };
+    let mut open = if ui.is_some() {
+        true
+    } else {
+        emit(&start_line)?
+    };
 
     let mut agg = Aggregator::with_context(
         TierMap::from_topology(&topo),
@@ -307,26 +363,44 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
                          tracer: &Tracer,
                          vm_last: &mut Vmstat,
                          drops_last: &mut Drops,
-                         last_ns: &mut u64|
+                         last_ns: &mut u64,
+                         ui: &mut Option<Ui>|
      -> Result<bool> {
         let now = monotonic_ns();
         let vm = vmstat::read()?;
         let drops = tracer.drops();
         refresh_topology(agg, topo_state);
         let iv = agg.end_interval();
-        let v = agg.window_json(
-            "interval",
-            (now - start_ns) as f64 / 1e9,
-            (now - *last_ns) as f64 / 1e9,
-            &iv,
-            &drops_since(&drops, drops_last),
-            &vm.delta(vm_last),
-            opts.top,
-        );
+        let dropped = drops_since(&drops, drops_last);
+        let interval_s = (now - *last_ns) as f64 / 1e9;
+        let out = match ui {
+            Some(ui) => {
+                let mut sample = Sample::from_totals(&iv, interval_s, dropped.total());
+                let cpu = cpu_seconds();
+                sample.tool_cpu_s = (cpu - ui.cpu_last).max(0.0);
+                ui.cpu_last = cpu;
+                if let Some(b) = tracer.bpf_run_ns() {
+                    sample.bpf_run_ns = b.saturating_sub(ui.bpf_last.unwrap_or(b));
+                    ui.bpf_last = Some(b);
+                }
+                ui.dash.update(Msg::Sample(Box::new(sample)));
+                ui.screen.draw(&ui.dash)?;
+                Ok(true)
+            }
+            None => emit(&agg.window_json(
+                "interval",
+                (now - start_ns) as f64 / 1e9,
+                interval_s,
+                &iv,
+                &dropped,
+                &vm.delta(vm_last),
+                opts.top,
+            )),
+        };
         *vm_last = vm;
         *drops_last = drops;
         *last_ns = now;
-        emit(&v)
+        out
     };
 
     while open {
@@ -338,7 +412,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
             }
             _ = ticker.tick() => {
                 drain(ring.get_mut(), &mut agg, start_ns, &mut rs);
-                open = emit_interval(&mut agg, &mut topo_state, &tracer, &mut vm_last, &mut drops_last, &mut last_ns)?;
+                open = emit_interval(&mut agg, &mut topo_state, &tracer, &mut vm_last, &mut drops_last, &mut last_ns, &mut ui)?;
                 if let Some(pid) = opts.pid {
                     if !Path::new(&format!("/proc/{pid}")).exists() {
                         eprintln!("cxl-trace: process {pid} exited");
@@ -356,6 +430,19 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
                 };
                 child = None;
                 break;
+            }
+            msg = next_input(&mut input) => {
+                let Some(msg) = msg else {
+                    // The input thread ended (terminal gone): keep tracing without keys.
+                    input = None;
+                    continue;
+                };
+                if let Some(ui) = ui.as_mut() {
+                    if ui.dash.update(msg) == Action::Quit {
+                        break;
+                    }
+                    ui.screen.draw(&ui.dash)?;
+                }
             }
             _ = sleep_until_opt(deadline) => break,
             sig = async { tokio::select! { _ = sigint.recv() => libc::SIGINT, _ = sigterm.recv() => libc::SIGTERM } } => {
@@ -394,8 +481,12 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
             &mut vm_last,
             &mut drops_last,
             &mut last_ns,
+            &mut ui,
         )?;
     }
+    // Leave the alternate screen before anything else is printed.
+    let was_tui = ui.is_some();
+    drop(ui);
     let end_ns = monotonic_ns();
     let vm_end = vmstat::read()?;
     let drops_total = drops_since(&tracer.drops(), &drops_start);
@@ -420,7 +511,16 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
             m.insert("exit_code".into(), json!(code));
         }
     }
-    if open {
+    if was_tui {
+        eprintln!(
+            "cxl-trace: {:.1} s, {} events, {} faults, {} pages migrated, {} dropped",
+            (end_ns - start_ns) as f64 / 1e9,
+            agg.run().events,
+            agg.run().faults.total,
+            agg.run().migrations.total().pages_succeeded,
+            drops_total.total()
+        );
+    } else if open {
         emit(&summary)?;
     }
     if drops_total.total() > 0 {

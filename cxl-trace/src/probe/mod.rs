@@ -121,6 +121,8 @@ impl Default for TraceConfig {
 
 /// Loaded and attached programs with their maps. Dropping it detaches everything.
 pub struct Tracer {
+    /// Keeps the kernel's BPF run-time statistics on while held (`None`: refused).
+    bpf_stats: Option<std::os::fd::OwnedFd>,
     /// Keeps the programs (and so their links) alive.
     _ebpf: Ebpf,
     /// Per-probe status, in attach order.
@@ -608,6 +610,7 @@ impl Tracer {
             .ok_or_else(|| Error::Load(format!("map {FOLLOW_MAP} missing from the object")))
             .and_then(|m| BpfHashMap::try_from(m).map_err(|e| Error::Load(flatten_error(&e))))?;
         Ok(Self {
+            bpf_stats: aya::sys::enable_stats(aya::sys::Stats::RunTime).ok(),
             _ebpf: ebpf,
             statuses,
             warnings,
@@ -617,6 +620,19 @@ impl Tracer {
             stats,
             follow,
         })
+    }
+
+    /// Total run time of this tool's loaded programs, in ns (`None` when the kernel's BPF
+    /// statistics could not be enabled).
+    pub fn bpf_run_ns(&self) -> Option<u64> {
+        self.bpf_stats.as_ref()?;
+        Some(
+            self._ebpf
+                .programs()
+                .filter_map(|(_, p)| p.info().ok())
+                .map(|i| i.run_time().as_nanos() as u64)
+                .sum(),
+        )
     }
 
     /// Takes the ring buffer (to wrap it in the async reactor).

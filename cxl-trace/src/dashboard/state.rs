@@ -1,0 +1,722 @@
+//! Dashboard state and its `update` (pure: no I/O, no clock, no terminal).
+//!
+//! The event loop turns each interval of aggregated events into a [`Sample`] and each key press
+//! into a [`Msg`]; [`Dashboard::update`] folds them in and recomputes the [`WindowView`] the
+//! drawing code shows. Time windows (keys `1`..`9`) cover the last N samples; latency
+//! histograms of past samples are kept in hdrhistogram's compact V2 encoding so ten minutes of
+//! history stay small.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use hdrhistogram::{
+    serialization::{Deserializer, Serializer, V2Serializer},
+    Histogram,
+};
+use serde_json::Value;
+
+use crate::{
+    aggregate::{new_histogram, Totals},
+    event::FaultClass,
+    tiers::REFUSAL_CAUSES,
+};
+
+/// Samples kept (at the default 1 s interval: ten minutes).
+pub const HISTORY: usize = 600;
+/// Event log entries kept.
+pub const LOG_KEEP: usize = 200;
+/// Per-process rows kept per sample (the busiest).
+pub const PROCS_PER_SAMPLE: usize = 64;
+
+/// Windows of keys `1`..`9`, in samples; `None` is the whole run.
+pub const WINDOWS: [Option<usize>; 9] = [
+    Some(1),
+    Some(5),
+    Some(10),
+    Some(30),
+    Some(60),
+    Some(120),
+    Some(300),
+    Some(600),
+    None,
+];
+
+/// A latency histogram key: (tier, class).
+pub type LatKey = (Option<u32>, FaultClass);
+
+/// Static facts shown in the header.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeaderInfo {
+    /// Kernel release.
+    pub kernel: String,
+    /// numa_balancing mode, described.
+    pub numa_balancing: String,
+    /// demotion_enabled.
+    pub demotion: String,
+    /// Promote rate limit, MB/s.
+    pub rate_limit: String,
+    /// One line per tier: `tier4: node 0 (HMAT 100 ns)`.
+    pub tiers: Vec<String>,
+    /// Live probe names.
+    pub live: Vec<String>,
+    /// Unavailable probe names with reasons.
+    pub unavailable: Vec<(String, String)>,
+    /// Why fault latency is unavailable, if it is.
+    pub latency_unavailable: Option<String>,
+}
+
+/// Per-process counts of one sample.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcSample {
+    /// Thread name.
+    pub comm: String,
+    /// Faults.
+    pub faults: u64,
+    /// NUMA hinting faults.
+    pub hint_faults: u64,
+    /// Pages promoted by migrations this process performed (NUMA balancing runs in the
+    /// faulting task).
+    pub promoted: u64,
+    /// Pages demoted by migrations this process performed (as a reclaimer: kswapd, direct).
+    pub demoted: u64,
+    /// Ping-pong bounces of pages this process promoted back.
+    pub pingpong: u64,
+}
+
+/// One interval, as the dashboard keeps it.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    /// Seconds covered.
+    pub interval_s: f64,
+    /// Events aggregated.
+    pub events: u64,
+    /// Faults (exception tracepoints).
+    pub faults: u64,
+    /// Records dropped by the kernel side.
+    pub drops: u64,
+    /// Pages promoted / demoted by cause.
+    pub promotions: BTreeMap<String, u64>,
+    /// Pages demoted by cause.
+    pub demotions: BTreeMap<String, u64>,
+    /// Pages by (source tier, destination tier).
+    pub pairs: BTreeMap<(Option<u32>, Option<u32>), u64>,
+    /// Pages migrated / failed, all reasons.
+    pub migrated: u64,
+    /// Pages that failed to migrate.
+    pub failed: u64,
+    /// Pages migrated by reason.
+    pub by_reason: BTreeMap<String, u64>,
+    /// Promotion refusals by cause.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Ping-pong bounces.
+    pub bounces: u64,
+    /// NUMA hinting faults.
+    pub hint_faults: u64,
+    /// CPU time the tool used, seconds.
+    pub tool_cpu_s: f64,
+    /// BPF program run time, ns (0 when BPF stats are off).
+    pub bpf_run_ns: u64,
+    /// Latency histograms (V2-encoded).
+    pub latency: BTreeMap<LatKey, Vec<u8>>,
+    /// Migration batch latency (V2-encoded).
+    pub batch_latency: Vec<u8>,
+    /// Ping-pong residency (V2-encoded).
+    pub residency: Vec<u8>,
+    /// Busiest processes.
+    pub procs: HashMap<u32, ProcSample>,
+    /// Event log entries (RAS, hotplug, topology).
+    pub log: Vec<String>,
+}
+
+fn encode(h: &Histogram<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Serialising to a Vec cannot fail on I/O; an impossible error leaves the sample empty.
+    let _ = V2Serializer::new().serialize(h, &mut out);
+    out
+}
+
+fn decode_into(bytes: &[u8], into: &mut Histogram<u64>) {
+    if bytes.is_empty() {
+        return;
+    }
+    if let Ok(h) = Deserializer::new().deserialize::<u64, _>(&mut &bytes[..]) {
+        let _ = into.add(&h);
+    }
+}
+
+impl Sample {
+    /// Builds a sample from an interval's totals.
+    pub fn from_totals(t: &Totals, interval_s: f64, drops: u64) -> Self {
+        let mut latency = BTreeMap::new();
+        for (k, h) in &t.tiers.latency.by {
+            if !h.is_empty() {
+                latency.insert(*k, encode(h));
+            }
+        }
+        let mut rows: Vec<(&u32, &crate::aggregate::ProcRow)> = t.processes.iter().collect();
+        rows.sort_by(|a, b| {
+            let w = |r: &crate::aggregate::ProcRow| r.faults.total + r.promoted + r.demoted;
+            w(b.1).cmp(&w(a.1)).then(a.0.cmp(b.0))
+        });
+        let procs = rows
+            .into_iter()
+            .take(PROCS_PER_SAMPLE)
+            .map(|(pid, r)| {
+                (
+                    *pid,
+                    ProcSample {
+                        comm: r.comm.as_string(),
+                        faults: r.faults.total,
+                        hint_faults: r.hint_faults,
+                        promoted: r.promoted,
+                        demoted: r.demoted,
+                        pingpong: t.tiers.pingpong.by_pid.get(pid).copied().unwrap_or(0),
+                    },
+                )
+            })
+            .collect();
+        let total = t.migrations.total();
+        Self {
+            interval_s,
+            events: t.events,
+            faults: t.faults.total,
+            drops,
+            promotions: t.tiers.moves.promotions.clone(),
+            demotions: t.tiers.moves.demotions.clone(),
+            pairs: t.tiers.moves.pairs.clone(),
+            migrated: total.pages_succeeded,
+            failed: total.pages_failed,
+            by_reason: t
+                .migrations
+                .by_reason
+                .iter()
+                .map(|(r, c)| (r.name(), c.pages_succeeded))
+                .collect(),
+            refused: t.tiers.decisions.refused.clone(),
+            bounces: t.tiers.pingpong.bounces,
+            hint_faults: t.tiers.hints.total(),
+            tool_cpu_s: 0.0,
+            bpf_run_ns: 0,
+            latency,
+            batch_latency: encode(&t.migrations.batch_latency),
+            residency: encode(&t.tiers.pingpong.residency),
+            procs,
+            log: t.tiers.rare.log.iter().map(log_line).collect(),
+        }
+    }
+}
+
+/// One event log entry as a line of text.
+pub fn log_line(v: &Value) -> String {
+    let Value::Object(m) = v else {
+        return v.to_string();
+    };
+    let name = m
+        .get("event")
+        .or_else(|| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("event");
+    let rest: Vec<String> = m
+        .iter()
+        .filter(|(k, _)| *k != "event" && *k != "name")
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    format!("{name} {}", rest.join(" "))
+}
+
+/// Panels that take focus with `tab`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Panel {
+    /// Fault latency histogram.
+    Latency,
+    /// Migration churn.
+    Churn,
+    /// Top processes.
+    Processes,
+    /// Event log.
+    Log,
+}
+
+impl Panel {
+    const ORDER: [Panel; 4] = [Panel::Latency, Panel::Churn, Panel::Processes, Panel::Log];
+
+    fn next(self) -> Self {
+        let i = Self::ORDER.iter().position(|p| *p == self).unwrap_or(0);
+        Self::ORDER[(i + 1) % Self::ORDER.len()]
+    }
+}
+
+/// Sort keys of the process table (`s` cycles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    /// Faults.
+    Faults,
+    /// Hint faults.
+    HintFaults,
+    /// Promoted pages.
+    Promoted,
+    /// Demoted pages.
+    Demoted,
+    /// Ping-pong.
+    PingPong,
+}
+
+impl SortKey {
+    const ORDER: [SortKey; 5] = [
+        SortKey::Faults,
+        SortKey::HintFaults,
+        SortKey::Promoted,
+        SortKey::Demoted,
+        SortKey::PingPong,
+    ];
+
+    fn next(self) -> Self {
+        let i = Self::ORDER.iter().position(|p| *p == self).unwrap_or(0);
+        Self::ORDER[(i + 1) % Self::ORDER.len()]
+    }
+
+    /// Column title.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Faults => "faults",
+            Self::HintFaults => "hint",
+            Self::Promoted => "promoted",
+            Self::Demoted => "demoted",
+            Self::PingPong => "pingpong",
+        }
+    }
+
+    fn of(self, p: &ProcSample) -> u64 {
+        match self {
+            Self::Faults => p.faults,
+            Self::HintFaults => p.hint_faults,
+            Self::Promoted => p.promoted,
+            Self::Demoted => p.demoted,
+            Self::PingPong => p.pingpong,
+        }
+    }
+}
+
+/// Keys the dashboard understands (decoupled from crossterm so tests need no terminal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// A character.
+    Char(char),
+    /// Ctrl-C.
+    CtrlC,
+    /// Tab.
+    Tab,
+    /// Arrows.
+    Up,
+    /// Arrows.
+    Down,
+    /// Arrows.
+    Left,
+    /// Arrows.
+    Right,
+    /// Escape.
+    Esc,
+}
+
+/// Input to [`Dashboard::update`].
+#[derive(Clone, Debug)]
+pub enum Msg {
+    /// A key press.
+    Key(Key),
+    /// An interval ended.
+    Sample(Box<Sample>),
+    /// The terminal was resized (the next draw adapts; nothing to compute).
+    Resize,
+}
+
+/// What the loop should do after an update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Keep going (redraw).
+    Continue,
+    /// Leave.
+    Quit,
+}
+
+/// A row of the process table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcView {
+    /// Process id.
+    pub pid: u32,
+    /// Counts summed over the window.
+    pub row: ProcSample,
+}
+
+/// Everything shown for the selected window, computed in `update`.
+#[derive(Clone, Debug)]
+pub struct WindowView {
+    /// Seconds covered.
+    pub seconds: f64,
+    /// Samples covered.
+    pub samples: usize,
+    /// Events per second.
+    pub events_per_s: f64,
+    /// Faults.
+    pub faults: u64,
+    /// Drops.
+    pub drops: u64,
+    /// Promoted pages by cause.
+    pub promotions: BTreeMap<String, u64>,
+    /// Demoted pages by cause.
+    pub demotions: BTreeMap<String, u64>,
+    /// Pages by tier pair.
+    pub pairs: BTreeMap<(Option<u32>, Option<u32>), u64>,
+    /// Pages migrated by reason.
+    pub by_reason: BTreeMap<String, u64>,
+    /// Pages migrated.
+    pub migrated: u64,
+    /// Pages failed.
+    pub failed: u64,
+    /// Refusals by cause.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Bounces.
+    pub bounces: u64,
+    /// Hint faults.
+    pub hint_faults: u64,
+    /// Latency by (tier, class), merged over the window.
+    pub latency: BTreeMap<LatKey, Histogram<u64>>,
+    /// Batch latency.
+    pub batch_latency: Histogram<u64>,
+    /// Ping-pong residency.
+    pub residency: Histogram<u64>,
+    /// Processes, sorted.
+    pub procs: Vec<ProcView>,
+    /// Tool CPU share of one core over the window (0..1).
+    pub tool_cpu: f64,
+    /// BPF run time share of one core over the window (0..1).
+    pub bpf_cpu: f64,
+}
+
+impl Default for WindowView {
+    fn default() -> Self {
+        Self {
+            seconds: 0.0,
+            samples: 0,
+            events_per_s: 0.0,
+            faults: 0,
+            drops: 0,
+            promotions: BTreeMap::new(),
+            demotions: BTreeMap::new(),
+            pairs: BTreeMap::new(),
+            by_reason: BTreeMap::new(),
+            migrated: 0,
+            failed: 0,
+            refused: BTreeMap::new(),
+            bounces: 0,
+            hint_faults: 0,
+            latency: BTreeMap::new(),
+            batch_latency: new_histogram(),
+            residency: new_histogram(),
+            procs: Vec::new(),
+            tool_cpu: 0.0,
+            bpf_cpu: 0.0,
+        }
+    }
+}
+
+impl WindowView {
+    /// Latency tiers present (sorted, unknown last).
+    pub fn tiers(&self) -> Vec<Option<u32>> {
+        let mut t: Vec<Option<u32>> = self.latency.keys().map(|k| k.0).collect();
+        t.dedup();
+        t.sort_by_key(|t| t.unwrap_or(u32::MAX));
+        t.dedup();
+        t
+    }
+
+    /// The histogram of `tier` and `class` (`None` class: all classes merged).
+    pub fn histogram(&self, tier: Option<u32>, class: Option<FaultClass>) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for ((t, c), x) in &self.latency {
+            if *t == tier && class.is_none_or(|k| k == *c) {
+                let _ = h.add(x);
+            }
+        }
+        h
+    }
+}
+
+/// The whole dashboard state.
+#[derive(Debug)]
+pub struct Dashboard {
+    /// Header facts.
+    pub header: HeaderInfo,
+    /// Past samples, newest last.
+    pub history: VecDeque<Sample>,
+    /// Recent event log lines, newest last.
+    pub log: VecDeque<String>,
+    /// Paused: samples are still kept, the view is frozen.
+    pub paused: bool,
+    /// Panel with focus.
+    pub focus: Panel,
+    /// Index into [`WINDOWS`].
+    pub window: usize,
+    /// Selected latency tier (index into the view's tiers).
+    pub tier_idx: usize,
+    /// Selected class (`None`: all).
+    pub class: Option<FaultClass>,
+    /// Process table sort.
+    pub sort: SortKey,
+    /// Selected process row.
+    pub selected: usize,
+    /// Help overlay shown.
+    pub help: bool,
+    /// Samples since the last `r` (reset).
+    pub since_reset: usize,
+    /// Seconds since start.
+    pub elapsed_s: f64,
+    /// The computed view.
+    pub view: WindowView,
+}
+
+impl Dashboard {
+    /// An empty dashboard.
+    pub fn new(header: HeaderInfo) -> Self {
+        Self {
+            header,
+            history: VecDeque::new(),
+            log: VecDeque::new(),
+            paused: false,
+            focus: Panel::Latency,
+            window: 4,
+            tier_idx: 0,
+            class: None,
+            sort: SortKey::Faults,
+            selected: 0,
+            help: false,
+            since_reset: 0,
+            elapsed_s: 0.0,
+            view: WindowView::default(),
+        }
+    }
+
+    /// Folds a message in.
+    pub fn update(&mut self, msg: Msg) -> Action {
+        match msg {
+            Msg::Resize => {}
+            Msg::Sample(s) => {
+                self.elapsed_s += s.interval_s;
+                for l in &s.log {
+                    if self.log.len() >= LOG_KEEP {
+                        self.log.pop_front();
+                    }
+                    self.log.push_back(l.clone());
+                }
+                if self.history.len() >= HISTORY {
+                    self.history.pop_front();
+                }
+                self.history.push_back(*s);
+                self.since_reset = (self.since_reset + 1).min(HISTORY);
+                if !self.paused {
+                    self.recompute();
+                }
+            }
+            Msg::Key(k) => return self.key(k),
+        }
+        Action::Continue
+    }
+
+    fn key(&mut self, k: Key) -> Action {
+        if self.help && !matches!(k, Key::Char('q') | Key::CtrlC) {
+            self.help = false;
+            return Action::Continue;
+        }
+        match k {
+            Key::Char('q') | Key::CtrlC => return Action::Quit,
+            Key::Esc => self.help = false,
+            Key::Char('?') | Key::Char('h') => self.help = true,
+            Key::Char('p') | Key::Char(' ') => {
+                self.paused = !self.paused;
+                if !self.paused {
+                    self.recompute();
+                }
+            }
+            Key::Char('r') => {
+                // Histograms and counts start again from the next sample; the sparklines keep
+                // their history.
+                self.since_reset = 0;
+                self.recompute();
+            }
+            Key::Char('s') => {
+                self.sort = self.sort.next();
+                self.selected = 0;
+                self.sort_procs();
+            }
+            Key::Char(c @ '1'..='9') => {
+                self.window = (c as usize) - ('1' as usize);
+                self.recompute();
+            }
+            Key::Char('c') => self.cycle_class(),
+            Key::Char('t') => self.cycle_tier(1),
+            Key::Tab => self.focus = self.focus.next(),
+            Key::Left | Key::Right if self.focus == Panel::Latency => {
+                if k == Key::Right {
+                    self.cycle_tier(1)
+                } else {
+                    self.cycle_tier(-1)
+                }
+            }
+            Key::Up | Key::Down if self.focus == Panel::Latency => self.cycle_class(),
+            Key::Up => self.selected = self.selected.saturating_sub(1),
+            Key::Down if self.selected + 1 < self.view.procs.len() => self.selected += 1,
+            _ => {}
+        }
+        Action::Continue
+    }
+
+    fn cycle_tier(&mut self, step: i64) {
+        let n = self.view.tiers().len().max(1) as i64;
+        self.tier_idx = ((self.tier_idx as i64 + step).rem_euclid(n)) as usize;
+    }
+
+    fn cycle_class(&mut self) {
+        self.class = match self.class {
+            None => Some(FaultClass::ALL[0]),
+            Some(c) => {
+                let i = FaultClass::ALL.iter().position(|x| *x == c).unwrap_or(0);
+                FaultClass::ALL.get(i + 1).copied()
+            }
+        };
+    }
+
+    /// The tier selected in the latency panel.
+    pub fn selected_tier(&self) -> Option<Option<u32>> {
+        let tiers = self.view.tiers();
+        tiers
+            .get(self.tier_idx.min(tiers.len().saturating_sub(1)))
+            .copied()
+    }
+
+    /// Samples the selected window covers (bounded by the last reset).
+    pub fn window_len(&self) -> usize {
+        let want = WINDOWS
+            .get(self.window)
+            .copied()
+            .flatten()
+            .unwrap_or(HISTORY);
+        want.min(self.since_reset).min(self.history.len())
+    }
+
+    /// Label of the selected window.
+    pub fn window_label(&self) -> String {
+        match WINDOWS.get(self.window).copied().flatten() {
+            Some(n) => format!("last {n} intervals"),
+            None => "whole run".into(),
+        }
+    }
+
+    fn recompute(&mut self) {
+        let n = self.window_len();
+        let mut v = WindowView {
+            samples: n,
+            ..WindowView::default()
+        };
+        let mut procs: HashMap<u32, ProcSample> = HashMap::new();
+        let mut cpu_s = 0.0;
+        let mut bpf_ns = 0u64;
+        for s in self.history.iter().rev().take(n) {
+            v.seconds += s.interval_s;
+            v.faults += s.faults;
+            v.drops += s.drops;
+            v.events_per_s += s.events as f64;
+            v.migrated += s.migrated;
+            v.failed += s.failed;
+            v.bounces += s.bounces;
+            v.hint_faults += s.hint_faults;
+            cpu_s += s.tool_cpu_s;
+            bpf_ns += s.bpf_run_ns;
+            for (k, x) in &s.promotions {
+                *v.promotions.entry(k.clone()).or_default() += x;
+            }
+            for (k, x) in &s.demotions {
+                *v.demotions.entry(k.clone()).or_default() += x;
+            }
+            for (k, x) in &s.pairs {
+                *v.pairs.entry(*k).or_default() += x;
+            }
+            for (k, x) in &s.by_reason {
+                *v.by_reason.entry(k.clone()).or_default() += x;
+            }
+            for (k, x) in &s.refused {
+                *v.refused.entry(k).or_default() += x;
+            }
+            for (k, bytes) in &s.latency {
+                decode_into(bytes, v.latency.entry(*k).or_insert_with(new_histogram));
+            }
+            decode_into(&s.batch_latency, &mut v.batch_latency);
+            decode_into(&s.residency, &mut v.residency);
+            for (pid, p) in &s.procs {
+                let r = procs.entry(*pid).or_default();
+                r.comm.clone_from(&p.comm);
+                r.faults += p.faults;
+                r.hint_faults += p.hint_faults;
+                r.promoted += p.promoted;
+                r.demoted += p.demoted;
+                r.pingpong += p.pingpong;
+            }
+        }
+        if v.seconds > 0.0 {
+            v.events_per_s /= v.seconds;
+            v.tool_cpu = cpu_s / v.seconds;
+            v.bpf_cpu = bpf_ns as f64 / 1e9 / v.seconds;
+        }
+        v.procs = procs
+            .into_iter()
+            .map(|(pid, row)| ProcView { pid, row })
+            .collect();
+        self.view = v;
+        self.sort_procs();
+        let tiers = self.view.tiers().len();
+        if self.tier_idx >= tiers {
+            self.tier_idx = tiers.saturating_sub(1);
+        }
+    }
+
+    fn sort_procs(&mut self) {
+        let key = self.sort;
+        self.view
+            .procs
+            .sort_by(|a, b| key.of(&b.row).cmp(&key.of(&a.row)).then(a.pid.cmp(&b.pid)));
+        if self.selected >= self.view.procs.len() {
+            self.selected = self.view.procs.len().saturating_sub(1);
+        }
+    }
+
+    /// Promotions and demotions per sample over the last `n` samples (for sparklines).
+    pub fn churn_series(&self, n: usize) -> (Vec<u64>, Vec<u64>) {
+        let start = self.history.len().saturating_sub(n);
+        let per_s = |pages: u64, s: &Sample| {
+            if s.interval_s > 0.0 {
+                (pages as f64 / s.interval_s).round() as u64
+            } else {
+                pages
+            }
+        };
+        self.history
+            .iter()
+            .skip(start)
+            .map(|s| {
+                (
+                    per_s(s.promotions.values().sum(), s),
+                    per_s(s.demotions.values().sum(), s),
+                )
+            })
+            .unzip()
+    }
+
+    /// Ping-pong bounces per sample over the last `n` samples.
+    pub fn bounce_series(&self, n: usize) -> Vec<u64> {
+        let start = self.history.len().saturating_sub(n);
+        self.history.iter().skip(start).map(|s| s.bounces).collect()
+    }
+}
+
+/// Every refusal cause in display order (re-exported for the view).
+pub const CAUSES: [&str; 6] = REFUSAL_CAUSES;
