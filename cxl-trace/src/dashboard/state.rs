@@ -82,6 +82,60 @@ pub struct ProcSample {
     pub pingpong: u64,
 }
 
+/// Pages moving between tiers and why: one interval, or summed over a window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Churn {
+    /// Pages promoted by cause.
+    pub promotions: BTreeMap<String, u64>,
+    /// Pages demoted by cause.
+    pub demotions: BTreeMap<String, u64>,
+    /// Pages by (source tier, destination tier).
+    pub pairs: BTreeMap<(Option<u32>, Option<u32>), u64>,
+    /// Pages migrated by reason.
+    pub by_reason: BTreeMap<String, u64>,
+    /// Pages migrated, all reasons.
+    pub migrated: u64,
+    /// Pages that failed to migrate.
+    pub failed: u64,
+    /// Promotion refusals by cause.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Ping-pong bounces.
+    pub bounces: u64,
+    /// NUMA hinting faults.
+    pub hint_faults: u64,
+}
+
+fn add_map<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
+impl Churn {
+    /// Adds another interval.
+    pub fn add(&mut self, o: &Churn) {
+        add_map(&mut self.promotions, &o.promotions);
+        add_map(&mut self.demotions, &o.demotions);
+        add_map(&mut self.pairs, &o.pairs);
+        add_map(&mut self.by_reason, &o.by_reason);
+        add_map(&mut self.refused, &o.refused);
+        self.migrated += o.migrated;
+        self.failed += o.failed;
+        self.bounces += o.bounces;
+        self.hint_faults += o.hint_faults;
+    }
+
+    /// Pages promoted, all causes.
+    pub fn promoted(&self) -> u64 {
+        self.promotions.values().sum()
+    }
+
+    /// Pages demoted, all causes.
+    pub fn demoted(&self) -> u64 {
+        self.demotions.values().sum()
+    }
+}
+
 /// One interval, as the dashboard keeps it.
 #[derive(Clone, Debug, Default)]
 pub struct Sample {
@@ -93,24 +147,8 @@ pub struct Sample {
     pub faults: u64,
     /// Records dropped by the kernel side.
     pub drops: u64,
-    /// Pages promoted / demoted by cause.
-    pub promotions: BTreeMap<String, u64>,
-    /// Pages demoted by cause.
-    pub demotions: BTreeMap<String, u64>,
-    /// Pages by (source tier, destination tier).
-    pub pairs: BTreeMap<(Option<u32>, Option<u32>), u64>,
-    /// Pages migrated / failed, all reasons.
-    pub migrated: u64,
-    /// Pages that failed to migrate.
-    pub failed: u64,
-    /// Pages migrated by reason.
-    pub by_reason: BTreeMap<String, u64>,
-    /// Promotion refusals by cause.
-    pub refused: BTreeMap<&'static str, u64>,
-    /// Ping-pong bounces.
-    pub bounces: u64,
-    /// NUMA hinting faults.
-    pub hint_faults: u64,
+    /// Pages moving between tiers and why.
+    pub churn: Churn,
     /// CPU time the tool used, seconds.
     pub tool_cpu_s: f64,
     /// BPF program run time, ns (0 when BPF stats are off).
@@ -180,20 +218,22 @@ impl Sample {
             events: t.events,
             faults: t.faults.total,
             drops,
-            promotions: t.tiers.moves.promotions.clone(),
-            demotions: t.tiers.moves.demotions.clone(),
-            pairs: t.tiers.moves.pairs.clone(),
-            migrated: total.pages_succeeded,
-            failed: total.pages_failed,
-            by_reason: t
-                .migrations
-                .by_reason
-                .iter()
-                .map(|(r, c)| (r.name(), c.pages_succeeded))
-                .collect(),
-            refused: t.tiers.decisions.refused.clone(),
-            bounces: t.tiers.pingpong.bounces,
-            hint_faults: t.tiers.hints.total(),
+            churn: Churn {
+                promotions: t.tiers.moves.promotions.clone(),
+                demotions: t.tiers.moves.demotions.clone(),
+                pairs: t.tiers.moves.pairs.clone(),
+                by_reason: t
+                    .migrations
+                    .by_reason
+                    .iter()
+                    .map(|(r, c)| (r.name(), c.pages_succeeded))
+                    .collect(),
+                migrated: total.pages_succeeded,
+                failed: total.pages_failed,
+                refused: t.tiers.decisions.refused.clone(),
+                bounces: t.tiers.pingpong.bounces,
+                hint_faults: t.tiers.hints.total(),
+            },
             tool_cpu_s: 0.0,
             bpf_run_ns: 0,
             latency,
@@ -362,24 +402,8 @@ pub struct WindowView {
     pub faults: u64,
     /// Drops.
     pub drops: u64,
-    /// Promoted pages by cause.
-    pub promotions: BTreeMap<String, u64>,
-    /// Demoted pages by cause.
-    pub demotions: BTreeMap<String, u64>,
-    /// Pages by tier pair.
-    pub pairs: BTreeMap<(Option<u32>, Option<u32>), u64>,
-    /// Pages migrated by reason.
-    pub by_reason: BTreeMap<String, u64>,
-    /// Pages migrated.
-    pub migrated: u64,
-    /// Pages failed.
-    pub failed: u64,
-    /// Refusals by cause.
-    pub refused: BTreeMap<&'static str, u64>,
-    /// Bounces.
-    pub bounces: u64,
-    /// Hint faults.
-    pub hint_faults: u64,
+    /// Churn summed over the window.
+    pub churn: Churn,
     /// Latency by (tier, class), merged over the window.
     pub latency: BTreeMap<LatKey, Histogram<u64>>,
     /// Batch latency.
@@ -402,15 +426,7 @@ impl Default for WindowView {
             events_per_s: 0.0,
             faults: 0,
             drops: 0,
-            promotions: BTreeMap::new(),
-            demotions: BTreeMap::new(),
-            pairs: BTreeMap::new(),
-            by_reason: BTreeMap::new(),
-            migrated: 0,
-            failed: 0,
-            refused: BTreeMap::new(),
-            bounces: 0,
-            hint_faults: 0,
+            churn: Churn::default(),
             latency: BTreeMap::new(),
             batch_latency: new_histogram(),
             residency: new_histogram(),
@@ -626,27 +642,9 @@ impl Dashboard {
             v.faults += s.faults;
             v.drops += s.drops;
             v.events_per_s += s.events as f64;
-            v.migrated += s.migrated;
-            v.failed += s.failed;
-            v.bounces += s.bounces;
-            v.hint_faults += s.hint_faults;
+            v.churn.add(&s.churn);
             cpu_s += s.tool_cpu_s;
             bpf_ns += s.bpf_run_ns;
-            for (k, x) in &s.promotions {
-                *v.promotions.entry(k.clone()).or_default() += x;
-            }
-            for (k, x) in &s.demotions {
-                *v.demotions.entry(k.clone()).or_default() += x;
-            }
-            for (k, x) in &s.pairs {
-                *v.pairs.entry(*k).or_default() += x;
-            }
-            for (k, x) in &s.by_reason {
-                *v.by_reason.entry(k.clone()).or_default() += x;
-            }
-            for (k, x) in &s.refused {
-                *v.refused.entry(k).or_default() += x;
-            }
             for (k, bytes) in &s.latency {
                 decode_into(bytes, v.latency.entry(*k).or_insert_with(new_histogram));
             }
@@ -702,19 +700,18 @@ impl Dashboard {
         self.history
             .iter()
             .skip(start)
-            .map(|s| {
-                (
-                    per_s(s.promotions.values().sum(), s),
-                    per_s(s.demotions.values().sum(), s),
-                )
-            })
+            .map(|s| (per_s(s.churn.promoted(), s), per_s(s.churn.demoted(), s)))
             .unzip()
     }
 
     /// Ping-pong bounces per sample over the last `n` samples.
     pub fn bounce_series(&self, n: usize) -> Vec<u64> {
         let start = self.history.len().saturating_sub(n);
-        self.history.iter().skip(start).map(|s| s.bounces).collect()
+        self.history
+            .iter()
+            .skip(start)
+            .map(|s| s.churn.bounces)
+            .collect()
     }
 }
 

@@ -173,7 +173,7 @@ fn windows_cover_the_last_samples() {
     d.update(Msg::Key(Key::Char('1')));
     assert_eq!(d.view.samples, 1);
     assert_eq!(d.view.faults, 900 * 3);
-    assert_eq!(d.view.promotions.get("numa_balancing"), Some(&90));
+    assert_eq!(d.view.churn.promotions.get("numa_balancing"), Some(&90));
     assert_eq!(d.view.histogram(Some(4), None).len(), 300);
     assert_eq!(d.window_label(), "last 1 intervals");
     d.update(Msg::Key(Key::Char('9')));

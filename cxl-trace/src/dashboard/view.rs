@@ -239,7 +239,9 @@ fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
 
 fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
     let focused = d.focus == Panel::Churn;
-    let v = &d.view;
+    let v = &d.view.churn;
+    let bl = &d.view.batch_latency;
+    let res = &d.view.residency;
     let outer = block(" Migration churn ".into(), focused);
     let inner = outer.inner(area);
     f.render_widget(outer, area);
@@ -253,9 +255,8 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
             Constraint::Min(2),
         ])
         .split(inner);
-    let secs = v.seconds.max(1e-9);
-    let promo: u64 = v.promotions.values().sum();
-    let demo: u64 = v.demotions.values().sum();
+    let secs = d.view.seconds.max(1e-9);
+    let (promo, demo) = (v.promoted(), v.demoted());
     let w = usize::from(inner.width);
     let (up, down) = d.churn_series(w);
     f.render_widget(
@@ -297,14 +298,7 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
                 .map(|(c, n)| format!("-{c} {}", human(*n as f64))),
         )
         .collect();
-    lines.push(Line::from(format!(
-        "by cause: {}",
-        if causes.is_empty() {
-            "-".to_string()
-        } else {
-            causes.join("  ")
-        }
-    )));
+    lines.push(Line::from(format!("by cause: {}", list_or(&causes, "-"))));
     let pairs: Vec<String> = v
         .pairs
         .iter()
@@ -317,15 +311,7 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
             )
         })
         .collect();
-    lines.push(Line::from(format!(
-        "tier pairs: {}",
-        if pairs.is_empty() {
-            "-".to_string()
-        } else {
-            pairs.join("  ")
-        }
-    )));
-    let bl = &v.batch_latency;
+    lines.push(Line::from(format!("tier pairs: {}", list_or(&pairs, "-"))));
     lines.push(Line::from(format!(
         "migrated {}  failed {}  batch p50 {} p99 {}",
         human(v.migrated as f64),
@@ -351,13 +337,8 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
         .collect();
     lines.push(Line::from(format!(
         "promotion refused: {}",
-        if refused.is_empty() {
-            "none".to_string()
-        } else {
-            refused.join("  ")
-        }
+        list_or(&refused, "none")
     )));
-    let res = &v.residency;
     lines.push(Line::from(format!(
         "ping-pong {} ({}/s), stayed p50 {}   hint faults {}",
         v.bounces,
@@ -370,6 +351,15 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
         human(v.hint_faults as f64),
     )));
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), parts[4]);
+}
+
+/// The items joined by two spaces, or `empty` when there are none.
+fn list_or(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join("  ")
+    }
 }
 
 fn processes(f: &mut Frame, area: Rect, d: &Dashboard) {
