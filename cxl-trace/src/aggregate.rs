@@ -10,7 +10,10 @@ use serde_json::{json, Map, Value};
 use crate::{
     event::{Comm, Event, Fault, FaultKind, FaultMode, MigrateBatch, MigrateReason},
     rare::RareDecoder,
-    tiers::{cause, fold_folio, Availability, BatchFolios, PingPongTracker, TierMap, TierTotals},
+    tiers::{
+        cause, fold_folio, Availability, BatchFolios, Direction, PingPongTracker, TierMap,
+        TierTotals,
+    },
 };
 
 /// Highest latency the histograms track: 10 s in ns.
@@ -468,21 +471,8 @@ impl Aggregator {
                 let why = cause(m.reason, &m.comm);
                 let moves = &mut self.interval.tiers.moves;
                 let (parts, exact) = pending.folios.split(m.succeeded);
+                // Pages of this batch moved up and down a tier, for the migrating process.
                 let (mut up, mut down) = (0, 0);
-                for ((src, dst), pages) in &parts {
-                    if let (Some(s), Some(d)) = (src, dst) {
-                        match crate::tiers::direction(*s, *d) {
-                            crate::tiers::Direction::Promotion => up += pages,
-                            crate::tiers::Direction::Demotion => down += pages,
-                            crate::tiers::Direction::Lateral => {}
-                        }
-                    }
-                }
-                if up + down > 0 {
-                    let row = self.interval.processes.entry(m.pid).or_default();
-                    row.promoted += up;
-                    row.demoted += down;
-                }
                 if parts.is_empty() {
                     moves.add(None, None, m.succeeded, m.reason, &why);
                 } else {
@@ -492,8 +482,17 @@ impl Aggregator {
                         moves.apportioned_batches += 1;
                     }
                     for ((src, dst), pages) in parts {
-                        moves.add(src, dst, pages, m.reason, &why);
+                        match moves.add(src, dst, pages, m.reason, &why) {
+                            Some(Direction::Promotion) => up += pages,
+                            Some(Direction::Demotion) => down += pages,
+                            _ => {}
+                        }
                     }
+                }
+                if up + down > 0 {
+                    let row = self.interval.processes.entry(m.pid).or_default();
+                    row.promoted += up;
+                    row.demoted += down;
                 }
                 if m.succeeded > 0 {
                     let row = self.interval.processes.entry(m.pid).or_default();
@@ -772,6 +771,20 @@ mod tests {
         assert_eq!((m.exact_batches, m.apportioned_batches), (2, 0));
         assert_eq!(iv.tiers.pingpong.bounces, 1);
         assert_eq!(iv.tiers.pingpong.by_pid.get(&10), Some(&1));
+        // Per process: the reclaimer demoted, the faulting task promoted; the unattributed
+        // syscall batch moved nothing up or down.
+        assert_eq!(
+            (iv.processes[&9].promoted, iv.processes[&9].demoted),
+            (0, 514)
+        );
+        assert_eq!(
+            (iv.processes[&10].promoted, iv.processes[&10].demoted),
+            (1, 0)
+        );
+        assert_eq!(
+            (iv.processes[&11].promoted, iv.processes[&11].demoted),
+            (0, 0)
+        );
         let v = a.window_json(
             "interval",
             0.0,

@@ -257,7 +257,8 @@ impl Default for TierMoves {
 }
 
 impl TierMoves {
-    /// Adds `pages` that went from `src` to `dst` because of `cause`.
+    /// Adds `pages` that went from `src` to `dst` because of `cause`. Returns the direction
+    /// when both tiers are known.
     pub fn add(
         &mut self,
         src: Option<u32>,
@@ -265,23 +266,32 @@ impl TierMoves {
         pages: u64,
         reason: MigrateReason,
         cause: &str,
-    ) {
+    ) -> Option<Direction> {
         if pages == 0 {
-            return;
+            return None;
         }
         *self.pairs.entry((src, dst)).or_default() += pages;
         match (src, dst) {
-            (Some(s), Some(d)) => match direction(s, d) {
-                Direction::Promotion => *self.promotions.entry(cause.into()).or_default() += pages,
-                Direction::Demotion => *self.demotions.entry(cause.into()).or_default() += pages,
-                Direction::Lateral => self.lateral += pages,
-            },
+            (Some(s), Some(d)) => {
+                let dir = direction(s, d);
+                match dir {
+                    Direction::Promotion => {
+                        *self.promotions.entry(cause.into()).or_default() += pages
+                    }
+                    Direction::Demotion => {
+                        *self.demotions.entry(cause.into()).or_default() += pages
+                    }
+                    Direction::Lateral => self.lateral += pages,
+                }
+                return Some(dir);
+            }
             // A demotion goes to a slower tier by definition, even when the tiers are unknown.
             _ if reason == MigrateReason::Demotion => {
                 *self.demotions.entry(cause.into()).or_default() += pages
             }
             _ => self.unattributed += pages,
         }
+        None
     }
 
     /// Adds another window.
