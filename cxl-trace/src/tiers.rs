@@ -85,6 +85,18 @@ pub struct Availability {
 }
 
 impl Availability {
+    /// Every hook unavailable for the same `reason`.
+    pub fn none(reason: &str) -> Self {
+        let r = Some(reason.to_string());
+        Self {
+            latency: r.clone(),
+            folio: r.clone(),
+            numa: r.clone(),
+            decision: r.clone(),
+            demote: r,
+        }
+    }
+
     fn json(reason: &Option<String>) -> Value {
         match reason {
             None => json!({"available": true}),

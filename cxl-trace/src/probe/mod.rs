@@ -424,13 +424,7 @@ impl Tracer {
                 statuses.push(attach_tracepoint(&mut ebpf, &tracefs, tp));
             }
         }
-        let mut availability = Availability {
-            latency: Some("not requested".into()),
-            folio: Some("not requested".into()),
-            numa: Some("not requested".into()),
-            decision: Some("not requested".into()),
-            demote: Some("not requested".into()),
-        };
+        let mut availability = Availability::none("not requested");
         // Parsed once (several MB): the function hooks and doctor's attach-kind probes use it.
         let btf = if cfg.functions || cfg.probe_attach_kinds {
             Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {}", flatten_error(&e)))
@@ -456,7 +450,7 @@ impl Tracer {
                     },
                     None,
                 );
-                availability.latency = unavailable_reason(&st.iter().collect::<Vec<_>>());
+                availability.latency = unavailable_reason(&st);
                 statuses.extend(st);
                 if availability.latency.is_none() {
                     // Names the node of pages allocated during a fault.
@@ -471,7 +465,7 @@ impl Tracer {
                     },
                     None,
                 );
-                availability.numa = unavailable_reason(&st.iter().collect::<Vec<_>>());
+                availability.numa = unavailable_reason(&st);
                 statuses.extend(st);
             }
             if cfg.migrations && migrate_layout.is_some() {
@@ -495,7 +489,7 @@ impl Tracer {
                     },
                     vmemmap_note,
                 );
-                availability.folio = unavailable_reason(&st.iter().collect::<Vec<_>>());
+                availability.folio = unavailable_reason(&st);
                 statuses.extend(st);
 
                 // Promotion decisions: the decision plus the candidate counter, then the
@@ -544,7 +538,7 @@ impl Tracer {
                         parts.extend(hooks.attach(&mut ebpf, hook, note));
                     }
                 }
-                availability.decision = unavailable_reason(&parts.iter().collect::<Vec<_>>());
+                availability.decision = unavailable_reason(&parts);
                 statuses.extend(parts);
                 let st = hooks.attach(
                     &mut ebpf,
@@ -559,15 +553,11 @@ impl Tracer {
                     (kernel_layout.node_data_addr == 0)
                         .then_some("no node_data in /proc/kallsyms: source nodes unknown"),
                 );
-                availability.demote = unavailable_reason(&st.iter().collect::<Vec<_>>());
+                availability.demote = unavailable_reason(&st);
                 statuses.extend(st);
             }
         } else {
-            availability.latency = Some("function hooks disabled".into());
-            availability.folio = Some("function hooks disabled".into());
-            availability.numa = Some("function hooks disabled".into());
-            availability.decision = Some("function hooks disabled".into());
-            availability.demote = Some("function hooks disabled".into());
+            availability = Availability::none("function hooks disabled");
         }
         if cfg.rare {
             for r in &RARE {
@@ -708,7 +698,7 @@ const ALLOC_TP: TpSpec = TpSpec {
 };
 
 /// `None` when every status is live, else the first reason.
-fn unavailable_reason(sts: &[&ProbeStatus]) -> Option<String> {
+fn unavailable_reason(sts: &[ProbeStatus]) -> Option<String> {
     sts.iter()
         .find(|s| !s.is_live())
         .map(|s| format!("{}: {}", s.name, s.reason))
