@@ -69,6 +69,13 @@ pub fn tier_label(t: Option<u32>) -> String {
     }
 }
 
+/// Adds the counts of `from` to `into`, key by key (how every counter map here merges).
+pub fn add_counts<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
 /// Which hooks fed this window, and why the others did not.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Availability {
@@ -308,15 +315,9 @@ impl TierMoves {
 
     /// Adds another window.
     pub fn merge(&mut self, o: &TierMoves) {
-        for (k, v) in &o.pairs {
-            *self.pairs.entry(*k).or_default() += v;
-        }
-        for (k, v) in &o.promotions {
-            *self.promotions.entry(k.clone()).or_default() += v;
-        }
-        for (k, v) in &o.demotions {
-            *self.demotions.entry(k.clone()).or_default() += v;
-        }
+        add_counts(&mut self.pairs, &o.pairs);
+        add_counts(&mut self.promotions, &o.promotions);
+        add_counts(&mut self.demotions, &o.demotions);
         self.lateral += o.lateral;
         self.unattributed += o.unattributed;
         self.exact_batches += o.exact_batches;
@@ -538,12 +539,8 @@ impl Decisions {
         self.approved += o.approved;
         self.prepared += o.prepared;
         self.candidate_pages += o.candidate_pages;
-        for (k, v) in &o.refused {
-            *self.refused.entry(k).or_default() += v;
-        }
-        for (k, v) in &o.refused_by_pid {
-            *self.refused_by_pid.entry(*k).or_default() += v;
-        }
+        add_counts(&mut self.refused, &o.refused);
+        add_counts(&mut self.refused_by_pid, &o.refused_by_pid);
     }
 
     /// All refusals.
@@ -600,9 +597,7 @@ impl DemoteByNode {
     /// Adds another window.
     pub fn merge(&mut self, o: &DemoteByNode) {
         self.batches += o.batches;
-        for (k, v) in &o.pages {
-            *self.pages.entry(*k).or_default() += v;
-        }
+        add_counts(&mut self.pages, &o.pages);
     }
 
     fn to_json(&self, avail: &Option<String>, tiers: &TierMap) -> Value {
@@ -818,12 +813,8 @@ impl RareCounts {
 
     /// Adds another window (the log keeps the newest entries).
     pub fn merge(&mut self, o: &RareCounts) {
-        for (k, v) in &o.by_event {
-            *self.by_event.entry(k.clone()).or_default() += v;
-        }
-        for (k, v) in &o.kswapd_wakes {
-            *self.kswapd_wakes.entry(*k).or_default() += v;
-        }
+        add_counts(&mut self.by_event, &o.by_event);
+        add_counts(&mut self.kswapd_wakes, &o.kswapd_wakes);
         for v in &o.log {
             self.log_entry(v.clone());
         }

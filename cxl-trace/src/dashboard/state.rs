@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::{
     aggregate::{new_histogram, Totals},
     event::FaultClass,
-    tiers::REFUSAL_CAUSES,
+    tiers::{add_counts, REFUSAL_CAUSES},
 };
 
 /// Samples kept (at the default 1 s interval: ten minutes).
@@ -105,20 +105,14 @@ pub struct Churn {
     pub hint_faults: u64,
 }
 
-fn add_map<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
-    for (k, v) in from {
-        *into.entry(k.clone()).or_default() += v;
-    }
-}
-
 impl Churn {
     /// Adds another interval.
     pub fn add(&mut self, o: &Churn) {
-        add_map(&mut self.promotions, &o.promotions);
-        add_map(&mut self.demotions, &o.demotions);
-        add_map(&mut self.pairs, &o.pairs);
-        add_map(&mut self.by_reason, &o.by_reason);
-        add_map(&mut self.refused, &o.refused);
+        add_counts(&mut self.promotions, &o.promotions);
+        add_counts(&mut self.demotions, &o.demotions);
+        add_counts(&mut self.pairs, &o.pairs);
+        add_counts(&mut self.by_reason, &o.by_reason);
+        add_counts(&mut self.refused, &o.refused);
         self.migrated += o.migrated;
         self.failed += o.failed;
         self.bounces += o.bounces;
