@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 const PAGE: usize = 4096;
 const MPOL_DEFAULT: i64 = 0;
@@ -33,6 +33,17 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Memory placed on one node and moved to another.
+#[derive(Args)]
+struct Transfer {
+    #[arg(long)]
+    mib: u64,
+    #[arg(long)]
+    from: u32,
+    #[arg(long)]
+    to: u32,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Map, touch and unmap pages.
@@ -46,23 +57,9 @@ enum Cmd {
         node: Option<u32>,
     },
     /// Place memory on one node and move it to another with move_pages(2).
-    Move {
-        #[arg(long)]
-        mib: u64,
-        #[arg(long)]
-        from: u32,
-        #[arg(long)]
-        to: u32,
-    },
+    Move(Transfer),
     /// Place memory on one node and move it with mbind(2) MPOL_MF_MOVE.
-    Mbind {
-        #[arg(long)]
-        mib: u64,
-        #[arg(long)]
-        from: u32,
-        #[arg(long)]
-        to: u32,
-    },
+    Mbind(Transfer),
     /// Place memory and keep it (optionally writing it in a hot loop).
     Hold {
         #[arg(long)]
@@ -246,7 +243,7 @@ fn run(cmd: Cmd) -> Result<String, String> {
                 "{{\"pages\":{pages},\"rounds\":{rounds},\"minflt\":{minflt},\"majflt\":{majflt}}}"
             ))
         }
-        Cmd::Move { mib, from, to } => {
+        Cmd::Move(Transfer { mib, from, to }) => {
             let r = placed(mib, Some(from))?;
             // The binding would pin the pages to `from`; move_pages ignores it, but drop it
             // anyway so the result does not depend on that.
@@ -261,7 +258,7 @@ fn run(cmd: Cmd) -> Result<String, String> {
                 nodes_json(&after)
             ))
         }
-        Cmd::Mbind { mib, from, to } => {
+        Cmd::Mbind(Transfer { mib, from, to }) => {
             let r = placed(mib, Some(from))?;
             let before = r.nodes()?;
             r.mbind(Some(to), MPOL_MF_MOVE)?;
