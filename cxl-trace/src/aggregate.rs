@@ -732,14 +732,11 @@ mod tests {
 
     /// Node 0 (tier 4) holds pfns 0..1000, node 1 (tier 72) pfns 1000..2000.
     fn two_tiers() -> Aggregator {
-        let tiers = TierMap {
-            pfns: crate::topology::PfnMap {
-                pages_per_block: 1000,
-                blocks: [(0, 0), (1, 1)].into_iter().collect(),
-            },
-            node_tier: [(0, 4), (1, 72)].into_iter().collect(),
-        };
-        Aggregator::with_context(tiers, RareDecoder::default(), Availability::default())
+        Aggregator::with_context(
+            crate::testutil::two_tier_map(),
+            RareDecoder::default(),
+            Availability::default(),
+        )
     }
 
     #[test]
@@ -807,20 +804,7 @@ mod tests {
     fn fault_latency_is_tagged_with_the_tier_of_the_page() {
         let mut a = two_tiers();
         let f = |pfn: Option<u64>, node: Option<u32>, flags: u32| {
-            Event::FaultLatency(crate::event::FaultLatency {
-                ts_ns: 0,
-                pid: 1,
-                tid: 1,
-                cpu: 0,
-                comm: Comm::default(),
-                address: 0,
-                latency_ns: 2_000,
-                alloc_pfn: pfn,
-                ret: 0,
-                flags,
-                numa_node: node,
-                retries: 0,
-            })
+            Event::FaultLatency(crate::testutil::timed_fault(2_000, flags, pfn, node))
         };
         use cxl_trace_common::fault_flags::{ALLOC, NUMA_HINT};
         a.ingest(&f(Some(1500), None, ALLOC)); // new page on node 1

@@ -13,6 +13,8 @@ pub mod error;
 pub mod event;
 pub mod probe;
 pub mod rare;
+#[cfg(test)]
+mod testutil;
 pub mod tiers;
 pub mod top;
 pub mod topology;

@@ -935,19 +935,7 @@ pub fn fold_folio(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn comm(s: &str) -> Comm {
-        let mut c = [0u8; 16];
-        c[..s.len()].copy_from_slice(s.as_bytes());
-        Comm(c)
-    }
-
-    fn two_tiers() -> TierMap {
-        TierMap {
-            pfns: PfnMap::default(),
-            node_tier: [(0, 4), (1, 72)].into_iter().collect(),
-        }
-    }
+    use crate::testutil::comm;
 
     fn step(src: Option<u32>, cand: i64, verdict: Verdict) -> PromoteDecision {
         PromoteDecision {
@@ -963,7 +951,7 @@ mod tests {
 
     #[test]
     fn decisions_split_threshold_from_placement() {
-        let t = two_tiers();
+        let t = crate::testutil::two_tier_map();
         assert_eq!(t.top_tier(), Some(4));
         let mut d = Decisions::default();
         d.add(&step(Some(1), 0, Verdict::RefusedThreshold), &t);
@@ -997,7 +985,7 @@ mod tests {
 
     #[test]
     fn demotions_by_source_node() {
-        let t = two_tiers();
+        let t = crate::testutil::two_tier_map();
         let mut d = DemoteByNode::default();
         for (nid, pages) in [(Some(0), 32), (Some(0), 31), (None, 5)] {
             d.add(&DemoteBatch {
@@ -1120,20 +1108,7 @@ mod tests {
 
     #[test]
     fn latency_table_by_tier_and_class() {
-        let f = |lat: u64, flags: u32| FaultLatency {
-            ts_ns: 0,
-            pid: 1,
-            tid: 1,
-            cpu: 0,
-            comm: Comm::default(),
-            address: 0,
-            latency_ns: lat,
-            alloc_pfn: None,
-            ret: 0,
-            flags,
-            numa_node: None,
-            retries: 0,
-        };
+        let f = |lat: u64, flags: u32| crate::testutil::timed_fault(lat, flags, None, None);
         let mut t = LatencyTable::default();
         t.record(&f(1_000, cxl_trace_common::fault_flags::ALLOC), Some(4));
         t.record(&f(4_000, cxl_trace_common::fault_flags::ALLOC), Some(72));

@@ -6,7 +6,8 @@ use super::state::*;
 use super::view;
 use crate::{
     aggregate::{new_histogram, ProcRow, Totals},
-    event::{Comm, FaultClass},
+    event::FaultClass,
+    testutil::comm,
 };
 
 fn header(latency_unavailable: Option<&str>) -> HeaderInfo {
@@ -23,12 +24,6 @@ fn header(latency_unavailable: Option<&str>) -> HeaderInfo {
         unavailable: vec![],
         latency_unavailable: latency_unavailable.map(String::from),
     }
-}
-
-fn comm(s: &str) -> Comm {
-    let mut c = [0u8; 16];
-    c[..s.len()].copy_from_slice(s.as_bytes());
-    Comm(c)
 }
 
 /// A busy interval: faults on two tiers, promotions, demotions, a refusal, a bounce.
