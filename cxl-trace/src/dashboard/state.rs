@@ -2,16 +2,14 @@
 //!
 //! The event loop turns each interval of aggregated events into a [`Sample`] and each key press
 //! into a [`Msg`]; [`Dashboard::update`] folds them in and recomputes the [`WindowView`] the
-//! drawing code shows. Time windows (keys `1`..`9`) cover the last N samples; latency
-//! histograms of past samples are kept in hdrhistogram's compact V2 encoding so ten minutes of
-//! history stay small.
+//! drawing code shows. Time windows (keys `1`..`9`) cover the last N samples, or the whole run
+//! (accumulated as samples arrive, so it is not limited by the history). Past samples keep
+//! only the recorded buckets of their latency histograms, so ten minutes of history stay small
+//! and a window is rebuilt without allocating a histogram per sample.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use hdrhistogram::{
-    serialization::{Deserializer, Serializer, V2Serializer},
-    Histogram,
-};
+use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use crate::{
@@ -147,31 +145,31 @@ pub struct Sample {
     pub tool_cpu_s: f64,
     /// BPF program run time, ns (0 when BPF stats are off).
     pub bpf_run_ns: u64,
-    /// Latency histograms (V2-encoded).
-    pub latency: BTreeMap<LatKey, Vec<u8>>,
-    /// Migration batch latency (V2-encoded).
-    pub batch_latency: Vec<u8>,
-    /// Ping-pong residency (V2-encoded).
-    pub residency: Vec<u8>,
+    /// Latency histograms (recorded buckets).
+    pub latency: BTreeMap<LatKey, Buckets>,
+    /// Migration batch latency (recorded buckets).
+    pub batch_latency: Buckets,
+    /// Ping-pong residency (recorded buckets).
+    pub residency: Buckets,
     /// Busiest processes.
     pub procs: HashMap<u32, ProcSample>,
     /// Event log entries (RAS, hotplug, topology).
     pub log: Vec<String>,
 }
 
-fn encode(h: &Histogram<u64>) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Serialising to a Vec cannot fail on I/O; an impossible error leaves the sample empty.
-    let _ = V2Serializer::new().serialize(h, &mut out);
-    out
+/// The recorded buckets of a histogram: (value, count) pairs.
+pub type Buckets = Vec<(u64, u64)>;
+
+fn recorded(h: &Histogram<u64>) -> Buckets {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
 }
 
-fn decode_into(bytes: &[u8], into: &mut Histogram<u64>) {
-    if bytes.is_empty() {
-        return;
-    }
-    if let Ok(h) = Deserializer::new().deserialize::<u64, _>(&mut &bytes[..]) {
-        let _ = into.add(&h);
+fn record_into(b: &Buckets, into: &mut Histogram<u64>) {
+    for &(value, count) in b {
+        // Values came out of a histogram with the same bounds, so they fit.
+        let _ = into.record_n(value, count);
     }
 }
 
@@ -181,7 +179,7 @@ impl Sample {
         let mut latency = BTreeMap::new();
         for (k, h) in &t.tiers.latency.by {
             if !h.is_empty() {
-                latency.insert(*k, encode(h));
+                latency.insert(*k, recorded(h));
             }
         }
         let mut rows: Vec<(&u32, &crate::aggregate::ProcRow)> = t.processes.iter().collect();
@@ -231,8 +229,8 @@ impl Sample {
             tool_cpu_s: 0.0,
             bpf_run_ns: 0,
             latency,
-            batch_latency: encode(&t.migrations.batch_latency),
-            residency: encode(&t.tiers.pingpong.residency),
+            batch_latency: recorded(&t.migrations.batch_latency),
+            residency: recorded(&t.tiers.pingpong.residency),
             procs,
             log: t.tiers.rare.log.iter().map(log_line).collect(),
         }
@@ -390,8 +388,8 @@ pub struct WindowView {
     pub seconds: f64,
     /// Samples covered.
     pub samples: usize,
-    /// Events per second.
-    pub events_per_s: f64,
+    /// Events aggregated.
+    pub events: u64,
     /// Faults.
     pub faults: u64,
     /// Drops.
@@ -404,12 +402,14 @@ pub struct WindowView {
     pub batch_latency: Histogram<u64>,
     /// Ping-pong residency.
     pub residency: Histogram<u64>,
-    /// Processes, sorted.
+    /// Processes, sorted (filled from `proc_rows` when the view is shown).
     pub procs: Vec<ProcView>,
-    /// Tool CPU share of one core over the window (0..1).
-    pub tool_cpu: f64,
-    /// BPF run time share of one core over the window (0..1).
-    pub bpf_cpu: f64,
+    /// Per-process sums.
+    proc_rows: HashMap<u32, ProcSample>,
+    /// CPU time of the tool, s.
+    pub tool_cpu_s: f64,
+    /// BPF program run time, ns.
+    pub bpf_run_ns: u64,
 }
 
 impl Default for WindowView {
@@ -417,7 +417,7 @@ impl Default for WindowView {
         Self {
             seconds: 0.0,
             samples: 0,
-            events_per_s: 0.0,
+            events: 0,
             faults: 0,
             drops: 0,
             churn: Churn::default(),
@@ -425,13 +425,63 @@ impl Default for WindowView {
             batch_latency: new_histogram(),
             residency: new_histogram(),
             procs: Vec::new(),
-            tool_cpu: 0.0,
-            bpf_cpu: 0.0,
+            proc_rows: HashMap::new(),
+            tool_cpu_s: 0.0,
+            bpf_run_ns: 0,
         }
     }
 }
 
 impl WindowView {
+    /// Folds one sample in.
+    pub fn add(&mut self, s: &Sample) {
+        self.samples += 1;
+        self.seconds += s.interval_s;
+        self.events += s.events;
+        self.faults += s.faults;
+        self.drops += s.drops;
+        self.churn.add(&s.churn);
+        self.tool_cpu_s += s.tool_cpu_s;
+        self.bpf_run_ns += s.bpf_run_ns;
+        for (k, b) in &s.latency {
+            record_into(b, self.latency.entry(*k).or_insert_with(new_histogram));
+        }
+        record_into(&s.batch_latency, &mut self.batch_latency);
+        record_into(&s.residency, &mut self.residency);
+        for (pid, p) in &s.procs {
+            let r = self.proc_rows.entry(*pid).or_default();
+            r.comm.clone_from(&p.comm);
+            r.faults += p.faults;
+            r.hint_faults += p.hint_faults;
+            r.promoted += p.promoted;
+            r.demoted += p.demoted;
+            r.pingpong += p.pingpong;
+        }
+    }
+
+    fn per_s(&self, x: f64) -> f64 {
+        if self.seconds > 0.0 {
+            x / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// Events per second.
+    pub fn events_per_s(&self) -> f64 {
+        self.per_s(self.events as f64)
+    }
+
+    /// Tool CPU share of one core (0..1).
+    pub fn tool_cpu(&self) -> f64 {
+        self.per_s(self.tool_cpu_s)
+    }
+
+    /// BPF run time share of one core (0..1).
+    pub fn bpf_cpu(&self) -> f64 {
+        self.per_s(self.bpf_run_ns as f64 / 1e9)
+    }
+
     /// Latency tiers present (sorted, unknown last).
     pub fn tiers(&self) -> Vec<Option<u32>> {
         let mut t: Vec<Option<u32>> = self.latency.keys().map(|k| k.0).collect();
@@ -484,6 +534,8 @@ pub struct Dashboard {
     pub elapsed_s: f64,
     /// The computed view.
     pub view: WindowView,
+    /// Everything since the start or the last reset (the whole-run window).
+    pub cumulative: WindowView,
 }
 
 impl Dashboard {
@@ -504,6 +556,7 @@ impl Dashboard {
             since_reset: 0,
             elapsed_s: 0.0,
             view: WindowView::default(),
+            cumulative: WindowView::default(),
         }
     }
 
@@ -522,6 +575,7 @@ impl Dashboard {
                 if self.history.len() >= HISTORY {
                     self.history.pop_front();
                 }
+                self.cumulative.add(&s);
                 self.history.push_back(*s);
                 self.since_reset = (self.since_reset + 1).min(HISTORY);
                 if !self.paused {
@@ -552,6 +606,7 @@ impl Dashboard {
                 // Histograms and counts start again from the next sample; the sparklines keep
                 // their history.
                 self.since_reset = 0;
+                self.cumulative = WindowView::default();
                 self.recompute();
             }
             Key::Char('s') => {
@@ -606,12 +661,10 @@ impl Dashboard {
 
     /// Samples the selected window covers (bounded by the last reset).
     pub fn window_len(&self) -> usize {
-        let want = WINDOWS
-            .get(self.window)
-            .copied()
-            .flatten()
-            .unwrap_or(HISTORY);
-        want.min(self.since_reset).min(self.history.len())
+        match WINDOWS.get(self.window).copied().flatten() {
+            Some(n) => n.min(self.since_reset).min(self.history.len()),
+            None => self.cumulative.samples,
+        }
     }
 
     /// Label of the selected window.
@@ -623,45 +676,23 @@ impl Dashboard {
     }
 
     fn recompute(&mut self) {
-        let n = self.window_len();
-        let mut v = WindowView {
-            samples: n,
-            ..WindowView::default()
+        let mut v = match WINDOWS.get(self.window).copied().flatten() {
+            None => self.cumulative.clone(),
+            Some(_) => {
+                let mut v = WindowView::default();
+                for s in self.history.iter().rev().take(self.window_len()) {
+                    v.add(s);
+                }
+                v
+            }
         };
-        let mut procs: HashMap<u32, ProcSample> = HashMap::new();
-        let mut cpu_s = 0.0;
-        let mut bpf_ns = 0u64;
-        for s in self.history.iter().rev().take(n) {
-            v.seconds += s.interval_s;
-            v.faults += s.faults;
-            v.drops += s.drops;
-            v.events_per_s += s.events as f64;
-            v.churn.add(&s.churn);
-            cpu_s += s.tool_cpu_s;
-            bpf_ns += s.bpf_run_ns;
-            for (k, bytes) in &s.latency {
-                decode_into(bytes, v.latency.entry(*k).or_insert_with(new_histogram));
-            }
-            decode_into(&s.batch_latency, &mut v.batch_latency);
-            decode_into(&s.residency, &mut v.residency);
-            for (pid, p) in &s.procs {
-                let r = procs.entry(*pid).or_default();
-                r.comm.clone_from(&p.comm);
-                r.faults += p.faults;
-                r.hint_faults += p.hint_faults;
-                r.promoted += p.promoted;
-                r.demoted += p.demoted;
-                r.pingpong += p.pingpong;
-            }
-        }
-        if v.seconds > 0.0 {
-            v.events_per_s /= v.seconds;
-            v.tool_cpu = cpu_s / v.seconds;
-            v.bpf_cpu = bpf_ns as f64 / 1e9 / v.seconds;
-        }
-        v.procs = procs
-            .into_iter()
-            .map(|(pid, row)| ProcView { pid, row })
+        v.procs = v
+            .proc_rows
+            .iter()
+            .map(|(pid, row)| ProcView {
+                pid: *pid,
+                row: row.clone(),
+            })
             .collect();
         self.view = v;
         self.sort_procs();

@@ -212,6 +212,35 @@ fn reset_pause_and_history_bound() {
 }
 
 #[test]
+fn whole_run_outlives_the_history() {
+    let mut d = Dashboard::new(header(None));
+    d.update(Msg::Key(Key::Char('9')));
+    let n = HISTORY + 5;
+    for _ in 0..n {
+        d.update(Msg::Sample(Box::new(Sample::from_totals(
+            &busy_totals(1),
+            1.0,
+            0,
+        ))));
+    }
+    assert_eq!(d.history.len(), HISTORY);
+    assert_eq!(d.window_label(), "whole run");
+    assert_eq!(d.view.samples, n);
+    assert_eq!(d.view.faults, 900 * n as u64);
+    assert_eq!(d.view.histogram(Some(4), None).len(), 100 * n as u64);
+    assert_eq!(d.view.procs.len(), 2);
+    assert!((d.view.events_per_s() - 1000.0).abs() < 1e-9);
+    // The last-600 window is bounded by the history.
+    d.update(Msg::Key(Key::Char('8')));
+    assert_eq!(d.view.samples, HISTORY);
+    // Reset clears the whole-run sums too.
+    d.update(Msg::Key(Key::Char('9')));
+    d.update(Msg::Key(Key::Char('r')));
+    assert_eq!(d.view.samples, 0);
+    assert_eq!(d.view.faults, 0);
+}
+
+#[test]
 fn keys_sort_select_focus_and_quit() {
     let mut d = busy_dashboard();
     assert_eq!(d.view.procs[0].row.comm, "kswapd0"); // ties at 0 faults: pid order

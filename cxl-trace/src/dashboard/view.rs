@@ -103,10 +103,10 @@ fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
         ]),
         Line::from(format!(
             "{:.0} ev/s  drops {}  tool cpu {:.1}%  bpf {:.2}%  probes {} live, {} unavailable  {}{}",
-            v.events_per_s,
+            v.events_per_s(),
             v.drops,
-            v.tool_cpu * 100.0,
-            v.bpf_cpu * 100.0,
+            v.tool_cpu() * 100.0,
+            v.bpf_cpu() * 100.0,
             h.live.len(),
             h.unavailable.len(),
             d.window_label(),
