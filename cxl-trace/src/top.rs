@@ -367,7 +367,6 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
                          ui: &mut Option<Ui>|
      -> Result<bool> {
         let now = monotonic_ns();
-        let vm = vmstat::read()?;
         let drops = tracer.drops();
         refresh_topology(agg, topo_state);
         let iv = agg.end_interval();
@@ -387,17 +386,22 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
                 ui.screen.draw(&ui.dash)?;
                 Ok(true)
             }
-            None => emit(&agg.window_json(
-                "interval",
-                (now - start_ns) as f64 / 1e9,
-                interval_s,
-                &iv,
-                &dropped,
-                &vm.delta(vm_last),
-                opts.top,
-            )),
+            // Only the JSON lines carry vmstat deltas; the dashboard does not read them.
+            None => {
+                let vm = vmstat::read()?;
+                let line = agg.window_json(
+                    "interval",
+                    (now - start_ns) as f64 / 1e9,
+                    interval_s,
+                    &iv,
+                    &dropped,
+                    &vm.delta(vm_last),
+                    opts.top,
+                );
+                *vm_last = vm;
+                emit(&line)
+            }
         };
-        *vm_last = vm;
         *drops_last = drops;
         *last_ns = now;
         out
