@@ -59,8 +59,12 @@ pub mod kind {
     pub const PROMOTE_DECISION: u16 = 9;
     /// A [`DemoteBatchEvent`](super::DemoteBatchEvent) from fexit `demote_folio_list`.
     pub const DEMOTE_BATCH: u16 = 10;
+    /// A [`MigrationPteEvent`](super::MigrationPteEvent) from `migrate:remove_migration_pte`
+    /// or `thp:remove_migration_pmd`: the per-folio fallback where `move_to_new_folio` cannot
+    /// be hooked.
+    pub const MIGRATION_PTE: u16 = 11;
     /// One past the highest kind; sizes the per-kind stat slots.
-    pub const MAX: u16 = 11;
+    pub const MAX: u16 = 12;
 }
 
 /// Indexes into the per-CPU `STATS` array.
@@ -338,6 +342,34 @@ pub struct FolioMigrateEvent {
     pub reason: u32,
 }
 
+/// A folio mapped again after migration, from the tracepoints alone: the migration entry
+/// `set_migration_pte`/`set_migration_pmd` wrote (it encodes the source pfn) and the entry
+/// `remove_migration_pte`/`remove_migration_pmd` wrote in its place (the destination pfn, or
+/// the source again when the folio stayed). One event per folio: further mappings of the same
+/// folio by the same thread are not sent. Only emitted inside a migration batch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrationPteEvent {
+    /// Common header; `kind` is `MIGRATION_PTE`.
+    pub hdr: EventHeader,
+    /// User virtual address of the mapping.
+    pub addr: u64,
+    /// The migration entry written at unmap time, or `u64::MAX` when it was not seen.
+    pub old_entry: u64,
+    /// The page table entry written back.
+    pub new_entry: u64,
+    /// From unmap (set) to remap (remove), ns; 0 when the set was not seen.
+    pub unmapped_ns: u64,
+    /// Folio order (`order` field; 9 for a PMD).
+    pub order: u32,
+    /// `enum migrate_reason` of the batch in progress on this thread.
+    pub reason: u32,
+    /// 1 for a PMD entry (`thp:*_migration_pmd`), 0 for a PTE.
+    pub pmd: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
 /// Stages of [`PromoteDecisionEvent::stage`].
 pub mod decision_stage {
     /// `should_numa_migrate_memory` returned: `result` is 1 (migrate) or 0 (refused),
@@ -537,6 +569,8 @@ mod pod {
     unsafe impl aya::Pod for PromoteDecisionEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for DemoteBatchEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for MigrationPteEvent {}
 }
 
 // Layout checks, evaluated at compile time on both targets.
@@ -565,6 +599,7 @@ const _: () = {
     assert!(size_of::<RawTpEvent>() == 288);
     assert!(size_of::<PromoteDecisionEvent>() == 56);
     assert!(size_of::<DemoteBatchEvent>() == 32);
+    assert!(size_of::<MigrationPteEvent>() == 72);
     assert!(offset_of!(RawTpEvent, data) == 32);
 };
 
@@ -588,6 +623,7 @@ mod tests {
             size_of::<RawTpEvent>(),
             size_of::<PromoteDecisionEvent>(),
             size_of::<DemoteBatchEvent>(),
+            size_of::<MigrationPteEvent>(),
         ] {
             assert_eq!(size % 8, 0, "record size {size} is not a multiple of 8");
         }

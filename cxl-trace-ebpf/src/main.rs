@@ -19,6 +19,7 @@ mod faults;
 mod follow;
 mod migrate;
 mod promote;
+mod ptes;
 mod rare;
 mod shared;
 mod tiering;

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    event::{Comm, Event, Fault, FaultKind, FaultMode, MigrateBatch, MigrateReason},
+    event::{Comm, Event, Fault, FaultKind, FaultMode, FolioMigrate, MigrateBatch, MigrateReason},
     rare::RareDecoder,
     tiers::{
         cause, fold_folio, Availability, BatchFolios, Direction, PingPongTracker, TierMap,
@@ -376,7 +376,11 @@ impl Aggregator {
                 f.insert("by_tier".into(), Value::Object(by_tier));
             }
             if let Some(Value::Object(mig)) = m.get_mut("migrations") {
-                for (k, x) in totals.tiers.moves.to_json(&self.avail.folio) {
+                for (k, x) in totals
+                    .tiers
+                    .moves
+                    .to_json(&self.avail.folio, &self.avail.copy)
+                {
                     mig.insert(k, x);
                 }
             }
@@ -414,23 +418,10 @@ impl Aggregator {
                     },
                 );
             }
-            Event::FolioMigrate(f) => {
-                let iv = &mut self.interval.tiers;
-                if let Some(pair) = fold_folio(
-                    f,
-                    &self.tiers,
-                    &mut iv.moves,
-                    &mut iv.pingpong,
-                    &mut self.pingpong,
-                ) {
-                    if self.pending.len() >= MAX_PENDING_STARTS
-                        && !self.pending.contains_key(&f.tid)
-                    {
-                        self.pending.clear();
-                    }
-                    let p = self.pending.entry(f.tid).or_default();
-                    *p.folios.pairs.entry(pair).or_default() += 1;
-                }
+            Event::FolioMigrate(f) => self.folio(f),
+            Event::MigrationPte(m) => {
+                let f = self.tiers.pte.folio(m);
+                self.folio(&f);
             }
             Event::FaultLatency(f) => {
                 let node = f
@@ -500,6 +491,24 @@ impl Aggregator {
                     row.pages_migrated += m.succeeded;
                 }
             }
+        }
+    }
+
+    /// One folio moved: its tier pair, ping-pong, and its share of the batch in progress.
+    fn folio(&mut self, f: &FolioMigrate) {
+        let iv = &mut self.interval.tiers;
+        if let Some(pair) = fold_folio(
+            f,
+            &self.tiers,
+            &mut iv.moves,
+            &mut iv.pingpong,
+            &mut self.pingpong,
+        ) {
+            if self.pending.len() >= MAX_PENDING_STARTS && !self.pending.contains_key(&f.tid) {
+                self.pending.clear();
+            }
+            let p = self.pending.entry(f.tid).or_default();
+            *p.folios.pairs.entry(pair).or_default() += 1;
         }
     }
 
@@ -724,7 +733,7 @@ mod tests {
             dst_pfn: Some(dst_pfn),
             mapping: key.0,
             index: key.1,
-            copy_ns: 500,
+            copy_ns: Some(500),
             rc: 0,
             reason: None,
         })
@@ -737,6 +746,44 @@ mod tests {
             RareDecoder::default(),
             Availability::default(),
         )
+    }
+
+    /// The x86_64 migration entry pointing to `pfn`: `(~pfn << 14 >> 5) | (type 30 << 59)`.
+    fn migration_entry(pfn: u64) -> u64 {
+        ((!pfn) << 14 >> 5) | (30 << 59)
+    }
+
+    fn pte_event(tid: u32, ts: u64, old: Option<u64>, new_pfn: u64) -> Event {
+        Event::MigrationPte(crate::event::MigrationPte {
+            ts_ns: ts,
+            pid: tid,
+            tid,
+            cpu: 0,
+            addr: 0x7f00_0000_0000 + ts * 4096,
+            old_entry: old.map(migration_entry),
+            new_entry: (new_pfn << 12) | 0x67,
+            unmapped_ns: 10,
+            order: 0,
+            reason: Some(MigrateReason::Syscall),
+            pmd: false,
+        })
+    }
+
+    #[test]
+    fn migration_pte_events_attribute_batches_without_copy_time() {
+        let mut a = two_tiers();
+        a.ingest(&start(7, 0, 3));
+        a.ingest(&pte_event(7, 1, Some(10), 1010));
+        a.ingest(&pte_event(7, 2, Some(11), 1011));
+        // Stayed where it was: not a move.
+        a.ingest(&pte_event(7, 3, Some(12), 12));
+        a.ingest(&batch(7, 10, 3, 2, 1));
+        let iv = a.end_interval();
+        let m = &iv.tiers.moves;
+        assert_eq!(m.pairs.get(&(Some(4), Some(72))), Some(&2));
+        assert_eq!((m.folios, m.folio_failures, m.unmapped_pfns), (2, 1, 0));
+        assert_eq!(m.copy_latency.len(), 0, "no copy time from the fallback");
+        assert_eq!(m.exact_batches, 1);
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct TopOpts {
     /// fallback taken anyway when the kernel refuses fentry).
     #[arg(long)]
     pub kprobes: bool,
+    /// Use tracepoints only, no function hooks: what a kernel that refuses both fentry and
+    /// kprobes gives (per-folio moves then come from the migration-entry tracepoints).
+    #[arg(long, conflicts_with = "kprobes")]
+    pub tracepoints_only: bool,
     /// Run this command, follow it and its children, stop when it exits and exit with its status.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -4,8 +4,8 @@ use std::mem::size_of;
 
 use cxl_trace_common::{
     decision_stage, fault_flags, isolate, kind, DemoteBatchEvent, EventHeader, FaultEvent,
-    FaultLatencyEvent, FolioMigrateEvent, MigrateEvent, MigrateStartEvent, NumaFaultEvent,
-    PromoteDecisionEvent, RawTpEvent, COMM_LEN,
+    FaultLatencyEvent, FolioMigrateEvent, MigrateEvent, MigrateStartEvent, MigrationPteEvent,
+    NumaFaultEvent, PromoteDecisionEvent, RawTpEvent, COMM_LEN,
 };
 use serde::Serialize;
 
@@ -364,12 +364,40 @@ pub struct FolioMigrate {
     pub mapping: u64,
     /// `folio->index`.
     pub index: u64,
-    /// Copy time, ns.
-    pub copy_ns: u64,
+    /// Copy time, ns (`None` when seen through the migration-PTE tracepoints).
+    pub copy_ns: Option<u64>,
     /// 0 on success, a negative errno otherwise.
     pub rc: i32,
     /// Reason of the batch it belongs to.
     pub reason: Option<MigrateReason>,
+}
+
+/// A folio remapped after migration, from the migration-PTE tracepoints (the fallback where
+/// `move_to_new_folio` cannot be hooked); [`crate::pte::PteFormat::folio`] decodes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrationPte {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Migrating task (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// CPU.
+    pub cpu: u16,
+    /// User virtual address of the mapping.
+    pub addr: u64,
+    /// The migration entry written at unmap time, when it was seen.
+    pub old_entry: Option<u64>,
+    /// The entry written back.
+    pub new_entry: u64,
+    /// Unmap to remap, ns (0 when the unmap was not seen).
+    pub unmapped_ns: u64,
+    /// Folio order.
+    pub order: u32,
+    /// Reason of the batch it belongs to.
+    pub reason: Option<MigrateReason>,
+    /// A PMD entry (2 MiB THP) rather than a PTE.
+    pub pmd: bool,
 }
 
 /// A NUMA hinting fault from `task_numa_fault`.
@@ -520,6 +548,8 @@ pub enum Event {
     FaultLatency(FaultLatency),
     /// One folio migrated.
     FolioMigrate(FolioMigrate),
+    /// One folio remapped after migration (tracepoint fallback).
+    MigrationPte(MigrationPte),
     /// A NUMA hinting fault.
     NumaFault(NumaFault),
     /// A rare tracepoint's raw record.
@@ -539,6 +569,7 @@ impl Event {
             Self::Migrate(e) => e.ts_ns,
             Self::FaultLatency(e) => e.ts_ns,
             Self::FolioMigrate(e) => e.ts_ns,
+            Self::MigrationPte(e) => e.ts_ns,
             Self::NumaFault(e) => e.ts_ns,
             Self::Raw(e) => e.ts_ns,
             Self::Decision(e) => e.ts_ns,
@@ -663,9 +694,25 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 dst_pfn: some_unless(e.dst_pfn, u64::MAX),
                 mapping: e.mapping,
                 index: e.index,
-                copy_ns: e.copy_ns,
+                copy_ns: Some(e.copy_ns),
                 rc: e.rc,
                 reason: some_unless(e.reason, u32::MAX).map(MigrateReason::from_raw),
+            }))
+        }
+        kind::MIGRATION_PTE => {
+            let e: MigrationPteEvent = read(bytes, hdr.kind)?;
+            Ok(Event::MigrationPte(MigrationPte {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                tid: hdr.tid,
+                cpu: hdr.cpu,
+                addr: e.addr,
+                old_entry: some_unless(e.old_entry, u64::MAX),
+                new_entry: e.new_entry,
+                unmapped_ns: e.unmapped_ns,
+                order: e.order,
+                reason: some_unless(e.reason, u32::MAX).map(MigrateReason::from_raw),
+                pmd: e.pmd != 0,
             }))
         }
         kind::NUMA_FAULT => {
@@ -928,6 +975,24 @@ mod tests {
         assert_eq!(m.dst_pfn, None);
         assert_eq!(m.rc, -11);
         assert_eq!(m.reason, Some(MigrateReason::Demotion));
+        assert_eq!(m.copy_ns, Some(900));
+        let raw = MigrationPteEvent {
+            hdr: hdr(kind::MIGRATION_PTE),
+            addr: 0x7f00_0000_1000,
+            old_entry: u64::MAX,
+            new_entry: 0x1067,
+            unmapped_ns: 0,
+            order: 9,
+            reason: 3,
+            pmd: 1,
+            _reserved: 0,
+        };
+        let Ok(Event::MigrationPte(p)) = decode(as_bytes(&raw)) else {
+            panic!("not a migration PTE")
+        };
+        assert_eq!((p.old_entry, p.new_entry, p.order), (None, 0x1067, 9));
+        assert!(p.pmd);
+        assert_eq!(p.reason, Some(MigrateReason::Syscall));
         let raw = NumaFaultEvent {
             hdr: hdr(kind::NUMA_FAULT),
             mem_node: 1,

@@ -21,6 +21,7 @@ pub fn two_tier_map() -> TierMap {
             blocks: [(0, 0), (1, 1)].into_iter().collect(),
         },
         node_tier: [(0, 4), (1, 72)].into_iter().collect(),
+        pte: crate::pte::PteFormat::x86_64(false),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::{
         Comm, DemoteBatch, FaultClass, FaultLatency, FolioMigrate, MigrateReason, NumaFault,
         PromoteDecision, Verdict,
     },
+    pte::PteFormat,
     rare::{RareClass, RareEvent},
     topology::{PfnMap, Topology},
 };
@@ -30,6 +31,8 @@ pub struct TierMap {
     pub pfns: PfnMap,
     /// node to tier id.
     pub node_tier: BTreeMap<u32, u32>,
+    /// How page table entries encode pfns (migration-PTE fallback).
+    pub pte: PteFormat,
 }
 
 impl TierMap {
@@ -42,6 +45,7 @@ impl TierMap {
                 .iter()
                 .filter_map(|n| Some((n.id, n.tier?)))
                 .collect(),
+            pte: PteFormat::native(t.five_level_paging),
         }
     }
 
@@ -83,6 +87,9 @@ pub struct Availability {
     pub latency: Option<String>,
     /// Per-folio migration (source/destination tier): `Err(reason)` when not attached.
     pub folio: Option<String>,
+    /// Per-folio copy time (`move_to_new_folio`): `Err(reason)` when the per-folio moves come
+    /// from the migration-PTE tracepoints, or not at all.
+    pub copy: Option<String>,
     /// NUMA hinting faults.
     pub numa: Option<String>,
     /// Promotion decisions (`should_numa_migrate_memory`, `migrate_misplaced_folio_prepare`).
@@ -98,6 +105,7 @@ impl Availability {
         Self {
             latency: r.clone(),
             folio: r.clone(),
+            copy: r.clone(),
             numa: r.clone(),
             decision: r.clone(),
             demote: r,
@@ -338,8 +346,9 @@ impl TierMoves {
         self.demotions.values().sum()
     }
 
-    /// `{promotions, demotions, tier_pairs, per_folio}` for the window JSON.
-    pub fn to_json(&self, avail: &Option<String>) -> Map<String, Value> {
+    /// `{promotions, demotions, tier_pairs, per_folio}` for the window JSON; `avail` says
+    /// whether per-folio moves are seen at all, `copy` whether their copy time is.
+    pub fn to_json(&self, avail: &Option<String>, copy: &Option<String>) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert(
             "promotions".into(),
@@ -367,7 +376,11 @@ impl TierMoves {
                 json!(self.apportioned_batches),
             );
             p.insert("unmapped_pfns".into(), json!(self.unmapped_pfns));
-            p.insert("copy_ns".into(), percentiles_json(&self.copy_latency));
+            let c = match copy {
+                None => percentiles_json(&self.copy_latency),
+                Some(r) => json!({"available": false, "reason": r}),
+            };
+            p.insert("copy_ns".into(), c);
         }
         m.insert("per_folio".into(), pf);
         m
@@ -910,9 +923,9 @@ pub fn fold_folio(
         return None;
     }
     moves.folios += 1;
-    let _ = moves
-        .copy_latency
-        .record(f.copy_ns.clamp(1, MAX_LATENCY_NS));
+    if let Some(ns) = f.copy_ns {
+        let _ = moves.copy_latency.record(ns.clamp(1, MAX_LATENCY_NS));
+    }
     let node = |pfn: Option<u64>| pfn.and_then(|p| tiers.pfns.node_of(p));
     let (sn, dn) = (node(f.src_pfn), node(f.dst_pfn));
     if sn.is_none() || dn.is_none() {
@@ -1045,7 +1058,7 @@ mod tests {
         assert_eq!(m.demotions["direct"], 5);
         assert_eq!(m.unattributed, 3);
         assert_eq!(m.lateral, 2);
-        let j = m.to_json(&None);
+        let j = m.to_json(&None, &None);
         assert_eq!(j["tier_pairs"]["tier72->tier4"], 10);
         assert_eq!(j["tier_pairs"]["unknown->unknown"], 8);
         let mut total = TierMoves::default();

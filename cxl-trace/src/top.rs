@@ -272,6 +272,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         filter,
         ringbuf_bytes: opts.ringbuf_mib << 20,
         prefer_kprobes: opts.kprobes,
+        functions: !opts.tracepoints_only,
         ..TraceConfig::default()
     })?;
     print_probes(&tracer.statuses, &tracer.warnings);

@@ -124,6 +124,9 @@ pub struct Topology {
     pub settings: Settings,
     /// Memory block size in bytes (`block_size_bytes`, hex in sysfs).
     pub memory_block_bytes: u64,
+    /// 5-level paging in use (the `la57` flag in /proc/cpuinfo): widens the pfn in migration
+    /// entries.
+    pub five_level_paging: bool,
 }
 
 /// Parses a kernel cpulist/nodelist such as `0-3,8,10-11`. Invalid parts are skipped.
@@ -331,6 +334,9 @@ impl Topology {
             cxl,
             settings,
             memory_block_bytes,
+            five_level_paging: crate::pte::cpuinfo_la57(
+                &read(&proc_.join("cpuinfo")).unwrap_or_default(),
+            ),
         }
     }
 

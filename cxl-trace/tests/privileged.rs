@@ -216,6 +216,67 @@ fn compaction_migrations_match_vmstat_exactly() {
     assert_eq!(u(&s["drops"]["total"]), 0);
 }
 
+/// With tracepoints only (what this host allows anyway), per-folio moves come from the
+/// migration-entry tracepoints: compaction of a process's mapped memory is seen folio by folio,
+/// every decoded source and destination pfn lies in a known memory block, and there are never
+/// more folios than pages migrated.
+#[test]
+fn migration_entries_give_per_folio_moves() {
+    if !require_root("migration_entries_give_per_folio_moves") {
+        return;
+    }
+    let script = format!(
+        "{WORKLOAD} hold --mib 256 --seconds 2 & sleep 0.7; \
+         echo 1 > /proc/sys/vm/compact_memory; wait"
+    );
+    // Compaction moves what lies below its free scanner: retry until mapped pages were moved.
+    let mut last = String::new();
+    for _ in 0..4 {
+        let out = cxl_trace(&[
+            "top",
+            "--no-tui",
+            "--tracepoints-only",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+        let lines = json_lines(&out);
+        let start = of_type(&lines, "start")[0];
+        let live = |n: &str| {
+            start["probes"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| p["name"] == n && p["status"] == "live"))
+        };
+        assert!(live("tracepoint:migrate:set_migration_pte"), "{start}");
+        assert!(live("tracepoint:migrate:remove_migration_pte"), "{start}");
+        let s = of_type(&lines, "summary")[0];
+        let m = &s["migrations"];
+        let pf = &m["per_folio"];
+        assert_eq!(pf["available"], true, "{pf}");
+        assert_eq!(pf["copy_ns"]["available"], false, "{pf}");
+        let folios = u(&pf["folios"]);
+        let pages = u(&m["pages_succeeded"]) + u(&m["pages_failed"]);
+        assert!(folios + u(&pf["failures"]) <= pages, "{m}");
+        assert_eq!(
+            u(&pf["unmapped_pfns"]),
+            0,
+            "a decoded pfn is outside every node: {pf}"
+        );
+        assert_eq!(u(&s["drops"]["total"]), 0);
+        if folios > 0 {
+            assert_eq!(
+                u(&m["pages_succeeded"]),
+                u(&s["vmstat_delta"]["pgmigrate_success"])
+            );
+            return;
+        }
+        last = m.to_string();
+    }
+    panic!("compaction never moved a mapped page in 4 tries: {last}");
+}
+
 /// doctor as root attaches every tracepoint this tool uses and reports each attach kind.
 #[test]
 fn doctor_as_root_reports_live_probes() {

@@ -429,6 +429,81 @@ fn kprobe_session(c: &mut Checks, fast: Option<u64>, slow: Option<u64>) -> Resul
     Ok(())
 }
 
+/// Tracepoints only (`--tracepoints-only`), as on a kernel that refuses fentry and kprobes:
+/// per-folio moves come from the migration-entry tracepoints and must attribute the same
+/// pages to the same tier pair as the function hooks do.
+fn tracepoint_session(c: &mut Checks, fast: Option<u64>, slow: Option<u64>) -> Result<()> {
+    say("tracepoints only: per-folio moves from set/remove_migration_pte (--tracepoints-only)");
+    let session = start_session_with(&["--tracepoints-only"])?;
+    workload(&["move", "--mib", "16", "--from", "0", "--to", "1"])?;
+    let cg = make_cgroup("cxltrace-tp")?;
+    let h = hold(&["--mib", "64", "--node", "0", "--unbind"], Some(&cg))?;
+    if let Err(e) = write(&format!("{cg}/memory.reclaim"), "48M") {
+        say(&format!("memory.reclaim: {e:#}"));
+    }
+    h.end()?;
+    let (s, start, bt) = stop_session_full(session)?;
+    let live = |name: &str| {
+        start
+            .get("probes")
+            .and_then(Value::as_array)
+            .is_some_and(|a| {
+                a.iter().any(|p| {
+                    p.get("name").and_then(Value::as_str) == Some(name)
+                        && p.get("status").and_then(Value::as_str) == Some("live")
+                })
+            })
+    };
+    for want in [
+        "tracepoint:migrate:set_migration_pte",
+        "tracepoint:migrate:remove_migration_pte",
+    ] {
+        c.truth(
+            &format!("[tracepoints] {want} live"),
+            live(want).to_string(),
+            live(want),
+        );
+    }
+    c.truth(
+        "[tracepoints] no function hook attached",
+        live("fentry:move_to_new_folio").to_string(),
+        !live("fentry:move_to_new_folio") && !live("kprobe:move_to_new_folio"),
+    );
+    check_migrations(c, &s, &bt, &["syscall", "demotion"]);
+    c.eq(
+        "[tracepoints] folios seen = pages moved (small anonymous pages, all mapped)",
+        get(&s, "migrations.per_folio.folios"),
+        get(&s, "migrations.pages_succeeded"),
+    );
+    c.eq(
+        "[tracepoints] decoded pfns outside every node",
+        get(&s, "migrations.per_folio.unmapped_pfns"),
+        0,
+    );
+    let (Some(fast), Some(slow)) = (fast, slow) else {
+        return Ok(());
+    };
+    let pair = |a: u64, b: u64| get(&s, &format!("migrations.tier_pairs.tier{a}->tier{b}"));
+    let all = get(&s, "migrations.pages_succeeded");
+    c.truth(
+        &format!("[tracepoints] moves are tier{fast}->tier{slow} (migration entries)"),
+        format!("{} of {all}", pair(fast, slow)),
+        all > 0 && pair(fast, slow) * 1000 >= all * 999,
+    );
+    c.eq(
+        "[tracepoints] demotions by kswapd + direct = pgdemote",
+        get(&s, "migrations.demotions.by_cause.kswapd")
+            + get(&s, "migrations.demotions.by_cause.direct"),
+        get(&s, "vmstat_delta.pgdemote_direct") + get(&s, "vmstat_delta.pgdemote_kswapd"),
+    );
+    c.eq(
+        "[tracepoints] move_pages(2) pages demoted by cause syscall",
+        get(&s, "migrations.demotions.by_cause.syscall"),
+        4096,
+    );
+    Ok(())
+}
+
 fn topology() -> Result<Value> {
     let out = sh(Command::new(bin("cxl-trace")).args(["topology", "--json"]))?;
     serde_json::from_str(&out).context("topology --json printed no JSON")
@@ -583,7 +658,8 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
         get(&s, "migrations.demotions.by_cause.damon"),
         get(&s, "migrations.by_reason.damon.pages_succeeded"),
     );
-    kprobe_session(c, t0, t1)
+    kprobe_session(c, t0, t1)?;
+    tracepoint_session(c, t0, t1)
 }
 
 /// DAMON (DAMOS_MIGRATE_COLD, 6.11+) on physical memory: a 64 MiB process left idle on node 0

@@ -149,6 +149,9 @@ pub fn kind_name(k: u16) -> &'static str {
         kind::FOLIO_MIGRATE => "folio_migrate",
         kind::NUMA_FAULT => "numa_fault",
         kind::RAW_TP => "rare",
+        kind::PROMOTE_DECISION => "promote_decision",
+        kind::DEMOTE_BATCH => "demote_batch",
+        kind::MIGRATION_PTE => "migration_pte",
         _ => "other",
     }
 }
@@ -282,6 +285,51 @@ const MIGRATE_TPS: [TpSpec; 2] = [
         name: "mm_migrate_pages",
     },
 ];
+
+/// The per-folio fallback: the migration-entry tracepoints, PTE and PMD, set and remove. The
+/// `set_` halves give the source pfn; the `remove_` halves emit.
+const MIGRATION_PTE_TPS: [TpSpec; 4] = [
+    TpSpec {
+        program: "set_migration_pte",
+        category: "migrate",
+        name: "set_migration_pte",
+    },
+    TpSpec {
+        program: "remove_migration_pte",
+        category: "migrate",
+        name: "remove_migration_pte",
+    },
+    TpSpec {
+        program: "set_migration_pmd",
+        category: "thp",
+        name: "set_migration_pmd",
+    },
+    TpSpec {
+        program: "remove_migration_pmd",
+        category: "thp",
+        name: "remove_migration_pmd",
+    },
+];
+
+/// Checks a migration-entry tracepoint's format against the fixed offsets the programs read:
+/// `addr` at 8 and the entry (`pte`/`pmd`) at 16, 8 bytes each, and a 4-byte `order` at 24
+/// for the PTE events.
+pub fn check_migration_entry_format(f: &Format, entry: &str) -> std::result::Result<(), String> {
+    let want = |name: &str, off: u32, size: u32| match f.offset(name, size) {
+        Ok(o) if o == off => Ok(()),
+        Ok(o) => Err(format!(
+            "{}: field `{name}` at {o}, the program reads it at {off}",
+            f.name
+        )),
+        Err(e) => Err(e),
+    };
+    want("addr", 8, 8)?;
+    want(entry, 16, 8)?;
+    if entry == "pte" {
+        want("order", 24, 4)?;
+    }
+    Ok(())
+}
 
 impl Tracer {
     /// Checks privileges, loads the object with this kernel's offsets and attaches what `cfg`
@@ -557,7 +605,44 @@ impl Tracer {
                 statuses.extend(st);
             }
         } else {
-            availability = Availability::none("function hooks disabled");
+            availability = Availability::none("function hooks disabled (--tracepoints-only)");
+        }
+        if cfg.migrations && migrate_layout.is_some() {
+            availability.copy = availability.folio.clone();
+            if let Some(why) = availability.folio.clone() {
+                // No hook on move_to_new_folio: per-folio moves from the migration entries.
+                let mut st: Vec<ProbeStatus> = MIGRATION_PTE_TPS
+                    .iter()
+                    .map(|tp| {
+                        let entry = if tp.category == "thp" { "pmd" } else { "pte" };
+                        match tracefs
+                            .format(tp.category, tp.name)
+                            .and_then(|f| check_migration_entry_format(&f, entry))
+                        {
+                            Ok(()) => attach_tracepoint(&mut ebpf, &tracefs, tp),
+                            Err(e) => ProbeStatus::unavailable(tp_name(tp), e),
+                        }
+                    })
+                    .collect();
+                // The PTE pair is what matters; PMD-mapped THPs are a bonus.
+                if st[..2].iter().all(ProbeStatus::is_live) {
+                    availability.folio = None;
+                    availability.copy = Some(format!(
+                        "per-folio moves come from the migration-entry tracepoints, which have no copy time ({why})"
+                    ));
+                    if !st[2..].iter().all(ProbeStatus::is_live) {
+                        warnings.push(
+                            "PMD-mapped THP moves are not seen per folio (thp:*_migration_pmd unavailable)".into(),
+                        );
+                    }
+                } else {
+                    availability.folio = Some(format!(
+                        "{why}; fallback {}",
+                        unavailable_reason(&st[..2]).unwrap_or_default()
+                    ));
+                }
+                statuses.append(&mut st);
+            }
         }
         if cfg.rare {
             for r in &RARE {
@@ -1025,6 +1110,28 @@ mod tests {
             fault_layout(&f18("page_fault_user")).expect("fault"),
             FaultLayout::DEFAULT
         );
+    }
+
+    #[test]
+    fn migration_entry_formats_are_checked() {
+        let f = |n: &str| {
+            parse_format(
+                &std::fs::read_to_string(format!("tests/fixtures/tracefs/6.18/{n}.format"))
+                    .expect("fixture"),
+            )
+            .expect("parse")
+        };
+        let pte = f("remove_migration_pte");
+        check_migration_entry_format(&pte, "pte").expect("6.18 pte");
+        check_migration_entry_format(&f("set_migration_pmd"), "pmd").expect("6.18 pmd");
+        // A kernel that moved a field is refused with the reason.
+        let mut moved = pte.clone();
+        if let Some(o) = moved.fields.get_mut("order") {
+            o.offset = 28;
+        }
+        let e = check_migration_entry_format(&moved, "pte").expect_err("moved order");
+        assert!(e.contains("`order` at 28"), "{e}");
+        assert!(check_migration_entry_format(&f("set_migration_pmd"), "pte").is_err());
     }
 
     #[test]
