@@ -92,6 +92,10 @@ pub mod config_flags {
     pub const FILTER: u32 = 1;
     /// Do not emit fault events (they are still counted in `STATS`).
     pub const NO_FAULT_EVENTS: u32 = 2;
+    /// Only emit events of tasks in the cgroup v2 [`Config::cgroup_id`](super::Config) or below.
+    pub const CGROUP: u32 = 4;
+    /// Only emit events of threads whose `comm` is [`Config::comm`](super::Config).
+    pub const COMM: u32 = 8;
 }
 
 /// Runtime configuration handed to the programs as a global at load time.
@@ -100,8 +104,12 @@ pub mod config_flags {
 pub struct Config {
     /// `config_flags::*` bits.
     pub flags: u32,
-    /// Reserved, zero.
-    pub _reserved: u32,
+    /// Depth of the cgroup below the cgroup v2 root (the root is 0).
+    pub cgroup_level: u32,
+    /// Id (kernfs inode number) of the cgroup v2 directory to follow.
+    pub cgroup_id: u64,
+    /// Thread name to follow, NUL-padded as the kernel stores it.
+    pub comm: [u8; COMM_LEN],
 }
 
 /// Offsets of the fields of `exceptions:page_fault_{user,kernel}` (from the tracefs format).
@@ -587,7 +595,7 @@ const _: () = {
     assert!(size_of::<MigrateStartEvent>() == 48);
     assert!(size_of::<MigrateEvent>() == 96);
     assert!(offset_of!(MigrateEvent, mode) == 72);
-    assert!(size_of::<Config>() == 8);
+    assert!(size_of::<Config>() == 32);
     assert!(size_of::<FaultLayout>() == 16);
     assert!(size_of::<ForkLayout>() == 8);
     assert!(size_of::<MigrateLayout>() == 40);

@@ -2,13 +2,14 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, generated::bpf_get_current_ancestor_cgroup_id,
     },
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
     EbpfContext, Global,
 };
-use cxl_trace_common::{config_flags, stat, Config, EventHeader, FOLLOW_MAX};
+use cxl_trace_common::{config_flags, stat, Config, EventHeader, COMM_LEN, FOLLOW_MAX};
 
 /// Default ring buffer size; userspace resizes it with `EbpfLoader::set_max_entries`.
 const EVENTS_BYTES: u32 = 16 << 20;
@@ -25,7 +26,9 @@ pub static FOLLOW: HashMap<u32, u8> = HashMap::with_max_entries(FOLLOW_MAX, 0);
 #[unsafe(no_mangle)]
 pub static CONFIG: Global<Config> = Global::new(Config {
     flags: 0,
-    _reserved: 0,
+    cgroup_level: 0,
+    cgroup_id: 0,
+    comm: [0; COMM_LEN],
 });
 
 /// Adds one to the per-CPU counter `idx`.
@@ -46,15 +49,33 @@ pub fn current_ids() -> (u32, u32) {
     ((id >> 32) as u32, id as u32)
 }
 
-/// Whether events of process `pid` should be emitted.
+/// Whether events of process `pid` (the current task's tgid) should be emitted: every
+/// configured filter (followed pids, cgroup subtree, thread name) must accept it.
 #[inline(always)]
 pub fn followed(pid: u32) -> bool {
-    if CONFIG.load().flags & config_flags::FILTER == 0 {
-        return true;
+    let c = CONFIG.load();
+    if c.flags & config_flags::FILTER != 0 {
+        // SAFETY: the value is a u8 that is only read, never held across a helper call that
+        // could free it.
+        if unsafe { FOLLOW.get(pid) }.is_none() {
+            return false;
+        }
     }
-    // SAFETY: the value is a u8 that is only read, never held across a helper call that
-    // could free it.
-    unsafe { FOLLOW.get(pid) }.is_some()
+    if c.flags & config_flags::CGROUP != 0 {
+        // SAFETY: helper without pointer arguments; it returns 0 when the task's cgroup is
+        // shallower than the level asked for.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(c.cgroup_level as i32) };
+        if id != c.cgroup_id {
+            return false;
+        }
+    }
+    if c.flags & config_flags::COMM != 0 {
+        match bpf_get_current_comm() {
+            Ok(comm) if comm == c.comm => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Whether a config flag is set.

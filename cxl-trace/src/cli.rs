@@ -45,8 +45,16 @@ pub struct TopOpts {
     pub duration: Option<f64>,
     /// Follow this process and the children it forks from now on (faults only; migrations
     /// are system-wide because kswapd, kcompactd and NUMA balancing act for others).
-    #[arg(long, value_name = "PID", conflicts_with = "command")]
+    #[arg(long, value_name = "PID", conflicts_with_all = ["command", "cgroup", "comm"])]
     pub pid: Option<u32>,
+    /// Only faults of tasks in this cgroup v2 directory or below it (a path under
+    /// /sys/fs/cgroup, or relative to it as /proc/PID/cgroup prints it).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["command", "comm"])]
+    pub cgroup: Option<String>,
+    /// Only faults of threads with this name (the kernel's `comm`: at most 15 bytes, longer
+    /// names are cut).
+    #[arg(long, value_name = "NAME", conflicts_with = "command")]
+    pub comm: Option<String>,
     /// Processes listed per interval.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub top: usize,

@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod doctor;
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod probe;
 pub mod pte;
 pub mod rare;

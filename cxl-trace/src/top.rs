@@ -268,8 +268,28 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         }
     }
     let filter = opts.pid.is_some() || !opts.command.is_empty();
+    let cgroup = opts
+        .cgroup
+        .as_deref()
+        .map(crate::filter::resolve_cgroup)
+        .transpose()?;
+    let comm = match opts.comm.as_deref() {
+        None => None,
+        Some(name) => {
+            let (bytes, cut) = crate::filter::comm_bytes(name)?;
+            if cut {
+                eprintln!(
+                    "cxl-trace: note: --comm {name}: thread names are at most 15 bytes; matching {:?}",
+                    String::from_utf8_lossy(&bytes[..15])
+                );
+            }
+            Some(bytes)
+        }
+    };
     let mut tracer = Tracer::start(&TraceConfig {
         filter,
+        cgroup,
+        comm,
         ringbuf_bytes: opts.ringbuf_mib << 20,
         prefer_kprobes: opts.kprobes,
         functions: !opts.tracepoints_only,
@@ -294,6 +314,13 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         child = Some(spawn_followed(&opts.command, &mut tracer)?);
     }
 
+    let scope = match (&opts.pid, &opts.cgroup, &opts.comm) {
+        (Some(p), _, _) => format!("pid {p} and descendants"),
+        (_, Some(c), _) => format!("cgroup {c} and below"),
+        (_, _, Some(c)) => format!("threads named {c}"),
+        _ if !opts.command.is_empty() => format!("{} and descendants", opts.command.join(" ")),
+        _ => "all processes".to_string(),
+    };
     let mut topo = Topology::live();
     let version = env!("CARGO_PKG_VERSION");
     let kernel = crate::probe::caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -307,6 +334,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         "tiers": topo.tiers,
         "settings": topo.settings,
         "pid": opts.pid.or_else(|| child.as_ref().and_then(|c: &tokio::process::Child| c.id())),
+        "scope": scope,
     });
     let (mut ui, mut input) = if tui {
         let header = header_info(
@@ -314,6 +342,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
             &topo,
             &tracer.statuses,
             tracer.availability.latency.clone(),
+            scope.clone(),
         );
         let mut ui = Ui {
             dash: Dashboard::new(header),

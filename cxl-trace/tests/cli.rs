@@ -35,6 +35,30 @@ fn unknown_subcommand_and_conflicts() {
 }
 
 #[test]
+fn bad_filters_are_reported() {
+    assert_clean_failure(
+        &["top", "--no-tui", "--cgroup", "no-such-cgroup-xyz"],
+        2,
+        "--cgroup no-such-cgroup-xyz",
+    );
+    assert_clean_failure(
+        &["top", "--no-tui", "--comm", ""],
+        2,
+        "--comm: the name is empty",
+    );
+    assert_clean_failure(
+        &["top", "--comm", "a", "--pid", "1"],
+        2,
+        "cannot be used with",
+    );
+    assert_clean_failure(
+        &["top", "--cgroup", "/", "--", "true"],
+        2,
+        "cannot be used with",
+    );
+}
+
+#[test]
 fn missing_pid_is_reported() {
     // pid_max is at most 4194304, so this pid cannot exist.
     assert_clean_failure(

@@ -277,6 +277,121 @@ fn migration_entries_give_per_folio_moves() {
     panic!("compaction never moved a mapped page in 4 tries: {last}");
 }
 
+/// Starts `cxl-trace top --no-tui` with `args` for `secs` seconds, runs `work` once the probes
+/// are attached, and returns the summary line.
+fn top_around(args: &[&str], secs: &str, work: impl FnOnce()) -> serde_json::Value {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(CXL_TRACE)
+        .args(["top", "--no-tui", "--interval", secs, "--duration", secs])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn cxl-trace");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("\"type\":\"start\""));
+    assert!(started, "cxl-trace printed no start line");
+    work();
+    let rest: Vec<serde_json::Value> = lines
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "cxl-trace exited with {status}");
+    rest.into_iter()
+        .find(|v| v["type"] == "summary")
+        .expect("summary line")
+}
+
+/// Fault counts per comm of the summary's process rows that have faults (rows without come from
+/// migrations, which are system-wide: another test's compaction shows up there).
+fn faults_by_comm(s: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for p in s["processes"].as_array().into_iter().flatten() {
+        if u(&p["faults"]) == 0 {
+            continue;
+        }
+        *m.entry(p["comm"].as_str().unwrap_or("").to_string())
+            .or_default() += u(&p["faults"]);
+    }
+    m
+}
+
+/// `--comm` keeps the faults of threads with that name (cut to 15 bytes like the kernel) and
+/// drops those of the same program under another name. Copies of the workload with names of
+/// their own keep other tests' workloads (run in parallel) out.
+#[test]
+fn comm_filter_keeps_only_that_name() {
+    if !require_root("comm_filter_keeps_only_that_name") {
+        return;
+    }
+    let dir = std::env::temp_dir();
+    let yes = dir.join("cxlt-comm-yes-longer-than-15");
+    let no = dir.join("cxlt-comm-no");
+    std::fs::copy(WORKLOAD, &yes).expect("copy the workload");
+    std::fs::copy(WORKLOAD, &no).expect("copy the workload");
+    let s = top_around(&["--comm", "cxlt-comm-yes-longer-than-15"], "3", || {
+        let a = Command::new(&yes)
+            .args(["touch", "--pages", "30000"])
+            .spawn()
+            .expect("workload");
+        let b = Command::new(&no)
+            .args(["touch", "--pages", "20000"])
+            .output()
+            .expect("other");
+        assert!(b.status.success());
+        assert!(a.wait_with_output().expect("workload").status.success());
+    });
+    let by = faults_by_comm(&s);
+    assert_eq!(by.keys().collect::<Vec<_>>(), ["cxlt-comm-yes-l"], "{by:?}");
+    let n = by["cxlt-comm-yes-l"];
+    assert!((30_000..30_000 + 300).contains(&n), "faults {n}");
+    assert_eq!(u(&s["faults"]["total"]), n);
+}
+
+/// `--cgroup` keeps the faults of tasks in that cgroup v2 directory and below it.
+#[test]
+fn cgroup_filter_keeps_only_that_subtree() {
+    if !require_root("cgroup_filter_keeps_only_that_subtree") {
+        return;
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let Some(root) = cxl_trace::filter::cgroup2_mount(&info) else {
+        eprintln!("skipping cgroup_filter_keeps_only_that_subtree: no cgroup v2 hierarchy");
+        return;
+    };
+    let parent = root.join("cxlt-filter-test");
+    let child = parent.join("inner");
+    std::fs::create_dir_all(&child).expect("create cgroups");
+    let procs = child.join("cgroup.procs");
+    let script = format!(
+        "echo $$ > {}; exec {WORKLOAD} touch --pages 30000",
+        procs.display()
+    );
+    let arg = parent.to_string_lossy().to_string();
+    let s = top_around(&["--cgroup", &arg], "3", || {
+        let inside = Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .expect("sh");
+        assert!(inside.status.success(), "{inside:?}");
+        let outside = Command::new(WORKLOAD)
+            .args(["touch", "--pages", "20000"])
+            .output()
+            .expect("workload");
+        assert!(outside.status.success());
+    });
+    let _ = std::fs::remove_dir(&child);
+    let _ = std::fs::remove_dir(&parent);
+    let by = faults_by_comm(&s);
+    assert_eq!(by.len(), 1, "only the process in the cgroup: {by:?}");
+    let n = by.values().sum::<u64>();
+    assert!((30_000..30_000 + 300).contains(&n), "faults {n}");
+}
+
 /// doctor as root attaches every tracepoint this tool uses and reports each attach kind.
 #[test]
 fn doctor_as_root_reports_live_probes() {

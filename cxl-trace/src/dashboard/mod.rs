@@ -124,6 +124,7 @@ pub fn header_info(
     topo: &Topology,
     probes: &[ProbeStatus],
     latency_unavailable: Option<String>,
+    scope: String,
 ) -> HeaderInfo {
     let s = &topo.settings;
     let numa_balancing = match s.numa_balancing {
@@ -160,6 +161,7 @@ pub fn header_info(
         })
         .collect();
     HeaderInfo {
+        scope,
         kernel: kernel.to_string(),
         numa_balancing,
         demotion: match s.demotion_enabled {

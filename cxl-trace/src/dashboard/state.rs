@@ -60,6 +60,8 @@ pub struct HeaderInfo {
     pub unavailable: Vec<(String, String)>,
     /// Why fault latency is unavailable, if it is.
     pub latency_unavailable: Option<String>,
+    /// Whose faults are shown: `all processes`, `pid 42 and descendants`, `cgroup /x`, ...
+    pub scope: String,
 }
 
 /// Per-process counts of one sample.

@@ -13,6 +13,7 @@ use crate::{
 fn header(latency_unavailable: Option<&str>) -> HeaderInfo {
     HeaderInfo {
         kernel: "6.12.117".into(),
+        scope: "all processes".into(),
         numa_balancing: "2 (tiering)".into(),
         demotion: "on".into(),
         rate_limit: "65536".into(),

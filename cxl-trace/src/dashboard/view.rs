@@ -97,8 +97,8 @@ fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
         Line::from(vec![
             Span::styled("cxl-trace ", Style::default().add_modifier(Modifier::BOLD)),
             Span::raw(format!(
-                "kernel {}  numa_balancing {}  demotion {}  rate limit {} MB/s",
-                h.kernel, h.numa_balancing, h.demotion, h.rate_limit
+                "kernel {}  numa_balancing {}  demotion {}  rate limit {} MB/s  faults of {}",
+                h.kernel, h.numa_balancing, h.demotion, h.rate_limit, h.scope
             )),
         ]),
         Line::from(format!(

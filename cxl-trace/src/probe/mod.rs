@@ -102,6 +102,10 @@ pub struct TraceConfig {
     pub rare: bool,
     /// Attach the function hooks as kprobe/kretprobe even where fentry/fexit would work.
     pub prefer_kprobes: bool,
+    /// Only faults of tasks in this cgroup v2 subtree.
+    pub cgroup: Option<crate::filter::CgroupFilter>,
+    /// Only faults of threads with this name.
+    pub comm: Option<[u8; cxl_trace_common::COMM_LEN]>,
 }
 
 impl Default for TraceConfig {
@@ -115,6 +119,8 @@ impl Default for TraceConfig {
             functions: true,
             rare: true,
             prefer_kprobes: false,
+            cgroup: None,
+            comm: None,
         }
     }
 }
@@ -394,9 +400,21 @@ impl Tracer {
             None
         };
 
+        let mut flags = 0;
+        if cfg.filter {
+            flags |= config_flags::FILTER;
+        }
+        if cfg.cgroup.is_some() {
+            flags |= config_flags::CGROUP;
+        }
+        if cfg.comm.is_some() {
+            flags |= config_flags::COMM;
+        }
         let config = Config {
-            flags: if cfg.filter { config_flags::FILTER } else { 0 },
-            _reserved: 0,
+            flags,
+            cgroup_level: cfg.cgroup.map_or(0, |c| c.level),
+            cgroup_id: cfg.cgroup.map_or(0, |c| c.id),
+            comm: cfg.comm.unwrap_or([0; cxl_trace_common::COMM_LEN]),
         };
         let syms = caps::kallsyms(&[
             "vmemmap_base",
