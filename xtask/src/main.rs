@@ -14,6 +14,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod guest;
 mod vm;
 
@@ -58,6 +59,13 @@ enum Task {
         /// Keep the run directories under target/vm even when everything passed.
         #[arg(long)]
         keep: bool,
+    },
+    /// Measure performance (criterion benchmarks, the tool's idle CPU) and write a table to
+    /// stdout and JSON to target/bench/latest.json.
+    Bench {
+        /// Shorter measurement windows (for a quick look; the numbers are noisier).
+        #[arg(long)]
+        quick: bool,
     },
     /// (Inside the VM) prepare the machine and run a scenario or script.
     #[command(hide = true)]
@@ -361,6 +369,7 @@ fn main() -> ExitCode {
             keep,
         } => setup().and_then(|()| vm::vm_test(&scenario.machines(), script, keep)),
         Task::VmGuest { machine, script } => guest::guest(machine, script),
+        Task::Bench { quick } => setup().and_then(|()| bench::bench(quick)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -506,7 +506,7 @@ impl WindowView {
 }
 
 /// The whole dashboard state.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Dashboard {
     /// Header facts.
     pub header: HeaderInfo,

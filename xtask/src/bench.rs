@@ -1,0 +1,333 @@
+//! `cargo xtask bench`: the performance figures the issues set targets for, measured in one
+//! invocation on this machine and written as a table (stdout) and JSON (`target/bench/`).
+//!
+//! - criterion benchmarks of the pure parts (`cxl-trace/benches`): dashboard frame draw and
+//!   update, ring-buffer record decode + aggregation throughput;
+//! - `top`'s own CPU use on an idle system, in steady state (start-up excluded), both as JSON
+//!   lines and as the dashboard in a 160x48 tmux terminal.
+//!
+//! These machines are shared and noisy: criterion reports medians with their confidence
+//! interval, and the idle figure is a ratio of CPU time to wall time over the same window.
+
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Value};
+
+use crate::{cargo, root, run, step};
+
+/// One measured figure and its target.
+struct Row {
+    name: String,
+    value: f64,
+    unit: &'static str,
+    /// (comparison, bound): "<" or ">".
+    target: Option<(&'static str, f64)>,
+    note: String,
+}
+
+impl Row {
+    fn verdict(&self) -> &'static str {
+        match self.target {
+            None => "",
+            Some(("<", b)) if self.value < b => "ok",
+            Some((">", b)) if self.value > b => "ok",
+            Some(_) => "MISSED",
+        }
+    }
+}
+
+fn machine() -> Value {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_default();
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let mem_kib = fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    json!({
+        "cpu": model,
+        "cpus": cpus,
+        "mem_gib": mem_kib / (1 << 20),
+        "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "virtualised": cpuinfo.contains(" hypervisor"),
+    })
+}
+
+/// Criterion's median (ns per iteration) and its 95% interval for one benchmark.
+fn estimate(dir: &Path) -> Result<(f64, f64, f64, Option<u64>)> {
+    let est: Value = serde_json::from_str(
+        &fs::read_to_string(dir.join("new/estimates.json"))
+            .with_context(|| format!("no criterion estimates in {}", dir.display()))?,
+    )?;
+    let m = &est["median"];
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let bench: Value = serde_json::from_str(
+        &fs::read_to_string(dir.join("new/benchmark.json")).unwrap_or_else(|_| "{}".into()),
+    )?;
+    let elements = bench["throughput"]["Elements"].as_u64();
+    Ok((
+        f(&m["point_estimate"]),
+        f(&m["confidence_interval"]["lower_bound"]),
+        f(&m["confidence_interval"]["upper_bound"]),
+        elements,
+    ))
+}
+
+fn criterion(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    step("criterion: dashboard and pipeline benchmarks");
+    let mut c = cargo();
+    c.args([
+        "bench",
+        "-p",
+        "cxl-trace",
+        "--bench",
+        "dashboard",
+        "--bench",
+        "pipeline",
+        "--",
+    ]);
+    if quick {
+        c.args(["--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    run(&mut c)?;
+    let base = root().join("target/criterion");
+    let draw = |id: &str| base.join("dashboard").join(id);
+    for (id, what, target) in [
+        (
+            "draw_160x48_window3",
+            "frame draw 160x48, full state, last 10 s",
+            Some(2.0),
+        ),
+        (
+            "draw_160x48_window9",
+            "frame draw 160x48, full state, whole run",
+            Some(2.0),
+        ),
+        (
+            "draw_80x24_window3",
+            "frame draw 80x24, full state, last 10 s",
+            Some(2.0),
+        ),
+        (
+            "update_one_interval_full_history",
+            "dashboard update per interval (600 s history)",
+            None,
+        ),
+    ] {
+        let (med, lo, hi, _) = estimate(&draw(id))?;
+        rows.push(Row {
+            name: what.into(),
+            value: med / 1e6,
+            unit: "ms",
+            target: target.map(|t| ("<", t)),
+            note: format!("median, 95% CI {:.3}..{:.3} ms", lo / 1e6, hi / 1e6),
+        });
+    }
+    for (id, what, target) in [
+        (
+            "decode_aggregate_fault",
+            "decode + aggregate, fault records",
+            Some(20.0),
+        ),
+        (
+            "decode_aggregate_timed_fault",
+            "decode + aggregate, timed-fault records",
+            Some(20.0),
+        ),
+        ("decode_only_fault", "decode only, fault records", None),
+    ] {
+        let (med, lo, hi, n) = estimate(&base.join("pipeline").join(id))?;
+        let n = n.unwrap_or(1) as f64;
+        rows.push(Row {
+            name: what.into(),
+            value: n / med * 1e3,
+            unit: "M events/s/core",
+            target: target.map(|t| (">", t)),
+            note: format!("median; 95% CI {:.1}..{:.1}", n / hi * 1e3, n / lo * 1e3),
+        });
+    }
+    Ok(())
+}
+
+/// CPU time of all threads of a process, in seconds: the sum of their schedstat run times (ns
+/// precision), else utime + stime (clock ticks).
+fn cpu_s(pid: u32) -> Option<f64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    let mut any = false;
+    for t in tasks.flatten() {
+        if let Some(v) = fs::read_to_string(t.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            ns += v;
+            any = true;
+        }
+    }
+    if any {
+        return Some(ns as f64 / 1e9);
+    }
+    ticks_s(pid)
+}
+
+/// utime + stime of a process, in seconds.
+fn ticks_s(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised comm; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
+/// CPU share of a core used by `pid` between `settle` and `settle + window`.
+fn steady_cpu(pid: u32, settle: Duration, window: Duration) -> Result<f64> {
+    sleep(settle);
+    let (c0, t0) = (cpu_s(pid).context("the tool exited early")?, Instant::now());
+    sleep(window);
+    let c1 = cpu_s(pid).context("the tool exited before the window ended")?;
+    Ok((c1 - c0) / t0.elapsed().as_secs_f64() * 100.0)
+}
+
+fn idle_cpu(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let bin = root().join("target/release/cxl-trace");
+    let (settle, window) = (
+        Duration::from_secs(4),
+        Duration::from_secs(if quick { 8 } else { 30 }),
+    );
+    let dur = (settle + window + Duration::from_secs(3))
+        .as_secs()
+        .to_string();
+    step(&format!(
+        "idle CPU of `top`: steady state over {} s, JSON lines and dashboard (160x48 tmux)",
+        window.as_secs()
+    ));
+    let mut child = Command::new(&bin)
+        .args(["top", "--no-tui", "--interval", "1", "--duration", &dur])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start cxl-trace")?;
+    let json_pct = steady_cpu(child.id(), settle, window);
+    let _ = child.kill();
+    let _ = child.wait();
+    rows.push(Row {
+        name: "top --no-tui, idle system".into(),
+        value: json_pct?,
+        unit: "% of a core",
+        target: Some(("<", 1.0)),
+        note: "1 s interval; start-up excluded".into(),
+    });
+
+    let session = "cxlt-bench";
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", session])
+        .output();
+    run(Command::new("tmux").args([
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "160",
+        "-y",
+        "48",
+        &format!("exec {} top --duration {dur}", bin.display()),
+    ]))?;
+    let pid = String::from_utf8_lossy(
+        &Command::new("tmux")
+            .args(["list-panes", "-t", session, "-F", "#{pane_pid}"])
+            .output()?
+            .stdout,
+    )
+    .trim()
+    .parse::<u32>()
+    .context("tmux pane pid")?;
+    let tui_pct = steady_cpu(pid, settle, window);
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", session])
+        .output();
+    rows.push(Row {
+        name: "top dashboard 160x48, idle system".into(),
+        value: tui_pct?,
+        unit: "% of a core",
+        target: Some(("<", 1.0)),
+        note: "1 s interval, redraw per interval; start-up excluded".into(),
+    });
+    Ok(())
+}
+
+pub fn bench(quick: bool) -> Result<()> {
+    if !crate::is_root() {
+        bail!("the benchmark attaches BPF programs: run it as root");
+    }
+    crate::build(true)?;
+    let mut rows = Vec::new();
+    criterion(&mut rows, quick)?;
+    idle_cpu(&mut rows, quick)?;
+
+    let m = machine();
+    println!(
+        "\ncxl-trace bench on {} ({} CPUs, {} GiB, kernel {})",
+        m["cpu"].as_str().unwrap_or("?"),
+        m["cpus"],
+        m["mem_gib"],
+        m["kernel"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{:<52} {:>12} {:<16} {:>10} {:>7}  note",
+        "measure", "value", "unit", "target", ""
+    );
+    for r in &rows {
+        let target = r
+            .target
+            .map(|(op, b)| format!("{op} {b}"))
+            .unwrap_or_default();
+        println!(
+            "{:<52} {:>12.3} {:<16} {:>10} {:>7}  {}",
+            r.name,
+            r.value,
+            r.unit,
+            target,
+            r.verdict(),
+            r.note
+        );
+    }
+    let out = json!({
+        "machine": m,
+        "quick": quick,
+        "results": rows.iter().map(|r| json!({
+            "name": r.name,
+            "value": r.value,
+            "unit": r.unit,
+            "target": r.target.map(|(op, b)| format!("{op} {b}")),
+            "verdict": r.verdict(),
+            "note": r.note,
+        })).collect::<Vec<_>>(),
+    });
+    let dir = root().join("target/bench");
+    fs::create_dir_all(&dir)?;
+    let path = dir.join("latest.json");
+    fs::write(&path, serde_json::to_string_pretty(&out)?)?;
+    step(&format!("results written to {}", path.display()));
+    Ok(())
+}
