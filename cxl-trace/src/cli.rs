@@ -21,6 +21,98 @@ pub enum Command {
     Top(TopOpts),
     /// Memory topology: nodes, distances, tiers, HMAT/CDAT numbers, CXL devices, settings.
     Topology(DoctorOpts),
+    /// Record every event, plus /proc/vmstat and per-node meminfo once a second, to a file.
+    Record(RecordOpts),
+    /// Summarise a recording: latency per tier, churn, refusals, ping-pong, processes, vmstat.
+    Report(ReportOpts),
+    /// Write every event of a recording as JSON lines or CSV.
+    Export(ExportOpts),
+}
+
+/// Options of `record`.
+#[derive(Debug, Args, Clone)]
+pub struct RecordOpts {
+    /// The recording to create (mode 0600; an existing file is kept unless --force).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: std::path::PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Stop after this many seconds.
+    #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Follow this process and its descendants (faults only; migrations are system-wide).
+    #[arg(long, value_name = "PID", conflicts_with_all = ["command", "cgroup", "comm"])]
+    pub pid: Option<u32>,
+    /// Only faults of tasks in this cgroup v2 directory or below it.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["command", "comm"])]
+    pub cgroup: Option<String>,
+    /// Only faults of threads with this name.
+    #[arg(long, value_name = "NAME", conflicts_with = "command")]
+    pub comm: Option<String>,
+    /// Ring buffer size in MiB (power of two).
+    #[arg(long, default_value_t = 16, value_parser = parse_ringbuf_mib, value_name = "MIB")]
+    pub ringbuf_mib: u32,
+    /// Attach the function hooks as kprobe/kretprobe.
+    #[arg(long)]
+    pub kprobes: bool,
+    /// Use tracepoints only, no function hooks.
+    #[arg(long, conflicts_with = "kprobes")]
+    pub tracepoints_only: bool,
+    /// For sharing: hash process names, command lines and the host name, zero every virtual
+    /// address and instruction pointer.
+    #[arg(long)]
+    pub redact: bool,
+    /// Keep the kernel instruction pointers of kernel-mode faults (zeroed otherwise).
+    #[arg(long, conflicts_with = "redact")]
+    pub kernel_ips: bool,
+    /// Run this command, record while it runs and exit with its status.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Output format of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned text for an email.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Options of `report`.
+#[derive(Debug, Args, Clone)]
+pub struct ReportOpts {
+    /// The recording.
+    pub file: std::path::PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+    /// Processes listed.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+}
+
+/// Output format of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per event.
+    Jsonl,
+    /// One CSV row per event.
+    Csv,
+}
+
+/// Options of `export`.
+#[derive(Debug, Args, Clone)]
+pub struct ExportOpts {
+    /// The recording.
+    pub file: std::path::PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write here instead of stdout.
+    #[arg(short = 'o', long, value_name = "OUT")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// Options of `doctor` and `topology`.

@@ -107,6 +107,18 @@ impl FaultKind {
     }
 }
 
+impl Serialize for Comm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_string())
+    }
+}
+
+impl Serialize for MigrateReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
 /// `enum migrate_reason`, as numbered since 6.11 (9 `DAMON` is new in 6.11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MigrateReason {
@@ -172,7 +184,7 @@ impl MigrateReason {
 }
 
 /// A decoded page fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Fault {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -202,7 +214,7 @@ impl Fault {
 }
 
 /// Start of a migration batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct MigrateStart {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -221,7 +233,7 @@ pub struct MigrateStart {
 }
 
 /// End of a migration batch with its page counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct MigrateBatch {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -293,7 +305,7 @@ impl FaultClass {
 pub const VM_FAULT_MAJOR: u32 = 0x4;
 
 /// A fault timed from `handle_mm_fault` entry to its last exit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct FaultLatency {
     /// End of the fault, CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -346,7 +358,7 @@ impl FaultLatency {
 }
 
 /// One folio moved by `move_to_new_folio`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct FolioMigrate {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -374,7 +386,7 @@ pub struct FolioMigrate {
 
 /// A folio remapped after migration, from the migration-PTE tracepoints (the fallback where
 /// `move_to_new_folio` cannot be hooked); [`crate::pte::PteFormat::folio`] decodes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct MigrationPte {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -401,7 +413,7 @@ pub struct MigrationPte {
 }
 
 /// A NUMA hinting fault from `task_numa_fault`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct NumaFault {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -435,7 +447,8 @@ impl NumaFault {
 }
 
 /// The outcome of one step of the NUMA balancing migration decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// `should_numa_migrate_memory` said migrate.
     Approved,
@@ -476,7 +489,7 @@ impl Verdict {
 }
 
 /// One step of a NUMA balancing migration decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct PromoteDecision {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -508,7 +521,7 @@ pub fn verdict(e: &PromoteDecisionEvent) -> Verdict {
 }
 
 /// A demotion batch from `demote_folio_list`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct DemoteBatch {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -521,7 +534,7 @@ pub struct DemoteBatch {
 }
 
 /// The raw record of a rare tracepoint, decoded by [`crate::rare`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RawRecord {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -536,7 +549,8 @@ pub struct RawRecord {
 }
 
 /// Any decoded event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A page fault.
     Fault(Fault),

@@ -15,6 +15,9 @@ pub mod filter;
 pub mod probe;
 pub mod pte;
 pub mod rare;
+pub mod record;
+pub mod recording;
+pub mod report;
 #[cfg(test)]
 mod testutil;
 pub mod tiers;
@@ -25,6 +28,13 @@ pub mod vmstat;
 
 use cli::{Cli, Command};
 use error::Result;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| error::Error::Runtime(format!("cannot start the async runtime: {e}")))
+}
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
@@ -52,14 +62,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             top::write_stdout(out.as_bytes())?;
             Ok(0)
         }
-        Command::Top(o) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| {
-                    error::Error::Runtime(format!("cannot start the async runtime: {e}"))
-                })?;
-            rt.block_on(top::run(o))
-        }
+        Command::Top(o) => runtime()?.block_on(top::run(o)),
+        Command::Record(o) => runtime()?.block_on(record::run(o)),
+        Command::Report(o) => report::run(&o),
+        Command::Export(o) => report::export(&o),
     }
 }

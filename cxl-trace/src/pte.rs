@@ -24,7 +24,7 @@ const SWP_TYPE_BITS: u32 = 5;
 const SWP_OFFSET_SHIFT: u32 = 9 + SWP_TYPE_BITS;
 
 /// How the running kernel encodes entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PteFormat {
     /// Whether entries can be decoded at all (x86_64 only).
     pub decodable: bool,

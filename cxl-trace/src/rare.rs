@@ -128,7 +128,7 @@ impl RareEvent {
 }
 
 /// Decodes raw records with the formats of the running kernel.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RareDecoder {
     formats: Vec<Option<Format>>,
 }

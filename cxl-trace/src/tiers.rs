@@ -81,7 +81,7 @@ pub fn add_counts<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K
 }
 
 /// Which hooks fed this window, and why the others did not.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Availability {
     /// Fault latency: `Err(reason)` when the exit hook is not attached.
     pub latency: Option<String>,

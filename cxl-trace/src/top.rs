@@ -29,6 +29,8 @@ use crate::{
     error::{Error, Result},
     event::{decode, Event},
     probe::{ProbeStatus, Ring, TraceConfig, Tracer},
+    record::{RecordSpec, Recorder},
+    recording::{ChunkKind, Header},
     tiers::TierMap,
     topology::Topology,
     vmstat::{self, Vmstat},
@@ -101,15 +103,27 @@ struct ReadStats {
     skip_pid: Option<u32>,
 }
 
-/// Drains every record currently in the ring buffer into the aggregator.
-fn drain(ring: &mut Ring, agg: &mut Aggregator, start_ns: u64, rs: &mut ReadStats) {
+/// Drains every record currently in the ring buffer into the aggregator (and the recording:
+/// exactly the records the aggregator counts).
+fn drain(
+    ring: &mut Ring,
+    agg: &mut Aggregator,
+    start_ns: u64,
+    rs: &mut ReadStats,
+    rec: &mut Option<Recorder>,
+) {
     let me = rs.skip_pid;
     while let Some(item) = ring.0.next() {
         match decode(&item) {
             Ok(ev) if ev.ts_ns() < start_ns => rs.before_window += 1,
             // cxl-trace's own faults while it spawns the command (see `spawn_followed`).
             Ok(Event::Fault(f)) if Some(f.pid) == me => {}
-            Ok(ev) => agg.ingest(&ev),
+            Ok(ev) => {
+                agg.ingest(&ev);
+                if let Some(r) = rec.as_mut() {
+                    r.event(&item);
+                }
+            }
             Err(e) => {
                 rs.decode_errors += 1;
                 if rs.decode_errors == 1 {
@@ -206,13 +220,16 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// Re-reads the topology; on a change (memory hotplug, a CXL region onlined) switches the
 /// aggregator to it and logs what changed.
-fn refresh_topology(agg: &mut Aggregator, current: &mut Topology) {
+/// Re-reads the topology; true when it changed (and the aggregator now uses the new one).
+fn refresh_topology(agg: &mut Aggregator, current: &mut Topology) -> bool {
     let now = Topology::live();
     if let Some(change) = topology_change(current, &now) {
         agg.set_tiers(TierMap::from_topology(&now));
         agg.log(change);
         *current = now;
+        return true;
     }
+    false
 }
 
 /// What changed between two topologies (nodes, tiers, memory blocks), as a log entry.
@@ -261,7 +278,39 @@ fn print_probes(statuses: &[ProbeStatus], warnings: &[String]) {
 
 /// Runs `top`. Returns the exit code: the command's when one was given, else 0.
 pub async fn run(opts: TopOpts) -> Result<i32> {
-    let tui = !opts.no_tui && std::io::stdout().is_terminal();
+    session(opts, None).await
+}
+
+/// A snapshot chunk: vmstat, per-node meminfo, cumulative drops and produced counts, and the
+/// topology when it changed.
+fn snapshot(
+    t_s: f64,
+    vm: &Vmstat,
+    tracer: &Tracer,
+    drops: &Drops,
+    topo: Option<&Topology>,
+) -> Value {
+    let mut v = json!({
+        "t": t_s,
+        "vmstat": vm.0,
+        "meminfo": crate::record::node_meminfo(),
+        "drops": drops.by_kind,
+        "produced": tracer.produced(),
+    });
+    if let (Some(t), Value::Object(m)) = (topo, &mut v) {
+        m.insert(
+            "topology".into(),
+            serde_json::to_value(t).unwrap_or(Value::Null),
+        );
+    }
+    v
+}
+
+/// The event loop of `top`, and of `record` when `record` is given: then nothing goes to
+/// stdout (it belongs to the command) and every counted record is written to the recording.
+pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
+    let recording = record.is_some();
+    let tui = !recording && !opts.no_tui && std::io::stdout().is_terminal();
     if let Some(pid) = opts.pid {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return Err(Error::NoSuchProcess(pid));
@@ -355,10 +404,44 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     } else {
         (None, None)
     };
-    let mut open = if ui.is_some() {
+    let mut open = if ui.is_some() || recording {
         true
     } else {
         emit(&start_line)?
+    };
+    let mut rec = match record {
+        None => None,
+        Some(spec) => {
+            let header = Header {
+                tool_version: version.to_string(),
+                kernel: kernel.clone(),
+                boot_id: crate::probe::caps::read_trimmed("/proc/sys/kernel/random/boot_id")
+                    .unwrap_or_default(),
+                hostname: crate::probe::caps::read_trimmed("/proc/sys/kernel/hostname")
+                    .unwrap_or_default(),
+                command_line: std::env::args().collect(),
+                target_command: opts.command.clone(),
+                scope: scope.clone(),
+                start_unix_ns: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+                start_monotonic_ns: start_ns,
+                interval_s: opts.interval,
+                probes: tracer.statuses.clone(),
+                availability: tracer.availability.clone(),
+                topology: topo.clone(),
+                rare: tracer.rare.clone(),
+                redacted: false,
+                kernel_ips: false,
+            };
+            let mut r = spec.start(header)?;
+            r.json(
+                ChunkKind::Snapshot,
+                start_ns,
+                &snapshot(0.0, &vm_start, &tracer, &Drops::default(), None),
+            );
+            Some(r)
+        }
     };
 
     let mut agg = Aggregator::with_context(
@@ -394,11 +477,12 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
                          vm_last: &mut Vmstat,
                          drops_last: &mut Drops,
                          last_ns: &mut u64,
-                         ui: &mut Option<Ui>|
+                         ui: &mut Option<Ui>,
+                         rec: &mut Option<Recorder>|
      -> Result<bool> {
         let now = monotonic_ns();
         let drops = tracer.drops();
-        refresh_topology(agg, topo_state);
+        let changed = refresh_topology(agg, topo_state);
         let iv = agg.end_interval();
         let dropped = drops_since(&drops, drops_last);
         let interval_s = (now - *last_ns) as f64 / 1e9;
@@ -414,6 +498,19 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
                 }
                 ui.dash.update(Msg::Sample(Box::new(sample)));
                 ui.screen.draw(&ui.dash)?;
+                Ok(true)
+            }
+            None if rec.is_some() => {
+                let vm = vmstat::read()?;
+                let t = (now - start_ns) as f64 / 1e9;
+                let cumulative = drops_since(&drops, &drops_start);
+                if let Some(r) = rec.as_mut() {
+                    let snap =
+                        snapshot(t, &vm, tracer, &cumulative, changed.then_some(&*topo_state));
+                    r.json(ChunkKind::Snapshot, now, &snap);
+                    r.show_progress(t, cumulative.total());
+                }
+                *vm_last = vm;
                 Ok(true)
             }
             // Only the JSON lines carry vmstat deltas; the dashboard does not read them.
@@ -441,12 +538,12 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut g = guard.map_err(|e| Error::Runtime(format!("polling the ring buffer: {e}")))?;
-                drain(g.get_inner_mut(), &mut agg, start_ns, &mut rs);
+                drain(g.get_inner_mut(), &mut agg, start_ns, &mut rs, &mut rec);
                 g.clear_ready();
             }
             _ = ticker.tick() => {
-                drain(ring.get_mut(), &mut agg, start_ns, &mut rs);
-                open = emit_interval(&mut agg, &mut topo_state, &tracer, &mut vm_last, &mut drops_last, &mut last_ns, &mut ui)?;
+                drain(ring.get_mut(), &mut agg, start_ns, &mut rs, &mut rec);
+                open = emit_interval(&mut agg, &mut topo_state, &tracer, &mut vm_last, &mut drops_last, &mut last_ns, &mut ui, &mut rec)?;
                 if let Some(pid) = opts.pid {
                     if !Path::new(&format!("/proc/{pid}")).exists() {
                         eprintln!("cxl-trace: process {pid} exited");
@@ -504,7 +601,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
         };
     }
     // Everything the kernel submitted before this point is in the ring buffer now.
-    drain(ring.get_mut(), &mut agg, start_ns, &mut rs);
+    drain(ring.get_mut(), &mut agg, start_ns, &mut rs, &mut rec);
     // A last, partial interval, unless the run ended right on a tick with nothing new.
     let partial = agg.interval().events > 0 || monotonic_ns().saturating_sub(last_ns) >= 1_000_000;
     if open && partial {
@@ -516,6 +613,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
             &mut drops_last,
             &mut last_ns,
             &mut ui,
+            &mut rec,
         )?;
     }
     // Leave the alternate screen before anything else is printed.
@@ -545,7 +643,31 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
             m.insert("exit_code".into(), json!(code));
         }
     }
-    if was_tui {
+    if let Some(mut r) = rec.take() {
+        r.json(ChunkKind::End, end_ns, &summary);
+        let (events, path) = (r.writer.events, r.path.clone());
+        let failed = r.failed.take();
+        let bytes = r
+            .writer
+            .finish()
+            .and_then(|mut w| w.flush().map(|()| w))
+            .map_err(|e| Error::io(&path, e));
+        if r.progress {
+            eprintln!();
+        }
+        if let Some(f) = failed {
+            return Err(Error::Runtime(format!("recording failed: {f}")));
+        }
+        bytes?;
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        eprintln!(
+            "cxl-trace: recorded {events} events in {:.1} s to {} ({size} bytes, {:.2} bytes/event), {} dropped",
+            (end_ns - start_ns) as f64 / 1e9,
+            path.display(),
+            size as f64 / events.max(1) as f64,
+            drops_total.total()
+        );
+    } else if was_tui {
         eprintln!(
             "cxl-trace: {:.1} s, {} events, {} faults, {} pages migrated, {} dropped",
             (end_ns - start_ns) as f64 / 1e9,

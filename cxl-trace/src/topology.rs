@@ -11,10 +11,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Access coordinates of a node from its initiators (HMAT or CDAT), `accessN/initiators`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Access {
     /// `accessN` class (0: any initiator, 1: CPU initiators).
     pub class: u32,
@@ -29,7 +30,8 @@ pub struct Access {
 }
 
 /// One NUMA node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Node {
     /// Node id.
     pub id: u32,
@@ -51,7 +53,8 @@ pub struct Node {
 }
 
 /// A memory tier.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Tier {
     /// `memory_tierN` id; lower ids are faster (DRAM is 4, dax/kmem default 22).
     pub id: u32,
@@ -60,7 +63,8 @@ pub struct Tier {
 }
 
 /// A CXL memory device.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CxlMemdev {
     /// e.g. `mem0`.
     pub name: String,
@@ -75,7 +79,8 @@ pub struct CxlMemdev {
 }
 
 /// A dax device and the node it was onlined as (`target_node`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DaxDevice {
     /// e.g. `dax0.0`.
     pub name: String,
@@ -84,7 +89,8 @@ pub struct DaxDevice {
 }
 
 /// CXL objects on the bus.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Cxl {
     /// Whether /sys/bus/cxl exists.
     pub bus: bool,
@@ -99,7 +105,8 @@ pub struct Cxl {
 }
 
 /// Tiering-relevant settings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Settings {
     /// /proc/sys/kernel/numa_balancing (0 off, 1 normal, 2 tiering, 3 both).
     pub numa_balancing: Option<u32>,
@@ -112,7 +119,8 @@ pub struct Settings {
 }
 
 /// The whole topology.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Topology {
     /// Nodes with memory or CPUs, by id.
     pub nodes: Vec<Node>,

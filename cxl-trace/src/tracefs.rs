@@ -11,7 +11,7 @@ use std::{
 use crate::error::Error;
 
 /// One field of a tracepoint record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Field {
     /// The C declaration before the name, e.g. `unsigned long` or `__data_loc char[]`.
     pub ctype: String,
@@ -24,7 +24,7 @@ pub struct Field {
 }
 
 /// A parsed `format` file: the event's name, id and fields by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Format {
     /// Event name (`name:` line).
     pub name: String,
