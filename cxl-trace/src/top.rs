@@ -344,6 +344,9 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         functions: !opts.tracepoints_only,
         ..TraceConfig::default()
     })?;
+    // The window opens once everything is attached, before anyone is told so: a user (or a
+    // test) that starts its workload on the "live probes" line must not lose its first events.
+    let start_ns = monotonic_ns();
     print_probes(&tracer.statuses, &tracer.warnings);
     let ring = tracer
         .take_ring()
@@ -356,7 +359,6 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     if let Some(pid) = opts.pid {
         follow_tree(&mut tracer, pid)?;
     }
-    let start_ns = monotonic_ns();
     let vm_start = vmstat::read()?;
     let mut child = None;
     if !opts.command.is_empty() {
@@ -661,10 +663,12 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         bytes?;
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         eprintln!(
-            "cxl-trace: recorded {events} events in {:.1} s to {} ({size} bytes, {:.2} bytes/event), {} dropped",
+            "cxl-trace: recorded {events} events in {:.1} s to {} ({size} bytes, {:.2} bytes/event): {} faults, {} pages migrated, {} dropped",
             (end_ns - start_ns) as f64 / 1e9,
             path.display(),
             size as f64 / events.max(1) as f64,
+            agg.run().faults.total,
+            agg.run().migrations.total().pages_succeeded,
             drops_total.total()
         );
     } else if was_tui {

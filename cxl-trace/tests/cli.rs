@@ -91,3 +91,91 @@ fn version_and_help() {
     let out = cxl_trace(&["top", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--no-tui"));
 }
+
+const GOLDEN_V1: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/recordings/v1-small.cxlt"
+);
+
+/// A recording written by format version 1 stays readable with the same numbers forever.
+#[test]
+fn golden_v1_recording_reports_the_same_numbers() {
+    let out = cxl_trace(&["report", "--format", "json", GOLDEN_V1]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["recording"]["format_version"], 1);
+    assert_eq!(v["recording"]["events"], 3180);
+    assert_eq!(v["recording"]["clean_end"], true);
+    assert_eq!(v["faults"]["total"], 3159);
+    assert_eq!(v["migrations"]["pages_succeeded"], 201);
+    assert_eq!(v["host"]["redacted"], true);
+    assert!(v["topology"]["nodes"].is_array());
+    assert!(v["vmstat_delta"]["pgfault"].as_u64().unwrap_or(0) >= 3159);
+    let text = cxl_trace(&["report", GOLDEN_V1]);
+    assert_eq!(text.status.code(), Some(0));
+    let t = String::from_utf8_lossy(&text.stdout);
+    assert!(t.contains("3159 total"), "{t}");
+}
+
+#[test]
+fn export_writes_every_event() {
+    let out = cxl_trace(&["export", "--format", "jsonl", GOLDEN_V1]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3180);
+    let faults = lines
+        .iter()
+        .filter(|v| v["type"] == "fault")
+        .count();
+    assert_eq!(faults, 3159);
+    let out = cxl_trace(&["export", "--format", "csv", GOLDEN_V1]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rows = text.lines();
+    assert!(rows.next().is_some_and(|h| h.starts_with("ts_ns,type,pid")));
+    assert_eq!(rows.count(), 3180);
+}
+
+#[test]
+fn bad_recordings_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("cxlt-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let not = dir.join("not.cxlt");
+    std::fs::write(&not, b"just some text, not a recording\n").expect("write");
+    assert_clean_failure(
+        &["report", not.to_str().unwrap_or("")],
+        2,
+        "not a cxl-trace recording",
+    );
+    assert_clean_failure(&["report", "/nonexistent/x.cxlt"], 1, "/nonexistent/x.cxlt");
+    let golden = std::fs::read(GOLDEN_V1).expect("golden");
+    // From a newer format version.
+    let mut newer = golden.clone();
+    newer[8] = 2;
+    let p = dir.join("newer.cxlt");
+    std::fs::write(&p, &newer).expect("write");
+    assert_clean_failure(&["report", p.to_str().unwrap_or("")], 2, "format version 2");
+    // Corrupted in the middle: the chunk is named.
+    let mut bad = golden.clone();
+    let n = bad.len();
+    bad[n - 100] ^= 0xff;
+    let p = dir.join("corrupt.cxlt");
+    std::fs::write(&p, &bad).expect("write");
+    assert_clean_failure(&["report", p.to_str().unwrap_or("")], 2, "damaged chunk at byte");
+    // Cut short: reported up to the last complete chunk, with a warning.
+    let p = dir.join("cut.cxlt");
+    std::fs::write(&p, &golden[..golden.len() - 50]).expect("write");
+    let out = cxl_trace(&["report", "--format", "json", p.to_str().unwrap_or("")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ends inside a chunk"), "{}", stderr(&out));
+    // An existing output is never replaced without --force.
+    assert_clean_failure(
+        &["record", "-o", GOLDEN_V1, "--duration", "1"],
+        2,
+        "not replacing a recording",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -469,3 +469,98 @@ fn pfn_map_places_a_real_page_on_its_node() {
     assert_eq!(map.node_of(pfn), Some(node as u32), "pfn {pfn:#x}");
     drop(page);
 }
+
+/// The fault total `record` printed when it finished (its last stderr line).
+fn recorded_faults(stderr_text: &str) -> u64 {
+    stderr_text
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let rest = l.split("): ").nth(1)?;
+            rest.split(" faults").next()?.trim().parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no `recorded ...: N faults` line in: {stderr_text}"))
+}
+
+fn report_json(path: &std::path::Path) -> serde_json::Value {
+    let out = cxl_trace(&["report", "--format", "json", path.to_str().unwrap_or("")]);
+    assert_eq!(out.status.code(), Some(0), "report: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("report json")
+}
+
+/// `record -- CMD` exits with CMD's status, writes a 0600 file, and `report` gives the fault
+/// total the live run printed (and the command's own count).
+#[test]
+fn record_then_report_gives_the_live_totals() {
+    if !require_root("record_then_report_gives_the_live_totals") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cxlt-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("run.cxlt");
+    let script = format!("{WORKLOAD} touch --pages 60000 && exit 3");
+    let out = cxl_trace(&["record", "-o", file.to_str().unwrap_or(""), "--", "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    let live = recorded_faults(&stderr(&out));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let v = report_json(&file);
+    assert_eq!(u(&v["faults"]["total"]), live, "report vs live run");
+    assert!(live >= 60_000 && live < 61_000, "faults {live}");
+    assert_eq!(v["recording"]["clean_end"], true);
+    assert_eq!(v["recording"]["exit_code"], 3);
+    assert!(v["host"]["kernel"].is_string());
+    // Compact: a fault-heavy recording at under 8 bytes per event.
+    let size = std::fs::metadata(&file).expect("file").len();
+    let per = size as f64 / u(&v["recording"]["events"]) as f64;
+    assert!(per <= 8.0, "{per:.2} bytes per event");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// kill -9 during `record`: the file still reports everything up to its last complete chunk.
+#[test]
+fn kill_9_during_record_keeps_what_was_written() {
+    if !require_root("kill_9_during_record_keeps_what_was_written") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("cxlt-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("killed.cxlt");
+    let name = dir.join("cxlt-killtest");
+    std::fs::copy(WORKLOAD, &name).expect("copy the workload");
+    let mut rec = Command::new(CXL_TRACE)
+        .args(["record", "--comm", "cxlt-killtest", "--duration", "60", "-o"])
+        .arg(&file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("record");
+    // Wait for the probes (the live-probes line), then make 40k faults.
+    let mut err = BufReader::new(rec.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("live probes") {
+        line.clear();
+    }
+    std::thread::spawn(move || for _ in err.lines() {});
+    let w = Command::new(&name)
+        .args(["touch", "--pages", "40000"])
+        .output()
+        .expect("workload");
+    assert!(w.status.success());
+    // Two snapshots later everything up to the workload's end is in complete chunks.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGKILL) };
+    let _ = rec.wait();
+    let v = report_json(&file);
+    assert_eq!(v["recording"]["clean_end"], false);
+    let faults = u(&v["faults"]["total"]);
+    assert!(
+        (40_000..40_300).contains(&faults),
+        "faults {faults}: {} drops {}",
+        v["recording"],
+        v["drops"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
