@@ -347,6 +347,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     // The window opens once everything is attached, before anyone is told so: a user (or a
     // test) that starts its workload on the "live probes" line must not lose its first events.
     let start_ns = monotonic_ns();
+    let vm_start = vmstat::read()?;
     print_probes(&tracer.statuses, &tracer.warnings);
     let ring = tracer
         .take_ring()
@@ -359,7 +360,6 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     if let Some(pid) = opts.pid {
         follow_tree(&mut tracer, pid)?;
     }
-    let vm_start = vmstat::read()?;
     let mut child = None;
     if !opts.command.is_empty() {
         child = Some(spawn_followed(&opts.command, &mut tracer)?);
