@@ -27,6 +27,24 @@ pub enum Command {
     Report(ReportOpts),
     /// Write every event of a recording as JSON lines or CSV.
     Export(ExportOpts),
+    /// Play a recording back: one JSON object per recorded interval, like `top --no-tui`.
+    Replay(ReplayOpts),
+}
+
+/// Options of `replay`.
+#[derive(Debug, Args, Clone)]
+pub struct ReplayOpts {
+    /// The recording.
+    pub file: std::path::PathBuf,
+    /// Print JSON lines (the only mode so far; the dashboard replay is not built yet).
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Pace the intervals at this multiple of real time (default: as fast as possible).
+    #[arg(long, value_parser = parse_seconds, value_name = "X")]
+    pub speed: Option<f64>,
+    /// Processes listed per interval.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
 }
 
 /// Options of `record`.

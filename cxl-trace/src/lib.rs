@@ -66,5 +66,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Record(o) => runtime()?.block_on(record::run(o)),
         Command::Report(o) => report::run(&o),
         Command::Export(o) => report::export(&o),
+        Command::Replay(o) => report::replay(&o),
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     aggregate::{Aggregator, Drops},
-    cli::{ExportFormat, ExportOpts, ReportFormat, ReportOpts},
+    cli::{ExportFormat, ExportOpts, ReplayOpts, ReportFormat, ReportOpts},
     error::{Error, Result},
     event::{decode, Event},
     recording::{Chunk, Header, Reader},
@@ -179,6 +179,145 @@ pub fn summarize(path: &Path, top: usize) -> Result<Value> {
         );
     }
     Ok(v)
+}
+
+/// `cxl-trace replay --no-tui`: the recording's intervals as `top --no-tui` would have printed
+/// them (a start line, one line per recorded second, the summary).
+pub fn replay(o: &ReplayOpts) -> Result<i32> {
+    if !o.no_tui {
+        return Err(Error::Usage(
+            "replay: only --no-tui (JSON lines) is built so far; the dashboard replay is not"
+                .into(),
+        ));
+    }
+    let mut reader = open(&o.file)?;
+    let h: Header = reader.header.clone();
+    let start = json!({
+        "type": "start",
+        "version": h.tool_version,
+        "kernel": h.kernel,
+        "interval_s": h.interval_s,
+        "probes": h.probes,
+        "tiers": h.topology.tiers,
+        "settings": h.topology.settings,
+        "scope": h.scope,
+        "replay_of": o.file.display().to_string(),
+    });
+    if !crate::top::write_stdout(format!("{start}\n").as_bytes())? {
+        return Ok(0);
+    }
+    let agg = std::cell::RefCell::new(Aggregator::with_context(
+        TierMap::from_topology(&h.topology),
+        h.rare.clone(),
+        h.availability.clone(),
+    ));
+    let mut prev: Option<Value> = None;
+    let mut topo = h.topology.clone();
+    let mut open_out = true;
+    let mut failed: Option<Error> = None;
+    let (_, _, end) = for_each(
+        &o.file,
+        &mut reader,
+        |e| {
+            agg.borrow_mut().ingest(e);
+            Ok(())
+        },
+        |s| {
+            let mut a = agg.borrow_mut();
+            if let Some(t) = s
+                .get("topology")
+                .and_then(|t| serde_json::from_value::<Topology>(t.clone()).ok())
+            {
+                if let Some(change) = crate::top::topology_change(&topo, &t) {
+                    a.log(change);
+                }
+                a.set_tiers(TierMap::from_topology(&t));
+                topo = t;
+            }
+            let iv = a.end_interval();
+            let Some(p) = prev.replace(s.clone()) else {
+                return;
+            };
+            let (t0, t1) = (
+                p["t"].as_f64().unwrap_or(0.0),
+                s["t"].as_f64().unwrap_or(0.0),
+            );
+            let counts = |v: &Value| -> std::collections::BTreeMap<String, u64> {
+                v["drops"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, x)| Some((k.clone(), x.as_u64()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let (d0, d1) = (counts(&p), counts(s));
+            let drops = Drops {
+                by_kind: d1
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.saturating_sub(d0.get(k).copied().unwrap_or(0))))
+                    .collect(),
+            };
+            if let Some(x) = o.speed {
+                std::thread::sleep(std::time::Duration::from_secs_f64(
+                    ((t1 - t0) / x).clamp(0.0, 3600.0),
+                ));
+            }
+            if open_out && failed.is_none() {
+                let line = a.window_json(
+                    "interval",
+                    t1,
+                    t1 - t0,
+                    &iv,
+                    &drops,
+                    &vmstat_of(s).delta(&vmstat_of(&p)),
+                    o.top,
+                );
+                match crate::top::write_stdout(format!("{line}\n").as_bytes()) {
+                    Ok(true) => {}
+                    Ok(false) => open_out = false,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if open_out {
+        let mut a = agg.into_inner();
+        a.end_interval();
+        let t = end
+            .as_ref()
+            .and_then(|e| e["t"].as_f64())
+            .or_else(|| prev.as_ref().and_then(|p| p["t"].as_f64()))
+            .unwrap_or(0.0);
+        let drops = Drops {
+            by_kind: prev
+                .as_ref()
+                .and_then(|s| s["drops"].as_object())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let mut v = a.window_json("summary", t, t, a.run(), &drops, &Default::default(), o.top);
+        if let Value::Object(m) = &mut v {
+            m.insert("replay_of".into(), json!(o.file.display().to_string()));
+            m.insert("clean_end".into(), json!(end.is_some()));
+        }
+        crate::top::write_stdout(format!("{v}\n").as_bytes())?;
+    }
+    if reader.truncated {
+        eprintln!(
+            "cxl-trace: warning: {} ends inside a chunk (cut off by a crash or kill): replayed up to the last complete chunk",
+            o.file.display()
+        );
+    }
+    Ok(0)
 }
 
 /// `cxl-trace report`.

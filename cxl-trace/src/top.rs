@@ -646,7 +646,17 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         }
     }
     if let Some(mut r) = rec.take() {
-        r.json(ChunkKind::End, end_ns, &summary);
+        // Counts only, no names: the file's summary is recomputed from its events by readers,
+        // and a redacted recording must not carry the live run's process names.
+        let end = json!({
+            "t": (end_ns - start_ns) as f64 / 1e9,
+            "events": r.writer.events,
+            "faults_total": agg.run().faults.total,
+            "pages_migrated": agg.run().migrations.total().pages_succeeded,
+            "drops_total": drops_total.total(),
+            "exit_code": (!opts.command.is_empty()).then_some(code),
+        });
+        r.json(ChunkKind::End, end_ns, &end);
         let (events, path) = (r.writer.events, r.path.clone());
         let failed = r.failed.take();
         let bytes = r

@@ -104,10 +104,10 @@ fn golden_v1_recording_reports_the_same_numbers() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["recording"]["format_version"], 1);
-    assert_eq!(v["recording"]["events"], 3180);
+    assert_eq!(v["recording"]["events"], 3253);
     assert_eq!(v["recording"]["clean_end"], true);
     assert_eq!(v["faults"]["total"], 3159);
-    assert_eq!(v["migrations"]["pages_succeeded"], 201);
+    assert_eq!(v["migrations"]["pages_succeeded"], 990);
     assert_eq!(v["host"]["redacted"], true);
     assert!(v["topology"]["nodes"].is_array());
     assert!(v["vmstat_delta"]["pgfault"].as_u64().unwrap_or(0) >= 3159);
@@ -125,18 +125,15 @@ fn export_writes_every_event() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 3180);
-    let faults = lines
-        .iter()
-        .filter(|v| v["type"] == "fault")
-        .count();
+    assert_eq!(lines.len(), 3253);
+    let faults = lines.iter().filter(|v| v["type"] == "fault").count();
     assert_eq!(faults, 3159);
     let out = cxl_trace(&["export", "--format", "csv", GOLDEN_V1]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     let mut rows = text.lines();
     assert!(rows.next().is_some_and(|h| h.starts_with("ts_ns,type,pid")));
-    assert_eq!(rows.count(), 3180);
+    assert_eq!(rows.count(), 3253);
 }
 
 #[test]
@@ -164,13 +161,21 @@ fn bad_recordings_are_clear_errors() {
     bad[n - 100] ^= 0xff;
     let p = dir.join("corrupt.cxlt");
     std::fs::write(&p, &bad).expect("write");
-    assert_clean_failure(&["report", p.to_str().unwrap_or("")], 2, "damaged chunk at byte");
+    assert_clean_failure(
+        &["report", p.to_str().unwrap_or("")],
+        2,
+        "damaged chunk at byte",
+    );
     // Cut short: reported up to the last complete chunk, with a warning.
     let p = dir.join("cut.cxlt");
     std::fs::write(&p, &golden[..golden.len() - 50]).expect("write");
     let out = cxl_trace(&["report", "--format", "json", p.to_str().unwrap_or("")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("ends inside a chunk"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ends inside a chunk"),
+        "{}",
+        stderr(&out)
+    );
     // An existing output is never replaced without --force.
     assert_clean_failure(
         &["record", "-o", GOLDEN_V1, "--duration", "1"],
@@ -178,4 +183,22 @@ fn bad_recordings_are_clear_errors() {
         "not replacing a recording",
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `replay --no-tui` prints what `top --no-tui` printed: a start line, the intervals (which add
+/// up to the whole run) and a summary equal to the report.
+#[test]
+fn replay_adds_up_to_the_report() {
+    let out = cxl_trace(&["replay", "--no-tui", GOLDEN_V1]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(of_type(&lines, "start").len(), 1);
+    let intervals = of_type(&lines, "interval");
+    assert!(!intervals.is_empty());
+    let sum: u64 = intervals.iter().map(|v| u(&v["faults"]["total"])).sum();
+    let summary = of_type(&lines, "summary")[0];
+    assert_eq!(sum, 3159);
+    assert_eq!(u(&summary["faults"]["total"]), 3159);
+    assert_eq!(u(&summary["migrations"]["pages_succeeded"]), 990);
+    assert_clean_failure(&["replay", GOLDEN_V1], 2, "only --no-tui");
 }

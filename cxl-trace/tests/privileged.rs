@@ -499,7 +499,15 @@ fn record_then_report_gives_the_live_totals() {
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("run.cxlt");
     let script = format!("{WORKLOAD} touch --pages 60000 && exit 3");
-    let out = cxl_trace(&["record", "-o", file.to_str().unwrap_or(""), "--", "sh", "-c", &script]);
+    let out = cxl_trace(&[
+        "record",
+        "-o",
+        file.to_str().unwrap_or(""),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
     let live = recorded_faults(&stderr(&out));
     use std::os::unix::fs::PermissionsExt;
@@ -531,7 +539,14 @@ fn kill_9_during_record_keeps_what_was_written() {
     let name = dir.join("cxlt-killtest");
     std::fs::copy(WORKLOAD, &name).expect("copy the workload");
     let mut rec = Command::new(CXL_TRACE)
-        .args(["record", "--comm", "cxlt-killtest", "--duration", "60", "-o"])
+        .args([
+            "record",
+            "--comm",
+            "cxlt-killtest",
+            "--duration",
+            "60",
+            "-o",
+        ])
         .arg(&file)
         .stderr(std::process::Stdio::piped())
         .spawn()
