@@ -212,6 +212,7 @@ pub fn replay(o: &ReplayOpts) -> Result<i32> {
         h.availability.clone(),
     ));
     let mut prev: Option<Value> = None;
+    let mut first: Option<Value> = None;
     let mut topo = h.topology.clone();
     let mut open_out = true;
     let mut failed: Option<Error> = None;
@@ -235,6 +236,9 @@ pub fn replay(o: &ReplayOpts) -> Result<i32> {
                 topo = t;
             }
             let iv = a.end_interval();
+            if first.is_none() {
+                first = Some(s.clone());
+            }
             let Some(p) = prev.replace(s.clone()) else {
                 return;
             };
@@ -304,7 +308,11 @@ pub fn replay(o: &ReplayOpts) -> Result<i32> {
                 })
                 .unwrap_or_default(),
         };
-        let mut v = a.window_json("summary", t, t, a.run(), &drops, &Default::default(), o.top);
+        let vm = match (&first, &prev) {
+            (Some(f), Some(l)) => vmstat_of(l).delta(&vmstat_of(f)),
+            _ => Default::default(),
+        };
+        let mut v = a.window_json("summary", t, t, a.run(), &drops, &vm, o.top);
         if let Value::Object(m) = &mut v {
             m.insert("replay_of".into(), json!(o.file.display().to_string()));
             m.insert("clean_end".into(), json!(end.is_some()));

@@ -200,5 +200,6 @@ fn replay_adds_up_to_the_report() {
     assert_eq!(sum, 3159);
     assert_eq!(u(&summary["faults"]["total"]), 3159);
     assert_eq!(u(&summary["migrations"]["pages_succeeded"]), 990);
+    assert!(u(&summary["vmstat_delta"]["pgfault"]) >= 3159, "{summary}");
     assert_clean_failure(&["replay", GOLDEN_V1], 2, "only --no-tui");
 }
