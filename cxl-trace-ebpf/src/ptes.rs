@@ -14,7 +14,6 @@
 //! Decoding the entries into pfns is left to userspace, which knows the architecture.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
     macros::{map, tracepoint},
     maps::LruHashMap,
     programs::TracePointContext,
@@ -22,7 +21,7 @@ use aya_ebpf::{
 use cxl_trace_common::{kind, stat, MigrationPteEvent};
 
 use crate::{
-    shared::{bump, current_ids, emit, header},
+    shared::{bump, current_ids, emit, header, now},
     tiering::BATCH_REASON,
 };
 
@@ -62,12 +61,6 @@ static UNMAPPED: LruHashMap<MapKey, Unmapped> = LruHashMap::with_max_entries(65_
 /// First pfn of the last folio reported by each thread (to skip its other mappings).
 #[map]
 static LAST_FOLIO: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4_096, 0);
-
-#[inline(always)]
-fn now() -> u64 {
-    // SAFETY: helper without pointer arguments.
-    unsafe { bpf_ktime_get_ns() }
-}
 
 #[tracepoint]
 pub fn set_migration_pte(ctx: TracePointContext) -> u32 {

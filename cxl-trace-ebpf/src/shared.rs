@@ -42,6 +42,13 @@ pub fn bump(idx: u32) {
     }
 }
 
+/// CLOCK_MONOTONIC now, ns (the clock of every event timestamp).
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: helper without pointer arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
 /// Current (pid = tgid, tid).
 #[inline(always)]
 pub fn current_ids() -> (u32, u32) {
@@ -88,8 +95,7 @@ pub fn flag(bit: u32) -> bool {
 #[inline(always)]
 pub fn header(kind: u16, pid: u32, tid: u32) -> EventHeader {
     EventHeader {
-        // SAFETY: plain helper calls without pointer arguments.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
+        ts_ns: now(),
         pid,
         tid,
         kind,

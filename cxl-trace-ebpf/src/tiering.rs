@@ -12,7 +12,7 @@
 //! with the vmemmap base read from the kernel's `vmemmap_base` variable when it is randomised.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_comm, bpf_probe_read_kernel},
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::LruHashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
@@ -23,7 +23,7 @@ use cxl_trace_common::{
     COMM_LEN,
 };
 
-use crate::shared::{bump, current_ids, emit, followed, header, raw_arg};
+use crate::shared::{bump, current_ids, emit, followed, header, now, raw_arg};
 
 #[unsafe(no_mangle)]
 pub static KERNEL_LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::DEFAULT);
@@ -68,12 +68,6 @@ const TNF_MIGRATED: i32 = 0x01;
 const TNF_FAULT_LOCAL: i32 = 0x08;
 const TNF_MIGRATE_FAIL: i32 = 0x10;
 const NONE: u64 = u64::MAX;
-
-#[inline(always)]
-fn now() -> u64 {
-    // SAFETY: helper without pointer arguments.
-    unsafe { bpf_ktime_get_ns() }
-}
 
 #[fentry(function = "handle_mm_fault")]
 pub fn handle_mm_fault_entry(ctx: FEntryContext) -> u32 {

@@ -2,6 +2,7 @@
 //! Both stream: one chunk in memory at a time.
 
 use std::{
+    cell::RefCell,
     fs::File,
     io::{BufReader, BufWriter, Write},
     path::Path,
@@ -10,7 +11,7 @@ use std::{
 use serde_json::{json, Map, Value};
 
 use crate::{
-    aggregate::{Aggregator, Drops},
+    aggregate::{Aggregator, Drops, Totals},
     cli::{ExportFormat, ExportOpts, ReplayOpts, ReportFormat, ReportOpts},
     error::{Error, Result},
     event::{decode, Event},
@@ -73,75 +74,99 @@ fn vmstat_of(v: &Value) -> Vmstat {
     )
 }
 
+/// The drop counters of a snapshot (cumulative since the start of the recording).
+fn drops_of(v: &Value) -> Drops {
+    Drops {
+        by_kind: v["drops"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, x)| Some((k.clone(), x.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// A recording played into an aggregator, as the live run fed its own: events are ingested,
+/// each snapshot ends an interval and applies a topology change it carries.
+struct Playback {
+    agg: Aggregator,
+    topo: Topology,
+    first: Option<Value>,
+    last: Option<Value>,
+}
+
+impl Playback {
+    fn new(h: &Header) -> Self {
+        Self {
+            agg: Aggregator::with_context(
+                TierMap::from_topology(&h.topology),
+                h.rare.clone(),
+                h.availability.clone(),
+            ),
+            topo: h.topology.clone(),
+            first: None,
+            last: None,
+        }
+    }
+
+    /// Applies a snapshot; returns the interval it ends and the snapshot before it.
+    fn snapshot(&mut self, s: &Value) -> (Totals, Option<Value>) {
+        if let Some(t) = s
+            .get("topology")
+            .and_then(|t| serde_json::from_value::<Topology>(t.clone()).ok())
+        {
+            if let Some(change) = crate::top::topology_change(&self.topo, &t) {
+                self.agg.log(change);
+            }
+            self.agg.set_tiers(TierMap::from_topology(&t));
+            self.topo = t;
+        }
+        let iv = self.agg.end_interval();
+        if self.first.is_none() {
+            self.first = Some(s.clone());
+        }
+        (iv, self.last.replace(s.clone()))
+    }
+
+    /// Ends the last interval and returns the whole run's JSON window of `kind`: its length
+    /// (from the end chunk, else the last snapshot), drops and vmstat deltas between the first
+    /// and last snapshots.
+    fn whole(mut self, kind: &str, end: Option<&Value>, top: usize) -> Value {
+        self.agg.end_interval();
+        let t = end
+            .and_then(|e| e["t"].as_f64())
+            .or_else(|| self.last.as_ref().and_then(|l| l["t"].as_f64()))
+            .unwrap_or(0.0);
+        let drops = self.last.as_ref().map(drops_of).unwrap_or_default();
+        let vm = match (&self.first, &self.last) {
+            (Some(a), Some(b)) => vmstat_of(b).delta(&vmstat_of(a)),
+            _ => Default::default(),
+        };
+        self.agg
+            .window_json(kind, t, t, self.agg.run(), &drops, &vm, top)
+    }
+}
+
 /// The whole-run summary of a recording, as `top`'s summary line plus `host`, `topology`,
 /// `probes` and `recording`.
 pub fn summarize(path: &Path, top: usize) -> Result<Value> {
     let mut reader = open(path)?;
     let h: Header = reader.header.clone();
-    let agg = std::cell::RefCell::new(Aggregator::with_context(
-        TierMap::from_topology(&h.topology),
-        h.rare.clone(),
-        h.availability.clone(),
-    ));
-    let (mut first, mut last): (Option<Value>, Option<Value>) = (None, None);
-    let mut topo = h.topology.clone();
+    let pb = RefCell::new(Playback::new(&h));
     let (events, bad, end) = for_each(
         path,
         &mut reader,
         |e| {
-            agg.borrow_mut().ingest(e);
+            pb.borrow_mut().agg.ingest(e);
             Ok(())
         },
         |s| {
-            let mut a = agg.borrow_mut();
-            if let Some(t) = s
-                .get("topology")
-                .and_then(|t| serde_json::from_value::<Topology>(t.clone()).ok())
-            {
-                if let Some(change) = crate::top::topology_change(&topo, &t) {
-                    a.log(change);
-                }
-                a.set_tiers(TierMap::from_topology(&t));
-                topo = t;
-            }
-            a.end_interval();
-            if first.is_none() {
-                first = Some(s.clone());
-            }
-            last = Some(s.clone());
+            pb.borrow_mut().snapshot(s);
         },
     )?;
-    let mut agg = agg.into_inner();
-    agg.end_interval();
-    let t = |s: &Option<Value>| s.as_ref().and_then(|v| v["t"].as_f64()).unwrap_or(0.0);
-    let duration = end
-        .as_ref()
-        .and_then(|e| e["t"].as_f64())
-        .unwrap_or_else(|| t(&last));
-    let drops = Drops {
-        by_kind: last
-            .as_ref()
-            .and_then(|s| s["drops"].as_object())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
-    let vm_delta = match (&first, &last) {
-        (Some(a), Some(b)) => vmstat_of(b).delta(&vmstat_of(a)),
-        _ => Default::default(),
-    };
-    let mut v = agg.window_json(
-        "report",
-        duration,
-        duration,
-        agg.run(),
-        &drops,
-        &vm_delta,
-        top,
-    );
+    let mut v = pb.into_inner().whole("report", end.as_ref(), top);
     if let Value::Object(m) = &mut v {
         m.insert(
             "host".into(),
@@ -206,75 +231,38 @@ pub fn replay(o: &ReplayOpts) -> Result<i32> {
     if !crate::top::write_stdout(format!("{start}\n").as_bytes())? {
         return Ok(0);
     }
-    let agg = std::cell::RefCell::new(Aggregator::with_context(
-        TierMap::from_topology(&h.topology),
-        h.rare.clone(),
-        h.availability.clone(),
-    ));
-    let mut prev: Option<Value> = None;
-    let mut first: Option<Value> = None;
-    let mut topo = h.topology.clone();
+    let pb = RefCell::new(Playback::new(&h));
     let mut open_out = true;
     let mut failed: Option<Error> = None;
     let (_, _, end) = for_each(
         &o.file,
         &mut reader,
         |e| {
-            agg.borrow_mut().ingest(e);
+            pb.borrow_mut().agg.ingest(e);
             Ok(())
         },
         |s| {
-            let mut a = agg.borrow_mut();
-            if let Some(t) = s
-                .get("topology")
-                .and_then(|t| serde_json::from_value::<Topology>(t.clone()).ok())
-            {
-                if let Some(change) = crate::top::topology_change(&topo, &t) {
-                    a.log(change);
-                }
-                a.set_tiers(TierMap::from_topology(&t));
-                topo = t;
-            }
-            let iv = a.end_interval();
-            if first.is_none() {
-                first = Some(s.clone());
-            }
-            let Some(p) = prev.replace(s.clone()) else {
+            let mut pb = pb.borrow_mut();
+            let (iv, prev) = pb.snapshot(s);
+            let Some(p) = prev else {
                 return;
             };
             let (t0, t1) = (
                 p["t"].as_f64().unwrap_or(0.0),
                 s["t"].as_f64().unwrap_or(0.0),
             );
-            let counts = |v: &Value| -> std::collections::BTreeMap<String, u64> {
-                v["drops"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .filter_map(|(k, x)| Some((k.clone(), x.as_u64()?)))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let (d0, d1) = (counts(&p), counts(s));
-            let drops = Drops {
-                by_kind: d1
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.saturating_sub(d0.get(k).copied().unwrap_or(0))))
-                    .collect(),
-            };
             if let Some(x) = o.speed {
                 std::thread::sleep(std::time::Duration::from_secs_f64(
                     ((t1 - t0) / x).clamp(0.0, 3600.0),
                 ));
             }
             if open_out && failed.is_none() {
-                let line = a.window_json(
+                let line = pb.agg.window_json(
                     "interval",
                     t1,
                     t1 - t0,
                     &iv,
-                    &drops,
+                    &crate::top::drops_since(&drops_of(s), &drops_of(&p)),
                     &vmstat_of(s).delta(&vmstat_of(&p)),
                     o.top,
                 );
@@ -290,29 +278,7 @@ pub fn replay(o: &ReplayOpts) -> Result<i32> {
         return Err(e);
     }
     if open_out {
-        let mut a = agg.into_inner();
-        a.end_interval();
-        let t = end
-            .as_ref()
-            .and_then(|e| e["t"].as_f64())
-            .or_else(|| prev.as_ref().and_then(|p| p["t"].as_f64()))
-            .unwrap_or(0.0);
-        let drops = Drops {
-            by_kind: prev
-                .as_ref()
-                .and_then(|s| s["drops"].as_object())
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        let vm = match (&first, &prev) {
-            (Some(f), Some(l)) => vmstat_of(l).delta(&vmstat_of(f)),
-            _ => Default::default(),
-        };
-        let mut v = a.window_json("summary", t, t, a.run(), &drops, &vm, o.top);
+        let mut v = pb.into_inner().whole("summary", end.as_ref(), o.top);
         if let Value::Object(m) = &mut v {
             m.insert("replay_of".into(), json!(o.file.display().to_string()));
             m.insert("clean_end".into(), json!(end.is_some()));

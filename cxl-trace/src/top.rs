@@ -134,7 +134,8 @@ fn drain(
     }
 }
 
-fn drops_since(now: &Drops, before: &Drops) -> Drops {
+/// Drops counted since `before`, per kind.
+pub(crate) fn drops_since(now: &Drops, before: &Drops) -> Drops {
     Drops {
         by_kind: now
             .by_kind

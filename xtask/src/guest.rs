@@ -378,16 +378,7 @@ fn kprobe_session(c: &mut Checks, fast: Option<u64>, slow: Option<u64>) -> Resul
     }
     h.end()?;
     let (s, start, bt) = stop_session_full(session)?;
-    let live: Vec<String> = start
-        .get("probes")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter(|p| p.get("status").and_then(Value::as_str) == Some("live"))
-                .filter_map(|p| p.get("name").and_then(Value::as_str).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let live = live_probes(&start);
     for want in [
         "kprobe:handle_mm_fault",
         "kretprobe:handle_mm_fault",
@@ -399,11 +390,8 @@ fn kprobe_session(c: &mut Checks, fast: Option<u64>, slow: Option<u64>) -> Resul
         "kretprobe:folio_isolate_lru",
         "kretprobe:demote_folio_list",
     ] {
-        c.truth(
-            &format!("[kprobe] {want} live"),
-            live.iter().any(|l| l == want).to_string(),
-            live.iter().any(|l| l == want),
-        );
+        let on = live.iter().any(|l| l == want);
+        c.truth(&format!("[kprobe] {want} live"), on.to_string(), on);
     }
     check_migrations(c, &s, &bt, &["syscall", "demotion"]);
     let (Some(fast), Some(slow)) = (fast, slow) else {
@@ -429,6 +417,20 @@ fn kprobe_session(c: &mut Checks, fast: Option<u64>, slow: Option<u64>) -> Resul
     Ok(())
 }
 
+/// Names of the probes the start line reports live.
+fn live_probes(start: &Value) -> Vec<String> {
+    start
+        .get("probes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|p| p.get("status").and_then(Value::as_str) == Some("live"))
+                .filter_map(|p| p.get("name").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Tracepoints only (`--tracepoints-only`), as on a kernel that refuses fentry and kprobes:
 /// per-folio moves come from the migration-entry tracepoints and must attribute the same
 /// pages to the same tier pair as the function hooks do.
@@ -443,17 +445,8 @@ fn tracepoint_session(c: &mut Checks, fast: Option<u64>, slow: Option<u64>) -> R
     }
     h.end()?;
     let (s, start, bt) = stop_session_full(session)?;
-    let live = |name: &str| {
-        start
-            .get("probes")
-            .and_then(Value::as_array)
-            .is_some_and(|a| {
-                a.iter().any(|p| {
-                    p.get("name").and_then(Value::as_str) == Some(name)
-                        && p.get("status").and_then(Value::as_str) == Some("live")
-                })
-            })
-    };
+    let names = live_probes(&start);
+    let live = |name: &str| names.iter().any(|l| l == name);
     for want in [
         "tracepoint:migrate:set_migration_pte",
         "tracepoint:migrate:remove_migration_pte",
