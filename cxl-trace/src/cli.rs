@@ -56,27 +56,6 @@ pub struct RecordOpts {
     /// Replace FILE if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Stop after this many seconds.
-    #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
-    pub duration: Option<f64>,
-    /// Follow this process and its descendants (faults only; migrations are system-wide).
-    #[arg(long, value_name = "PID", conflicts_with_all = ["command", "cgroup", "comm"])]
-    pub pid: Option<u32>,
-    /// Only faults of tasks in this cgroup v2 directory or below it.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["command", "comm"])]
-    pub cgroup: Option<String>,
-    /// Only faults of threads with this name.
-    #[arg(long, value_name = "NAME", conflicts_with = "command")]
-    pub comm: Option<String>,
-    /// Ring buffer size in MiB (power of two).
-    #[arg(long, default_value_t = 16, value_parser = parse_ringbuf_mib, value_name = "MIB")]
-    pub ringbuf_mib: u32,
-    /// Attach the function hooks as kprobe/kretprobe.
-    #[arg(long)]
-    pub kprobes: bool,
-    /// Use tracepoints only, no function hooks.
-    #[arg(long, conflicts_with = "kprobes")]
-    pub tracepoints_only: bool,
     /// For sharing: hash process names, command lines and the host name, zero every virtual
     /// address and instruction pointer.
     #[arg(long)]
@@ -84,9 +63,9 @@ pub struct RecordOpts {
     /// Keep the kernel instruction pointers of kernel-mode faults (zeroed otherwise).
     #[arg(long, conflicts_with = "redact")]
     pub kernel_ips: bool,
-    /// Run this command, record while it runs and exit with its status.
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    /// What to trace, as for `top`.
+    #[command(flatten)]
+    pub trace: TraceArgs,
 }
 
 /// Output format of `report`.
@@ -150,6 +129,17 @@ pub struct TopOpts {
     /// Seconds between updates.
     #[arg(long, default_value = "1", value_parser = parse_seconds, value_name = "SECS")]
     pub interval: f64,
+    /// Processes listed per interval.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+    /// What to trace.
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+/// What `top` and `record` trace: for how long, whose faults, with which hooks.
+#[derive(Debug, Args, Clone)]
+pub struct TraceArgs {
     /// Stop after this many seconds.
     #[arg(long, value_parser = parse_seconds, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -165,9 +155,6 @@ pub struct TopOpts {
     /// names are cut).
     #[arg(long, value_name = "NAME", conflicts_with = "command")]
     pub comm: Option<String>,
-    /// Processes listed per interval.
-    #[arg(long, default_value_t = 10, value_name = "N")]
-    pub top: usize,
     /// Ring buffer size in MiB (power of two).
     #[arg(long, default_value_t = 16, value_parser = parse_ringbuf_mib, value_name = "MIB")]
     pub ringbuf_mib: u32,
@@ -253,7 +240,7 @@ mod tests {
         };
         assert!(t.no_tui);
         assert_eq!(t.interval, 0.5);
-        assert_eq!(t.command, vec!["sleep", "1"]);
+        assert_eq!(t.trace.command, vec!["sleep", "1"]);
     }
 
     #[test]

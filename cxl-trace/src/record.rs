@@ -275,15 +275,8 @@ pub async fn run(o: RecordOpts) -> Result<i32> {
     let top = TopOpts {
         no_tui: true,
         interval: 1.0,
-        duration: o.duration,
-        pid: o.pid,
-        cgroup: o.cgroup,
-        comm: o.comm,
         top: 10,
-        ringbuf_mib: o.ringbuf_mib,
-        kprobes: o.kprobes,
-        tracepoints_only: o.tracepoints_only,
-        command: o.command,
+        trace: o.trace,
     };
     let result = crate::top::session(top, Some(spec)).await;
     if result.is_err() {

@@ -312,18 +312,19 @@ fn snapshot(
 pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     let recording = record.is_some();
     let tui = !recording && !opts.no_tui && std::io::stdout().is_terminal();
-    if let Some(pid) = opts.pid {
+    if let Some(pid) = opts.trace.pid {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return Err(Error::NoSuchProcess(pid));
         }
     }
-    let filter = opts.pid.is_some() || !opts.command.is_empty();
+    let filter = opts.trace.pid.is_some() || !opts.trace.command.is_empty();
     let cgroup = opts
+        .trace
         .cgroup
         .as_deref()
         .map(crate::filter::resolve_cgroup)
         .transpose()?;
-    let comm = match opts.comm.as_deref() {
+    let comm = match opts.trace.comm.as_deref() {
         None => None,
         Some(name) => {
             let (bytes, cut) = crate::filter::comm_bytes(name)?;
@@ -340,9 +341,9 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         filter,
         cgroup,
         comm,
-        ringbuf_bytes: opts.ringbuf_mib << 20,
-        prefer_kprobes: opts.kprobes,
-        functions: !opts.tracepoints_only,
+        ringbuf_bytes: opts.trace.ringbuf_mib << 20,
+        prefer_kprobes: opts.trace.kprobes,
+        functions: !opts.trace.tracepoints_only,
         ..TraceConfig::default()
     })?;
     // The window opens once everything is attached, before anyone is told so: a user (or a
@@ -358,19 +359,21 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     let mut ring = unsafe { AsyncFd::register_with_interest(Ring(ring), Interest::READABLE) }
         .map_err(|e| Error::Runtime(format!("cannot poll the ring buffer: {e}")))?;
 
-    if let Some(pid) = opts.pid {
+    if let Some(pid) = opts.trace.pid {
         follow_tree(&mut tracer, pid)?;
     }
     let mut child = None;
-    if !opts.command.is_empty() {
-        child = Some(spawn_followed(&opts.command, &mut tracer)?);
+    if !opts.trace.command.is_empty() {
+        child = Some(spawn_followed(&opts.trace.command, &mut tracer)?);
     }
 
-    let scope = match (&opts.pid, &opts.cgroup, &opts.comm) {
+    let scope = match (&opts.trace.pid, &opts.trace.cgroup, &opts.trace.comm) {
         (Some(p), _, _) => format!("pid {p} and descendants"),
         (_, Some(c), _) => format!("cgroup {c} and below"),
         (_, _, Some(c)) => format!("threads named {c}"),
-        _ if !opts.command.is_empty() => format!("{} and descendants", opts.command.join(" ")),
+        _ if !opts.trace.command.is_empty() => {
+            format!("{} and descendants", opts.trace.command.join(" "))
+        }
         _ => "all processes".to_string(),
     };
     let mut topo = Topology::live();
@@ -385,7 +388,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         "warnings": tracer.warnings,
         "tiers": topo.tiers,
         "settings": topo.settings,
-        "pid": opts.pid.or_else(|| child.as_ref().and_then(|c: &tokio::process::Child| c.id())),
+        "pid": opts.trace.pid.or_else(|| child.as_ref().and_then(|c: &tokio::process::Child| c.id())),
         "scope": scope,
     });
     let (mut ui, mut input) = if tui {
@@ -423,7 +426,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
                 hostname: crate::probe::caps::read_trimmed("/proc/sys/kernel/hostname")
                     .unwrap_or_default(),
                 command_line: std::env::args().collect(),
-                target_command: opts.command.clone(),
+                target_command: opts.trace.command.clone(),
                 scope: scope.clone(),
                 start_unix_ns: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -460,6 +463,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = opts
+        .trace
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let mut sigterm = signal(SignalKind::terminate())
@@ -547,7 +551,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
             _ = ticker.tick() => {
                 drain(ring.get_mut(), &mut agg, start_ns, &mut rs, &mut rec);
                 open = emit_interval(&mut agg, &mut topo_state, &tracer, &mut vm_last, &mut drops_last, &mut last_ns, &mut ui, &mut rec)?;
-                if let Some(pid) = opts.pid {
+                if let Some(pid) = opts.trace.pid {
                     if !Path::new(&format!("/proc/{pid}")).exists() {
                         eprintln!("cxl-trace: process {pid} exited");
                         break;
@@ -642,7 +646,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
             json!({"decode": rs.decode_errors, "field_read": read_errors, "follow_map_full": follow_full}),
         );
         m.insert("before_window".into(), json!(rs.before_window));
-        if !opts.command.is_empty() {
+        if !opts.trace.command.is_empty() {
             m.insert("exit_code".into(), json!(code));
         }
     }
@@ -655,7 +659,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
             "faults_total": agg.run().faults.total,
             "pages_migrated": agg.run().migrations.total().pages_succeeded,
             "drops_total": drops_total.total(),
-            "exit_code": (!opts.command.is_empty()).then_some(code),
+            "exit_code": (!opts.trace.command.is_empty()).then_some(code),
         });
         r.json(ChunkKind::End, end_ns, &end);
         let (events, path) = (r.writer.events, r.path.clone());
@@ -698,7 +702,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         eprintln!(
             "cxl-trace: warning: {} events were dropped (ring buffer full); counts are incomplete, try --ringbuf-mib {}",
             drops_total.total(),
-            (opts.ringbuf_mib * 4).min(1024)
+            (opts.trace.ringbuf_mib * 4).min(1024)
         );
     }
     Ok(code)
