@@ -65,8 +65,9 @@ fn hash_comm(rec: &mut [u8], off: usize, salt: u64) {
     }
 }
 
-/// Applies the redaction to one raw record in place (pure).
-pub fn redact_record(rec: &mut [u8], r: &Redaction) {
+/// Applies the redaction to one raw record in place (pure); false when the record must not be
+/// written at all.
+pub fn redact_record(rec: &mut [u8], r: &Redaction) -> bool {
     let k = rec
         .get(offset_of!(EventHeader, kind)..offset_of!(EventHeader, kind) + 2)
         .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
@@ -74,7 +75,7 @@ pub fn redact_record(rec: &mut [u8], r: &Redaction) {
         zero(rec, offset_of!(FaultEvent, ip), 8);
     }
     if !r.redact {
-        return;
+        return true;
     }
     match k {
         kind::FAULT_USER | kind::FAULT_KERNEL => {
@@ -93,9 +94,10 @@ pub fn redact_record(rec: &mut [u8], r: &Redaction) {
         kind::MIGRATION_PTE => zero(rec, offset_of!(MigrationPteEvent, addr), 8),
         // Raw rare tracepoints (RAS, CXL, NUMA task moves) carry names and addresses in
         // formats known only at run time: dropped from redacted recordings.
-        kind::RAW_TP => rec.fill(0),
+        kind::RAW_TP => return false,
         _ => {}
     }
+    true
 }
 
 /// The sink `top`'s loop writes into when recording.
@@ -114,15 +116,14 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Writes one record (skipped records: raw tracepoints under `--redact`).
+    /// Writes one record (raw tracepoints are left out under `--redact`).
     pub fn event(&mut self, rec: &[u8]) {
         if self.failed.is_some() {
             return;
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(rec);
-        redact_record(&mut self.scratch, &self.redaction);
-        if self.scratch.iter().all(|&b| b == 0) {
+        if !redact_record(&mut self.scratch, &self.redaction) {
             return;
         }
         if let Err(e) = self.writer.event(&self.scratch) {
@@ -319,7 +320,7 @@ mod tests {
             salt: 1,
         };
         let mut rec = as_bytes(&fault(kind::FAULT_KERNEL)).to_vec();
-        redact_record(&mut rec, &r);
+        assert!(redact_record(&mut rec, &r));
         let Ok(Event::Fault(f)) = decode(&rec) else {
             panic!("fault")
         };
@@ -350,7 +351,7 @@ mod tests {
             salt: 99,
         };
         let mut rec = as_bytes(&fault(kind::FAULT_USER)).to_vec();
-        redact_record(&mut rec, &r);
+        assert!(redact_record(&mut rec, &r));
         let Ok(Event::Fault(f)) = decode(&rec) else {
             panic!("fault")
         };
