@@ -27,7 +27,8 @@ pub enum Command {
     Report(ReportOpts),
     /// Write every event of a recording as JSON lines or CSV.
     Export(ExportOpts),
-    /// Play a recording back: one JSON object per recorded interval, like `top --no-tui`.
+    /// Play a recording back in the dashboard (pause, step, seek), or with `--no-tui` as one
+    /// JSON object per recorded interval, like `top --no-tui`.
     Replay(ReplayOpts),
 }
 
@@ -36,10 +37,11 @@ pub enum Command {
 pub struct ReplayOpts {
     /// The recording.
     pub file: std::path::PathBuf,
-    /// Print JSON lines (the only mode so far; the dashboard replay is not built yet).
+    /// Print JSON lines instead of the dashboard (also when stdout is not a terminal).
     #[arg(long)]
     pub no_tui: bool,
-    /// Pace the intervals at this multiple of real time (default: as fast as possible).
+    /// Pace the intervals at this multiple of real time (default: 1 in the dashboard, as fast
+    /// as possible with --no-tui).
     #[arg(long, value_parser = parse_seconds, value_name = "X")]
     pub speed: Option<f64>,
     /// Processes listed per interval.

@@ -17,6 +17,7 @@ pub mod pte;
 pub mod rare;
 pub mod record;
 pub mod recording;
+pub mod replay;
 pub mod report;
 #[cfg(test)]
 mod testutil;
@@ -66,6 +67,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Record(o) => runtime()?.block_on(record::run(o)),
         Command::Report(o) => report::run(&o),
         Command::Export(o) => report::export(&o),
-        Command::Replay(o) => report::replay(&o),
+        Command::Replay(o) => replay::run(&o),
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     aggregate::{Aggregator, Drops, Totals},
-    cli::{ExportFormat, ExportOpts, ReplayOpts, ReportFormat, ReportOpts},
+    cli::{ExportFormat, ExportOpts, ReportFormat, ReportOpts},
     error::{Error, Result},
     event::{decode, Event},
     recording::{Chunk, Header, Reader},
@@ -61,7 +61,7 @@ pub fn for_each(
     Ok((n, bad, end))
 }
 
-fn vmstat_of(v: &Value) -> Vmstat {
+pub(crate) fn vmstat_of(v: &Value) -> Vmstat {
     Vmstat(
         v.get("vmstat")
             .and_then(Value::as_object)
@@ -75,7 +75,7 @@ fn vmstat_of(v: &Value) -> Vmstat {
 }
 
 /// The drop counters of a snapshot (cumulative since the start of the recording).
-fn drops_of(v: &Value) -> Drops {
+pub(crate) fn drops_of(v: &Value) -> Drops {
     Drops {
         by_kind: v["drops"]
             .as_object()
@@ -90,15 +90,15 @@ fn drops_of(v: &Value) -> Drops {
 
 /// A recording played into an aggregator, as the live run fed its own: events are ingested,
 /// each snapshot ends an interval and applies a topology change it carries.
-struct Playback {
-    agg: Aggregator,
+pub(crate) struct Playback {
+    pub(crate) agg: Aggregator,
     topo: Topology,
     first: Option<Value>,
     last: Option<Value>,
 }
 
 impl Playback {
-    fn new(h: &Header) -> Self {
+    pub(crate) fn new(h: &Header) -> Self {
         Self {
             agg: Aggregator::with_context(
                 TierMap::from_topology(&h.topology),
@@ -112,7 +112,7 @@ impl Playback {
     }
 
     /// Applies a snapshot; returns the interval it ends and the snapshot before it.
-    fn snapshot(&mut self, s: &Value) -> (Totals, Option<Value>) {
+    pub(crate) fn snapshot(&mut self, s: &Value) -> (Totals, Option<Value>) {
         if let Some(t) = s
             .get("topology")
             .and_then(|t| serde_json::from_value::<Topology>(t.clone()).ok())
@@ -133,7 +133,7 @@ impl Playback {
     /// Ends the last interval and returns the whole run's JSON window of `kind`: its length
     /// (from the end chunk, else the last snapshot), drops and vmstat deltas between the first
     /// and last snapshots.
-    fn whole(mut self, kind: &str, end: Option<&Value>, top: usize) -> Value {
+    pub(crate) fn whole(mut self, kind: &str, end: Option<&Value>, top: usize) -> Value {
         self.agg.end_interval();
         let t = end
             .and_then(|e| e["t"].as_f64())
@@ -204,94 +204,6 @@ pub fn summarize(path: &Path, top: usize) -> Result<Value> {
         );
     }
     Ok(v)
-}
-
-/// `cxl-trace replay --no-tui`: the recording's intervals as `top --no-tui` would have printed
-/// them (a start line, one line per recorded second, the summary).
-pub fn replay(o: &ReplayOpts) -> Result<i32> {
-    if !o.no_tui {
-        return Err(Error::Usage(
-            "replay: only --no-tui (JSON lines) is built so far; the dashboard replay is not"
-                .into(),
-        ));
-    }
-    let mut reader = open(&o.file)?;
-    let h: Header = reader.header.clone();
-    let start = json!({
-        "type": "start",
-        "version": h.tool_version,
-        "kernel": h.kernel,
-        "interval_s": h.interval_s,
-        "probes": h.probes,
-        "tiers": h.topology.tiers,
-        "settings": h.topology.settings,
-        "scope": h.scope,
-        "replay_of": o.file.display().to_string(),
-    });
-    if !crate::top::write_stdout(format!("{start}\n").as_bytes())? {
-        return Ok(0);
-    }
-    let pb = RefCell::new(Playback::new(&h));
-    let mut open_out = true;
-    let mut failed: Option<Error> = None;
-    let (_, _, end) = for_each(
-        &o.file,
-        &mut reader,
-        |e| {
-            pb.borrow_mut().agg.ingest(e);
-            Ok(())
-        },
-        |s| {
-            let mut pb = pb.borrow_mut();
-            let (iv, prev) = pb.snapshot(s);
-            let Some(p) = prev else {
-                return;
-            };
-            let (t0, t1) = (
-                p["t"].as_f64().unwrap_or(0.0),
-                s["t"].as_f64().unwrap_or(0.0),
-            );
-            if let Some(x) = o.speed {
-                std::thread::sleep(std::time::Duration::from_secs_f64(
-                    ((t1 - t0) / x).clamp(0.0, 3600.0),
-                ));
-            }
-            if open_out && failed.is_none() {
-                let line = pb.agg.window_json(
-                    "interval",
-                    t1,
-                    t1 - t0,
-                    &iv,
-                    &crate::top::drops_since(&drops_of(s), &drops_of(&p)),
-                    &vmstat_of(s).delta(&vmstat_of(&p)),
-                    o.top,
-                );
-                match crate::top::write_stdout(format!("{line}\n").as_bytes()) {
-                    Ok(true) => {}
-                    Ok(false) => open_out = false,
-                    Err(e) => failed = Some(e),
-                }
-            }
-        },
-    )?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    if open_out {
-        let mut v = pb.into_inner().whole("summary", end.as_ref(), o.top);
-        if let Value::Object(m) = &mut v {
-            m.insert("replay_of".into(), json!(o.file.display().to_string()));
-            m.insert("clean_end".into(), json!(end.is_some()));
-        }
-        crate::top::write_stdout(format!("{v}\n").as_bytes())?;
-    }
-    if reader.truncated {
-        eprintln!(
-            "cxl-trace: warning: {} ends inside a chunk (cut off by a crash or kill): replayed up to the last complete chunk",
-            o.file.display()
-        );
-    }
-    Ok(0)
 }
 
 /// `cxl-trace report`.

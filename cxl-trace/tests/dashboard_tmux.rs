@@ -1,6 +1,7 @@
-//! The dashboard as a user meets it: `cxl-trace top` in a real terminal (tmux), as root, while
-//! a fault-heavy program runs; the screen shows its faults, `?` opens help, `q` leaves a clean
-//! shell with the terminal restored.
+//! The dashboard as a user meets it, in a real terminal (tmux): `cxl-trace top` as root while
+//! a fault-heavy program runs (the screen shows its faults, `?` opens help, `q` leaves a clean
+//! shell with the terminal restored), and `cxl-trace replay` of a recording driven by its keys
+//! (pause, step, seek; any user).
 
 mod common;
 
@@ -111,4 +112,96 @@ fn top_in_tmux_shows_faults_and_quits_cleanly() {
         "alternate screen left behind:\n{after}"
     );
     assert!(after.contains("events,"), "summary line missing:\n{after}");
+}
+
+/// The replay header's position: `REPLAY 3.1s at 1x`.
+fn replay_t(screen: &str) -> Option<f64> {
+    let rest = &screen[screen.find("REPLAY ")? + 7..];
+    rest[..rest.find('s')?].parse().ok()
+}
+
+/// Waits until the replay position satisfies `ok`; returns the last capture.
+fn wait_t(session: &str, ok: impl Fn(f64) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let s = capture(session);
+        if replay_t(&s).is_some_and(&ok) || t0.elapsed() > Duration::from_secs(10) {
+            return s;
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn replay_in_tmux_pauses_steps_and_seeks() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/recordings/v1-timed.cxlt"
+    );
+    let session = format!("cxltrace-replay-{}", std::process::id());
+    let marker = "CXLTRACE_EXITED";
+    let cmd = format!("{CXL_TRACE} replay {file} --speed 0.25; echo {marker} $?; sleep 60");
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "160",
+        "-y",
+        "48",
+        &cmd,
+    ]);
+    let first = wait_for(&session, "REPLAY", Duration::from_secs(20));
+    assert!(first.contains("space pause"), "replay footer:\n{first}");
+    // At a quarter of real time, the first interval (about 1 s) shows after about 4 s: pause
+    // before it does.
+    tmux(&["send-keys", "-t", &session, " "]);
+    let paused = wait_for(&session, "[PAUSED]", Duration::from_secs(5));
+    assert!(paused.contains("[PAUSED]"), "{paused}");
+    let t_paused = replay_t(&paused).expect("position shown");
+    sleep(Duration::from_millis(1500));
+    assert_eq!(
+        replay_t(&capture(&session)),
+        Some(t_paused),
+        "paused means paused"
+    );
+
+    // One step: one interval (about a second) further, still paused.
+    tmux(&["send-keys", "-t", &session, "."]);
+    let stepped = wait_t(&session, |t| t > t_paused);
+    let t1 = replay_t(&stepped).expect("position");
+    assert!(t1 > t_paused && t1 < t_paused + 2.5, "{t_paused} -> {t1}");
+    assert!(stepped.contains("[PAUSED]"), "{stepped}");
+
+    // The end: every fault of the recording is counted in the whole-run window.
+    tmux(&["send-keys", "-t", &session, "G"]);
+    let end = wait_for(&session, "[END]", Duration::from_secs(10));
+    assert!(end.contains("[END]"), "{end}");
+    let t_end = replay_t(&end).expect("position");
+    assert!(t_end > 5.0, "the fixture covers 6 s, at {t_end}");
+    assert!(
+        end.contains("Fault latency") && end.contains("Migration churn"),
+        "{end}"
+    );
+
+    // Back to the start, then quit.
+    tmux(&["send-keys", "-t", &session, "g"]);
+    let start = wait_t(&session, |t| t == 0.0);
+    assert_eq!(replay_t(&start), Some(0.0), "{start}");
+    tmux(&["send-keys", "-t", &session, "?"]);
+    let help = wait_for(&session, "seek 10 s", Duration::from_secs(5));
+    assert!(help.contains("step one interval"), "replay help:\n{help}");
+    tmux(&["send-keys", "-t", &session, "x"]);
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let after = wait_for(&session, marker, Duration::from_secs(15));
+    tmux(&["kill-session", "-t", &session]);
+    assert!(
+        after.contains(&format!("{marker} 0")),
+        "q exits 0:\n{after}"
+    );
+    assert!(
+        !after.contains("REPLAY"),
+        "alternate screen left behind:\n{after}"
+    );
 }

@@ -538,6 +538,23 @@ pub struct Dashboard {
     pub view: WindowView,
     /// Everything since the start or the last reset (the whole-run window).
     pub cumulative: WindowView,
+    /// Set when a recording drives the dashboard (`replay`).
+    pub replay: Option<ReplayStatus>,
+}
+
+/// Where a replay stands, shown in the header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayStatus {
+    /// The recording.
+    pub file: String,
+    /// End of the last interval shown, s since the start of the recording.
+    pub t: f64,
+    /// Multiple of real time.
+    pub speed: f64,
+    /// Playback paused.
+    pub paused: bool,
+    /// The last interval has been shown.
+    pub ended: bool,
 }
 
 impl Dashboard {
@@ -559,7 +576,26 @@ impl Dashboard {
             elapsed_s: 0.0,
             view: WindowView::default(),
             cumulative: WindowView::default(),
+            replay: None,
         }
+    }
+
+    /// An empty dashboard with this one's header and selections (window, tier, class, sort,
+    /// focus): where a replay seeking back starts again.
+    pub fn fresh_like(&self) -> Self {
+        let mut d = Self::new(self.header.clone());
+        d.focus = self.focus;
+        d.window = self.window;
+        d.tier_idx = self.tier_idx;
+        d.class = self.class;
+        d.sort = self.sort;
+        d.replay = self.replay.clone();
+        d
+    }
+
+    /// Recomputes the view (after samples were folded in while paused).
+    pub fn refresh(&mut self) {
+        self.recompute();
     }
 
     /// Folds a message in.

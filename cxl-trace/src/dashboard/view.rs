@@ -43,7 +43,7 @@ pub fn draw(f: &mut Frame, d: &Dashboard) {
     log(f, bottom[1], d);
     footer(f, rows[3], d);
     if d.help {
-        help(f, area);
+        help(f, area, d.replay.is_some());
     }
 }
 
@@ -102,17 +102,44 @@ fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
             )),
         ]),
         Line::from(format!(
-            "{:.0} ev/s  drops {}  tool cpu {:.1}%  bpf {:.2}%  probes {} live, {} unavailable  {}{}",
+            "{:.0} ev/s  drops {}  {}probes {} live, {} unavailable  {}{}",
             v.events_per_s(),
             v.drops,
-            v.tool_cpu() * 100.0,
-            v.bpf_cpu() * 100.0,
+            // A replay knows nothing of the recording tool's own cost.
+            if d.replay.is_some() {
+                String::new()
+            } else {
+                format!(
+                    "tool cpu {:.1}%  bpf {:.2}%  ",
+                    v.tool_cpu() * 100.0,
+                    v.bpf_cpu() * 100.0
+                )
+            },
             h.live.len(),
             h.unavailable.len(),
             d.window_label(),
             if d.paused { "  [PAUSED]" } else { "" }
         )),
     ];
+    if let Some(r) = &d.replay {
+        lines[1].spans.push(Span::styled(
+            format!(
+                "  REPLAY {:.1}s at {}x{}",
+                r.t,
+                speed(r.speed),
+                if r.ended {
+                    "  [END]"
+                } else if r.paused {
+                    "  [PAUSED]"
+                } else {
+                    ""
+                }
+            ),
+            Style::default()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
+        ));
+    }
     if v.drops > 0 {
         lines[1].spans.push(Span::styled(
             "  EVENTS DROPPED: counts incomplete",
@@ -434,20 +461,36 @@ fn log(f: &mut Frame, area: Rect, d: &Dashboard) {
     );
 }
 
+/// A playback speed as typed: `2`, `0.5`, `0.016`.
+fn speed(x: f64) -> String {
+    if x >= 1.0 {
+        format!("{x:.0}")
+    } else {
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').to_string()
+    }
+}
+
 fn footer(f: &mut Frame, area: Rect, d: &Dashboard) {
-    let text = format!(
-        " q quit  p pause  r reset  tab focus  s sort  1-9 window  ? help   {:.0}s",
-        d.elapsed_s
-    );
+    let text = match &d.replay {
+        None => format!(
+            " q quit  p pause  r reset  tab focus  s sort  1-9 window  ? help   {:.0}s",
+            d.elapsed_s
+        ),
+        Some(r) => format!(
+            " q quit  space pause  . step  </> seek 10s  g/G start/end  +/- speed  ? help   {:.0}s of {}",
+            r.t, r.file
+        ),
+    };
     f.render_widget(
         Paragraph::new(text).style(Style::default().add_modifier(Modifier::REVERSED)),
         area,
     );
 }
 
-fn help(f: &mut Frame, area: Rect) {
+fn help(f: &mut Frame, area: Rect, replay: bool) {
     let w = area.width.min(76);
-    let h = area.height.min(16);
+    let h = area.height.min(if replay { 22 } else { 16 });
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -465,9 +508,22 @@ fn help(f: &mut Frame, area: Rect) {
         "1..9        window: 1, 5, 10, 30, 60, 120, 300, 600 intervals, whole run",
         "?           this help (any key closes it)",
     ];
+    let replay_lines = [
+        "replay:",
+        "space, p    pause / resume playback",
+        ". (n)       step one interval (pauses)",
+        "< >         seek 10 s back / forward",
+        "g G         go to the start / the end",
+        "+ -         play faster / slower",
+    ];
+    let mut all: Vec<&str> = lines.to_vec();
+    if replay {
+        all[1] = "p, space    (live only) pause the view";
+        all.extend(replay_lines);
+    }
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines.iter().map(|l| Line::from(*l)).collect::<Vec<_>>())
+        Paragraph::new(all.iter().map(|l| Line::from(*l)).collect::<Vec<_>>())
             .wrap(Wrap { trim: false })
             .block(Block::default().borders(Borders::ALL).title(" Help ")),
         r,
