@@ -25,7 +25,7 @@ pub enum Command {
     Record(RecordOpts),
     /// Summarise a recording: latency per tier, churn, refusals, ping-pong, processes, vmstat.
     Report(ReportOpts),
-    /// Write every event of a recording as JSON lines or CSV.
+    /// Write every event of a recording as JSON lines, CSV or a Perfetto trace.
     Export(ExportOpts),
     /// Play a recording back in the dashboard (pause, step, seek), or with `--no-tui` as one
     /// JSON object per recorded interval, like `top --no-tui`.
@@ -99,6 +99,9 @@ pub enum ExportFormat {
     Jsonl,
     /// One CSV row per event.
     Csv,
+    /// A Chrome/Perfetto trace (JSON trace event format): per-CPU tracks, counter tracks for
+    /// churn; opens in ui.perfetto.dev.
+    Perfetto,
 }
 
 /// Options of `export`.

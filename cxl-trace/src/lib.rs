@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod error;
 pub mod event;
 pub mod filter;
+pub mod perfetto;
 pub mod probe;
 pub mod pte;
 pub mod rare;

@@ -79,6 +79,14 @@ impl Intervals {
 
     /// The next interval, or `None` at the end of the file.
     pub fn next_interval(&mut self) -> Result<Option<Interval>> {
+        self.next_interval_each(|_| Ok(()))
+    }
+
+    /// The next interval, calling `f` for each of its events (after aggregating it).
+    pub fn next_interval_each(
+        &mut self,
+        mut f: impl FnMut(&crate::event::Event) -> Result<()>,
+    ) -> Result<Option<Interval>> {
         while !self.done {
             let chunk = self
                 .reader
@@ -89,7 +97,10 @@ impl Intervals {
                 Some(Chunk::Events(recs)) => {
                     for r in &recs {
                         match decode(r) {
-                            Ok(e) => self.pb.agg.ingest(&e),
+                            Ok(e) => {
+                                self.pb.agg.ingest(&e);
+                                f(&e)?;
+                            }
                             Err(_) => self.undecodable += 1,
                         }
                     }

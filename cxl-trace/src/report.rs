@@ -469,6 +469,47 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
+/// A closed pipe (`| head`) is a normal end.
+fn quiet_pipe(r: Result<i32>) -> Result<i32> {
+    match r {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        other => other,
+    }
+}
+
+/// `export --format perfetto`: events on per-CPU tracks, counters per recorded interval.
+fn perfetto(o: &ExportOpts, out: impl Write, name: &str) -> Result<i32> {
+    let io = |e: std::io::Error| Error::io(name, e);
+    let mut src = crate::replay::Intervals::open(&o.file)?;
+    let h = src.header.clone();
+    let tiers = TierMap::from_topology(&h.topology);
+    let mut w = crate::perfetto::PerfettoWriter::new(out, &h).map_err(io)?;
+    while let Some(iv) =
+        src.next_interval_each(|e| w.event(e, event_json(e, &h, &tiers)).map_err(io))?
+    {
+        w.counters(iv.t - iv.dt, iv.dt, &iv.totals, iv.drops.total())
+            .map_err(io)?;
+    }
+    let truncated = src.truncated();
+    w.finish(json!({
+        "tool": "cxl-trace",
+        "tool_version": h.tool_version,
+        "kernel": h.kernel,
+        "hostname": h.hostname,
+        "scope": h.scope,
+        "recording": o.file.display().to_string(),
+        "truncated": truncated,
+    }))
+    .map_err(io)?;
+    if truncated {
+        eprintln!(
+            "cxl-trace: warning: {} ends inside a chunk (cut off by a crash or kill): exported up to the last complete chunk",
+            o.file.display()
+        );
+    }
+    Ok(0)
+}
+
 /// `cxl-trace export`.
 pub fn export(o: &ExportOpts) -> Result<i32> {
     let mut reader = open(&o.file)?;
@@ -491,6 +532,10 @@ pub fn export(o: &ExportOpts) -> Result<i32> {
     let (mut json_out, mut csv_out) = match fmt {
         ExportFormat::Jsonl => (Some(out), None),
         ExportFormat::Csv => (None, Some(csv::Writer::from_writer(out))),
+        ExportFormat::Perfetto => {
+            drop(reader);
+            return quiet_pipe(perfetto(o, out, &name));
+        }
     };
     if let Some(w) = csv_out.as_mut() {
         let mut head: Vec<&str> = CSV_COLUMNS.to_vec();

@@ -136,6 +136,90 @@ fn export_writes_every_event() {
     assert_eq!(rows.count(), 3253);
 }
 
+const TIMED_V1: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/recordings/v1-timed.cxlt"
+);
+
+/// The Perfetto export is a Chrome JSON trace: every event on its CPU's track (named), slices
+/// with a duration, counter tracks once per recorded interval that add up to the report.
+#[test]
+fn export_perfetto_is_a_chrome_trace_of_every_event() {
+    let report = cxl_trace(&["report", "--format", "json", TIMED_V1]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).expect("report json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("trace.json");
+    let p = path.to_str().expect("utf-8 path");
+    let out = cxl_trace(&["export", "--format", "perfetto", TIMED_V1, "-o", p]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("written")).expect("one JSON object");
+    assert_eq!(trace["displayTimeUnit"], "ns");
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let mut named = std::collections::HashSet::new();
+    let (mut faults, mut slices, mut intervals) = (0u64, 0u64, 0u64);
+    let mut counted = 0.0;
+    let mut cpu_tracks = std::collections::HashSet::new();
+    for e in events {
+        let ph = e["ph"].as_str().expect("ph");
+        assert!(e["pid"].is_u64() && e["tid"].is_u64(), "{e}");
+        if ph == "M" {
+            if e["name"] == "thread_name" {
+                named.insert(u(&e["tid"]));
+            }
+            continue;
+        }
+        let ts = e["ts"].as_f64().expect("ts");
+        assert!((0.0..1e8).contains(&ts), "ts in us since the start: {e}");
+        match ph {
+            "i" => {
+                assert_eq!(e["s"], "t");
+                cpu_tracks.insert(u(&e["tid"]));
+                if e["cat"] == "fault" {
+                    faults += 1;
+                }
+            }
+            "X" => {
+                assert!(e["dur"].as_f64().is_some_and(|d| d >= 0.0), "{e}");
+                cpu_tracks.insert(u(&e["tid"]));
+                slices += 1;
+            }
+            "C" => {
+                if e["name"] == "faults/s" {
+                    intervals += 1;
+                    counted += e["args"]["faults"].as_f64().expect("rate");
+                }
+            }
+            other => panic!("unexpected phase {other}: {e}"),
+        }
+    }
+    assert_eq!(
+        faults,
+        u(&report["faults"]["total"]),
+        "one instant per fault"
+    );
+    assert_eq!(
+        slices,
+        u(&report["migrations"]["batches"]),
+        "one slice per batch"
+    );
+    assert!(
+        cpu_tracks.iter().all(|t| named.contains(t)),
+        "every CPU track named"
+    );
+    assert!(intervals >= 5, "6 s recorded: {intervals} counter samples");
+    // Rates over ~1 s intervals add up to (nearly) every fault: the tail after the last
+    // snapshot has no interval.
+    let total = u(&report["faults"]["total"]) as f64;
+    assert!(
+        counted > 0.8 * total && counted < 1.2 * total,
+        "{counted} vs {total}"
+    );
+    // An existing output is kept.
+    let again = cxl_trace(&["export", "--format", "perfetto", TIMED_V1, "-o", p]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+}
+
 #[test]
 fn bad_recordings_are_clear_errors() {
     let dir = std::env::temp_dir().join(format!("cxlt-bad-{}", std::process::id()));
