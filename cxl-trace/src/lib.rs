@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod filter;
 pub mod perfetto;
+pub mod privs;
 pub mod probe;
 pub mod pte;
 pub mod rare;

@@ -109,7 +109,6 @@ impl<W: Write> PerfettoWriter<W> {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn slice(
         &mut self,
         name: &str,

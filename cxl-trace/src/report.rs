@@ -180,6 +180,7 @@ pub fn summarize(path: &Path, top: usize) -> Result<Value> {
                 "scope": h.scope,
                 "start_unix_ns": h.start_unix_ns,
                 "redacted": h.redacted,
+                "privileges": h.privileges,
             }),
         );
         m.insert(

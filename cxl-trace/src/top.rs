@@ -366,6 +366,11 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     if !opts.trace.command.is_empty() {
         child = Some(spawn_followed(&opts.trace.command, &mut tracer)?);
     }
+    // Everything privileged is done: the probes are attached, the recording is open, the
+    // command is started. Before any other thread exists, drop what is left.
+    let privileges =
+        crate::privs::drop_after_attach(record.as_ref().map(|r| &r.file), child.is_some());
+    eprintln!("cxl-trace: privileges: {}", privileges.summary);
 
     let scope = match (&opts.trace.pid, &opts.trace.cgroup, &opts.trace.comm) {
         (Some(p), _, _) => format!("pid {p} and descendants"),
@@ -390,6 +395,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         "settings": topo.settings,
         "pid": opts.trace.pid.or_else(|| child.as_ref().and_then(|c: &tokio::process::Child| c.id())),
         "scope": scope,
+        "privileges": privileges,
     });
     let (mut ui, mut input) = if tui {
         let header = header_info(
@@ -439,6 +445,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
                 rare: tracer.rare.clone(),
                 redacted: false,
                 kernel_ips: false,
+                privileges: Some(privileges.clone()),
             };
             let mut r = spec.start(header)?;
             r.json(

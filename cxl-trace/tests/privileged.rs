@@ -579,3 +579,120 @@ fn kill_9_during_record_keeps_what_was_written() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `Uid`, `CapEff`, `CapBnd` and `NoNewPrivs` of a `/proc/PID/status`.
+fn privileges_of(status: &str) -> (String, String, String, String) {
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    (
+        field("Uid:"),
+        field("CapEff:"),
+        field("CapBnd:"),
+        field("NoNewPrivs:"),
+    )
+}
+
+/// After attaching, `record` under sudo becomes the invoking user with no capabilities and
+/// `no_new_privs`, hands the recording to that user, and still records every fault; with a
+/// command after `--` (started as root, as perf does) it stays uid 0 without capabilities.
+#[test]
+fn privileges_are_dropped_after_attach() {
+    if !require_root("privileges_are_dropped_after_attach") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(format!("cxlt-privs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("sudo.cxlt");
+    let name = dir.join("cxlt-privtest");
+    std::fs::copy(WORKLOAD, &name).expect("copy the workload");
+    let mut rec = Command::new(CXL_TRACE)
+        .args([
+            "record",
+            "--comm",
+            "cxlt-privtest",
+            "--duration",
+            "60",
+            "-o",
+        ])
+        .arg(&file)
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("record");
+    let mut err = BufReader::new(rec.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("privileges:") {
+        line.clear();
+    }
+    assert!(line.contains("sudo user (uid 65534)"), "{line}");
+    std::thread::spawn(move || for _ in err.lines() {});
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", rec.id())).expect("recorder status");
+    let (uid, eff, bnd, nnp) = privileges_of(&status);
+    assert_eq!(uid.split_whitespace().collect::<Vec<_>>(), ["65534"; 4]);
+    assert_eq!(eff, "0000000000000000", "{status}");
+    assert_eq!(bnd, "0000000000000000", "{status}");
+    assert_eq!(nnp, "1");
+    let w = Command::new(&name)
+        .args(["touch", "--pages", "30000"])
+        .output()
+        .expect("workload");
+    assert!(w.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill(2) on the child we spawned; root may signal it whatever its uid.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGTERM) };
+    let st = rec.wait().expect("record exits");
+    assert_eq!(st.code(), Some(0), "SIGTERM finishes the file cleanly");
+    let meta = std::fs::metadata(&file).expect("recording");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (65534, 65534),
+        "handed to the sudo user"
+    );
+    let v = report_json(&file);
+    assert_eq!(v["recording"]["clean_end"], true);
+    let faults = u(&v["faults"]["total"]);
+    assert!((30_000..30_300).contains(&faults), "faults {faults}");
+    assert_eq!(v["host"]["privileges"]["uid"], 65534);
+    assert_eq!(v["host"]["privileges"]["capabilities"], 0);
+
+    // With a command: it runs as root; the recorder stays uid 0, without capabilities.
+    let file2 = dir.join("cmd.cxlt");
+    let out = Command::new(CXL_TRACE)
+        .args(["record", "-o"])
+        .arg(&file2)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "id -u; grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs):' /proc/$PPID/status; exit 4",
+        ])
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .output()
+        .expect("record -- sh");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().next(),
+        Some("0"),
+        "the command runs as root:\n{text}"
+    );
+    let (uid, eff, bnd, nnp) = privileges_of(&text);
+    assert_eq!(uid.split_whitespace().next(), Some("0"), "{text}");
+    assert_eq!(
+        (eff.as_str(), bnd.as_str()),
+        ("0000000000000000", "0000000000000000")
+    );
+    assert_eq!(nnp, "1");
+    assert_eq!(std::fs::metadata(&file2).expect("file").uid(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

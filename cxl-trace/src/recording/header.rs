@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{probe::ProbeStatus, rare::RareDecoder, tiers::Availability, topology::Topology};
+use crate::{
+    privs::Privileges, probe::ProbeStatus, rare::RareDecoder, tiers::Availability,
+    topology::Topology,
+};
 
 /// Everything needed to read a recording elsewhere, after a reboot into another kernel:
 /// where and how it was taken, what was live, the machine's topology and settings, and the
@@ -42,4 +45,6 @@ pub struct Header {
     pub redacted: bool,
     /// Kernel instruction pointers were kept (`--kernel-ips`); otherwise they are zero.
     pub kernel_ips: bool,
+    /// What the recorder kept after attaching (absent in recordings of 0.1.0 before it).
+    pub privileges: Option<Privileges>,
 }
