@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup|build|run|test`.
+//! Project tasks: `cargo xtask setup|build|run|test|vm-test|bench|fuzz`.
 //!
 //! `setup` installs, only when missing, everything that building the eBPF programs and running
 //! the test suite needs on Debian 12: Debian packages, the nightly `rust-src` component and
@@ -15,6 +15,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod fuzz;
 mod guest;
 mod vm;
 
@@ -67,6 +68,13 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Fuzz the recording reader (cargo fuzz, nightly): every target for SECONDS; crashing
+    /// inputs are kept in cxl-trace/tests/fixtures/fuzz-regressions and the task fails.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+    },
     /// (Inside the VM) prepare the machine and run a scenario or script.
     #[command(hide = true)]
     VmGuest {
@@ -107,6 +115,8 @@ const APT_PACKAGES: &[&str] = &[
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const NIGHTLY: &str = "nightly";
+/// Seconds per fuzz target in the test suite.
+const FUZZ_SMOKE_S: u64 = 30;
 
 fn step(msg: &str) {
     eprintln!("xtask: {msg}");
@@ -278,6 +288,13 @@ fn test(no_vm: bool) -> Result<()> {
     ]))?;
     step("cargo test --workspace (unit, CLI and privileged kernel tests)");
     let (passed, failed) = cargo_test(&["test", "--workspace"])?;
+    step(&format!(
+        "fuzz smoke: each reader target for {FUZZ_SMOKE_S} s (`cargo xtask fuzz` runs longer)"
+    ));
+    let fuzz_failed = fuzz::fuzz(FUZZ_SMOKE_S).err();
+    if let Some(e) = &fuzz_failed {
+        eprintln!("xtask: {e:#}");
+    }
     let mut vm_failed = None;
     if !no_vm {
         step("vm-test --scenario all (tiered-memory QEMU guests)");
@@ -288,7 +305,12 @@ fn test(no_vm: bool) -> Result<()> {
     }
     // One closing line for the whole suite (cargo's last line is the last crate's doc-tests).
     println!(
-        "cxl-trace suite: {passed} passed, {failed} failed; vm scenarios: {}",
+        "cxl-trace suite: {passed} passed, {failed} failed; fuzz smoke: {}; vm scenarios: {}",
+        if fuzz_failed.is_some() {
+            "FAILED"
+        } else {
+            "clean"
+        },
         match (&vm_failed, no_vm) {
             (_, true) => "not run (--no-vm)",
             (None, false) => "passed",
@@ -297,6 +319,9 @@ fn test(no_vm: bool) -> Result<()> {
     );
     if failed > 0 {
         bail!("{failed} tests failed");
+    }
+    if let Some(e) = fuzz_failed {
+        return Err(e);
     }
     if let Some(e) = vm_failed {
         return Err(e);
@@ -370,6 +395,7 @@ fn main() -> ExitCode {
         } => setup().and_then(|()| vm::vm_test(&scenario.machines(), script, keep)),
         Task::VmGuest { machine, script } => guest::guest(machine, script),
         Task::Bench { quick } => setup().and_then(|()| bench::bench(quick)),
+        Task::Fuzz { seconds } => setup().and_then(|()| fuzz::fuzz(seconds)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,7 @@
 //! A `snapshot` payload is one JSON object (vmstat, per-node meminfo, drop counters, topology
 //! when it changed); an `end` payload is the JSON summary of a run that finished cleanly.
 
+pub mod fuzzing;
 pub mod header;
 mod reader;
 mod writer;

@@ -76,6 +76,14 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Reads up to `len` bytes into a buffer that grows with what is actually there (never
+/// allocated from the announced length); `Ok(None)` if the input ends first.
+fn read_exact_grow<R: Read>(r: &mut R, len: u32) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    r.take(u64::from(len)).read_to_end(&mut buf)?;
+    Ok((buf.len() == len as usize).then_some(buf))
+}
+
 fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
@@ -101,12 +109,11 @@ impl<R: Read> Reader<R> {
                 "header length {len} exceeds the limit of {MAX_HEADER_LEN}"
             )));
         }
-        let mut json = vec![0u8; len as usize];
-        if !read_full(&mut input, &mut json)? {
+        let Some(json) = read_exact_grow(&mut input, len)? else {
             return Err(FormatError::Header(
                 "the file ends inside the header".into(),
             ));
-        }
+        };
         if crc32fast::hash(&json) != crc {
             return Err(FormatError::Header("checksum mismatch".into()));
         }
@@ -151,16 +158,19 @@ impl<R: Read> Reader<R> {
                 "lengths {raw_len}/{comp_len} exceed the limit of {MAX_CHUNK_LEN}"
             )));
         }
-        let mut comp = vec![0u8; comp_len as usize];
-        if !read_full(&mut self.input, &mut comp)? {
+        let Some(comp) = read_exact_grow(&mut self.input, comp_len)? else {
             self.truncated = true;
             return Ok(None);
-        }
+        };
         self.offset += (CHUNK_HEADER_LEN + comp.len()) as u64;
         if crc32fast::hash(&comp) != crc {
             return Err(bad("checksum mismatch".into()));
         }
-        let raw = zstd::bulk::decompress(&comp, raw_len as usize)
+        // Streamed, so memory follows the real output, not the announced length; one byte
+        // beyond it tells a payload longer than announced.
+        let mut raw = Vec::new();
+        zstd::stream::read::Decoder::with_buffer(&comp[..])
+            .and_then(|d| d.take(u64::from(raw_len) + 1).read_to_end(&mut raw))
             .map_err(|e| bad(format!("zstd: {e}")))?;
         if raw.len() != raw_len as usize {
             return Err(bad(format!(

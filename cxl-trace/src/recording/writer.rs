@@ -106,25 +106,9 @@ impl<W: Write> Writer<W> {
         first: u64,
         last: u64,
     ) -> std::io::Result<()> {
-        let comp = zstd::bulk::compress(raw, ZSTD_LEVEL)?;
-        let raw_len = u32::try_from(raw.len()).map_err(std::io::Error::other)?;
-        let comp_len = u32::try_from(comp.len()).map_err(std::io::Error::other)?;
-        if raw_len > MAX_CHUNK_LEN || comp_len > MAX_CHUNK_LEN {
-            return Err(std::io::Error::other("chunk larger than the format allows"));
-        }
-        let mut h = Vec::with_capacity(super::CHUNK_HEADER_LEN);
-        h.extend_from_slice(CHUNK_MAGIC);
-        h.push(kind.byte());
-        h.extend_from_slice(&[0, 0, 0]);
-        h.extend_from_slice(&raw_len.to_le_bytes());
-        h.extend_from_slice(&comp_len.to_le_bytes());
-        h.extend_from_slice(&crc32fast::hash(&comp).to_le_bytes());
-        h.extend_from_slice(&count.to_le_bytes());
-        h.extend_from_slice(&first.to_le_bytes());
-        h.extend_from_slice(&last.to_le_bytes());
-        self.out.write_all(&h)?;
-        self.out.write_all(&comp)?;
-        self.bytes += (h.len() + comp.len()) as u64;
+        let f = encode_chunk(kind.byte(), raw, count, first, last)?;
+        self.out.write_all(&f)?;
+        self.bytes += f.len() as u64;
         Ok(())
     }
 
@@ -134,4 +118,32 @@ impl<W: Write> Writer<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// One chunk as it goes on disk: the fixed part, then the zstd payload (`kind` is the on-disk
+/// byte; the fuzz harness also writes unknown ones).
+pub fn encode_chunk(
+    kind: u8,
+    raw: &[u8],
+    count: u32,
+    first: u64,
+    last: u64,
+) -> std::io::Result<Vec<u8>> {
+    let comp = zstd::bulk::compress(raw, ZSTD_LEVEL)?;
+    let raw_len = u32::try_from(raw.len()).map_err(std::io::Error::other)?;
+    let comp_len = u32::try_from(comp.len()).map_err(std::io::Error::other)?;
+    if raw_len > MAX_CHUNK_LEN || comp_len > MAX_CHUNK_LEN {
+        return Err(std::io::Error::other("chunk larger than the format allows"));
+    }
+    let mut f = Vec::with_capacity(super::CHUNK_HEADER_LEN + comp.len());
+    f.extend_from_slice(CHUNK_MAGIC);
+    f.extend_from_slice(&[kind, 0, 0, 0]);
+    f.extend_from_slice(&raw_len.to_le_bytes());
+    f.extend_from_slice(&comp_len.to_le_bytes());
+    f.extend_from_slice(&crc32fast::hash(&comp).to_le_bytes());
+    f.extend_from_slice(&count.to_le_bytes());
+    f.extend_from_slice(&first.to_le_bytes());
+    f.extend_from_slice(&last.to_le_bytes());
+    f.extend_from_slice(&comp);
+    Ok(f)
 }

@@ -1,0 +1,6 @@
+//! Any byte string as a recording: errors are fine, panics, hangs and huge allocations are not.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    cxl_trace::recording::fuzzing::read_everything(data);
+});
