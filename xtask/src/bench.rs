@@ -152,6 +152,16 @@ fn criterion(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             Some(20.0),
         ),
         ("decode_only_fault", "decode only, fault records", None),
+        (
+            "../recording/write_fault",
+            "recording write (delta + zstd), fault records",
+            None,
+        ),
+        (
+            "../recording/read_aggregate_fault",
+            "recording read + decode + aggregate, fault records",
+            Some(10.0),
+        ),
     ] {
         let (med, lo, hi, n) = estimate(&base.join("pipeline").join(id))?;
         let n = n.unwrap_or(1) as f64;
@@ -163,6 +173,17 @@ fn criterion(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             note: format!("median; 95% CI {:.1}..{:.1}", n / hi * 1e3, n / lo * 1e3),
         });
     }
+    let rec: Value = fs::read(root().join("target/bench/recording.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .context("target/bench/recording.json (written by the pipeline bench)")?;
+    rows.push(Row {
+        name: "recording size, fault records".into(),
+        value: rec["bytes_per_event"].as_f64().unwrap_or(f64::NAN),
+        unit: "bytes/event",
+        target: Some(("<", 8.0)),
+        note: format!("{} events in {} bytes", rec["events"], rec["bytes"]),
+    });
     Ok(())
 }
 
