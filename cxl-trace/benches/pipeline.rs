@@ -124,7 +124,7 @@ fn bench(c: &mut Criterion) {
                 0x7f00_0000_0000 + (rng.next() % (1 << 18)) * 4096,
                 0x5555_0000_1000 + (rng.next() % 64) * 16,
                 [4, 6, 6, 6, 7, 0x14][(rng.next() % 6) as usize],
-                if rng.next() % 20 == 0 {
+                if rng.next().is_multiple_of(20) {
                     kind::FAULT_KERNEL
                 } else {
                     kind::FAULT_USER
