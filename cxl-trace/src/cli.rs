@@ -27,9 +27,56 @@ pub enum Command {
     Report(ReportOpts),
     /// Write every event of a recording as JSON lines, CSV or a Perfetto trace.
     Export(ExportOpts),
+    /// Compare two recordings: configuration, latency percentiles per tier and class, churn,
+    /// refusals, ping-pong, with significance; `--fail-on` for `git bisect run`.
+    Diff(DiffOpts),
     /// Play a recording back in the dashboard (pause, step, seek), or with `--no-tui` as one
     /// JSON object per recorded interval, like `top --no-tui`.
     Replay(ReplayOpts),
+}
+
+/// Output format of `diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    /// Aligned columns, one line per metric (like mmtests' compare tables).
+    Text,
+    /// The same content as one JSON object.
+    Json,
+    /// Latency CDFs per tier and churn over time, both runs.
+    Svg,
+}
+
+/// Options of `diff`.
+#[derive(Debug, Args, Clone)]
+pub struct DiffOpts {
+    /// The baseline recording.
+    pub base: std::path::PathBuf,
+    /// The recording to judge.
+    pub new: std::path::PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DiffFormat,
+    /// Write here instead of stdout (an existing file is kept).
+    #[arg(short = 'o', long, value_name = "OUT")]
+    pub output: Option<std::path::PathBuf>,
+    /// Exit 1 when a measurement crosses this change significantly: METRIC[:KEY=VALUE]...:±N%,
+    /// e.g. `p99:tier=slow:+10%`, `promotions:-20%`, `pingpong:+50%`,
+    /// `migrated:reason=compaction:+30%`. Repeat or separate with commas.
+    #[arg(long, value_name = "SPEC")]
+    pub fail_on: Vec<String>,
+    /// Smallest change (percent) called significant, however sure the statistics are.
+    #[arg(long, default_value_t = 5.0, value_name = "PCT", value_parser = parse_min_change)]
+    pub min_change: f64,
+}
+
+fn parse_min_change(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of percent"))?;
+    if !(0.0..=1000.0).contains(&v) {
+        return Err(format!("`{s}`: between 0 and 1000"));
+    }
+    Ok(v)
 }
 
 /// Options of `replay`.

@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod cli;
 pub mod dashboard;
+pub mod diff;
 pub mod doctor;
 pub mod error;
 pub mod event;
@@ -70,5 +71,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Report(o) => report::run(&o),
         Command::Export(o) => report::export(&o),
         Command::Replay(o) => replay::run(&o),
+        Command::Diff(o) => diff::run(&o),
     }
 }

@@ -23,7 +23,8 @@ use crate::{
 
 /// Opens a recording; every failure names the file.
 pub fn open(path: &Path) -> Result<Reader<BufReader<File>>> {
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    // An input that cannot be opened is bad input (exit 2), like one that is not a recording.
+    let f = File::open(path).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     Reader::new(BufReader::with_capacity(1 << 20, f))
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
 }

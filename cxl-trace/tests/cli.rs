@@ -231,7 +231,7 @@ fn bad_recordings_are_clear_errors() {
         2,
         "not a cxl-trace recording",
     );
-    assert_clean_failure(&["report", "/nonexistent/x.cxlt"], 1, "/nonexistent/x.cxlt");
+    assert_clean_failure(&["report", "/nonexistent/x.cxlt"], 2, "/nonexistent/x.cxlt");
     let golden = std::fs::read(GOLDEN_V1).expect("golden");
     // From a newer format version.
     let mut newer = golden.clone();
@@ -289,4 +289,93 @@ fn replay_adds_up_to_the_report() {
     let piped = cxl_trace(&["replay", GOLDEN_V1]);
     assert_eq!(piped.status.code(), Some(0), "{}", stderr(&piped));
     assert_eq!(piped.stdout, out.stdout);
+}
+
+/// `diff` of a recording with itself: every line "no change", exit 0, also with `--fail-on`;
+/// SVG and JSON carry the same rows.
+#[test]
+fn diff_of_identical_recordings_is_no_change() {
+    let out = cxl_trace(&[
+        "diff",
+        TIMED_V1,
+        TIMED_V1,
+        "--fail-on",
+        "promotions:-20%,faults:+10%",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Configuration: the same"), "{text}");
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("  ") && (l.ends_with("no change") || l.contains("SIGNIFICANT")))
+        .collect();
+    assert!(rows.len() >= 8, "{text}");
+    assert!(rows.iter().all(|l| l.ends_with("no change")), "{text}");
+    assert!(
+        text.contains("--fail-on promotions:-20%: not crossed"),
+        "{text}"
+    );
+
+    let out = cxl_trace(&["diff", "--format", "json", TIMED_V1, TIMED_V1]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = v["rows"].as_array().expect("rows");
+    assert!(rows
+        .iter()
+        .all(|r| r["significant"] == false && r["change_pct"] == 0.0));
+    assert_eq!(v["base"]["intervals"], v["new"]["intervals"]);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svg = dir.path().join("diff.svg");
+    let p = svg.to_str().expect("utf-8");
+    let out = cxl_trace(&["diff", "--format", "svg", "-o", p, GOLDEN_V1, TIMED_V1]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(
+        doc.starts_with("<svg") && doc.contains("tier churn"),
+        "{}",
+        &doc[..200]
+    );
+}
+
+#[test]
+fn diff_bad_input_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.cxlt");
+    let m = missing.to_str().expect("utf-8");
+    assert_clean_failure(&["diff", m, TIMED_V1], 2, "missing.cxlt");
+    let junk = dir.path().join("junk.cxlt");
+    std::fs::write(&junk, b"not a recording at all").expect("write");
+    let j = junk.to_str().expect("utf-8");
+    assert_clean_failure(&["diff", TIMED_V1, j], 2, "not a cxl-trace recording");
+    // A newer format version than this build reads.
+    let mut bytes = std::fs::read(TIMED_V1).expect("fixture");
+    bytes[8] = 2;
+    let newer = dir.path().join("v2.cxlt");
+    std::fs::write(&newer, &bytes).expect("write");
+    let n = newer.to_str().expect("utf-8");
+    assert_clean_failure(&["diff", TIMED_V1, n], 2, "version 2");
+    assert_clean_failure(
+        &["diff", TIMED_V1, TIMED_V1, "--fail-on", "p98:+1%"],
+        2,
+        "unknown metric",
+    );
+    assert_clean_failure(
+        &["diff", TIMED_V1, TIMED_V1, "--fail-on", "promotions:20%"],
+        2,
+        "sign",
+    );
+    // Latency is not measured on this host's recordings: a condition on it cannot pass silently.
+    assert_clean_failure(
+        &[
+            "diff",
+            TIMED_V1,
+            TIMED_V1,
+            "--fail-on",
+            "p99:tier=slow:+10%",
+        ],
+        2,
+        "no such measurement",
+    );
+    assert_clean_failure(&["diff", TIMED_V1], 2, "NEW");
 }
