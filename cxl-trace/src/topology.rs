@@ -47,9 +47,52 @@ pub struct Node {
     pub access: Vec<Access>,
     /// Whether the node's memory comes from a CXL device (a dax device onlined as this node).
     pub cxl: bool,
-    /// Memory block ids of the node.
-    #[serde(skip)]
+    /// Memory block ids of the node: what maps a pfn to its node, so recordings carry them
+    /// (as inclusive ranges, `[[0, 15], [32, 47]]`).
+    #[serde(with = "block_ranges")]
     pub memory_blocks: Vec<u64>,
+}
+
+/// Memory block ids (sorted) as inclusive ranges on the wire; reading refuses more than
+/// [`block_ranges::MAX_BLOCKS`] ids, so an untrusted file cannot size an allocation.
+mod block_ranges {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    /// 4 Mi blocks: 512 TiB of 128 MiB blocks.
+    pub const MAX_BLOCKS: u64 = 1 << 22;
+
+    pub fn serialize<S: Serializer>(blocks: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        let mut sorted = blocks.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut ranges: Vec<[u64; 2]> = Vec::new();
+        for b in sorted {
+            match ranges.last_mut() {
+                Some(r) if r[1] + 1 == b => r[1] = b,
+                _ => ranges.push([b, b]),
+            }
+        }
+        s.collect_seq(ranges)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+        let ranges = Vec::<[u64; 2]>::deserialize(d)?;
+        let mut total = 0u64;
+        for [a, b] in &ranges {
+            if b < a {
+                return Err(D::Error::custom(format!(
+                    "memory block range {a}..{b} is reversed"
+                )));
+            }
+            total = total.saturating_add((b - a).saturating_add(1));
+        }
+        if total > MAX_BLOCKS {
+            return Err(D::Error::custom(format!(
+                "{total} memory blocks exceed the limit of {MAX_BLOCKS}"
+            )));
+        }
+        Ok(ranges.iter().flat_map(|[a, b]| *a..=*b).collect())
+    }
 }
 
 /// A memory tier.
@@ -624,5 +667,36 @@ mod tests {
         assert!(t.nodes.is_empty());
         assert!(t.pfn_map().node_of(0).is_none());
         assert!(to_text(&t).contains("no CXL bus"));
+    }
+}
+
+#[cfg(test)]
+mod block_range_tests {
+    use super::*;
+
+    /// Recordings carry the memory blocks (as ranges), so a report attributes pfns to tiers
+    /// as the live run did; hostile ranges are refused.
+    #[test]
+    fn memory_blocks_round_trip_as_ranges() {
+        let n = Node {
+            id: 1,
+            memory_blocks: vec![9, 0, 1, 2, 3, 8, 40],
+            ..Node::default()
+        };
+        let v = serde_json::to_value(&n).expect("serialize");
+        assert_eq!(
+            v["memory_blocks"],
+            serde_json::json!([[0, 3], [8, 9], [40, 40]])
+        );
+        let back: Node = serde_json::from_value(v).expect("deserialize");
+        assert_eq!(back.memory_blocks, vec![0, 1, 2, 3, 8, 9, 40]);
+        let huge = serde_json::json!({"id": 1, "memory_blocks": [[0, u64::MAX]]});
+        let e = serde_json::from_value::<Node>(huge).expect_err("refused");
+        assert!(e.to_string().contains("exceed the limit"), "{e}");
+        let rev = serde_json::json!({"id": 1, "memory_blocks": [[5, 1]]});
+        assert!(serde_json::from_value::<Node>(rev).is_err());
+        // Recordings written before the field existed still read (no blocks: tiers unknown).
+        let old: Node = serde_json::from_value(serde_json::json!({"id": 3})).expect("old");
+        assert!(old.memory_blocks.is_empty());
     }
 }

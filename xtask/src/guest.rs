@@ -652,7 +652,107 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
         get(&s, "migrations.by_reason.damon.pages_succeeded"),
     );
     kprobe_session(c, t0, t1)?;
-    tracepoint_session(c, t0, t1)
+    tracepoint_session(c, t0, t1)?;
+    diff_scenario(c)
+}
+
+/// Promotion under a steady supply of cold pages: 64 MiB written in a loop in a cgroup whose
+/// memory.reclaim demotes it once a second (20 cycles), recorded with `cxl-trace record`.
+fn record_promotion_cycles(out: &str) -> Result<()> {
+    let cg = make_cgroup("cxltrace-diff")?;
+    let script = format!(
+        "echo $$ > {cg}/cgroup.procs\n\
+         {w} hold --mib 64 --node 0 --unbind --hot --seconds 22 > /dev/null &\n\
+         p=$!\nsleep 1\n\
+         for i in $(seq 20); do echo 64M > {cg}/memory.reclaim 2>/dev/null; sleep 1; done\n\
+         wait $p\n",
+        w = bin("cxl-trace-workload").display()
+    );
+    sh(Command::new(bin("cxl-trace"))
+        .args(["record", "--force", "-o", out, "--", "sh", "-c", &script]))?;
+    Ok(())
+}
+
+/// Issue 7: two recordings of the same promotion scenario, the second with the promote rate
+/// limit throttled to 1 MB/s. `diff` must flag the configuration, call the promotion drop
+/// significant and fail `--fail-on promotions:-20%` (exit 1); a recording against itself is
+/// "no change" everywhere (exit 0).
+fn diff_scenario(c: &mut Checks) -> Result<()> {
+    let rate = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps";
+    write("/proc/sys/kernel/numa_balancing", "2")?;
+    write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
+    let dbg = "/sys/kernel/debug/sched/numa_balancing";
+    let _ = write(&format!("{dbg}/hot_threshold_ms"), "1000");
+    let _ = write(&format!("{dbg}/scan_period_min_ms"), "100");
+    let (base, thr) = ("/tmp/diff-base.cxlt", "/tmp/diff-throttled.cxlt");
+    say("diff: recording promotion cycles at the default rate limit");
+    write(rate, "65536")?;
+    record_promotion_cycles(base)?;
+    say("diff: recording the same with the rate limit at 1 MB/s");
+    write(rate, "1")?;
+    let recorded = record_promotion_cycles(thr);
+    write(rate, "65536")?;
+    write("/proc/sys/kernel/numa_balancing", "0")?;
+    recorded?;
+
+    let diff = |args: &[&str]| -> Result<(Option<i32>, String)> {
+        let out = Command::new(bin("cxl-trace"))
+            .arg("diff")
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot start cxl-trace diff")?;
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let (code, text) = diff(&[base, thr])?;
+    println!("{text}");
+    c.truth(
+        "diff exits 0 without --fail-on",
+        format!("{code:?}"),
+        code == Some(0),
+    );
+    let (_, json) = diff(&["--format", "json", base, thr])?;
+    let v: Value = serde_json::from_str(&json).context("diff --format json")?;
+    let first = v["config_differences"][0]["what"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string();
+    c.truth(
+        "diff flags the rate limit first",
+        first.clone(),
+        first == "numa_balancing_promote_rate_limit_MBps",
+    );
+    let row = v["rows"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["id"] == "promotions"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let pct = row["change_pct"].as_f64().unwrap_or(0.0);
+    c.truth(
+        "diff: promotions dropped significantly",
+        format!(
+            "{pct:.1}% [{}, {}]",
+            row["change_lo_pct"], row["change_hi_pct"]
+        ),
+        row["significant"] == true && pct <= -20.0,
+    );
+    let (code, _) = diff(&["--fail-on", "promotions:-20%", base, thr])?;
+    c.truth(
+        "diff --fail-on promotions:-20% exits 1",
+        format!("{code:?}"),
+        code == Some(1),
+    );
+    let (code, same) = diff(&["--fail-on", "promotions:-20%", base, base])?;
+    let changed = same.lines().filter(|l| l.contains("SIGNIFICANT")).count();
+    c.truth(
+        "diff of a recording with itself: no change, exit 0",
+        format!("exit {code:?}, {changed} significant"),
+        code == Some(0) && changed == 0,
+    );
+    Ok(())
 }
 
 /// DAMON (DAMOS_MIGRATE_COLD, 6.11+) on physical memory: a 64 MiB process left idle on node 0
