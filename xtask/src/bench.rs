@@ -4,7 +4,9 @@
 //! - criterion benchmarks of the pure parts (`cxl-trace/benches`): dashboard frame draw and
 //!   update, ring-buffer record decode + aggregation throughput;
 //! - `top`'s own CPU use on an idle system, in steady state (start-up excluded), both as JSON
-//!   lines and as the dashboard in a 160x48 tmux terminal.
+//!   lines and as the dashboard in a 160x48 tmux terminal;
+//! - overhead per fault next to bpftrace, ring-buffer accounting under overload, and RSS under
+//!   a steady load ([`crate::overhead`]).
 //!
 //! These machines are shared and noisy: criterion reports medians with their confidence
 //! interval, and the idle figure is a ratio of CPU time to wall time over the same window.
@@ -23,13 +25,13 @@ use serde_json::{json, Value};
 use crate::{cargo, root, run, step};
 
 /// One measured figure and its target.
-struct Row {
-    name: String,
-    value: f64,
-    unit: &'static str,
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) value: f64,
+    pub(crate) unit: &'static str,
     /// (comparison, bound): "<" or ">".
-    target: Option<(&'static str, f64)>,
-    note: String,
+    pub(crate) target: Option<(&'static str, f64)>,
+    pub(crate) note: String,
 }
 
 impl Row {
@@ -305,6 +307,9 @@ pub fn bench(quick: bool) -> Result<()> {
     let mut rows = Vec::new();
     criterion(&mut rows, quick)?;
     idle_cpu(&mut rows, quick)?;
+    crate::overhead::overhead(&mut rows, quick)?;
+    crate::overhead::accounting(&mut rows)?;
+    crate::overhead::footprint(&mut rows, if quick { 20 } else { 120 })?;
 
     let m = machine();
     println!(

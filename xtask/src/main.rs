@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod fuzz;
 mod guest;
+mod overhead;
 mod vm;
 
 #[derive(Parser)]
