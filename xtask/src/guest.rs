@@ -734,8 +734,9 @@ fn diff_scenario(c: &mut Checks) -> Result<()> {
     c.truth(
         "diff: promotions dropped significantly",
         format!(
-            "{pct:.1}% [{}, {}]",
-            row["change_lo_pct"], row["change_hi_pct"]
+            "{pct:.1}% [{:.1}%, {:.1}%]",
+            row["change_lo_pct"].as_f64().unwrap_or(f64::NAN),
+            row["change_hi_pct"].as_f64().unwrap_or(f64::NAN)
         ),
         row["significant"] == true && pct <= -20.0,
     );
