@@ -37,6 +37,28 @@ fn wait_for(session: &str, needle: &str, timeout: Duration) -> String {
     }
 }
 
+/// Opens help (`?`, waits for `help_text`), closes it, quits with `q` and returns the screen
+/// after the program exited: it must have exited 0 and left the alternate screen (`gone` is
+/// no longer shown).
+fn help_then_quit(session: &str, marker: &str, help_text: &str, gone: &str) -> String {
+    tmux(&["send-keys", "-t", session, "?"]);
+    let help = wait_for(session, help_text, Duration::from_secs(5));
+    assert!(help.contains(help_text), "help overlay:\n{help}");
+    tmux(&["send-keys", "-t", session, "x"]);
+    tmux(&["send-keys", "-t", session, "q"]);
+    let after = wait_for(session, marker, Duration::from_secs(15));
+    tmux(&["kill-session", "-t", session]);
+    assert!(
+        after.contains(&format!("{marker} 0")),
+        "q exits 0:\n{after}"
+    );
+    assert!(
+        !after.contains(gone),
+        "alternate screen left behind:\n{after}"
+    );
+    after
+}
+
 /// The workload's row in the process table: its fault count.
 fn workload_faults(screen: &str) -> Option<u64> {
     let line = screen.lines().find(|l| l.contains("cxl-trace-workl"))?;
@@ -95,22 +117,8 @@ fn top_in_tmux_shows_faults_and_quits_cleanly() {
     assert!(busy.contains("Fault latency"), "{busy}");
     assert!(busy.contains("Migration churn"), "{busy}");
 
-    tmux(&["send-keys", "-t", &session, "?"]);
-    let help = wait_for(&session, "this help", Duration::from_secs(5));
-    assert!(help.contains("this help"), "help overlay:\n{help}");
-    tmux(&["send-keys", "-t", &session, "x"]);
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let after = wait_for(&session, marker, Duration::from_secs(15));
-    tmux(&["kill-session", "-t", &session]);
-    assert!(
-        after.contains(&format!("{marker} 0")),
-        "q should exit with status 0:\n{after}"
-    );
     // Back on the normal screen: the dashboard is gone, the summary line is there.
-    assert!(
-        !after.contains("q quit"),
-        "alternate screen left behind:\n{after}"
-    );
+    let after = help_then_quit(&session, marker, "this help", "q quit");
     assert!(after.contains("events,"), "summary line missing:\n{after}");
 }
 
@@ -189,19 +197,6 @@ fn replay_in_tmux_pauses_steps_and_seeks() {
     tmux(&["send-keys", "-t", &session, "g"]);
     let start = wait_t(&session, |t| t == 0.0);
     assert_eq!(replay_t(&start), Some(0.0), "{start}");
-    tmux(&["send-keys", "-t", &session, "?"]);
-    let help = wait_for(&session, "seek 10 s", Duration::from_secs(5));
-    assert!(help.contains("step one interval"), "replay help:\n{help}");
-    tmux(&["send-keys", "-t", &session, "x"]);
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let after = wait_for(&session, marker, Duration::from_secs(15));
-    tmux(&["kill-session", "-t", &session]);
-    assert!(
-        after.contains(&format!("{marker} 0")),
-        "q exits 0:\n{after}"
-    );
-    assert!(
-        !after.contains("REPLAY"),
-        "alternate screen left behind:\n{after}"
-    );
+    let help = help_then_quit(&session, marker, "step one interval", "REPLAY");
+    assert!(help.contains(marker));
 }

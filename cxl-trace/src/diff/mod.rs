@@ -143,26 +143,30 @@ pub fn config_diffs(b: &Profile, n: &Profile) -> Vec<ConfigDiff> {
         }
     };
     check("kernel", hb.kernel.clone(), hn.kernel.clone());
-    check(
-        "numa_balancing",
-        show(&sb.numa_balancing),
-        show(&sn.numa_balancing),
-    );
-    check(
-        "numa_balancing_promote_rate_limit_MBps",
-        show(&sb.promote_rate_limit_mbps),
-        show(&sn.promote_rate_limit_mbps),
-    );
-    check(
-        "demotion_enabled",
-        show(&sb.demotion_enabled),
-        show(&sn.demotion_enabled),
-    );
-    check(
-        "hot_threshold_ms",
-        show(&sb.hot_threshold_ms),
-        show(&sn.hot_threshold_ms),
-    );
+    for (what, base, new) in [
+        (
+            "numa_balancing",
+            show(&sb.numa_balancing),
+            show(&sn.numa_balancing),
+        ),
+        (
+            "numa_balancing_promote_rate_limit_MBps",
+            show(&sb.promote_rate_limit_mbps),
+            show(&sn.promote_rate_limit_mbps),
+        ),
+        (
+            "demotion_enabled",
+            show(&sb.demotion_enabled),
+            show(&sn.demotion_enabled),
+        ),
+        (
+            "hot_threshold_ms",
+            show(&sb.hot_threshold_ms),
+            show(&sn.hot_threshold_ms),
+        ),
+    ] {
+        check(what, base, new);
+    }
     check("memory tiers", tiers(b), tiers(n));
     let (lb, ln) = (live(b), live(n));
     if lb != ln {
