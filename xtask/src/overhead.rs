@@ -61,14 +61,17 @@ const BPFTRACE_WORK: &str = "tracepoint:exceptions:page_fault_user, tracepoint:e
 const BPFTRACE_EMPTY: &str =
     "tracepoint:exceptions:page_fault_user, tracepoint:exceptions:page_fault_kernel { }";
 
-/// Waits until `child` prints a line containing `needle` on stderr (its readiness line); the
-/// rest of stderr is drained in the background.
+/// Waits until `child` prints a line containing `needle` on stderr, or on stdout when it is
+/// piped (bpftrace says "Attaching N probes..." there); the rest is drained in the background.
 fn wait_ready(child: &mut Child, needle: &str) -> Result<()> {
-    let err = child.stderr.take().context("stderr")?;
-    let mut lines = BufReader::new(err).lines();
+    let out: Box<dyn std::io::Read + Send> = match child.stdout.take() {
+        Some(o) => Box::new(o),
+        None => Box::new(child.stderr.take().context("stderr")?),
+    };
+    let mut lines = BufReader::new(out).lines();
     let t0 = Instant::now();
     for line in lines.by_ref() {
-        let line = line.context("reading the tracer's stderr")?;
+        let line = line.context("reading the tracer's output")?;
         if line.contains(needle) {
             std::thread::spawn(move || for _ in lines {});
             return Ok(());
@@ -105,15 +108,13 @@ fn start(mode: Mode, dir: &std::path::Path, n: usize) -> Result<Option<Child>> {
             c
         }
     };
+    let bpftrace = matches!(mode, Mode::Bpftrace | Mode::BpftraceEmpty);
     let mut child = c
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(if bpftrace { Stdio::piped() } else { Stdio::null() })
+        .stderr(if bpftrace { Stdio::null() } else { Stdio::piped() })
         .spawn()
         .with_context(|| format!("cannot start {}", mode.name()))?;
-    let needle = match mode {
-        Mode::Bpftrace | Mode::BpftraceEmpty => "Attaching",
-        _ => "privileges:",
-    };
+    let needle = if bpftrace { "Attaching" } else { "privileges:" };
     wait_ready(&mut child, needle)?;
     // bpftrace prints "Attaching" just before attaching.
     sleep(Duration::from_millis(500));
