@@ -50,7 +50,7 @@ fn capture(ctx: &TracePointContext, tp: u16) -> u32 {
         entry.discard(0);
         return 0;
     }
-    entry.submit(0);
+    entry.submit(crate::shared::submit_flags());
     bump(stat::PRODUCED + u32::from(kind::RAW_TP));
     0
 }

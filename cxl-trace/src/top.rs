@@ -548,8 +548,15 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         out
     };
 
+    // The kernel side wakes us only once the ring holds 1/32 of its size (see the eBPF
+    // `submit_flags`); below that, records are collected on this timer.
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while open {
         tokio::select! {
+            _ = poll.tick() => {
+                drain(ring.get_mut(), &mut agg, start_ns, &mut rs, &mut rec);
+            }
             guard = ring.readable_mut() => {
                 let mut g = guard.map_err(|e| Error::Runtime(format!("polling the ring buffer: {e}")))?;
                 drain(g.get_inner_mut(), &mut agg, start_ns, &mut rs, &mut rec);

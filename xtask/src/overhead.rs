@@ -110,8 +110,16 @@ fn start(mode: Mode, dir: &std::path::Path, n: usize) -> Result<Option<Child>> {
     };
     let bpftrace = matches!(mode, Mode::Bpftrace | Mode::BpftraceEmpty);
     let mut child = c
-        .stdout(if bpftrace { Stdio::piped() } else { Stdio::null() })
-        .stderr(if bpftrace { Stdio::null() } else { Stdio::piped() })
+        .stdout(if bpftrace {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(if bpftrace {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .spawn()
         .with_context(|| format!("cannot start {}", mode.name()))?;
     let needle = if bpftrace { "Attaching" } else { "privileges:" };
