@@ -299,17 +299,43 @@ fn idle_cpu(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn bench(quick: bool) -> Result<()> {
+/// Parts of the bench.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// criterion: dashboard, pipeline, recordings.
+    Criterion,
+    /// `top`'s idle CPU.
+    Idle,
+    /// Overhead per fault next to bpftrace.
+    Overhead,
+    /// Ring buffer accounting under overload.
+    Accounting,
+    /// RSS under a steady load.
+    Footprint,
+}
+
+pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
+    let want = |p: Part| only.is_empty() || only.contains(&p);
     if !crate::is_root() {
         bail!("the benchmark attaches BPF programs: run it as root");
     }
     crate::build(true)?;
     let mut rows = Vec::new();
-    criterion(&mut rows, quick)?;
-    idle_cpu(&mut rows, quick)?;
-    crate::overhead::overhead(&mut rows, quick)?;
-    crate::overhead::accounting(&mut rows)?;
-    crate::overhead::footprint(&mut rows, if quick { 20 } else { 120 })?;
+    if want(Part::Criterion) {
+        criterion(&mut rows, quick)?;
+    }
+    if want(Part::Idle) {
+        idle_cpu(&mut rows, quick)?;
+    }
+    if want(Part::Overhead) {
+        crate::overhead::overhead(&mut rows, quick)?;
+    }
+    if want(Part::Accounting) {
+        crate::overhead::accounting(&mut rows)?;
+    }
+    if want(Part::Footprint) {
+        crate::overhead::footprint(&mut rows, if quick { 20 } else { 600 })?;
+    }
 
     let m = machine();
     println!(

@@ -68,6 +68,9 @@ enum Task {
         /// Shorter measurement windows (for a quick look; the numbers are noisier).
         #[arg(long)]
         quick: bool,
+        /// Run only these parts (default: all).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<bench::Part>,
     },
     /// Fuzz the recording reader (cargo fuzz, nightly): every target for SECONDS; crashing
     /// inputs are kept in cxl-trace/tests/fixtures/fuzz-regressions and the task fails.
@@ -395,7 +398,7 @@ fn main() -> ExitCode {
             keep,
         } => setup().and_then(|()| vm::vm_test(&scenario.machines(), script, keep)),
         Task::VmGuest { machine, script } => guest::guest(machine, script),
-        Task::Bench { quick } => setup().and_then(|()| bench::bench(quick)),
+        Task::Bench { quick, only } => setup().and_then(|()| bench::bench(quick, &only)),
         Task::Fuzz { seconds } => setup().and_then(|()| fuzz::fuzz(seconds)),
     };
     match result {

@@ -359,11 +359,13 @@ pub fn footprint(rows: &mut Vec<Row>, secs: u64) -> Result<()> {
         wait_ready(&mut child, "privileges:")?;
         let mut gen = Command::new("sh").arg("-c").arg(&load).spawn()?;
         let t0 = Instant::now();
+        let f0 = pgfault();
         sleep(Duration::from_secs((secs / 10).max(3)));
         let early = status_kib(child.id(), "VmRSS:").unwrap_or(0);
         let events0 = t0.elapsed();
         sleep(Duration::from_secs(secs).saturating_sub(events0));
         let late = status_kib(child.id(), "VmRSS:").unwrap_or(0);
+        let rate = (pgfault() - f0) as f64 / t0.elapsed().as_secs_f64();
         let peak = status_kib(child.id(), "VmHWM:").unwrap_or(0);
         let _ = gen.kill();
         let _ = gen.wait();
@@ -377,7 +379,8 @@ pub fn footprint(rows: &mut Vec<Row>, secs: u64) -> Result<()> {
             unit: "MiB",
             target: Some(("<", 64.0)),
             note: format!(
-                "RSS {:.1} MiB after {:.0} s, {:.1} MiB at the end ({:+.1} MiB)",
+                "{:.0}k faults/s; RSS {:.1} MiB after {:.0} s, {:.1} MiB at the end ({:+.1} MiB)",
+                rate / 1e3,
                 early as f64 / 1024.0,
                 events0.as_secs_f64(),
                 late as f64 / 1024.0,
@@ -387,4 +390,15 @@ pub fn footprint(rows: &mut Vec<Row>, secs: u64) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// pgfault of /proc/vmstat.
+fn pgfault() -> u64 {
+    std::fs::read_to_string("/proc/vmstat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("pgfault ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
