@@ -44,14 +44,25 @@ fn try_handle(ctx: &TracePointContext, kind: u16) -> Result<(), i64> {
     let layout = FAULT_LAYOUT.load();
     // SAFETY: the offsets come from this kernel's tracefs format file for the tracepoint, so
     // each read stays inside the tracepoint's record; bpf_probe_read_kernel checks the access.
+    // The three fields are consecutive on every kernel so far: then one read (one helper call
+    // per fault instead of three, on the hottest path).
     let (address, ip, error_code) = unsafe {
-        (
-            ctx.read_at::<u64>(layout.address as usize)
-                .map_err(i64::from)?,
-            ctx.read_at::<u64>(layout.ip as usize).map_err(i64::from)?,
-            ctx.read_at::<u64>(layout.error_code as usize)
-                .map_err(i64::from)?,
-        )
+        if layout.ip == layout.address.wrapping_add(8)
+            && layout.error_code == layout.ip.wrapping_add(8)
+        {
+            let f = ctx
+                .read_at::<[u64; 3]>(layout.address as usize)
+                .map_err(i64::from)?;
+            (f[0], f[1], f[2])
+        } else {
+            (
+                ctx.read_at::<u64>(layout.address as usize)
+                    .map_err(i64::from)?,
+                ctx.read_at::<u64>(layout.ip as usize).map_err(i64::from)?,
+                ctx.read_at::<u64>(layout.error_code as usize)
+                    .map_err(i64::from)?,
+            )
+        }
     };
     let comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
     emit(

@@ -332,6 +332,7 @@ pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
     }
     if want(Part::Accounting) {
         crate::overhead::accounting(&mut rows)?;
+        crate::overhead::overflow(&mut rows)?;
     }
     if want(Part::Footprint) {
         crate::overhead::footprint(&mut rows, if quick { 20 } else { 600 })?;

@@ -402,3 +402,63 @@ fn pgfault() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Beyond capacity: the reader stopped (SIGSTOP) while a fault-bound program runs, so the 1 MiB
+/// ring fills and the kernel side drops; after SIGCONT the counts must still add up exactly.
+pub fn overflow(rows: &mut Vec<Row>) -> Result<()> {
+    step("ring buffer beyond capacity: reader stopped while 500k faults are made");
+    let bin = root().join("target/release/cxl-trace");
+    let mut child = Command::new(&bin)
+        .args(["top", "--no-tui", "--ringbuf-mib", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start cxl-trace")?;
+    let out = child.stdout.take().context("stdout")?;
+    let reader = std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .find(|v| v["type"] == "summary")
+    });
+    wait_ready(&mut child, "privileges:")?;
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let run = fault_run();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    sleep(Duration::from_millis(300));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let _ = child.wait();
+    let (_, faults) = run?;
+    let summary = reader.join().ok().flatten().context("no summary line")?;
+    let received = summary["events"]["received"].as_u64().unwrap_or(0);
+    let dropped = summary["drops"]["total"].as_u64().unwrap_or(0);
+    let produced: u64 = summary["produced"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    let after = produced.saturating_sub(received + dropped);
+    let ok = dropped > 0 && produced >= received + dropped && after <= 16;
+    rows.push(Row {
+        name: "ring buffer 1 MiB, reader stopped: dropped".into(),
+        value: dropped as f64,
+        unit: "events",
+        target: None,
+        note: format!(
+            "{faults} faults made; received {received}, dropped {dropped}, produced {produced}: {}",
+            if ok {
+                format!("produced = received + dropped + {after} after the window closed")
+            } else {
+                "ACCOUNTING MISMATCH".into()
+            }
+        ),
+    });
+    if !ok {
+        bail!("overflow accounting: {summary}");
+    }
+    Ok(())
+}
