@@ -350,6 +350,9 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     // test) that starts its workload on the "live probes" line must not lose its first events.
     let start_ns = monotonic_ns();
     let vm_start = vmstat::read()?;
+    // The drop counters' baseline belongs to the same instant: drops between here and the
+    // event loop (while the start line is printed, or the process is stopped) count.
+    let drops_start = tracer.drops();
     print_probes(&tracer.statuses, &tracer.warnings);
     let ring = tracer
         .take_ring()
@@ -481,8 +484,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     let mut code = 0;
     let mut last_ns = start_ns;
     let mut vm_last = vm_start.clone();
-    let mut drops_last = tracer.drops();
-    let drops_start = drops_last.clone();
+    let mut drops_last = drops_start.clone();
 
     let mut topo_state = std::mem::take(&mut topo);
     let emit_interval = |agg: &mut Aggregator,
