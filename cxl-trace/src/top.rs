@@ -657,6 +657,19 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     );
     if let Value::Object(m) = &mut summary {
         m.insert("produced".into(), json!(tracer.produced()));
+        let skipped = tracer.skipped_runs();
+        if !skipped.is_empty() {
+            eprintln!(
+                "cxl-trace: warning: the kernel skipped {} program runs (its recursion guard: {}); events of those runs are neither received nor counted as dropped",
+                skipped.values().sum::<u64>(),
+                skipped
+                    .iter()
+                    .map(|(p, n)| format!("{p} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        m.insert("kernel_skipped_runs".into(), json!(skipped));
         m.insert(
             "errors".into(),
             json!({"decode": rs.decode_errors, "field_read": read_errors, "follow_map_full": follow_full}),

@@ -103,6 +103,13 @@ fn system_wide_faults_agree_with_vmstat() {
         "tool {tool} vs vmstat pgfault {pgfault}: differ by {diff} (> 2%)"
     );
     assert_eq!(u(&summary["drops"]["total"]), 0);
+    // Runs the kernel skipped are reported (read from bpf_prog_info), none on an idle machine
+    // for the fault programs.
+    let skipped = summary["kernel_skipped_runs"]
+        .as_object()
+        .expect("kernel_skipped_runs");
+    assert!(skipped.values().all(|v| v.is_u64()), "{skipped:?}");
+    assert!(!skipped.contains_key("page_fault_user"), "{skipped:?}");
     // Interval windows are real windows and add up to the summary.
     let intervals = of_type(&lines, "interval");
     assert!(

@@ -318,6 +318,11 @@ fn check_migrations(c: &mut Checks, s: &Value, bt: &str, expect: &[&str]) {
         }
     }
     c.eq("drops", get(s, "drops.total"), 0);
+    // Runs the kernel's recursion guard skipped are lost without a drop: shown for diagnosis.
+    say(&format!(
+        "program runs skipped by the kernel: {}",
+        s["kernel_skipped_runs"]
+    ));
 }
 
 struct Session {

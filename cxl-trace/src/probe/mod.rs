@@ -728,6 +728,22 @@ impl Tracer {
         )
     }
 
+    /// Runs the kernel skipped, by program name: its per-program recursion guard drops a run
+    /// when the program is already running on that CPU (an interrupt, or a preempted run), and
+    /// nothing of that run reaches the ring buffer or the drop counters. From `bpf_prog_info`
+    /// (`recursion_misses`, Linux 5.12+), which aya 0.14 does not expose.
+    pub fn skipped_runs(&self) -> BTreeMap<String, u64> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        self._ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let fd = p.fd().ok()?.as_fd().as_raw_fd();
+                let n = recursion_misses(fd)?;
+                (n > 0).then(|| (name.to_string(), n))
+            })
+            .collect()
+    }
+
     /// Takes the ring buffer (to wrap it in the async reactor).
     pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
         self.ring.take()
@@ -1082,6 +1098,38 @@ fn result_status(name: &str, r: std::result::Result<(), String>, detail: &str) -
         Ok(()) => ProbeStatus::live(name, format!("{detail}: loaded and attached")),
         Err(e) => ProbeStatus::unavailable(name, e),
     }
+}
+
+/// `recursion_misses` of a loaded program, by BPF_OBJ_GET_INFO_BY_FD.
+fn recursion_misses(fd: std::os::fd::RawFd) -> Option<u64> {
+    /// The `info` member of `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD.
+    #[repr(C)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: bpf_prog_info is a plain C struct of integers and pointers-as-integers, for
+    // which all zero bytes is the valid "nothing asked" value the kernel expects.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoByFd {
+        bpf_fd: u32::try_from(fd).ok()?,
+        info_len: u32::try_from(std::mem::size_of_val(&info)).ok()?,
+        info: std::ptr::addr_of_mut!(info) as u64,
+    };
+    // SAFETY: bpf(2) reads `attr` (16 bytes, the size passed) and writes at most `info_len`
+    // bytes to `info`, a live, exclusively borrowed bpf_prog_info of that size; the fd is an
+    // open program fd owned by aya for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            std::ptr::addr_of_mut!(attr),
+            std::mem::size_of::<InfoByFd>(),
+        )
+    };
+    (rc == 0).then_some(info.recursion_misses)
 }
 
 #[cfg(test)]
