@@ -37,6 +37,21 @@ fn wait_for(session: &str, needle: &str, timeout: Duration) -> String {
     }
 }
 
+/// Starts `cmd` in a detached 160x48 tmux session named `session`.
+fn start(session: &str, cmd: &str) {
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "160",
+        "-y",
+        "48",
+        cmd,
+    ]);
+}
+
 /// Opens help (`?`, waits for `help_text`), closes it, quits with `q` and returns the screen
 /// after the program exited: it must have exited 0 and left the alternate screen (`gone` is
 /// no longer shown).
@@ -84,17 +99,7 @@ fn top_in_tmux_shows_faults_and_quits_cleanly() {
     let session = format!("cxltrace-test-{}", std::process::id());
     let marker = "CXLTRACE_EXITED";
     let cmd = format!("{CXL_TRACE} top --interval 0.5; echo {marker} $?; sleep 60");
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "160",
-        "-y",
-        "48",
-        &cmd,
-    ]);
+    start(&session, &cmd);
     let first = wait_for(&session, "q quit", Duration::from_secs(20));
     assert!(
         first.contains("q quit"),
@@ -149,17 +154,7 @@ fn replay_in_tmux_pauses_steps_and_seeks() {
     let session = format!("cxltrace-replay-{}", std::process::id());
     let marker = "CXLTRACE_EXITED";
     let cmd = format!("{CXL_TRACE} replay {file} --speed 0.25; echo {marker} $?; sleep 60");
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "160",
-        "-y",
-        "48",
-        &cmd,
-    ]);
+    start(&session, &cmd);
     let first = wait_for(&session, "REPLAY", Duration::from_secs(20));
     assert!(first.contains("space pause"), "replay footer:\n{first}");
     // At a quarter of real time, the first interval (about 1 s) shows after about 4 s: pause
