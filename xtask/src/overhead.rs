@@ -281,19 +281,16 @@ pub fn accounting(rows: &mut Vec<Row>) -> Result<()> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["type"] == "summary")
         .context("no summary line")?;
-    let received = summary["events"]["received"].as_u64().unwrap_or(0);
-    let dropped = summary["drops"]["total"].as_u64().unwrap_or(0);
-    // Produced counts are read when the summary is made, after the final drain: events of
-    // that instant are outside the window, neither received nor dropped.
-    let produced: Option<u64> = summary["produced"]
-        .as_object()
-        .map(|m| m.values().filter_map(Value::as_u64).sum());
+    let Tally {
+        received,
+        dropped,
+        produced,
+        before,
+        after,
+        adds_up: ok,
+    } = tally(&summary);
+    let produced = Some(produced);
     let secs = summary["t"].as_f64().unwrap_or(1.0);
-    // The kernel counts what it submitted (produced) and what found the ring full (dropped);
-    // everything submitted is received, or arrived before the window opened.
-    let before = summary["before_window"].as_u64().unwrap_or(0);
-    let after = produced.map_or(0, |p| p.saturating_sub(received + before));
-    let ok = produced.is_some_and(|p| p >= received + before && after <= 16);
     rows.push(Row {
         name: "ring buffer 1 MiB, 2 fault-bound programs: received".into(),
         value: received as f64 / secs / 1e6,
@@ -439,15 +436,15 @@ pub fn overflow(rows: &mut Vec<Row>) -> Result<()> {
     let _ = child.wait();
     let (_, faults) = run?;
     let summary = reader.join().ok().flatten().context("no summary line")?;
-    let received = summary["events"]["received"].as_u64().unwrap_or(0);
-    let dropped = summary["drops"]["total"].as_u64().unwrap_or(0);
-    let produced: u64 = summary["produced"]
-        .as_object()
-        .map(|m| m.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0);
-    let before = summary["before_window"].as_u64().unwrap_or(0);
-    let after = produced.saturating_sub(received + before);
-    let ok = dropped > 0 && produced >= received + before && after <= 16;
+    let Tally {
+        received,
+        dropped,
+        produced,
+        before,
+        after,
+        adds_up,
+    } = tally(&summary);
+    let ok = dropped > 0 && adds_up;
     rows.push(Row {
         name: "ring buffer 1 MiB, reader stopped: dropped".into(),
         value: dropped as f64,
@@ -467,4 +464,37 @@ pub fn overflow(rows: &mut Vec<Row>) -> Result<()> {
         bail!("overflow accounting: {summary}");
     }
     Ok(())
+}
+
+/// The counts of a `top` summary that must add up.
+struct Tally {
+    received: u64,
+    dropped: u64,
+    /// Records the kernel submitted (read after the final drain).
+    produced: u64,
+    /// Received before the window opened.
+    before: u64,
+    /// Submitted after the final drain (outside the window).
+    after: u64,
+    /// Every submitted record was received (or fell outside the window, at most 16).
+    adds_up: bool,
+}
+
+/// The kernel counts what it submitted (produced) and what found the ring full (dropped);
+/// everything submitted is received, or arrived before the window opened, or after its end.
+fn tally(summary: &Value) -> Tally {
+    let received = summary["events"]["received"].as_u64().unwrap_or(0);
+    let produced: Option<u64> = summary["produced"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum());
+    let before = summary["before_window"].as_u64().unwrap_or(0);
+    let after = produced.map_or(0, |p| p.saturating_sub(received + before));
+    Tally {
+        received,
+        dropped: summary["drops"]["total"].as_u64().unwrap_or(0),
+        produced: produced.unwrap_or(0),
+        before,
+        after,
+        adds_up: produced.is_some_and(|p| p >= received + before && after <= 16),
+    }
 }
