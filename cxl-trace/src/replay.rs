@@ -56,6 +56,8 @@ pub struct Intervals {
     pub header: Header,
     /// The end chunk, once read (absent if the run did not end cleanly).
     pub end: Option<Value>,
+    /// Records decoded.
+    pub events: u64,
     /// Records that did not decode.
     pub undecodable: u64,
     done: bool,
@@ -72,6 +74,7 @@ impl Intervals {
             reader,
             header,
             end: None,
+            events: 0,
             undecodable: 0,
             done: false,
         })
@@ -98,6 +101,7 @@ impl Intervals {
                     for r in &recs {
                         match decode(r) {
                             Ok(e) => {
+                                self.events += 1;
                                 self.pb.agg.ingest(&e);
                                 f(&e)?;
                             }
@@ -138,9 +142,27 @@ impl Intervals {
     }
 
     /// The whole run (after the last interval) as `top`'s summary line.
-    pub fn summary(self, top: usize) -> Value {
+    pub fn summary(&mut self, top: usize) -> Value {
         let end = self.end.clone();
         self.pb.whole("summary", end.as_ref(), top)
+    }
+
+    /// Reads what is left and returns the whole-run report (`report --format json`). The
+    /// aggregator then holds the whole run.
+    pub fn report(&mut self, top: usize) -> Result<Value> {
+        while self.next_interval()?.is_some() {}
+        let mut v = self.pb.whole("report", self.end.as_ref(), top);
+        crate::report::RecordingFacts {
+            header: &self.header,
+            path: &self.path,
+            version: self.reader.version,
+            events: self.events,
+            undecodable: self.undecodable,
+            truncated: self.reader.truncated,
+            end: self.end.as_ref(),
+        }
+        .add_to(&mut v);
+        Ok(v)
     }
 }
 
@@ -277,8 +299,7 @@ impl Player {
             }
             Some(iv) => {
                 self.ctl.t = iv.t;
-                let mut s = Sample::from_totals(&iv.totals, iv.dt, iv.drops.total());
-                s.interval_s = iv.dt;
+                let s = Sample::from_totals(&iv.totals, iv.dt, iv.drops.total());
                 self.dash.update(Msg::Sample(Box::new(s)));
                 self.sync_status();
                 Ok(Some(iv.dt))

@@ -2,7 +2,6 @@
 //! Both stream: one chunk in memory at a time.
 
 use std::{
-    cell::RefCell,
     fs::File,
     io::{BufReader, BufWriter, Write},
     path::Path,
@@ -29,37 +28,25 @@ pub fn open(path: &Path) -> Result<Reader<BufReader<File>>> {
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
 }
 
-/// Calls `f` for every decoded event and `snap` for every snapshot, in file order. Returns
-/// (events, undecodable records, the end summary if the run ended cleanly, truncated).
-pub fn for_each(
+/// Calls `f` for every decoded event, in file order (undecodable records are skipped).
+pub fn for_each_event(
     path: &Path,
     reader: &mut Reader<BufReader<File>>,
     mut f: impl FnMut(&Event) -> Result<()>,
-    mut snap: impl FnMut(&Value),
-) -> Result<(u64, u64, Option<Value>)> {
-    let (mut n, mut bad, mut end) = (0u64, 0u64, None);
-    loop {
-        let chunk = reader
-            .next_chunk()
-            .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-        match chunk {
-            None => break,
-            Some(Chunk::Events(recs)) => {
-                for r in &recs {
-                    match decode(r) {
-                        Ok(e) => {
-                            n += 1;
-                            f(&e)?;
-                        }
-                        Err(_) => bad += 1,
-                    }
+) -> Result<()> {
+    while let Some(chunk) = reader
+        .next_chunk()
+        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?
+    {
+        if let Chunk::Events(recs) = chunk {
+            for r in &recs {
+                if let Ok(e) = decode(r) {
+                    f(&e)?;
                 }
             }
-            Some(Chunk::Snapshot(v)) => snap(&v),
-            Some(Chunk::End(v)) => end = Some(v),
         }
     }
-    Ok((n, bad, end))
+    Ok(())
 }
 
 pub(crate) fn vmstat_of(v: &Value) -> Vmstat {
@@ -134,7 +121,7 @@ impl Playback {
     /// Ends the last interval and returns the whole run's JSON window of `kind`: its length
     /// (from the end chunk, else the last snapshot), drops and vmstat deltas between the first
     /// and last snapshots.
-    pub(crate) fn whole(mut self, kind: &str, end: Option<&Value>, top: usize) -> Value {
+    pub(crate) fn whole(&mut self, kind: &str, end: Option<&Value>, top: usize) -> Value {
         self.agg.end_interval();
         let t = end
             .and_then(|e| e["t"].as_f64())
@@ -153,22 +140,28 @@ impl Playback {
 /// The whole-run summary of a recording, as `top`'s summary line plus `host`, `topology`,
 /// `probes` and `recording`.
 pub fn summarize(path: &Path, top: usize) -> Result<Value> {
-    let mut reader = open(path)?;
-    let h: Header = reader.header.clone();
-    let pb = RefCell::new(Playback::new(&h));
-    let (events, bad, end) = for_each(
-        path,
-        &mut reader,
-        |e| {
-            pb.borrow_mut().agg.ingest(e);
-            Ok(())
-        },
-        |s| {
-            pb.borrow_mut().snapshot(s);
-        },
-    )?;
-    let mut v = pb.into_inner().whole("report", end.as_ref(), top);
-    if let Value::Object(m) = &mut v {
+    crate::replay::Intervals::open(path)?.report(top)
+}
+
+/// What a report adds to the whole-run window: where and how the recording was taken, and
+/// how much of it was read.
+pub(crate) struct RecordingFacts<'a> {
+    pub(crate) header: &'a Header,
+    pub(crate) path: &'a Path,
+    pub(crate) version: u16,
+    pub(crate) events: u64,
+    pub(crate) undecodable: u64,
+    pub(crate) truncated: bool,
+    pub(crate) end: Option<&'a Value>,
+}
+
+impl RecordingFacts<'_> {
+    /// Adds `host`, `topology`, `probes` and `recording` to a whole-run window.
+    pub(crate) fn add_to(&self, v: &mut Value) {
+        let h = self.header;
+        let Value::Object(m) = v else {
+            return;
+        };
         m.insert(
             "host".into(),
             json!({
@@ -195,17 +188,16 @@ pub fn summarize(path: &Path, top: usize) -> Result<Value> {
         m.insert(
             "recording".into(),
             json!({
-                "file": path.display().to_string(),
-                "format_version": reader.version,
-                "events": events,
-                "undecodable": bad,
-                "truncated": reader.truncated,
-                "clean_end": end.is_some(),
-                "exit_code": end.as_ref().and_then(|e| e.get("exit_code").cloned()),
+                "file": self.path.display().to_string(),
+                "format_version": self.version,
+                "events": self.events,
+                "undecodable": self.undecodable,
+                "truncated": self.truncated,
+                "clean_end": self.end.is_some(),
+                "exit_code": self.end.and_then(|e| e.get("exit_code").cloned()),
             }),
         );
     }
-    Ok(v)
 }
 
 /// `cxl-trace report`.
@@ -544,50 +536,38 @@ pub fn export(o: &ExportOpts) -> Result<i32> {
         head.push("extra");
         w.write_record(&head).map_err(csv_err)?;
     }
-    let result = for_each(
-        &o.file,
-        &mut reader,
-        |e| {
-            let v = event_json(e, &h, &tiers);
-            if let Some(w) = json_out.as_mut() {
-                writeln!(w, "{v}").map_err(io)?;
-            }
-            if let Some(w) = csv_out.as_mut() {
-                let obj = v.as_object().cloned().unwrap_or_default();
-                let mut row: Vec<String> = CSV_COLUMNS.iter().map(|c| cell(obj.get(*c))).collect();
-                let extra: Map<String, Value> = obj
-                    .into_iter()
-                    .filter(|(k, _)| !CSV_COLUMNS.contains(&k.as_str()))
-                    .collect();
-                row.push(if extra.is_empty() {
-                    String::new()
-                } else {
-                    Value::Object(extra).to_string()
-                });
-                w.write_record(&row).map_err(|e| match e.into_kind() {
-                    csv::ErrorKind::Io(x) => io(x),
-                    other => Error::Runtime(format!("{name}: {other:?}")),
-                })?;
-            }
-            Ok(())
-        },
-        |_| {},
-    );
-    let broken = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe);
-    match result {
-        Ok(_) => {}
-        // A closed pipe (`| head`) is a normal end.
-        Err(e) if broken(&e) => return Ok(0),
-        Err(e) => return Err(e),
-    }
-    let flushed = match (json_out, csv_out) {
-        (Some(mut w), _) => w.flush(),
-        (_, Some(mut w)) => w.flush(),
-        _ => Ok(()),
-    };
-    match flushed {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(io(e)),
-        Ok(()) => Ok(0),
-    }
+    let written = for_each_event(&o.file, &mut reader, |e| {
+        let v = event_json(e, &h, &tiers);
+        if let Some(w) = json_out.as_mut() {
+            writeln!(w, "{v}").map_err(io)?;
+        }
+        if let Some(w) = csv_out.as_mut() {
+            let obj = v.as_object().cloned().unwrap_or_default();
+            let mut row: Vec<String> = CSV_COLUMNS.iter().map(|c| cell(obj.get(*c))).collect();
+            let extra: Map<String, Value> = obj
+                .into_iter()
+                .filter(|(k, _)| !CSV_COLUMNS.contains(&k.as_str()))
+                .collect();
+            row.push(if extra.is_empty() {
+                String::new()
+            } else {
+                Value::Object(extra).to_string()
+            });
+            w.write_record(&row).map_err(|e| match e.into_kind() {
+                csv::ErrorKind::Io(x) => io(x),
+                other => Error::Runtime(format!("{name}: {other:?}")),
+            })?;
+        }
+        Ok(())
+    })
+    .and_then(|()| {
+        match (json_out, csv_out) {
+            (Some(mut w), _) => w.flush(),
+            (_, Some(mut w)) => w.flush(),
+            _ => Ok(()),
+        }
+        .map_err(io)
+    });
+    // A closed pipe (`| head`) is a normal end.
+    quiet_pipe(written.map(|()| 0))
 }

@@ -1,4 +1,4 @@
-//! What `diff` needs of one recording, read in one streaming pass: the whole-run summary,
+//! What `diff` needs of one recording, read in one streaming pass: the whole-run report,
 //! latency histograms by tier rank and class, and per-interval series of every count.
 //!
 //! Tiers are named by rank, not by node or tier id, so machines with other numbering compare:
@@ -109,7 +109,6 @@ fn push(series: &mut BTreeMap<String, Vec<f64>>, i: usize, id: String, v: f64) {
 
 /// Reads `path` into a profile.
 pub fn read(path: &Path) -> Result<Profile> {
-    let summary = crate::report::summarize(path, 10)?;
     let mut src = Intervals::open(path)?;
     let header = src.header.clone();
     let labels = tier_labels(&header.topology);
@@ -169,6 +168,9 @@ pub fn read(path: &Path) -> Result<Profile> {
     for s in series.values_mut() {
         s.resize(n, 0.0);
     }
+    // The same pass ends with the report (which closes the last, partial interval), so the
+    // run's histograms below hold every event.
+    let summary = src.report(10)?;
     let run = src.agg().run();
     let mut latency: BTreeMap<(String, String), Histogram<u64>> = BTreeMap::new();
     for ((tier, class), h) in &run.tiers.latency.by {
