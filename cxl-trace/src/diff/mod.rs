@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::{
     cli::{DiffFormat, DiffOpts},
     error::{Error, Result},
+    topology::Settings,
 };
 use profile::Profile;
 use stats::Change;
@@ -143,29 +144,18 @@ pub fn config_diffs(b: &Profile, n: &Profile) -> Vec<ConfigDiff> {
         }
     };
     check("kernel", hb.kernel.clone(), hn.kernel.clone());
-    for (what, base, new) in [
-        (
-            "numa_balancing",
-            show(&sb.numa_balancing),
-            show(&sn.numa_balancing),
-        ),
-        (
-            "numa_balancing_promote_rate_limit_MBps",
-            show(&sb.promote_rate_limit_mbps),
-            show(&sn.promote_rate_limit_mbps),
-        ),
-        (
-            "demotion_enabled",
-            show(&sb.demotion_enabled),
-            show(&sn.demotion_enabled),
-        ),
-        (
-            "hot_threshold_ms",
-            show(&sb.hot_threshold_ms),
-            show(&sn.hot_threshold_ms),
-        ),
-    ] {
-        check(what, base, new);
+    /// A setting compared by name, and how to show it.
+    type Setting = (&'static str, fn(&Settings) -> String);
+    let settings: [Setting; 4] = [
+        ("numa_balancing", |s| show(&s.numa_balancing)),
+        ("numa_balancing_promote_rate_limit_MBps", |s| {
+            show(&s.promote_rate_limit_mbps)
+        }),
+        ("demotion_enabled", |s| show(&s.demotion_enabled)),
+        ("hot_threshold_ms", |s| show(&s.hot_threshold_ms)),
+    ];
+    for (what, value) in settings {
+        check(what, value(sb), value(sn));
     }
     check("memory tiers", tiers(b), tiers(n));
     let (lb, ln) = (live(b), live(n));
@@ -281,11 +271,10 @@ pub fn compare(b: &Profile, n: &Profile, min_effect_pct: f64) -> Diff {
         .filter(|k| k.contains(':'))
         .collect();
     ids.extend(qualified.into_iter().cloned());
-    let (sb, sn) = (b.dt.clone(), n.dt.clone());
     let (gb, gn) = (b.gb_touched(), n.gb_touched());
     for id in &ids {
         let (xb, xn) = (b.series(id), n.series(id));
-        let (rb, rn, change) = stats::compare_rates((&xb, &sb), (&xn, &sn), min_effect_pct);
+        let (rb, rn, change) = stats::compare_rates((&xb, &b.dt), (&xn, &n.dt), min_effect_pct);
         rows.push(Row {
             id: id.clone(),
             group: "rate",
@@ -615,8 +604,8 @@ pub fn to_json(b: &Profile, n: &Profile, d: &Diff, verdicts: &[(String, Vec<&Row
             let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
                 // JSON has no infinity: a metric only the new run has is "new".
-                for k in ["pct", "lo_pct", "hi_pct"] {
-                    let x = r.change_field(k);
+                let c = &r.change;
+                for (k, x) in [("pct", c.pct), ("lo_pct", c.lo_pct), ("hi_pct", c.hi_pct)] {
                     m.insert(
                         format!("change_{k}"),
                         if x.is_finite() {
@@ -648,16 +637,6 @@ pub fn to_json(b: &Profile, n: &Profile, d: &Diff, verdicts: &[(String, Vec<&Row
     })
 }
 
-impl Row {
-    fn change_field(&self, k: &str) -> f64 {
-        match k {
-            "pct" => self.change.pct,
-            "lo_pct" => self.change.lo_pct,
-            _ => self.change.hi_pct,
-        }
-    }
-}
-
 /// `cxl-trace diff`: exit 0 (nothing crossed), 1 (a `--fail-on` crossed), 2 (bad input).
 pub fn run(o: &DiffOpts) -> Result<i32> {
     let conds: Vec<FailOn> = o
@@ -682,7 +661,7 @@ pub fn run(o: &DiffOpts) -> Result<i32> {
     let out: Vec<u8> = match o.format {
         DiffFormat::Text => to_text(&b, &n, &d, &verdicts).into_bytes(),
         DiffFormat::Json => format!("{:#}\n", to_json(&b, &n, &d, &verdicts)).into_bytes(),
-        DiffFormat::Svg => svg::render(&b, &n, &d)?.into_bytes(),
+        DiffFormat::Svg => svg::render(&b, &n)?.into_bytes(),
     };
     match &o.output {
         Some(p) => {

@@ -4,7 +4,7 @@
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
-use super::{profile::Profile, Diff};
+use super::profile::Profile;
 use crate::error::{Error, Result};
 
 const W: u32 = 960;
@@ -44,6 +44,8 @@ fn per_s(p: &Profile, id: &str) -> Vec<(f64, f64)> {
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 /// A line: legend, colour, points, drawn thicker (the new run).
 type Line = (String, RGBColor, Vec<(f64, f64)>, bool);
+/// A line ready to draw: legend, style, points.
+type Styled = (String, ShapeStyle, Vec<(f64, f64)>);
 
 fn latency_panel(area: &Area, tier: &str, b: &Profile, n: &Profile) -> Result<()> {
     let key = (tier.to_string(), "all".to_string());
@@ -68,19 +70,13 @@ fn latency_panel(area: &Area, tier: &str, b: &Profile, n: &Profile) -> Result<()
         .y_desc("fraction of faults")
         .draw()
         .map_err(err)?;
-    for (pts, color, name) in [(cb, BASE, "base"), (cn, NEW, "new")] {
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(err)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(err)
+    draw_lines(
+        &mut chart,
+        vec![
+            ("base".into(), BASE.stroke_width(2), cb),
+            ("new".into(), NEW.stroke_width(2), cn),
+        ],
+    )
 }
 
 fn time_panel(area: &Area, title: &str, ids: &[&str], b: &Profile, n: &Profile) -> Result<()> {
@@ -112,10 +108,29 @@ fn time_panel(area: &Area, title: &str, ids: &[&str], b: &Profile, n: &Profile) 
         .y_desc("per second")
         .draw()
         .map_err(err)?;
-    for (i, (name, color, pts, dashed)) in lines.into_iter().enumerate() {
-        // One shade per metric, base in blue and new in red.
-        let shade = color.mix(1.0 - 0.25 * (i / 2) as f64);
-        let style = ShapeStyle::from(&shade).stroke_width(if dashed { 2 } else { 1 });
+    let styled = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, color, pts, dashed))| {
+            // One shade per metric, base in blue and new in red.
+            let shade = color.mix(1.0 - 0.25 * (i / 2) as f64);
+            let style = ShapeStyle::from(&shade).stroke_width(if dashed { 2 } else { 1 });
+            (name, style, pts)
+        })
+        .collect();
+    draw_lines(&mut chart, styled)
+}
+
+/// Draws labelled lines and their legend.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    lines: Vec<Styled>,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (name, style, pts) in lines {
         chart
             .draw_series(LineSeries::new(pts, style))
             .map_err(err)?
@@ -131,7 +146,7 @@ fn time_panel(area: &Area, title: &str, ids: &[&str], b: &Profile, n: &Profile) 
 }
 
 /// The SVG document.
-pub fn render(b: &Profile, n: &Profile, _d: &Diff) -> Result<String> {
+pub fn render(b: &Profile, n: &Profile) -> Result<String> {
     let mut tiers: Vec<String> = b
         .latency
         .keys()

@@ -179,7 +179,7 @@ fn a_throttled_run_is_flagged_config_first_and_fails_the_bisect() {
     assert!(promo["change_pct"].as_f64().is_some_and(|p| p < -80.0));
     assert_eq!(j["fail_on"][0]["crossed"], true);
 
-    let svg = svg::render(&base, &new, &d).expect("svg");
+    let svg = svg::render(&base, &new).expect("svg");
     assert!(svg.starts_with("<svg") && svg.contains("fault latency CDF, tier slow"));
     assert!(svg.contains("tier churn") && svg.contains("promotions new"));
     assert!(
