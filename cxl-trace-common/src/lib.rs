@@ -110,6 +110,11 @@ pub struct Config {
     pub cgroup_id: u64,
     /// Thread name to follow, NUL-padded as the kernel stores it.
     pub comm: [u8; COMM_LEN],
+    /// Unread ring-buffer bytes from which a submit wakes the reader (1/32 of the ring, set
+    /// once at load so the hot path does not ask the ring its size for every record).
+    pub wake_bytes: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
 }
 
 /// Offsets of the fields of `exceptions:page_fault_{user,kernel}` (from the tracefs format).
@@ -595,7 +600,7 @@ const _: () = {
     assert!(size_of::<MigrateStartEvent>() == 48);
     assert!(size_of::<MigrateEvent>() == 96);
     assert!(offset_of!(MigrateEvent, mode) == 72);
-    assert!(size_of::<Config>() == 32);
+    assert!(size_of::<Config>() == 40);
     assert!(size_of::<FaultLayout>() == 16);
     assert!(size_of::<ForkLayout>() == 8);
     assert!(size_of::<MigrateLayout>() == 40);

@@ -29,6 +29,8 @@ pub static CONFIG: Global<Config> = Global::new(Config {
     cgroup_level: 0,
     cgroup_id: 0,
     comm: [0; COMM_LEN],
+    wake_bytes: EVENTS_BYTES / 32,
+    _reserved: 0,
 });
 
 /// Adds one to the per-CPU counter `idx`.
@@ -107,17 +109,14 @@ pub fn header(kind: u16, pid: u32, tid: u32) -> EventHeader {
 
 /// Submit flags with adaptive wake-ups: waking the reader costs an irq_work (a self-interrupt)
 /// on the producing CPU, which at one per record more than tripled the cost of a page fault.
-/// Records are submitted without a wake-up until the unread data reaches 1/32 of the ring,
-/// then every submit wakes the reader; userspace also drains on a 50 ms timer, so a quiet ring
-/// is never left unread for long.
+/// Records are submitted without a wake-up until the unread data reaches `Config::wake_bytes`
+/// (1/32 of the ring), then every submit wakes the reader; userspace also drains on a 50 ms
+/// timer, so a quiet ring is never left unread for long.
 #[inline(always)]
 pub fn submit_flags() -> u64 {
-    use aya_ebpf::bindings::{
-        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
-    };
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
     let avail = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let size = EVENTS.query(u64::from(BPF_RB_RING_SIZE));
-    if avail >= size / 32 {
+    if avail >= u64::from(CONFIG.load().wake_bytes) {
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {
         u64::from(BPF_RB_NO_WAKEUP)

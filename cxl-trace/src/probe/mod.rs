@@ -415,6 +415,8 @@ impl Tracer {
             cgroup_level: cfg.cgroup.map_or(0, |c| c.level),
             cgroup_id: cfg.cgroup.map_or(0, |c| c.id),
             comm: cfg.comm.unwrap_or([0; cxl_trace_common::COMM_LEN]),
+            wake_bytes: cfg.ringbuf_bytes / 32,
+            _reserved: 0,
         };
         let syms = caps::kallsyms(&[
             "vmemmap_base",
