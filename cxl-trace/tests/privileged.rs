@@ -539,7 +539,6 @@ fn kill_9_during_record_keeps_what_was_written() {
     if !require_root("kill_9_during_record_keeps_what_was_written") {
         return;
     }
-    use std::io::{BufRead, BufReader};
     let dir = std::env::temp_dir().join(format!("cxlt-kill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("killed.cxlt");
@@ -559,12 +558,7 @@ fn kill_9_during_record_keeps_what_was_written() {
         .spawn()
         .expect("record");
     // Wait for the probes (the live-probes line), then make 40k faults.
-    let mut err = BufReader::new(rec.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("live probes") {
-        line.clear();
-    }
-    std::thread::spawn(move || for _ in err.lines() {});
+    wait_for_stderr_line(&mut rec, "live probes");
     let w = Command::new(&name)
         .args(["touch", "--pages", "40000"])
         .output()
@@ -612,7 +606,6 @@ fn privileges_are_dropped_after_attach() {
     if !require_root("privileges_are_dropped_after_attach") {
         return;
     }
-    use std::io::{BufRead, BufReader};
     use std::os::unix::fs::MetadataExt;
     let dir = std::env::temp_dir().join(format!("cxlt-privs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -634,13 +627,8 @@ fn privileges_are_dropped_after_attach() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("record");
-    let mut err = BufReader::new(rec.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("privileges:") {
-        line.clear();
-    }
+    let line = wait_for_stderr_line(&mut rec, "privileges:");
     assert!(line.contains("sudo user (uid 65534)"), "{line}");
-    std::thread::spawn(move || for _ in err.lines() {});
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", rec.id())).expect("recorder status");
     let (uid, eff, bnd, nnp) = privileges_of(&status);
@@ -713,7 +701,6 @@ fn a_full_ring_buffer_counts_every_drop() {
     if !require_root("a_full_ring_buffer_counts_every_drop") {
         return;
     }
-    use std::io::{BufRead, BufReader};
     let dir = std::env::temp_dir().join(format!("cxlt-full-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let name = dir.join("cxlt-fulltest");
@@ -731,12 +718,7 @@ fn a_full_ring_buffer_counts_every_drop() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("top");
-    let mut err = BufReader::new(top.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("privileges:") {
-        line.clear();
-    }
-    std::thread::spawn(move || for _ in err.lines() {});
+    wait_for_stderr_line(&mut top, "privileges:");
     let pid = top.id() as i32;
     // SAFETY: kill(2) on the child we spawned.
     unsafe { libc::kill(pid, libc::SIGSTOP) };

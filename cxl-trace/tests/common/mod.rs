@@ -59,3 +59,17 @@ pub fn u(v: &Value) -> u64 {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Reads the child's stderr until a line contains `needle` (its readiness line, say) and
+/// returns that line (empty if stderr closed first); the rest is drained in the background so
+/// the child never blocks on a full pipe.
+pub fn wait_for_stderr_line(child: &mut std::process::Child, needle: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut err = BufReader::new(child.stderr.take().expect("stderr piped"));
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains(needle) {
+        line.clear();
+    }
+    std::thread::spawn(move || for _ in err.lines() {});
+    line
+}
