@@ -158,6 +158,16 @@ impl Recorder {
 
 /// Creates the output file: mode 0600, never replacing an existing file without `force`.
 pub fn create_output(path: &Path, force: bool) -> Result<File> {
+    open_0600(path, force, "not replacing a recording (use --force)")
+}
+
+/// Creates an output file of `export` or `diff` (mode 0600, like recordings: it holds their
+/// contents); an existing file is kept.
+pub fn create_new_file(path: &Path) -> Result<File> {
+    open_0600(path, false, "not replacing it (name another output)")
+}
+
+fn open_0600(path: &Path, force: bool, kept: &str) -> Result<File> {
     let mut o = OpenOptions::new();
     o.write(true).mode(0o600);
     if force {
@@ -167,10 +177,7 @@ pub fn create_output(path: &Path, force: bool) -> Result<File> {
     }
     o.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Usage(format!(
-                "{} exists; not replacing a recording (use --force)",
-                path.display()
-            ))
+            Error::Usage(format!("{} exists; {kept}", path.display()))
         } else {
             Error::io(path, e)
         }

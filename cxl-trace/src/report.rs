@@ -472,9 +472,13 @@ fn quiet_pipe(r: Result<i32>) -> Result<i32> {
 }
 
 /// `export --format perfetto`: events on per-CPU tracks, counters per recorded interval.
-fn perfetto(o: &ExportOpts, out: impl Write, name: &str) -> Result<i32> {
+fn perfetto(
+    mut src: crate::replay::Intervals,
+    o: &ExportOpts,
+    out: impl Write,
+    name: &str,
+) -> Result<i32> {
     let io = |e: std::io::Error| Error::io(name, e);
-    let mut src = crate::replay::Intervals::open(&o.file)?;
     let h = src.header.clone();
     let tiers = TierMap::from_topology(&h.topology);
     let mut w = crate::perfetto::PerfettoWriter::new(out, &h).map_err(io)?;
@@ -504,32 +508,38 @@ fn perfetto(o: &ExportOpts, out: impl Write, name: &str) -> Result<i32> {
     Ok(0)
 }
 
-/// `cxl-trace export`.
-pub fn export(o: &ExportOpts) -> Result<i32> {
-    let mut reader = open(&o.file)?;
-    let h = reader.header.clone();
-    let tiers = TierMap::from_topology(&h.topology);
+/// The output of `export`: `-o` (created, never replaced) or stdout, and its name for errors.
+fn export_sink(o: &ExportOpts) -> Result<(BufWriter<Box<dyn Write>>, String)> {
     let (sink, name): (Box<dyn Write>, String) = match &o.output {
         Some(p) => (
-            Box::new(crate::record::create_output(p, false).map_err(|e| match e {
-                Error::Usage(m) => Error::Usage(m.replace("recording", "file")),
-                other => other,
-            })?),
+            Box::new(crate::record::create_new_file(p)?),
             p.display().to_string(),
         ),
         None => (Box::new(std::io::stdout().lock()), "stdout".into()),
     };
-    let out = BufWriter::with_capacity(1 << 20, sink);
+    Ok((BufWriter::with_capacity(1 << 20, sink), name))
+}
+
+/// `cxl-trace export`. The recording is opened (and its header checked) before the output
+/// is created.
+pub fn export(o: &ExportOpts) -> Result<i32> {
+    if o.format == ExportFormat::Perfetto {
+        let src = crate::replay::Intervals::open(&o.file)?;
+        let (out, name) = export_sink(o)?;
+        return quiet_pipe(perfetto(src, o, out, &name));
+    }
+    let mut reader = open(&o.file)?;
+    let h = reader.header.clone();
+    let tiers = TierMap::from_topology(&h.topology);
+    let (out, name) = export_sink(o)?;
     let io = |e: std::io::Error| Error::io(&name, e);
     let csv_err = |e: csv::Error| Error::Runtime(format!("{name}: {e}"));
     let fmt = o.format;
-    let (mut json_out, mut csv_out) = match fmt {
-        ExportFormat::Jsonl => (Some(out), None),
-        ExportFormat::Csv => (None, Some(csv::Writer::from_writer(out))),
-        ExportFormat::Perfetto => {
-            drop(reader);
-            return quiet_pipe(perfetto(o, out, &name));
-        }
+    // JSON lines or CSV (Perfetto returned above).
+    let (mut json_out, mut csv_out) = if fmt == ExportFormat::Csv {
+        (None, Some(csv::Writer::from_writer(out)))
+    } else {
+        (Some(out), None)
     };
     if let Some(w) = csv_out.as_mut() {
         let mut head: Vec<&str> = CSV_COLUMNS.to_vec();

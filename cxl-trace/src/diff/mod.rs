@@ -665,10 +665,7 @@ pub fn run(o: &DiffOpts) -> Result<i32> {
     };
     match &o.output {
         Some(p) => {
-            let mut f = crate::record::create_output(p, false).map_err(|e| match e {
-                Error::Usage(m) => Error::Usage(m.replace("recording", "file")),
-                other => other,
-            })?;
+            let mut f = crate::record::create_new_file(p)?;
             f.write_all(&out).map_err(|e| Error::io(p, e))?;
         }
         None => {
