@@ -37,6 +37,14 @@ pub const RAW_LAYOUT_GLOBAL: &str = "RAW_LAYOUT";
 pub const FOLLOW_MAX: u32 = 16_384;
 
 /// Event kinds, the `kind` field of [`EventHeader`].
+/// Records the ring-buffer benchmark's program writes per `getpgid(2)` of a followed process
+/// (attached only for `--ring-bench`).
+pub const RING_BENCH_BATCH: u64 = 16;
+
+/// `FolioMigrateEvent::copy_ns` when the entry of the copy was not seen (the thread slept and
+/// resumed on another CPU, or another thread took this CPU's slot meanwhile).
+pub const COPY_UNKNOWN: u64 = u64::MAX;
+
 pub mod kind {
     /// A [`FaultEvent`](super::FaultEvent) from `exceptions:page_fault_user`.
     pub const FAULT_USER: u16 = 1;
@@ -347,7 +355,7 @@ pub struct FolioMigrateEvent {
     pub mapping: u64,
     /// `folio->index`.
     pub index: u64,
-    /// Time spent in `move_to_new_folio` (the copy), ns.
+    /// Time spent in `move_to_new_folio` (the copy), ns, or [`COPY_UNKNOWN`].
     pub copy_ns: u64,
     /// Its return value: 0 on success, a negative errno otherwise.
     pub rc: i32,

@@ -14,6 +14,7 @@
     allow(dead_code, reason = "host build only type-checks the programs")
 )]
 
+mod bench;
 mod caps;
 mod faults;
 mod follow;

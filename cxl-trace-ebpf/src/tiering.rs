@@ -14,13 +14,13 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_probe_read_kernel},
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
-    maps::LruHashMap,
+    maps::{Array, LruHashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
     Global,
 };
 use cxl_trace_common::{
     fault_flags, kind, stat, FaultLatencyEvent, FolioMigrateEvent, KernelLayout, NumaFaultEvent,
-    COMM_LEN,
+    COMM_LEN, COPY_UNKNOWN,
 };
 
 use crate::shared::{bump, current_ids, emit, followed, header, now, raw_arg};
@@ -44,18 +44,28 @@ pub struct FaultState {
 #[map]
 static FAULT_STATE: LruHashMap<u32, FaultState> = LruHashMap::with_max_entries(16_384, 0);
 
-/// `move_to_new_folio` in progress on a thread.
+/// `move_to_new_folio` in progress on this CPU.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct FolioStart {
     start_ns: u64,
     dst: u64,
     src: u64,
+    /// The thread that entered (0: the slot is free).
+    tid: u32,
+    _pad: u32,
 }
 
-/// `move_to_new_folio` entry by thread.
+/// `move_to_new_folio` entry, one slot per CPU: a per-CPU array costs a fraction of a hash
+/// insert on the per-folio path. A thread that sleeps in the copy and resumes elsewhere, or
+/// whose slot another thread took meanwhile, finds no matching entry (thread and source folio):
+/// its copy time is then unknown (`COPY_UNKNOWN`), never another folio's.
 #[map]
-static FOLIO_START: LruHashMap<u32, FolioStart> = LruHashMap::with_max_entries(4_096, 0);
+static FOLIO_START: PerCpuArray<FolioStart> = PerCpuArray::with_max_entries(1, 0);
+
+/// The kernel's `vmemmap_base`, read once (it is set at boot and never changes).
+#[map]
+static VMEMMAP_BASE: Array<u64> = Array::with_max_entries(1, 0);
 
 /// `enum migrate_reason` of the batch in progress by thread (set and cleared by migrate.rs).
 #[map]
@@ -240,8 +250,8 @@ fn numa_fault(last_cpupid: i32, mem_node: i32, pages: i32, flags: i32) {
 }
 
 #[fentry(function = "move_to_new_folio")]
-pub fn move_to_new_folio_entry(_ctx: FEntryContext) -> u32 {
-    folio_enter(0, 0);
+pub fn move_to_new_folio_entry(ctx: FEntryContext) -> u32 {
+    folio_enter(raw_arg(&ctx, 0), raw_arg(&ctx, 1));
     0
 }
 
@@ -266,29 +276,51 @@ pub fn move_to_new_folio_kprobe(ctx: ProbeContext) -> u32 {
 pub fn move_to_new_folio_kretprobe(ctx: RetProbeContext) -> u32 {
     let rc = ctx.ret::<u64>() as i32;
     let (_, tid) = current_ids();
-    let (dst, src) = match FOLIO_START.get_ptr(tid) {
-        // SAFETY: this thread's own entry, from a successful lookup.
-        Some(s) => unsafe { ((*s).dst, (*s).src) },
-        None => return 0,
+    let (dst, src) = match FOLIO_START.get_ptr(0) {
+        // SAFETY: this CPU's slot, from a successful lookup; only read.
+        Some(s) if unsafe { (*s).tid } == tid => unsafe { ((*s).dst, (*s).src) },
+        // Another thread's entry, or none: the arguments are lost with it.
+        _ => return 0,
     };
     folio_exit(dst, src, rc);
     0
 }
 
 /// Entry of `move_to_new_folio(dst, src, mode)`; a kretprobe does not see the arguments, so
-/// they are kept here (fentry passes zeros: fexit still has them).
+/// they are kept here (and they identify the entry for fexit).
 #[inline(always)]
 fn folio_enter(dst: u64, src: u64) {
     let (_, tid) = current_ids();
-    let _ = FOLIO_START.insert(
-        tid,
-        FolioStart {
-            start_ns: now(),
-            dst,
-            src,
-        },
-        0,
-    );
+    if let Some(slot) = FOLIO_START.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, from a successful lookup; programs on one CPU do not run
+        // concurrently with each other for the same hook, and the write is a plain store.
+        unsafe {
+            *slot = FolioStart {
+                start_ns: now(),
+                dst,
+                src,
+                tid,
+                _pad: 0,
+            }
+        };
+    }
+}
+
+/// The kernel's `vmemmap_base`, from the cache or read once into it; `None` when unreadable.
+#[inline(always)]
+fn vmemmap_base(addr: u64) -> Option<u64> {
+    let slot = VMEMMAP_BASE.get_ptr_mut(0)?;
+    // SAFETY: the single slot of an array map, from a successful lookup.
+    let cached = unsafe { *slot };
+    if cached != 0 {
+        return Some(cached);
+    }
+    // SAFETY: reads the kernel's `vmemmap_base` variable at the address kallsyms gave;
+    // bpf_probe_read_kernel fails cleanly if it is not readable.
+    let v = unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()?;
+    // SAFETY: as above; racing CPUs store the same value.
+    unsafe { *slot = v };
+    Some(v)
 }
 
 /// pfn of a `struct page`/`struct folio` pointer.
@@ -306,11 +338,9 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
     let (pid, tid) = current_ids();
     let l = KERNEL_LAYOUT.load();
     let vmemmap = if l.vmemmap_base_addr != 0 {
-        // SAFETY: reads the kernel's `vmemmap_base` variable at the address kallsyms gave;
-        // bpf_probe_read_kernel fails cleanly if it is not readable.
-        match unsafe { bpf_probe_read_kernel(l.vmemmap_base_addr as *const u64) } {
-            Ok(v) => v,
-            Err(_) => {
+        match vmemmap_base(l.vmemmap_base_addr) {
+            Some(v) => v,
+            None => {
                 bump(stat::READ_ERRORS);
                 return;
             }
@@ -322,19 +352,22 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
     // source still does.
     let named = if rc == 0 { dst } else { src };
     // SAFETY: `named` is a struct folio pointer argument of move_to_new_folio; `mapping` and
-    // `index` are at 24 and 32 in struct page/folio on every 64-bit kernel since 4.x; the reads
-    // go through bpf_probe_read_kernel and fail cleanly.
-    let (mapping, index) = unsafe {
-        (
-            bpf_probe_read_kernel((named + 24) as *const u64).unwrap_or(0),
-            bpf_probe_read_kernel((named + 32) as *const u64).unwrap_or(0),
-        )
-    };
-    let start = FOLIO_START.get_ptr(tid);
-    let copy_ns = match start {
-        // SAFETY: this thread's own entry, from a successful lookup.
-        Some(s) => now().saturating_sub(unsafe { (*s).start_ns }),
-        None => 0,
+    // `index` are at 24 and 32 in struct page/folio on every 64-bit kernel since 4.x (so one
+    // read of both); bpf_probe_read_kernel fails cleanly.
+    let [mapping, index] =
+        unsafe { bpf_probe_read_kernel((named + 24) as *const [u64; 2]) }.unwrap_or([0, 0]);
+    let copy_ns = match FOLIO_START.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, from a successful lookup. It is this folio's entry only if
+        // the thread and the source folio match; it is freed once used.
+        Some(s) => unsafe {
+            if (*s).tid == tid && (*s).src == src {
+                (*s).tid = 0;
+                now().saturating_sub((*s).start_ns)
+            } else {
+                COPY_UNKNOWN
+            }
+        },
+        None => COPY_UNKNOWN,
     };
     let reason = match BATCH_REASON.get_ptr(tid) {
         // SAFETY: as above.

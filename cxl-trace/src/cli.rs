@@ -218,6 +218,10 @@ pub struct TraceArgs {
     /// kprobes gives (per-folio moves then come from the migration-entry tracepoints).
     #[arg(long, conflicts_with = "kprobes")]
     pub tracepoints_only: bool,
+    /// Benchmark only: every getpgid(2) of the command writes a batch of synthetic fault
+    /// records into the ring buffer (`cargo xtask bench` measures the drain rate with it).
+    #[arg(long, hide = true, requires = "command")]
+    pub ring_bench: bool,
     /// Run this command, follow it and its children, stop when it exits and exit with its status.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -708,7 +708,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 dst_pfn: some_unless(e.dst_pfn, u64::MAX),
                 mapping: e.mapping,
                 index: e.index,
-                copy_ns: Some(e.copy_ns),
+                copy_ns: some_unless(e.copy_ns, cxl_trace_common::COPY_UNKNOWN),
                 rc: e.rc,
                 reason: some_unless(e.reason, u32::MAX).map(MigrateReason::from_raw),
             }))
@@ -990,6 +990,15 @@ mod tests {
         assert_eq!(m.rc, -11);
         assert_eq!(m.reason, Some(MigrateReason::Demotion));
         assert_eq!(m.copy_ns, Some(900));
+        // A copy whose entry the kernel side did not see has no time, not a time of 0.
+        let unseen = FolioMigrateEvent {
+            copy_ns: cxl_trace_common::COPY_UNKNOWN,
+            ..raw
+        };
+        let Ok(Event::FolioMigrate(m)) = decode(as_bytes(&unseen)) else {
+            panic!("not a folio migration")
+        };
+        assert_eq!(m.copy_ns, None);
         let raw = MigrationPteEvent {
             hdr: hdr(kind::MIGRATION_PTE),
             addr: 0x7f00_0000_1000,

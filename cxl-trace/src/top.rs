@@ -344,6 +344,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         ringbuf_bytes: opts.trace.ringbuf_mib << 20,
         prefer_kprobes: opts.trace.kprobes,
         functions: !opts.trace.tracepoints_only,
+        ring_bench: opts.trace.ring_bench,
         ..TraceConfig::default()
     })?;
     // The window opens once everything is attached, before anyone is told so: a user (or a

@@ -28,13 +28,47 @@ use crate::{cargo, root, run, step};
 pub(crate) struct Row {
     pub(crate) name: String,
     pub(crate) value: f64,
-    pub(crate) unit: &'static str,
+    pub(crate) unit: std::borrow::Cow<'static, str>,
     /// (comparison, bound): "<" or ">".
     pub(crate) target: Option<(&'static str, f64)>,
     pub(crate) note: String,
 }
 
 impl Row {
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "value": self.value,
+            "unit": self.unit,
+            "target": self.target.map(|(op, b)| format!("{op} {b}")),
+            "verdict": self.verdict(),
+            "note": self.note,
+        })
+    }
+
+    /// A row written by [`Row::to_json`] (by the benchmark inside the VM).
+    pub(crate) fn from_json(v: &Value) -> Result<Row> {
+        let target = match v["target"].as_str() {
+            None => None,
+            Some(t) => {
+                let (op, b) = t.split_once(' ').context("target without bound")?;
+                let op = match op {
+                    "<" => "<",
+                    ">" => ">",
+                    _ => bail!("unknown target relation {op:?}"),
+                };
+                Some((op, b.parse::<f64>().context("target bound")?))
+            }
+        };
+        Ok(Row {
+            name: v["name"].as_str().context("row name")?.to_string(),
+            value: v["value"].as_f64().unwrap_or(f64::NAN),
+            unit: v["unit"].as_str().unwrap_or("").to_string().into(),
+            target,
+            note: v["note"].as_str().unwrap_or("").to_string(),
+        })
+    }
+
     fn verdict(&self) -> &'static str {
         match self.target {
             None => "",
@@ -137,7 +171,7 @@ fn criterion(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         rows.push(Row {
             name: what.into(),
             value: med / 1e6,
-            unit: "ms",
+            unit: "ms".into(),
             target: target.map(|t| ("<", t)),
             note: format!("median, 95% CI {:.3}..{:.3} ms", lo / 1e6, hi / 1e6),
         });
@@ -170,7 +204,7 @@ fn criterion(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         rows.push(Row {
             name: what.into(),
             value: n / med * 1e3,
-            unit: "M events/s/core",
+            unit: "M events/s/core".into(),
             target: target.map(|t| (">", t)),
             note: format!("median; 95% CI {:.1}..{:.1}", n / hi * 1e3, n / lo * 1e3),
         });
@@ -182,7 +216,7 @@ fn criterion(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     rows.push(Row {
         name: "recording size, fault records".into(),
         value: rec["bytes_per_event"].as_f64().unwrap_or(f64::NAN),
-        unit: "bytes/event",
+        unit: "bytes/event".into(),
         target: Some(("<", 8.0)),
         note: format!("{} events in {} bytes", rec["events"], rec["bytes"]),
     });
@@ -256,7 +290,7 @@ fn idle_cpu(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     rows.push(Row {
         name: "top --no-tui, idle system".into(),
         value: json_pct?,
-        unit: "% of a core",
+        unit: "% of a core".into(),
         target: Some(("<", 1.0)),
         note: "1 s interval; start-up excluded".into(),
     });
@@ -292,7 +326,7 @@ fn idle_cpu(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     rows.push(Row {
         name: "top dashboard 160x48, idle system".into(),
         value: tui_pct?,
-        unit: "% of a core",
+        unit: "% of a core".into(),
         target: Some(("<", 1.0)),
         note: "1 s interval, redraw per interval; start-up excluded".into(),
     });
@@ -308,6 +342,8 @@ pub enum Part {
     Idle,
     /// Overhead per fault next to bpftrace.
     Overhead,
+    /// Overhead per migrated page next to bpftrace, in the two-node VM.
+    Migration,
     /// Ring buffer accounting under overload.
     Accounting,
     /// RSS under a steady load.
@@ -328,9 +364,14 @@ pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
         idle_cpu(&mut rows, quick)?;
     }
     if want(Part::Overhead) {
-        crate::overhead::overhead(&mut rows, quick)?;
+        crate::overhead::overhead(&mut rows, &crate::overhead::fault_target(), quick)?;
+    }
+    if want(Part::Migration) {
+        crate::vm::bench_migration(&mut rows, quick)?;
     }
     if want(Part::Accounting) {
+        crate::overhead::ring_sweep(&mut rows, quick, 16)?;
+        crate::overhead::ring_sweep(&mut rows, quick, 1)?;
         crate::overhead::accounting(&mut rows)?;
         crate::overhead::overflow(&mut rows)?;
     }
@@ -368,14 +409,7 @@ pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
     let out = json!({
         "machine": m,
         "quick": quick,
-        "results": rows.iter().map(|r| json!({
-            "name": r.name,
-            "value": r.value,
-            "unit": r.unit,
-            "target": r.target.map(|(op, b)| format!("{op} {b}")),
-            "verdict": r.verdict(),
-            "note": r.note,
-        })).collect::<Vec<_>>(),
+        "results": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
     });
     let dir = root().join("target/bench");
     fs::create_dir_all(&dir)?;

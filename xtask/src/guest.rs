@@ -1050,6 +1050,39 @@ fn scenario_cxl(c: &mut Checks) -> Result<()> {
 }
 
 /// Entry point inside the guest.
+/// `vm-guest --bench`: the migration-bound overhead benchmark (the host has one NUMA node, so
+/// move_pages has nowhere to move to there); its rows go to /results/bench.json.
+pub fn bench(machine: Machine, quick: bool) -> Result<()> {
+    if machine == Machine::Cxl {
+        cxl_prepare()?;
+        cxl_online()?;
+    }
+    // Which per-folio hook cxl-trace uses here decides which bpftrace is its equivalent.
+    let doctor: Value = serde_json::from_str(&sh(
+        Command::new(bin("cxl-trace")).args(["doctor", "--json"])
+    )?)
+    .context("doctor --json")?;
+    let fentry = doctor["probes"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|p| p["name"] == "fentry:move_to_new_folio" && p["status"] == "live")
+    });
+    say(&format!(
+        "per-folio hook: {}",
+        if fentry {
+            "fentry/fexit move_to_new_folio"
+        } else {
+            "migration-entry tracepoints"
+        }
+    ));
+    let mut rows = Vec::new();
+    crate::overhead::overhead(&mut rows, &crate::overhead::migration_target(fentry), quick)?;
+    let json: Vec<Value> = rows.iter().map(crate::bench::Row::to_json).collect();
+    fs::write("/results/bench.json", serde_json::to_string(&json)?)
+        .context("cannot write /results/bench.json")?;
+    say(&format!("{} benchmark rows written", rows.len()));
+    Ok(())
+}
+
 pub fn guest(machine: Machine, script: Option<PathBuf>) -> Result<()> {
     let before = vmstat()?;
     if let Some(script) = script {

@@ -86,6 +86,12 @@ enum Task {
         machine: vm::Machine,
         #[arg(long)]
         script: Option<PathBuf>,
+        /// Run the migration-bound overhead benchmark and write its rows to /results/bench.json.
+        #[arg(long)]
+        bench: bool,
+        /// With --bench: fewer rounds.
+        #[arg(long)]
+        quick: bool,
     },
 }
 
@@ -397,7 +403,15 @@ fn main() -> ExitCode {
             script,
             keep,
         } => setup().and_then(|()| vm::vm_test(&scenario.machines(), script, keep)),
-        Task::VmGuest { machine, script } => guest::guest(machine, script),
+        Task::VmGuest {
+            machine,
+            script: _,
+            bench: true,
+            quick,
+        } => guest::bench(machine, quick),
+        Task::VmGuest {
+            machine, script, ..
+        } => guest::guest(machine, script),
         Task::Bench { quick, only } => setup().and_then(|()| bench::bench(quick, &only)),
         Task::Fuzz { seconds } => setup().and_then(|()| fuzz::fuzz(seconds)),
     };

@@ -58,9 +58,70 @@ impl Mode {
     }
 }
 
-const BPFTRACE_WORK: &str = "tracepoint:exceptions:page_fault_user, tracepoint:exceptions:page_fault_kernel { @faults[pid] = count(); @code = hist(args->error_code); }";
-const BPFTRACE_EMPTY: &str =
-    "tracepoint:exceptions:page_fault_user, tracepoint:exceptions:page_fault_kernel { }";
+/// A program whose run time the tracers add to, and bpftrace's equivalent of cxl-trace on
+/// the tracepoints that program fires.
+pub(crate) struct Target {
+    /// What one unit of work is ("fault", "migrated page").
+    unit: &'static str,
+    /// bpftrace with in-kernel aggregation: a count per pid and a histogram.
+    bpftrace_work: &'static str,
+    /// bpftrace with empty programs on the same tracepoints: the physical floor.
+    bpftrace_empty: &'static str,
+    /// One run: (seconds, units of work).
+    run: fn() -> Result<(f64, u64)>,
+    /// How the work is described in the table.
+    what: String,
+}
+
+/// The fault-bound program: map, touch, unmap.
+pub(crate) fn fault_target() -> Target {
+    Target {
+        unit: "fault",
+        bpftrace_work: "tracepoint:exceptions:page_fault_user, tracepoint:exceptions:page_fault_kernel { @faults[pid] = count(); @code = hist(args->error_code); }",
+        bpftrace_empty: "tracepoint:exceptions:page_fault_user, tracepoint:exceptions:page_fault_kernel { }",
+        run: fault_run,
+        what: format!("{FAULT_ROUNDS}x{FAULT_PAGES} page faults (map, touch, unmap)"),
+    }
+}
+
+const PINGPONG_MIB: &str = "32";
+const PINGPONG_ROUNDS: &str = "4";
+
+/// The migration-bound program: move_pages(2) of 32 MiB between two nodes and back, 4 times.
+/// bpftrace attaches to the hooks cxl-trace uses on that path: the batch start and end
+/// tracepoints, the page allocator's, and per folio either `move_to_new_folio` (fentry/fexit,
+/// `fentry` true, as cxl-trace does where the kernel allows it) or the migration-entry
+/// tracepoints (cxl-trace's fallback).
+pub(crate) fn migration_target(fentry: bool) -> Target {
+    Target {
+        unit: "migrated page",
+        bpftrace_work: if fentry {
+            "tracepoint:migrate:mm_migrate_pages_start { @batches[pid] = count(); } \
+tracepoint:migrate:mm_migrate_pages { @pages[pid] = sum(args->succeeded); @batch = hist(args->succeeded); } \
+kfunc:move_to_new_folio { @start[tid] = nsecs; } \
+kretfunc:move_to_new_folio { @copy_ns = hist(nsecs - @start[tid]); delete(@start[tid]); @folios[pid] = count(); } \
+tracepoint:kmem:mm_page_alloc { @alloc[pid] = count(); }"
+        } else {
+            "tracepoint:migrate:mm_migrate_pages_start { @batches[pid] = count(); } \
+tracepoint:migrate:mm_migrate_pages { @pages[pid] = sum(args->succeeded); @batch = hist(args->succeeded); } \
+tracepoint:migrate:set_migration_pte { @unmapped[pid] = count(); } \
+tracepoint:migrate:remove_migration_pte { @remapped[pid] = count(); @order = hist(args->order); } \
+tracepoint:kmem:mm_page_alloc { @alloc[pid] = count(); }"
+        },
+        bpftrace_empty: if fentry {
+            "tracepoint:migrate:mm_migrate_pages_start, tracepoint:migrate:mm_migrate_pages, \
+tracepoint:kmem:mm_page_alloc { } kfunc:move_to_new_folio { } kretfunc:move_to_new_folio { }"
+        } else {
+            "tracepoint:migrate:mm_migrate_pages_start, tracepoint:migrate:mm_migrate_pages, \
+tracepoint:migrate:set_migration_pte, tracepoint:migrate:remove_migration_pte, tracepoint:kmem:mm_page_alloc { }"
+        },
+        run: pingpong_run,
+        what: format!(
+            "move_pages(2) of {PINGPONG_MIB} MiB node 0 -> 1 -> 0, {PINGPONG_ROUNDS} times{}",
+            if fentry { "" } else { " (tracepoints only)" }
+        ),
+    }
+}
 
 /// Waits until `child` prints a line containing `needle` on stderr, or on stdout when it is
 /// piped (bpftrace says "Attaching N probes..." there); the rest is drained in the background.
@@ -84,7 +145,7 @@ fn wait_ready(child: &mut Child, needle: &str) -> Result<()> {
     bail!("the tracer never printed {needle:?}")
 }
 
-fn start(mode: Mode, dir: &std::path::Path, n: usize) -> Result<Option<Child>> {
+fn start(mode: Mode, target: &Target, dir: &std::path::Path, n: usize) -> Result<Option<Child>> {
     let bin = root().join("target/release/cxl-trace");
     let mut c = match mode {
         Mode::None => return Ok(None),
@@ -102,9 +163,9 @@ fn start(mode: Mode, dir: &std::path::Path, n: usize) -> Result<Option<Child>> {
         Mode::Bpftrace | Mode::BpftraceEmpty => {
             let mut c = Command::new("bpftrace");
             c.arg("-e").arg(if mode == Mode::Bpftrace {
-                BPFTRACE_WORK
+                target.bpftrace_work
             } else {
-                BPFTRACE_EMPTY
+                target.bpftrace_empty
             });
             c
         }
@@ -148,8 +209,9 @@ fn fault_run() -> Result<(f64, u64)> {
     let s = t0.elapsed().as_secs_f64();
     if !out.status.success() {
         bail!(
-            "the workload failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "the workload failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     let v: Value = serde_json::from_slice(&out.stdout).context("workload JSON")?;
@@ -157,6 +219,34 @@ fn fault_run() -> Result<(f64, u64)> {
         s,
         v["minflt"].as_u64().unwrap_or(0) + v["majflt"].as_u64().unwrap_or(0),
     ))
+}
+
+/// One run of the migration-bound program: (seconds of the moves, pages migrated).
+fn pingpong_run() -> Result<(f64, u64)> {
+    let out = Command::new(root().join("target/release/cxl-trace-workload"))
+        .args([
+            "pingpong",
+            "--mib",
+            PINGPONG_MIB,
+            "--a",
+            "0",
+            "--b",
+            "1",
+            "--rounds",
+            PINGPONG_ROUNDS,
+        ])
+        .output()
+        .context("cannot start the workload")?;
+    if !out.status.success() {
+        bail!(
+            "the workload failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).context("workload JSON")?;
+    let secs = v["seconds"].as_f64().context("workload JSON: seconds")?;
+    Ok((secs, v["pgmigrate_success"].as_u64().unwrap_or(0)))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -172,30 +262,30 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// The overhead table rows.
-pub fn overhead(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+/// The overhead table rows for `target`.
+pub fn overhead(rows: &mut Vec<Row>, target: &Target, quick: bool) -> Result<()> {
     if Command::new("bpftrace").arg("--version").output().is_err() {
         bail!("bpftrace is missing (cargo xtask setup installs it)");
     }
     let (rounds, per_round) = if quick { (3, 2) } else { (6, 3) };
     step(&format!(
-        "overhead: {rounds} rounds x {per_round} runs of {}x{} page faults per mode, modes rotated",
-        FAULT_ROUNDS, FAULT_PAGES
+        "overhead: {rounds} rounds x {per_round} runs of {} per mode, modes rotated",
+        target.what
     ));
     let dir = tempfile_dir()?;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); Mode::ALL.len()];
-    let mut faults = 0u64;
+    let mut units: Vec<u64> = Vec::new();
     for round in 0..rounds {
         for k in 0..Mode::ALL.len() {
             let i = (k + round) % Mode::ALL.len();
             let mode = Mode::ALL[i];
-            let child = start(mode, &dir, round)?;
+            let child = start(mode, target, &dir, round)?;
             let mut err = None;
             for _ in 0..per_round {
-                match fault_run() {
-                    Ok((s, f)) => {
+                match (target.run)() {
+                    Ok((s, n)) => {
                         times[i].push(s);
-                        faults = faults.max(f);
+                        units.push(n);
                     }
                     Err(e) => err = Some(e),
                 }
@@ -207,25 +297,32 @@ pub fn overhead(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let mut per_run: Vec<f64> = units.iter().map(|&u| u as f64).collect();
+    let work = median(&mut per_run).max(1.0);
     let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
     let base = medians[0];
-    let per_fault = |m: f64| (m - base) / faults.max(1) as f64 * 1e9;
+    let per_unit = |m: f64| (m - base) / work * 1e9;
+    let unit = target.unit;
     rows.push(Row {
-        name: format!("workload, no tracer ({faults} faults)"),
+        name: format!("{}, no tracer ({work:.0} {unit}s a run)", target.what),
         value: base * 1e3,
-        unit: "ms",
+        unit: "ms".into(),
         target: None,
-        note: format!("median of {} runs", times[0].len()),
+        note: format!(
+            "median of {} runs; {:.0} ns per {unit}",
+            times[0].len(),
+            base / work * 1e9
+        ),
     });
-    let bpftrace = per_fault(medians[3]);
+    let bpftrace = per_unit(medians[3]);
     for (i, mode) in Mode::ALL.iter().enumerate().skip(1) {
-        let ns = per_fault(medians[i]);
+        let ns = per_unit(medians[i]);
         let pct = (medians[i] / base - 1.0) * 100.0;
         let cxl = matches!(mode, Mode::Record | Mode::Top);
         rows.push(Row {
-            name: format!("added per fault: {}", mode.name()),
+            name: format!("added per {unit}: {}", mode.name()),
             value: ns,
-            unit: "ns/fault",
+            unit: format!("ns/{unit}").into(),
             target: if cxl {
                 Some(("<", bpftrace.max(0.0)))
             } else {
@@ -286,7 +383,7 @@ pub fn accounting(rows: &mut Vec<Row>) -> Result<()> {
     rows.push(Row {
         name: "ring buffer 1 MiB, 2 fault-bound programs: received".into(),
         value: t.received as f64 / secs / 1e6,
-        unit: "M events/s",
+        unit: "M events/s".into(),
         target: None,
         note: format!(
             "received {}, dropped {}, produced {} ({})",
@@ -367,7 +464,7 @@ pub fn footprint(rows: &mut Vec<Row>, secs: u64) -> Result<()> {
         rows.push(Row {
             name: format!("peak RSS, {name}, {secs} s of faults"),
             value: peak as f64 / 1024.0,
-            unit: "MiB",
+            unit: "MiB".into(),
             target: Some(("<", 64.0)),
             note: format!(
                 "{:.0}k faults/s; RSS {:.1} MiB after {:.0} s, {:.1} MiB at the end ({:+.1} MiB)",
@@ -380,6 +477,116 @@ pub fn footprint(rows: &mut Vec<Row>, secs: u64) -> Result<()> {
         });
     }
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Records the ring-buffer benchmark's program writes per getpgid(2) (`RING_BENCH_BATCH`).
+const RING_BENCH_BATCH: f64 = cxl_trace_common::RING_BENCH_BATCH as f64;
+
+/// Ring-buffer throughput: `top --no-tui --ring-bench` with a `ring_mib` ring while the
+/// workload calls getpgid(2) at a paced rate, each call writing `RING_BENCH_BATCH` fault
+/// records through the real `emit` (a page fault costs microseconds, so faults alone cannot
+/// reach these rates on two cores). The offered rate doubles from 250k records/s until the
+/// generator saturates or drops have been seen twice. At every rate the kernel's counts must
+/// add up exactly: calls x batch + the workload's own page faults = received + dropped.
+pub fn ring_sweep(rows: &mut Vec<Row>, quick: bool, ring_mib: u32) -> Result<()> {
+    let secs = if quick { 2.0 } else { 5.0 };
+    step(&format!(
+        "ring buffer throughput: offered rates from 250k records/s up, {secs} s each, {ring_mib} MiB ring"
+    ));
+    let bin = root().join("target/release/cxl-trace");
+    let w = root().join("target/release/cxl-trace-workload");
+    let mut best: Option<f64> = None;
+    let mut lossy = 0;
+    let mut offered = 250e3;
+    while offered <= 64e6 && lossy < 2 {
+        let out = Command::new(&bin)
+            .args([
+                "top",
+                "--no-tui",
+                "--interval",
+                "1",
+                "--ring-bench",
+                "--ringbuf-mib",
+            ])
+            .arg(ring_mib.to_string())
+            .arg("--")
+            .arg(&w)
+            .args([
+                "getpgid",
+                "--rate",
+                &format!("{}", offered / RING_BENCH_BATCH),
+                "--seconds",
+                &format!("{secs}"),
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .context("cannot start cxl-trace")?;
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect();
+        let summary = lines
+            .iter()
+            .find(|v| v["type"] == "summary")
+            .context("no summary line")?;
+        let load = lines
+            .iter()
+            .find(|v| v.get("calls").is_some())
+            .context("the workload printed no result")?;
+        let calls = load["calls"].as_u64().unwrap_or(0);
+        let own_faults =
+            load["minflt"].as_u64().unwrap_or(0) + load["majflt"].as_u64().unwrap_or(0);
+        let wsecs = load["seconds"].as_f64().unwrap_or(secs);
+        let t = tally(summary);
+        let expected = calls * cxl_trace_common::RING_BENCH_BATCH + own_faults;
+        // The workload reads its fault count just before printing; the few faults of printing
+        // and exiting come after.
+        let seen = t.received + t.dropped;
+        let exact = t.adds_up && seen >= expected && seen - expected <= 64;
+        let achieved = calls as f64 * RING_BENCH_BATCH / wsecs;
+        rows.push(Row {
+            name: format!(
+                "ring buffer {ring_mib} MiB, {:.2} M records/s offered",
+                offered / 1e6
+            ),
+            value: t.received as f64 / wsecs / 1e6,
+            unit: "M received/s".into(),
+            target: None,
+            note: format!(
+                "generated {:.2} M/s: {calls} calls x {} + {own_faults} own faults = {expected}; received {} + dropped {} = {seen}; {}",
+                achieved / 1e6,
+                cxl_trace_common::RING_BENCH_BATCH,
+                t.received,
+                t.dropped,
+                if exact { "exact" } else { "ACCOUNTING MISMATCH" }
+            ),
+        });
+        if !exact {
+            bail!("ring buffer accounting at {offered} records/s: {expected} generated, {seen} received + dropped: {summary}");
+        }
+        if t.dropped == 0 {
+            best = Some(best.map_or(achieved, |b: f64| b.max(achieved)));
+        } else {
+            lossy += 1;
+        }
+        if achieved < 0.8 * offered {
+            // The generator (one core of syscalls) is saturated; higher offers change nothing.
+            break;
+        }
+        offered *= 2.0;
+    }
+    rows.push(Row {
+        name: format!("ring buffer {ring_mib} MiB: highest rate drained with zero drops"),
+        value: best.unwrap_or(0.0) / 1e6,
+        unit: "M events/s".into(),
+        target: Some((">", 1.0)),
+        note: if lossy == 0 {
+            "no drops at any rate the generator reached".into()
+        } else {
+            "drops beyond it, every one counted".into()
+        },
+    });
     Ok(())
 }
 
@@ -431,7 +638,7 @@ pub fn overflow(rows: &mut Vec<Row>) -> Result<()> {
     rows.push(Row {
         name: "ring buffer 1 MiB, reader stopped: dropped".into(),
         value: t.dropped as f64,
-        unit: "events",
+        unit: "events".into(),
         target: None,
         note: format!(
             "{faults} faults made; received {} + dropped {} = {}; produced {}: {}",

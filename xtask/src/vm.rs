@@ -489,6 +489,45 @@ pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Res
     Ok(())
 }
 
+/// The migration-bound overhead benchmark, in the `hmat` guest (two nodes; the host has one):
+/// the rows the guest wrote, marked as measured there.
+pub fn bench_migration(rows: &mut Vec<crate::bench::Row>, quick: bool) -> Result<()> {
+    ensure_apt(VM_PACKAGES)?;
+    let k = guest_kernel()?;
+    let initrd = initramfs(&k)?;
+    let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
+    let m = Machine::Hmat;
+    let guest_cmd = format!(
+        "{} vm-guest --machine {} --bench{}",
+        xtask.display(),
+        m.name(),
+        if quick { " --quick" } else { "" }
+    );
+    let opts = VmRun {
+        machine: m,
+        script: None,
+        keep: true,
+        timeout: Duration::from_secs(if quick { 900 } else { 1800 }),
+    };
+    let (accel, _) = accel();
+    let code = boot(&k, &initrd, &opts, &guest_cmd)?;
+    if code != 0 {
+        bail!("the migration benchmark failed in the guest (exit code {code})");
+    }
+    let path = vm_dir()
+        .join(format!("run-{}", m.name()))
+        .join("bench.json");
+    let text = fs::read_to_string(&path)
+        .with_context(|| format!("the guest wrote no {}", path.display()))?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&text).context("bench.json")?;
+    for v in &list {
+        let mut r = crate::bench::Row::from_json(v)?;
+        r.name = format!("[VM {accel}] {}", r.name);
+        rows.push(r);
+    }
+    Ok(())
+}
+
 /// The console line without terminal escape sequences (SeaBIOS clears the screen) and
 /// other control characters.
 fn strip_escapes(line: &str) -> String {

@@ -5,6 +5,12 @@
 //!   range), write one byte per page, unmap; R times. Reports getrusage(2) fault counts.
 //! - `move --mib M --from A --to B`: place M MiB on node A, then move_pages(2) them to B.
 //! - `mbind --mib M --from A --to B`: place M MiB on node A, then mbind(MPOL_BIND B, MPOL_MF_MOVE).
+//! - `pingpong --mib M --a A --b B --rounds R`: place M MiB on node A, then move_pages(2) it
+//!   to B and back, R times. Reports the pages moved and the seconds the moves took (placement
+//!   excluded), with the system's pgmigrate_success delta: the migration-bound program of the
+//!   benchmarks.
+//! - `getpgid --rate R --seconds S`: call getpgid(2) R times a second, paced, for S seconds
+//!   (the ring-buffer benchmark's source under `--ring-bench`). Reports the calls made.
 //! - `hold --mib M [--node N] [--unbind] [--hot] [--seconds S]`: place M MiB (on N if given),
 //!   print `{"ready":..}`, then keep the pages (and with `--hot` write every page in a loop)
 //!   for S seconds or until killed. `--unbind` drops the node binding after placement, so NUMA
@@ -60,6 +66,24 @@ enum Cmd {
     Move(Transfer),
     /// Place memory on one node and move it with mbind(2) MPOL_MF_MOVE.
     Mbind(Transfer),
+    /// Place memory on node A, then move it to B and back with move_pages(2), R times.
+    Pingpong {
+        #[arg(long)]
+        mib: u64,
+        #[arg(long)]
+        a: u32,
+        #[arg(long)]
+        b: u32,
+        #[arg(long, default_value_t = 1)]
+        rounds: u64,
+    },
+    /// Call getpgid(2) RATE times a second for SECONDS.
+    Getpgid {
+        #[arg(long)]
+        rate: f64,
+        #[arg(long)]
+        seconds: f64,
+    },
     /// Place memory and keep it (optionally writing it in a hot loop).
     Hold {
         #[arg(long)]
@@ -215,6 +239,15 @@ fn placed(mib: u64, node: Option<u32>) -> Result<Region, String> {
     Ok(r)
 }
 
+/// `pgmigrate_success` of /proc/vmstat (system-wide).
+fn pgmigrate_success() -> Result<u64, String> {
+    let text = std::fs::read_to_string("/proc/vmstat").map_err(|e| format!("/proc/vmstat: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("pgmigrate_success "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no pgmigrate_success in /proc/vmstat".into())
+}
+
 fn rusage() -> (i64, i64) {
     // SAFETY: getrusage writes into a zeroed rusage we own.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -268,6 +301,55 @@ fn run(cmd: Cmd) -> Result<String, String> {
                 r.pages(),
                 nodes_json(&before),
                 nodes_json(&after)
+            ))
+        }
+        Cmd::Pingpong { mib, a, b, rounds } => {
+            if a == b {
+                return Err("--a and --b must be different nodes".into());
+            }
+            let r = placed(mib, Some(a))?;
+            r.mbind(None, 0)?;
+            let before = pgmigrate_success()?;
+            let start = Instant::now();
+            let mut moved = 0u64;
+            for _ in 0..rounds {
+                for to in [b, a] {
+                    let (_, status) = r.move_pages(Some(to), MPOL_MF_MOVE)?;
+                    moved += status.iter().filter(|&&s| s == to as i32).count() as u64;
+                }
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            let migrated = pgmigrate_success()?.saturating_sub(before);
+            Ok(format!(
+                "{{\"pages\":{},\"rounds\":{rounds},\"moved\":{moved},\"pgmigrate_success\":{migrated},\"seconds\":{seconds:.6},\"nodes\":{}}}",
+                r.pages(),
+                nodes_json(&r.nodes()?)
+            ))
+        }
+        Cmd::Getpgid { rate, seconds } => {
+            if !(rate.is_finite() && rate > 0.0 && seconds.is_finite() && seconds > 0.0) {
+                return Err("--rate and --seconds must be positive".into());
+            }
+            let start = Instant::now();
+            let mut calls = 0u64;
+            loop {
+                let t = start.elapsed().as_secs_f64();
+                if t >= seconds {
+                    break;
+                }
+                let due = (t * rate) as u64;
+                while calls < due {
+                    // SAFETY: getpgid(0) takes no pointers.
+                    unsafe { libc::getpgid(0) };
+                    calls += 1;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let (minflt, majflt) = rusage();
+            Ok(format!(
+                "{{\"calls\":{calls},\"seconds\":{secs:.6},\"rate\":{:.1},\"minflt\":{minflt},\"majflt\":{majflt}}}",
+                calls as f64 / secs
             ))
         }
         Cmd::Hold {

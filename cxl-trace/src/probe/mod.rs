@@ -106,6 +106,8 @@ pub struct TraceConfig {
     pub cgroup: Option<crate::filter::CgroupFilter>,
     /// Only faults of threads with this name.
     pub comm: Option<[u8; cxl_trace_common::COMM_LEN]>,
+    /// The ring-buffer benchmark's source: synthetic fault records on `getpgid(2)`.
+    pub ring_bench: bool,
 }
 
 impl Default for TraceConfig {
@@ -121,6 +123,7 @@ impl Default for TraceConfig {
             prefer_kprobes: false,
             cgroup: None,
             comm: None,
+            ring_bench: false,
         }
     }
 }
@@ -492,6 +495,16 @@ impl Tracer {
                 statuses.push(attach_tracepoint(&mut ebpf, &tracefs, tp));
             }
         }
+        if cfg.ring_bench {
+            let st = attach_tracepoint(&mut ebpf, &tracefs, &RING_BENCH_TP);
+            if !st.is_live() {
+                return Err(Error::NoProbes(format!(
+                    "the ring-buffer benchmark needs {}: {}",
+                    st.name, st.reason
+                )));
+            }
+            statuses.push(st);
+        }
         let mut availability = Availability::none("not requested");
         // Parsed once (several MB): the function hooks and doctor's attach-kind probes use it.
         let btf = if cfg.functions || cfg.probe_attach_kinds {
@@ -811,6 +824,13 @@ impl AsRawFd for Ring {
         self.0.as_raw_fd()
     }
 }
+
+/// The ring-buffer benchmark's source (`--ring-bench`).
+const RING_BENCH_TP: TpSpec = TpSpec {
+    program: "ring_bench",
+    category: "syscalls",
+    name: "sys_enter_getpgid",
+};
 
 const ALLOC_TP: TpSpec = TpSpec {
     program: "mm_page_alloc",
