@@ -96,8 +96,14 @@ pub fn flag(bit: u32) -> bool {
 /// A filled-in header for an event of `kind` of the current task.
 #[inline(always)]
 pub fn header(kind: u16, pid: u32, tid: u32) -> EventHeader {
+    header_at(kind, pid, tid, now())
+}
+
+/// The same with a timestamp already taken (one clock read fewer on a hot path).
+#[inline(always)]
+pub fn header_at(kind: u16, pid: u32, tid: u32, ts_ns: u64) -> EventHeader {
     EventHeader {
-        ts_ns: now(),
+        ts_ns,
         pid,
         tid,
         kind,

@@ -23,7 +23,7 @@ use cxl_trace_common::{
     COMM_LEN, COPY_UNKNOWN,
 };
 
-use crate::shared::{bump, current_ids, emit, followed, header, now, raw_arg};
+use crate::shared::{bump, current_ids, emit, followed, header, header_at, now, raw_arg};
 
 #[unsafe(no_mangle)]
 pub static KERNEL_LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::DEFAULT);
@@ -153,10 +153,11 @@ fn fault_exit(ret: u32) {
         st.flags |= fault_flags::RETRY_PENDING;
         return;
     }
+    let t = now();
     let ev = FaultLatencyEvent {
-        hdr: header(kind::FAULT_LATENCY, pid, tid),
+        hdr: header_at(kind::FAULT_LATENCY, pid, tid, t),
         address: st.address,
-        latency_ns: now().saturating_sub(st.start_ns),
+        latency_ns: t.saturating_sub(st.start_ns),
         alloc_pfn: st.alloc_pfn,
         ret,
         flags: st.flags,
@@ -356,13 +357,14 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
     // read of both); bpf_probe_read_kernel fails cleanly.
     let [mapping, index] =
         unsafe { bpf_probe_read_kernel((named + 24) as *const [u64; 2]) }.unwrap_or([0, 0]);
+    let t = now();
     let copy_ns = match FOLIO_START.get_ptr_mut(0) {
         // SAFETY: this CPU's slot, from a successful lookup. It is this folio's entry only if
         // the thread and the source folio match; it is freed once used.
         Some(s) => unsafe {
             if (*s).tid == tid && (*s).src == src {
                 (*s).tid = 0;
-                now().saturating_sub((*s).start_ns)
+                t.saturating_sub((*s).start_ns)
             } else {
                 COPY_UNKNOWN
             }
@@ -377,7 +379,7 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
     emit(
         kind::FOLIO_MIGRATE,
         FolioMigrateEvent {
-            hdr: header(kind::FOLIO_MIGRATE, pid, tid),
+            hdr: header_at(kind::FOLIO_MIGRATE, pid, tid, t),
             src_pfn: pfn_of(src, &l, vmemmap),
             dst_pfn: pfn_of(dst, &l, vmemmap),
             mapping,

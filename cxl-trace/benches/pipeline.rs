@@ -16,7 +16,10 @@ use cxl_trace::{
     recording::{Chunk, ChunkKind, Header, Reader, Writer},
     tiers::Availability,
 };
-use cxl_trace_common::{kind, EventHeader, FaultEvent, FaultLatencyEvent};
+use cxl_trace_common::{
+    kind, EventHeader, FaultEvent, FaultLatencyEvent, FolioMigrateEvent, MigrateEvent,
+    MigrateStartEvent,
+};
 
 const N: usize = 100_000;
 
@@ -68,6 +71,75 @@ fn records(timed: bool) -> (Vec<u8>, usize) {
     (buf, size)
 }
 
+/// `N` per-folio migration records as `move_pages` between two tiers produces them: 16384
+/// pages moved back and forth (every move a promotion or a demotion, so every page ping-pongs),
+/// in batches of 512 framed by their start and end records.
+fn folio_records() -> Vec<Vec<u8>> {
+    const PAGES: u64 = 16_384;
+    const BATCH: u64 = 512;
+    let mut out = Vec::with_capacity(N + 2 * N / BATCH as usize);
+    let comm = *b"pingpong\0\0\0\0\0\0\0\0";
+    let mut ts = 0u64;
+    let mut h = |k: u16| {
+        ts += 1_000;
+        EventHeader {
+            ts_ns: ts,
+            pid: 4242,
+            tid: 4242,
+            kind: k,
+            cpu: 0,
+            _reserved: 0,
+        }
+    };
+    let mut n = 0u64;
+    while (n as usize) < N {
+        let round = n / PAGES;
+        let (from, to) = (round % 2, (round + 1) % 2);
+        out.push(
+            as_bytes(&MigrateStartEvent {
+                hdr: h(kind::MIGRATE_START),
+                mode: 3,
+                reason: 3,
+                comm,
+            })
+            .to_vec(),
+        );
+        for _ in 0..BATCH {
+            let page = n % PAGES;
+            out.push(
+                as_bytes(&FolioMigrateEvent {
+                    hdr: h(kind::FOLIO_MIGRATE),
+                    src_pfn: (from << 20) | page,
+                    dst_pfn: (to << 20) | page,
+                    mapping: 0xffff_8880_1234_0001,
+                    index: page,
+                    copy_ns: 900 + page % 700,
+                    rc: 0,
+                    reason: 3,
+                })
+                .to_vec(),
+            );
+            n += 1;
+        }
+        out.push(
+            as_bytes(&MigrateEvent {
+                hdr: h(kind::MIGRATE),
+                succeeded: BATCH,
+                failed: 0,
+                thp_succeeded: 0,
+                thp_failed: 0,
+                thp_split: 0,
+                large_folio_split: 0,
+                mode: 3,
+                reason: 3,
+                comm,
+            })
+            .to_vec(),
+        );
+    }
+    out
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(N as u64));
@@ -92,6 +164,22 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    let folios = folio_records();
+    let mut agg = Aggregator::with_context(
+        common::tier_map(),
+        RareDecoder::default(),
+        Availability::default(),
+    );
+    g.bench_function("decode_aggregate_folio_pingpong", |b| {
+        b.iter(|| {
+            for rec in &folios {
+                if let Ok(e) = decode(black_box(rec)) {
+                    agg.ingest(&e);
+                }
+            }
+            let _ = agg.end_interval();
+        })
+    });
     let (buf, size) = records(false);
     g.bench_function("decode_only_fault", |b| {
         b.iter(|| {

@@ -5,13 +5,13 @@
 //! a lower tier id is a promotion, to a higher one a demotion. Pages get their node from the
 //! pfn (memory blocks) or from the kernel directly (`task_numa_fault`'s node).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    aggregate::{new_histogram, percentiles_json, MAX_LATENCY_NS},
+    aggregate::{new_histogram, percentiles_json, FastMap, MAX_LATENCY_NS},
     event::{
         Comm, DemoteBatch, FaultClass, FaultLatency, FolioMigrate, MigrateReason, NumaFault,
         PromoteDecision, Verdict,
@@ -650,7 +650,7 @@ pub struct PingPong {
     /// Time a page stayed before bouncing back, ns.
     pub residency: Histogram<u64>,
     /// Bounces by owning process.
-    pub by_pid: HashMap<u32, u64>,
+    pub by_pid: FastMap<u32, u64>,
 }
 
 impl Default for PingPong {
@@ -658,7 +658,7 @@ impl Default for PingPong {
         Self {
             bounces: 0,
             residency: new_histogram(),
-            by_pid: HashMap::new(),
+            by_pid: FastMap::default(),
         }
     }
 }
@@ -694,7 +694,7 @@ impl PingPong {
 /// The page table of the ping-pong detector: bounded, so memory stays flat.
 #[derive(Clone, Debug)]
 pub struct PingPongTracker {
-    last: HashMap<(u64, u64), LastMove>,
+    last: FastMap<(u64, u64), LastMove>,
     /// Bounce window, ns.
     pub window_ns: u64,
     /// Most pages remembered.
@@ -707,7 +707,7 @@ impl PingPongTracker {
     /// A tracker with a bounce window and a page capacity.
     pub fn new(window_ns: u64, capacity: usize) -> Self {
         Self {
-            last: HashMap::new(),
+            last: FastMap::default(),
             window_ns,
             capacity,
             table_full: 0,

@@ -6,7 +6,11 @@
 //! - `top`'s own CPU use on an idle system, in steady state (start-up excluded), both as JSON
 //!   lines and as the dashboard in a 160x48 tmux terminal;
 //! - overhead per fault next to bpftrace, ring-buffer accounting under overload, and RSS under
-//!   a steady load ([`crate::overhead`]).
+//!   a steady load ([`crate::overhead`]);
+//! - overhead per migrated page next to bpftrace, in the two-node VM (`vm::bench_migration`:
+//!   this host has one NUMA node, so move_pages has nowhere to move pages to);
+//! - ring-buffer throughput: a synthetic source (`--ring-bench`) at doubling rates, the highest
+//!   rate drained with zero drops, and exact counts beyond it.
 //!
 //! These machines are shared and noisy: criterion reports medians with their confidence
 //! interval, and the idle figure is a ratio of CPU time to wall time over the same window.
