@@ -15,7 +15,7 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::{fentry, fexit, kprobe, kretprobe, map},
-    maps::LruHashMap,
+    maps::{LruHashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use cxl_trace_common::{decision_stage, isolate, kind, DemoteBatchEvent, PromoteDecisionEvent};
@@ -51,17 +51,68 @@ impl Step {
     }
 }
 
-/// The decision in progress, by thread.
-#[map]
-static DECIDING: LruHashMap<u32, Step> = LruHashMap::with_max_entries(4_096, 0);
+/// A step in progress on this CPU and the thread that runs it (0: none).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Slot {
+    tid: u32,
+    _pad: u32,
+    step: Step,
+}
 
-/// The prepare in progress, by thread.
+/// The decision in progress, one slot per CPU. `should_numa_migrate_memory` and
+/// `migrate_misplaced_folio_prepare` run under the page table lock (no sleeping, no moving to
+/// another CPU), and the hooks inside them, `mod_node_page_state` and `folio_isolate_lru`,
+/// run far more often outside them (every page move_pages, compaction or reclaim isolates,
+/// every node counter update): a per-CPU slot answers "not in a decision" without a hash
+/// lookup. The thread is checked anyway, so a slot left by a thread that did move is ignored.
 #[map]
-static PREPARING: LruHashMap<u32, Step> = LruHashMap::with_max_entries(4_096, 0);
+static DECIDING: PerCpuArray<Slot> = PerCpuArray::with_max_entries(1, 0);
+
+/// The prepare in progress, one slot per CPU (see `DECIDING`).
+#[map]
+static PREPARING: PerCpuArray<Slot> = PerCpuArray::with_max_entries(1, 0);
 
 /// The demotion batch in progress (kprobe form only), by thread.
 #[map]
 static DEMOTING: LruHashMap<u32, Step> = LruHashMap::with_max_entries(1_024, 0);
+
+fn begin_here(map: &PerCpuArray<Slot>, step: Step) {
+    let (_, tid) = current_ids();
+    if let Some(slot) = map.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, from a successful lookup; no other program writes it while
+        // this one runs on this CPU.
+        unsafe { *slot = Slot { tid, _pad: 0, step } };
+    }
+}
+
+/// This CPU's step if this thread runs it, freed.
+fn take_here(map: &PerCpuArray<Slot>) -> Option<Step> {
+    let slot = map.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, from a successful lookup.
+    let busy = unsafe { (*slot).tid };
+    if busy == 0 || busy != current_ids().1 {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*slot).tid = 0;
+        Some((*slot).step)
+    }
+}
+
+/// This CPU's step if this thread runs one; the common case (none) costs no helper call.
+#[inline(always)]
+fn here(map: &PerCpuArray<Slot>) -> Option<*mut Step> {
+    let slot = map.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, from a successful lookup.
+    let busy = unsafe { (*slot).tid };
+    if busy == 0 || busy != current_ids().1 {
+        return None;
+    }
+    // SAFETY: as above; the field pointer stays inside the map value.
+    Some(unsafe { &raw mut (*slot).step })
+}
 
 fn begin(map: &LruHashMap<u32, Step>, step: Step) {
     let (_, tid) = current_ids();
@@ -79,14 +130,14 @@ fn take(map: &LruHashMap<u32, Step>) -> Option<Step> {
 
 #[fentry(function = "should_numa_migrate_memory")]
 pub fn should_migrate_entry(_ctx: FEntryContext) -> u32 {
-    begin(&DECIDING, Step::new(0, 0, 0));
+    begin_here(&DECIDING, Step::new(0, 0, 0));
     0
 }
 
 #[kprobe]
 pub fn should_migrate_kprobe(ctx: ProbeContext) -> u32 {
     let arg = |n| ctx.arg::<u64>(n).unwrap_or(0) as i32;
-    begin(&DECIDING, Step::new(arg(2), arg(3), 0));
+    begin_here(&DECIDING, Step::new(arg(2), arg(3), 0));
     0
 }
 
@@ -104,16 +155,15 @@ pub fn node_stat_mod_kprobe(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn count_candidates(delta: i64) {
-    let (_, tid) = current_ids();
-    if let Some(step) = DECIDING.get_ptr_mut(tid) {
-        // SAFETY: this thread's own entry, from a successful lookup; only this thread writes it.
+    if let Some(step) = here(&DECIDING) {
+        // SAFETY: this thread's step in this CPU's slot.
         unsafe { (*step).candidate_pages += delta };
     }
 }
 
 #[fexit(function = "should_numa_migrate_memory")]
 pub fn should_migrate_exit(ctx: FExitContext) -> u32 {
-    let cand = take(&DECIDING).map_or(0, |s| s.candidate_pages);
+    let cand = take_here(&DECIDING).map_or(0, |s| s.candidate_pages);
     emit_decision(
         decision_stage::SHOULD_MIGRATE,
         (raw_arg(&ctx, 4) & 1) as i32,
@@ -127,7 +177,7 @@ pub fn should_migrate_exit(ctx: FExitContext) -> u32 {
 
 #[kretprobe]
 pub fn should_migrate_kretprobe(ctx: RetProbeContext) -> u32 {
-    let Some(step) = take(&DECIDING) else {
+    let Some(step) = take_here(&DECIDING) else {
         return 0;
     };
     emit_decision(
@@ -143,13 +193,13 @@ pub fn should_migrate_kretprobe(ctx: RetProbeContext) -> u32 {
 
 #[fentry(function = "migrate_misplaced_folio_prepare")]
 pub fn prepare_entry(_ctx: FEntryContext) -> u32 {
-    begin(&PREPARING, Step::new(-1, 0, 0));
+    begin_here(&PREPARING, Step::new(-1, 0, 0));
     0
 }
 
 #[kprobe]
 pub fn prepare_kprobe(ctx: ProbeContext) -> u32 {
-    begin(
+    begin_here(
         &PREPARING,
         Step::new(-1, ctx.arg::<u64>(2).unwrap_or(0) as i32, 0),
     );
@@ -170,16 +220,15 @@ pub fn isolate_kretprobe(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn isolated(ok: bool) {
-    let (_, tid) = current_ids();
-    if let Some(step) = PREPARING.get_ptr_mut(tid) {
-        // SAFETY: this thread's own entry, from a successful lookup.
+    if let Some(step) = here(&PREPARING) {
+        // SAFETY: this thread's step in this CPU's slot.
         unsafe { (*step).isolate = if ok { isolate::OK } else { isolate::FAILED } };
     }
 }
 
 #[fexit(function = "migrate_misplaced_folio_prepare")]
 pub fn prepare_exit(ctx: FExitContext) -> u32 {
-    let iso = take(&PREPARING).map_or(isolate::NOT_CALLED, |s| s.isolate);
+    let iso = take_here(&PREPARING).map_or(isolate::NOT_CALLED, |s| s.isolate);
     emit_decision(
         decision_stage::PREPARE,
         raw_arg(&ctx, 3) as i32,
@@ -193,7 +242,7 @@ pub fn prepare_exit(ctx: FExitContext) -> u32 {
 
 #[kretprobe]
 pub fn prepare_kretprobe(ctx: RetProbeContext) -> u32 {
-    let Some(step) = take(&PREPARING) else {
+    let Some(step) = take_here(&PREPARING) else {
         return 0;
     };
     emit_decision(
