@@ -22,6 +22,7 @@ fn header() -> HeaderInfo {
     HeaderInfo {
         kernel: "6.12.117".into(),
         scope: "all processes".into(),
+        bpf_stats: true,
         numa_balancing: "2 (tiering)".into(),
         demotion: "on".into(),
         rate_limit: "65536".into(),

@@ -222,6 +222,15 @@ pub struct TraceArgs {
     /// records into the ring buffer (`cargo xtask bench` measures the drain rate with it).
     #[arg(long, hide = true, requires = "command")]
     pub ring_bench: bool,
+    /// Dashboard: do not turn on the kernel's BPF run-time statistics for the header's `bpf`
+    /// share: they cost two clock reads per run of every program (every fault, every folio
+    /// moved). Without the dashboard they are never turned on.
+    #[arg(long)]
+    pub no_bpf_stats: bool,
+    /// Benchmark only: the fault programs count faults per CPU in the kernel and send no
+    /// records (what in-kernel pre-aggregation of fault counts would cost at best).
+    #[arg(long, hide = true)]
+    pub fault_counts_only: bool,
     /// Run this command, follow it and its children, stop when it exits and exit with its status.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -345,6 +345,10 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         prefer_kprobes: opts.trace.kprobes,
         functions: !opts.trace.tracepoints_only,
         ring_bench: opts.trace.ring_bench,
+        fault_counts_only: opts.trace.fault_counts_only,
+        // Only the dashboard shows the programs' run time; the statistics cost two clock
+        // reads per program run, so nothing else pays for them.
+        bpf_stats: tui && !opts.trace.no_bpf_stats,
         ..TraceConfig::default()
     })?;
     // The window opens once everything is attached, before anyone is told so: a user (or a
@@ -402,13 +406,14 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         "privileges": privileges,
     });
     let (mut ui, mut input) = if tui {
-        let header = header_info(
+        let mut header = header_info(
             &kernel,
             &topo,
             &tracer.statuses,
             tracer.availability.latency.clone(),
             scope.clone(),
         );
+        header.bpf_stats = tracer.bpf_run_ns().is_some();
         let mut ui = Ui {
             dash: Dashboard::new(header),
             screen: Screen::enter()?,

@@ -121,6 +121,17 @@ fn top_in_tmux_shows_faults_and_quits_cleanly() {
     );
     assert!(busy.contains("Fault latency"), "{busy}");
     assert!(busy.contains("Migration churn"), "{busy}");
+    // The dashboard turns the kernel's BPF statistics on: the header shows the programs'
+    // share of a CPU, a percentage, not "off".
+    let bpf = busy
+        .split("bpf ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("");
+    assert!(
+        bpf.ends_with('%'),
+        "bpf share in the header: {bpf:?}\n{busy}"
+    );
 
     // Back on the normal screen: the dashboard is gone, the summary line is there.
     let after = help_then_quit(&session, marker, "this help", "q quit");

@@ -162,6 +162,7 @@ pub fn header_info(
         .collect();
     HeaderInfo {
         scope,
+        bpf_stats: false,
         kernel: kernel.to_string(),
         numa_balancing,
         demotion: match s.demotion_enabled {

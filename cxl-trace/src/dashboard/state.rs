@@ -62,6 +62,8 @@ pub struct HeaderInfo {
     pub latency_unavailable: Option<String>,
     /// Whose faults are shown: `all processes`, `pid 42 and descendants`, `cgroup /x`, ...
     pub scope: String,
+    /// Whether the kernel's BPF run-time statistics are on (the header's `bpf` share).
+    pub bpf_stats: bool,
 }
 
 /// Per-process counts of one sample.

@@ -14,6 +14,7 @@ fn header(latency_unavailable: Option<&str>) -> HeaderInfo {
     HeaderInfo {
         kernel: "6.12.117".into(),
         scope: "all processes".into(),
+        bpf_stats: true,
         numa_balancing: "2 (tiering)".into(),
         demotion: "on".into(),
         rate_limit: "65536".into(),

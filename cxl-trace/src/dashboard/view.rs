@@ -110,9 +110,13 @@ fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
                 String::new()
             } else {
                 format!(
-                    "tool cpu {:.1}%  bpf {:.2}%  ",
+                    "tool cpu {:.1}%  bpf {}  ",
                     v.tool_cpu() * 100.0,
-                    v.bpf_cpu() * 100.0
+                    if h.bpf_stats {
+                        format!("{:.2}%", v.bpf_cpu() * 100.0)
+                    } else {
+                        "off".into()
+                    }
                 )
             },
             h.live.len(),

@@ -108,6 +108,10 @@ pub struct TraceConfig {
     pub comm: Option<[u8; cxl_trace_common::COMM_LEN]>,
     /// The ring-buffer benchmark's source: synthetic fault records on `getpgid(2)`.
     pub ring_bench: bool,
+    /// Faults are only counted per CPU in the kernel, no records (a benchmark's what-if).
+    pub fault_counts_only: bool,
+    /// Turn on the kernel's BPF run-time statistics (the tool's own CPU share).
+    pub bpf_stats: bool,
 }
 
 impl Default for TraceConfig {
@@ -124,6 +128,8 @@ impl Default for TraceConfig {
             cgroup: None,
             comm: None,
             ring_bench: false,
+            fault_counts_only: false,
+            bpf_stats: true,
         }
     }
 }
@@ -412,6 +418,9 @@ impl Tracer {
         }
         if cfg.comm.is_some() {
             flags |= config_flags::COMM;
+        }
+        if cfg.fault_counts_only {
+            flags |= config_flags::NO_FAULT_EVENTS;
         }
         let config = Config {
             flags,
@@ -718,7 +727,11 @@ impl Tracer {
             .ok_or_else(|| Error::Load(format!("map {FOLLOW_MAP} missing from the object")))
             .and_then(|m| BpfHashMap::try_from(m).map_err(|e| Error::Load(flatten_error(&e))))?;
         Ok(Self {
-            bpf_stats: aya::sys::enable_stats(aya::sys::Stats::RunTime).ok(),
+            bpf_stats: if cfg.bpf_stats {
+                aya::sys::enable_stats(aya::sys::Stats::RunTime).ok()
+            } else {
+                None
+            },
             _ebpf: ebpf,
             statuses,
             warnings,
