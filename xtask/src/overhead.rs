@@ -139,19 +139,25 @@ fn wait_ready(child: &mut Child, needle: &str) -> Result<()> {
         Some(o) => Box::new(o),
         None => Box::new(child.stderr.take().context("stderr")?),
     };
-    let mut lines = BufReader::new(out).lines();
-    let t0 = Instant::now();
-    for line in lines.by_ref() {
-        let line = line.context("reading the tracer's output")?;
-        if line.contains(needle) {
-            std::thread::spawn(move || for _ in lines {});
-            return Ok(());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle_owned = needle.to_string();
+    std::thread::spawn(move || {
+        let mut seen = false;
+        for line in BufReader::new(out).lines().map_while(std::result::Result::ok) {
+            if !seen && line.contains(&needle_owned) {
+                seen = true;
+                let _ = tx.send(());
+            }
         }
-        if t0.elapsed() > Duration::from_secs(60) {
-            break;
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the tracer never printed {needle:?} (120 s)")
         }
     }
-    bail!("the tracer never printed {needle:?}")
 }
 
 fn start(mode: Mode, target: &Target, dir: &std::path::Path, n: usize) -> Result<Option<Child>> {
@@ -209,6 +215,15 @@ fn stop(child: Option<Child>) {
     if let Some(mut c) = child {
         // SAFETY: kill(2) on a child we spawned and have not reaped.
         unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGINT) };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(60) {
+            if matches!(c.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            sleep(Duration::from_millis(50));
+        }
+        eprintln!("xtask: the tracer ignored SIGINT for 60 s; killing it");
+        let _ = c.kill();
         let _ = c.wait();
     }
 }
@@ -296,6 +311,7 @@ pub fn overhead(rows: &mut Vec<Row>, target: &Target, quick: bool) -> Result<()>
             if mode == Mode::CountOnly && !target.count_only {
                 continue;
             }
+            step(&format!("  round {round}: {}", mode.name()));
             let child = start(mode, target, &dir, round)?;
             let mut err = None;
             for _ in 0..per_round {
