@@ -143,7 +143,10 @@ fn wait_ready(child: &mut Child, needle: &str) -> Result<()> {
     let needle_owned = needle.to_string();
     std::thread::spawn(move || {
         let mut seen = false;
-        for line in BufReader::new(out).lines().map_while(std::result::Result::ok) {
+        for line in BufReader::new(out)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
             if !seen && line.contains(&needle_owned) {
                 seen = true;
                 let _ = tx.send(());
