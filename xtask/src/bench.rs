@@ -191,6 +191,11 @@ fn criterion(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             "decode + aggregate, timed-fault records",
             Some(20.0),
         ),
+        (
+            "decode_aggregate_folio_pingpong",
+            "decode + aggregate, folio moves, every page bouncing",
+            None,
+        ),
         ("decode_only_fault", "decode only, fault records", None),
         (
             "../recording/write_fault",
