@@ -231,11 +231,11 @@ fn stop(child: Option<Child>) {
     }
 }
 
-/// One run of the fault-bound program: (seconds, faults).
-fn fault_run() -> Result<(f64, u64)> {
+/// Runs the project's workload with `args`: its JSON line and the wall time it took.
+fn workload(args: &[&str]) -> Result<(Value, f64)> {
     let t0 = Instant::now();
     let out = Command::new(root().join("target/release/cxl-trace-workload"))
-        .args(["touch", "--pages", FAULT_PAGES, "--rounds", FAULT_ROUNDS])
+        .args(args)
         .output()
         .context("cannot start the workload")?;
     let s = t0.elapsed().as_secs_f64();
@@ -247,6 +247,12 @@ fn fault_run() -> Result<(f64, u64)> {
         );
     }
     let v: Value = serde_json::from_slice(&out.stdout).context("workload JSON")?;
+    Ok((v, s))
+}
+
+/// One run of the fault-bound program: (seconds, faults).
+fn fault_run() -> Result<(f64, u64)> {
+    let (v, s) = workload(&["touch", "--pages", FAULT_PAGES, "--rounds", FAULT_ROUNDS])?;
     Ok((
         s,
         v["minflt"].as_u64().unwrap_or(0) + v["majflt"].as_u64().unwrap_or(0),
@@ -255,28 +261,17 @@ fn fault_run() -> Result<(f64, u64)> {
 
 /// One run of the migration-bound program: (seconds of the moves, pages migrated).
 fn pingpong_run() -> Result<(f64, u64)> {
-    let out = Command::new(root().join("target/release/cxl-trace-workload"))
-        .args([
-            "pingpong",
-            "--mib",
-            PINGPONG_MIB,
-            "--a",
-            "0",
-            "--b",
-            "1",
-            "--rounds",
-            PINGPONG_ROUNDS,
-        ])
-        .output()
-        .context("cannot start the workload")?;
-    if !out.status.success() {
-        bail!(
-            "the workload failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).context("workload JSON")?;
+    let (v, _) = workload(&[
+        "pingpong",
+        "--mib",
+        PINGPONG_MIB,
+        "--a",
+        "0",
+        "--b",
+        "1",
+        "--rounds",
+        PINGPONG_ROUNDS,
+    ])?;
     let secs = v["seconds"].as_f64().context("workload JSON: seconds")?;
     Ok((secs, v["pgmigrate_success"].as_u64().unwrap_or(0)))
 }
