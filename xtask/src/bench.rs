@@ -427,3 +427,40 @@ pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
     step(&format!("results written to {}", path.display()));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows the VM guest writes come back as they were, target included.
+    #[test]
+    fn rows_survive_the_trip_through_json() {
+        let rows = [
+            Row {
+                name: "added per migrated page: cxl-trace record".into(),
+                value: 3731.5,
+                unit: "ns/migrated page".into(),
+                target: Some(("<", 3630.7)),
+                note: "+23.5% of the run time".into(),
+            },
+            Row {
+                name: "no tracer".into(),
+                value: 1041.6,
+                unit: "ms".into(),
+                target: None,
+                note: String::new(),
+            },
+        ];
+        for r in &rows {
+            let back = Row::from_json(&r.to_json()).expect("row");
+            assert_eq!(back.name, r.name);
+            assert_eq!(back.value, r.value);
+            assert_eq!(back.unit, r.unit);
+            assert_eq!(back.target, r.target);
+            assert_eq!(back.note, r.note);
+            assert_eq!(back.verdict(), r.verdict());
+        }
+        assert!(Row::from_json(&json!({"name": "x", "target": "~ 3"})).is_err());
+        assert!(Row::from_json(&json!({"value": 1.0})).is_err());
+    }
+}

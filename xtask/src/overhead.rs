@@ -231,14 +231,28 @@ fn stop(child: Option<Child>) {
     }
 }
 
-/// Runs the project's workload with `args`: its JSON line and the wall time it took.
+/// Runs the project's workload with `args`: its JSON line and the wall time it took. A run
+/// that takes over 10 minutes is killed.
 fn workload(args: &[&str]) -> Result<(Value, f64)> {
     let t0 = Instant::now();
-    let out = Command::new(root().join("target/release/cxl-trace-workload"))
+    let child = Command::new(root().join("target/release/cxl-trace-workload"))
         .args(args)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .context("cannot start the workload")?;
-    let s = t0.elapsed().as_secs_f64();
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let out = child.wait_with_output();
+        let _ = tx.send((out, t0.elapsed().as_secs_f64()));
+    });
+    let Ok((out, s)) = rx.recv_timeout(Duration::from_secs(600)) else {
+        // SAFETY: kill(2) on the workload we spawned; the waiting thread reaps it.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        bail!("the workload {args:?} did not finish in 10 minutes");
+    };
+    let out = out.context("waiting for the workload")?;
     if !out.status.success() {
         bail!(
             "the workload failed ({}): {}",
