@@ -86,32 +86,31 @@ fn begin_here(map: &PerCpuArray<Slot>, step: Step) {
     }
 }
 
-/// This CPU's step if this thread runs it, freed.
-fn take_here(map: &PerCpuArray<Slot>) -> Option<Step> {
+/// This CPU's slot if this thread runs its step; the common case (no step) costs no helper
+/// call.
+#[inline(always)]
+fn mine(map: &PerCpuArray<Slot>) -> Option<*mut Slot> {
     let slot = map.get_ptr_mut(0)?;
     // SAFETY: this CPU's slot, from a successful lookup.
     let busy = unsafe { (*slot).tid };
-    if busy == 0 || busy != current_ids().1 {
-        return None;
-    }
-    // SAFETY: as above.
+    (busy != 0 && busy == current_ids().1).then_some(slot)
+}
+
+/// This CPU's step if this thread runs it, freed.
+fn take_here(map: &PerCpuArray<Slot>) -> Option<Step> {
+    let slot = mine(map)?;
+    // SAFETY: this thread's slot on this CPU, from `mine`.
     unsafe {
         (*slot).tid = 0;
         Some((*slot).step)
     }
 }
 
-/// This CPU's step if this thread runs one; the common case (none) costs no helper call.
+/// This CPU's step if this thread runs one.
 #[inline(always)]
 fn here(map: &PerCpuArray<Slot>) -> Option<*mut Step> {
-    let slot = map.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slot, from a successful lookup.
-    let busy = unsafe { (*slot).tid };
-    if busy == 0 || busy != current_ids().1 {
-        return None;
-    }
-    // SAFETY: as above; the field pointer stays inside the map value.
-    Some(unsafe { &raw mut (*slot).step })
+    // SAFETY: the field pointer stays inside the map value `mine` found.
+    mine(map).map(|slot| unsafe { &raw mut (*slot).step })
 }
 
 fn begin(map: &LruHashMap<u32, Step>, step: Step) {

@@ -319,7 +319,7 @@ fn vmemmap_base(addr: u64) -> Option<u64> {
     // SAFETY: reads the kernel's `vmemmap_base` variable at the address kallsyms gave;
     // bpf_probe_read_kernel fails cleanly if it is not readable.
     let v = unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()?;
-    // SAFETY: as above; racing CPUs store the same value.
+    // SAFETY: the array slot from the lookup above; racing CPUs store the same value.
     unsafe { *slot = v };
     Some(v)
 }
@@ -372,7 +372,7 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
         None => COPY_UNKNOWN,
     };
     let reason = match BATCH_REASON.get_ptr(tid) {
-        // SAFETY: as above.
+        // SAFETY: this thread's own entry, from a successful lookup.
         Some(r) => unsafe { *r },
         None => u32::MAX,
     };

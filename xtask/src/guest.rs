@@ -1054,14 +1054,20 @@ fn scenario_cxl(c: &mut Checks) -> Result<()> {
     Ok(())
 }
 
-/// Entry point inside the guest.
-/// `vm-guest --bench`: the migration-bound overhead benchmark (the host has one NUMA node, so
-/// move_pages has nowhere to move to there); its rows go to /results/bench.json.
-pub fn bench(machine: Machine, quick: bool) -> Result<()> {
+/// For a script or the benchmark: the `cxl` machine's memory onlined as a node, as the
+/// built-in scenario does for itself.
+fn machine_ready(machine: Machine) -> Result<()> {
     if machine == Machine::Cxl {
         cxl_prepare()?;
         cxl_online()?;
     }
+    Ok(())
+}
+
+/// `vm-guest --bench`: the migration-bound overhead benchmark (the host has one NUMA node, so
+/// move_pages has nowhere to move to there); its rows go to /results/bench.json.
+pub fn bench(machine: Machine, quick: bool) -> Result<()> {
+    machine_ready(machine)?;
     // Which per-folio hook cxl-trace uses here decides which bpftrace is its equivalent.
     let doctor: Value = serde_json::from_str(&sh(
         Command::new(bin("cxl-trace")).args(["doctor", "--json"])
@@ -1088,13 +1094,11 @@ pub fn bench(machine: Machine, quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// Entry point inside the guest.
 pub fn guest(machine: Machine, script: Option<PathBuf>) -> Result<()> {
     let before = vmstat()?;
     if let Some(script) = script {
-        if machine == Machine::Cxl {
-            cxl_prepare()?;
-            cxl_online()?;
-        }
+        machine_ready(machine)?;
         say(&format!("running {}", script.display()));
         let status = Command::new("sh")
             .arg(&script)

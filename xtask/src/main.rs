@@ -87,7 +87,7 @@ enum Task {
         #[arg(long)]
         script: Option<PathBuf>,
         /// Run the migration-bound overhead benchmark and write its rows to /results/bench.json.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "script")]
         bench: bool,
         /// With --bench: fewer rounds.
         #[arg(long)]

@@ -267,10 +267,20 @@ fn workload(args: &[&str]) -> Result<(Value, f64)> {
 /// One run of the fault-bound program: (seconds, faults).
 fn fault_run() -> Result<(f64, u64)> {
     let (v, s) = workload(&["touch", "--pages", FAULT_PAGES, "--rounds", FAULT_ROUNDS])?;
-    Ok((
-        s,
-        v["minflt"].as_u64().unwrap_or(0) + v["majflt"].as_u64().unwrap_or(0),
-    ))
+    Ok((s, own_faults(&v)))
+}
+
+/// The page faults the workload counted for itself (getrusage: minor + major).
+fn own_faults(v: &Value) -> u64 {
+    v["minflt"].as_u64().unwrap_or(0) + v["majflt"].as_u64().unwrap_or(0)
+}
+
+/// The JSON lines of a tracer's (and its command's) stdout.
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
 }
 
 /// One run of the migration-bound program: (seconds of the moves, pages migrated).
@@ -421,9 +431,8 @@ pub fn accounting(rows: &mut Vec<Row>) -> Result<()> {
         ])
         .output()
         .context("cannot start cxl-trace")?;
-    let summary: Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let summary: Value = json_lines(&out.stdout)
+        .into_iter()
         .find(|v| v["type"] == "summary")
         .context("no summary line")?;
     let t = tally(&summary);
@@ -644,10 +653,7 @@ fn ring_run(ring_mib: u32, offered: f64, threads: u32, secs: f64) -> Result<Ring
         .stderr(Stdio::null())
         .output()
         .context("cannot start cxl-trace")?;
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect();
+    let lines = json_lines(&out.stdout);
     let summary = lines
         .iter()
         .find(|v| v["type"] == "summary")
@@ -657,7 +663,7 @@ fn ring_run(ring_mib: u32, offered: f64, threads: u32, secs: f64) -> Result<Ring
         .find(|v| v.get("calls").is_some())
         .context("the workload printed no result")?;
     let calls = load["calls"].as_u64().unwrap_or(0);
-    let own_faults = load["minflt"].as_u64().unwrap_or(0) + load["majflt"].as_u64().unwrap_or(0);
+    let own_faults = own_faults(load);
     let wsecs = load["seconds"].as_f64().unwrap_or(secs);
     let t = tally(summary);
     let expected = calls * cxl_trace_common::RING_BENCH_BATCH + own_faults;

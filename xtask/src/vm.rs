@@ -80,6 +80,21 @@ fn vm_dir() -> PathBuf {
     root().join("target/vm")
 }
 
+/// Where a guest of `machine` keeps its results and console log (shared as /results).
+fn run_dir(machine: Machine) -> PathBuf {
+    vm_dir().join(format!("run-{}", machine.name()))
+}
+
+/// What booting a guest needs: the packages, the kernel, the initramfs, and this xtask binary
+/// (the guest runs it as its driver).
+fn guest_parts() -> Result<(GuestKernel, PathBuf, PathBuf)> {
+    ensure_apt(VM_PACKAGES)?;
+    let k = guest_kernel()?;
+    let initrd = initramfs(&k)?;
+    let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
+    Ok((k, initrd, xtask))
+}
+
 /// The newest `linux-image-6.12.*+deb12-amd64-unsigned` package name Debian offers.
 fn newest_kernel_package() -> Result<String> {
     let search = || {
@@ -324,7 +339,7 @@ fn machine_args(m: Machine, cpu: &str) -> (Vec<String>, &'static str) {
 /// Boots the guest, runs `guest.sh` in it, streams its console, returns its exit code.
 pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Result<i32> {
     let name = opts.machine.name();
-    let rundir = vm_dir().join(format!("run-{name}"));
+    let rundir = run_dir(opts.machine);
     let _ = fs::remove_dir_all(&rundir);
     fs::create_dir_all(&rundir)?;
     let mut script = String::from("set -u\ncd /results\n");
@@ -459,11 +474,8 @@ pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Res
     if !Path::new("/proc/self").exists() {
         bail!("no /proc: cannot run the VM tests here");
     }
-    ensure_apt(VM_PACKAGES)?;
-    let k = guest_kernel()?;
-    let initrd = initramfs(&k)?;
+    let (k, initrd, xtask) = guest_parts()?;
     crate::build(true)?;
-    let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
     let mut failed = Vec::new();
     for &m in machines {
         let guest_cmd = format!("{} vm-guest --machine {}", xtask.display(), m.name());
@@ -492,10 +504,7 @@ pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Res
 /// The migration-bound overhead benchmark, in the `hmat` guest (two nodes; the host has one):
 /// the rows the guest wrote, marked as measured there.
 pub fn bench_migration(rows: &mut Vec<crate::bench::Row>, quick: bool) -> Result<()> {
-    ensure_apt(VM_PACKAGES)?;
-    let k = guest_kernel()?;
-    let initrd = initramfs(&k)?;
-    let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
+    let (k, initrd, xtask) = guest_parts()?;
     let m = Machine::Hmat;
     let guest_cmd = format!(
         "{} vm-guest --machine {} --bench{}",
@@ -514,9 +523,7 @@ pub fn bench_migration(rows: &mut Vec<crate::bench::Row>, quick: bool) -> Result
     if code != 0 {
         bail!("the migration benchmark failed in the guest (exit code {code})");
     }
-    let path = vm_dir()
-        .join(format!("run-{}", m.name()))
-        .join("bench.json");
+    let path = run_dir(m).join("bench.json");
     let text = fs::read_to_string(&path)
         .with_context(|| format!("the guest wrote no {}", path.display()))?;
     let list: Vec<serde_json::Value> = serde_json::from_str(&text).context("bench.json")?;
