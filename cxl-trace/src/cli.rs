@@ -30,6 +30,9 @@ pub enum Command {
     /// Compare two recordings: configuration, latency percentiles per tier and class, churn,
     /// refusals, ping-pong, with significance; `--fail-on` for `git bisect run`.
     Diff(DiffOpts),
+    /// Write a redacted copy of a recording for sharing: names hashed (kernel threads kept),
+    /// addresses hashed or dropped, every derived result unchanged.
+    Redact(RedactOpts),
     /// Play a recording back in the dashboard (pause, step, seek), or with `--no-tui` as one
     /// JSON object per recorded interval, like `top --no-tui`.
     Replay(ReplayOpts),
@@ -105,8 +108,9 @@ pub struct RecordOpts {
     /// Replace FILE if it exists.
     #[arg(long)]
     pub force: bool,
-    /// For sharing: hash process names, command lines and the host name, zero every virtual
-    /// address and instruction pointer.
+    /// For sharing: hash process names (kernel threads keep theirs), command lines and the
+    /// host name with a key that is never written, hash the page identities ping-pong needs,
+    /// zero fault addresses and instruction pointers. Every derived result stays the same.
     #[arg(long)]
     pub redact: bool,
     /// Keep the kernel instruction pointers of kernel-mode faults (zeroed otherwise).
@@ -115,6 +119,16 @@ pub struct RecordOpts {
     /// What to trace, as for `top`.
     #[command(flatten)]
     pub trace: TraceArgs,
+}
+
+/// Options of `redact`.
+#[derive(Debug, Args, Clone)]
+pub struct RedactOpts {
+    /// The recording to redact.
+    pub input: std::path::PathBuf,
+    /// The redacted copy to create (mode 0600; an existing file is kept).
+    #[arg(short = 'o', long, value_name = "OUT")]
+    pub output: std::path::PathBuf,
 }
 
 /// Output format of `report`.

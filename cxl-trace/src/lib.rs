@@ -20,6 +20,7 @@ pub mod pte;
 pub mod rare;
 pub mod record;
 pub mod recording;
+pub mod redact;
 pub mod replay;
 pub mod report;
 #[cfg(test)]
@@ -72,5 +73,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Export(o) => report::export(&o),
         Command::Replay(o) => replay::run(&o),
         Command::Diff(o) => diff::run(&o),
+        Command::Redact(o) => redact::run(&o),
     }
 }

@@ -9,6 +9,11 @@
 
 use crate::event::{FolioMigrate, MigrationPte};
 
+/// `FolioMigrate::mapping` of a move seen through the migration-PTE tracepoints: the page is
+/// named by its virtual page alone (no kernel pointer is a valid `folio->mapping` here, and a
+/// nonzero value lets the ping-pong detector follow it).
+pub const VIRTUAL_PAGE: u64 = u64::MAX;
+
 /// x86_64 bits.
 const PRESENT: u64 = 1;
 /// `_PAGE_PSE`: a huge PMD.
@@ -95,7 +100,7 @@ impl PteFormat {
     }
 
     /// A migration-PTE event as a folio move: source and destination pfn, identified by the
-    /// virtual page (`mapping` 0, `index` = address / 4096), without copy time. A folio whose
+    /// virtual page (`mapping` [`VIRTUAL_PAGE`], `index` = address / 4096), without copy time. A folio whose
     /// entry points back to where it was stayed (failed, or split in place): `rc` is -EAGAIN.
     pub fn folio(&self, m: &MigrationPte) -> FolioMigrate {
         let src = m.old_entry.and_then(|e| self.migration_pfn(e));
@@ -109,7 +114,7 @@ impl PteFormat {
             cpu: m.cpu,
             src_pfn: src,
             dst_pfn: dst,
-            mapping: 0,
+            mapping: VIRTUAL_PAGE,
             index: m.addr >> 12,
             copy_ns: None,
             rc: if stayed { -11 } else { 0 },
@@ -215,7 +220,10 @@ mod tests {
             (moved.src_pfn, moved.dst_pfn, moved.rc),
             (Some(0x100), Some(0x200), 0)
         );
-        assert_eq!((moved.mapping, moved.index), (0, 0x0007_f000_0003));
+        assert_eq!(
+            (moved.mapping, moved.index),
+            (VIRTUAL_PAGE, 0x0007_f000_0003)
+        );
         assert_eq!(moved.copy_ns, None);
         // Back to a subpage of the same order-2 folio: it stayed.
         let stayed = f.folio(&event(Some(swap_entry(30, 0x101)), 0x103_067, 2));

@@ -151,6 +151,11 @@ impl RareDecoder {
         Self { formats }
     }
 
+    /// The formats, indexed by `raw::*` id.
+    pub fn formats(&self) -> &[Option<Format>] {
+        &self.formats
+    }
+
     /// Bytes the kernel side should copy per tracepoint: the end of the last field, at most
     /// `raw::DATA`; 0 for tracepoints without a format.
     pub fn sizes(&self) -> [u32; raw::NR] {

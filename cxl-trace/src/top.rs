@@ -561,6 +561,21 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     let mut poll = tokio::time::interval(Duration::from_millis(50));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while open {
+        if let Some(failed) = rec.as_mut().and_then(Recorder::failure) {
+            // A full disk or an I/O error: stop at once rather than trace into nothing. The
+            // command after -- is ended as on a second Ctrl-C; dropping the tracer on return
+            // detaches every program; the file reads back up to its last complete chunk.
+            if let Some(mut c) = child.take() {
+                let _ = c.start_kill();
+                let _ = c.wait().await;
+            }
+            if rec.as_ref().is_some_and(|r| r.progress) {
+                eprintln!();
+            }
+            return Err(Error::Runtime(format!(
+                "recording stopped: {failed}; the file reads back up to its last complete chunk"
+            )));
+        }
         tokio::select! {
             _ = poll.tick() => {
                 drain(ring.get_mut(), &mut agg, start_ns, &mut rs, &mut rec);
@@ -698,19 +713,25 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         });
         r.json(ChunkKind::End, end_ns, &end);
         let (events, path) = (r.writer.events, r.path.clone());
-        let failed = r.failed.take();
-        let bytes = r
-            .writer
-            .finish()
-            .and_then(|mut w| w.flush().map(|()| w))
-            .map_err(|e| Error::io(&path, e));
         if r.progress {
             eprintln!();
         }
-        if let Some(f) = failed {
-            return Err(Error::Runtime(format!("recording failed: {f}")));
+        if let Some(f) = r.failure() {
+            return Err(Error::Runtime(format!(
+                "recording stopped: {f}; the file reads back up to its last complete chunk"
+            )));
         }
-        bytes?;
+        // The last chunk, then the data on the device: an error here is the recording's too.
+        r.writer
+            .finish()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .and_then(|f| f.sync_data())
+            .map_err(|e| {
+                Error::Runtime(format!(
+                    "recording stopped: {}: {e}; the file reads back up to its last complete chunk",
+                    path.display()
+                ))
+            })?;
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         eprintln!(
             "cxl-trace: recorded {events} events in {:.1} s to {} ({size} bytes, {:.2} bytes/event): {} faults, {} pages migrated, {} dropped",

@@ -26,7 +26,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use crate::{cargo, root, run, step};
+use crate::{cargo, run, step, target_dir};
 
 /// One measured figure and its target.
 pub(crate) struct Row {
@@ -147,7 +147,7 @@ fn criterion(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         c.args(["--warm-up-time", "1", "--measurement-time", "2"]);
     }
     run(&mut c)?;
-    let base = root().join("target/criterion");
+    let base = target_dir().join("criterion");
     let draw = |id: &str| base.join("dashboard").join(id);
     for (id, what, target) in [
         (
@@ -218,7 +218,7 @@ fn criterion(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             note: format!("median; 95% CI {:.1}..{:.1}", n / hi * 1e3, n / lo * 1e3),
         });
     }
-    let rec: Value = fs::read(root().join("target/bench/recording.json"))
+    let rec: Value = fs::read(target_dir().join("bench/recording.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .context("target/bench/recording.json (written by the pipeline bench)")?;
@@ -275,7 +275,7 @@ fn steady_cpu(pid: u32, settle: Duration, window: Duration) -> Result<f64> {
 }
 
 fn idle_cpu(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
-    let bin = root().join("target/release/cxl-trace");
+    let bin = target_dir().join("release/cxl-trace");
     let (settle, window) = (
         Duration::from_secs(4),
         Duration::from_secs(if quick { 8 } else { 30 }),
@@ -420,7 +420,7 @@ pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
         "quick": quick,
         "results": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
     });
-    let dir = root().join("target/bench");
+    let dir = target_dir().join("bench");
     fs::create_dir_all(&dir)?;
     let path = dir.join("latest.json");
     fs::write(&path, serde_json::to_string_pretty(&out)?)?;

@@ -11,7 +11,7 @@ use std::{fs, path::Path, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{cargo_bin_dir, root, run, step, NIGHTLY};
+use crate::{cargo_bin_dir, root, run, step, target_dir, NIGHTLY};
 
 /// The fuzz targets.
 pub const TARGETS: [&str; 2] = ["reader", "payload"];
@@ -62,8 +62,8 @@ pub fn fuzz(seconds: u64) -> Result<()> {
     let regressions = root.join("cxl-trace/tests/fixtures/fuzz-regressions");
     let mut crashed = Vec::new();
     for target in TARGETS {
-        let corpus = root.join("target/fuzz-corpus").join(target);
-        let artifacts = root.join("target/fuzz-artifacts").join(target);
+        let corpus = target_dir().join("fuzz-corpus").join(target);
+        let artifacts = target_dir().join("fuzz-artifacts").join(target);
         fs::create_dir_all(&corpus).context("corpus directory")?;
         let _ = fs::remove_dir_all(&artifacts);
         fs::create_dir_all(&artifacts).context("artifacts directory")?;

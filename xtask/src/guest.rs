@@ -19,14 +19,14 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
-use crate::{root, vm::Machine};
+use crate::{target_dir, vm::Machine};
 
 fn say(msg: &str) {
     println!("scenario: {msg}");
 }
 
 fn bin(name: &str) -> PathBuf {
-    root().join("target/release").join(name)
+    target_dir().join("release").join(name)
 }
 
 fn write(path: &str, value: &str) -> Result<()> {

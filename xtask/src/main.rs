@@ -139,6 +139,15 @@ fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the workspace root, as
+/// xtask runs cargo there), else `target/` in the workspace. The guest gets it passed along.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root().join(d),
+        _ => root().join("target"),
+    }
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     let status = cmd
@@ -385,7 +394,7 @@ fn main() -> ExitCode {
         Task::Setup => setup(),
         Task::Build { release } => setup().and_then(|()| build(release)),
         Task::Run { args } => setup().and_then(|()| build(true)).and_then(|()| {
-            let bin = root().join("target/release/cxl-trace");
+            let bin = target_dir().join("release/cxl-trace");
             let mut c = if is_root() {
                 Command::new(&bin)
             } else {

@@ -23,7 +23,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
-use crate::{bench::Row, root, step};
+use crate::{bench::Row, step, target_dir};
 
 const FAULT_PAGES: &str = "100000";
 const FAULT_ROUNDS: &str = "5";
@@ -164,7 +164,7 @@ fn wait_ready(child: &mut Child, needle: &str) -> Result<()> {
 }
 
 fn start(mode: Mode, target: &Target, dir: &std::path::Path, n: usize) -> Result<Option<Child>> {
-    let bin = root().join("target/release/cxl-trace");
+    let bin = target_dir().join("release/cxl-trace");
     let mut c = match mode {
         Mode::None => return Ok(None),
         Mode::Record => {
@@ -235,7 +235,7 @@ fn stop(child: Option<Child>) {
 /// that takes over 10 minutes is killed.
 fn workload(args: &[&str]) -> Result<(Value, f64)> {
     let t0 = Instant::now();
-    let child = Command::new(root().join("target/release/cxl-trace-workload"))
+    let child = Command::new(target_dir().join("release/cxl-trace-workload"))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -412,8 +412,8 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 /// must add up (every record the kernel submitted is received), and say how many were lost.
 pub fn accounting(rows: &mut Vec<Row>) -> Result<()> {
     step("ring buffer under overload: 1 MiB ring, two fault-bound programs at once");
-    let bin = root().join("target/release/cxl-trace");
-    let w = root().join("target/release/cxl-trace-workload");
+    let bin = target_dir().join("release/cxl-trace");
+    let w = target_dir().join("release/cxl-trace-workload");
     let script = format!(
         "{w} touch --pages 200000 --rounds 5 >/dev/null & {w} touch --pages 200000 --rounds 5 >/dev/null; wait",
         w = w.display()
@@ -476,8 +476,8 @@ pub fn footprint(rows: &mut Vec<Row>, secs: u64) -> Result<()> {
     step(&format!(
         "footprint: top and record for {secs} s under a steady fault load"
     ));
-    let bin = root().join("target/release/cxl-trace");
-    let w = root().join("target/release/cxl-trace-workload");
+    let bin = target_dir().join("release/cxl-trace");
+    let w = target_dir().join("release/cxl-trace-workload");
     let load = format!(
         "while :; do {} touch --pages 10000 >/dev/null; sleep 0.05; done",
         w.display()
@@ -629,7 +629,7 @@ impl RingRun {
 /// `top --no-tui --ring-bench` around the getpgid generator; fails unless every generated
 /// record was received or counted as dropped.
 fn ring_run(ring_mib: u32, offered: f64, threads: u32, secs: f64) -> Result<RingRun> {
-    let out = Command::new(root().join("target/release/cxl-trace"))
+    let out = Command::new(target_dir().join("release/cxl-trace"))
         .args([
             "top",
             "--no-tui",
@@ -640,7 +640,7 @@ fn ring_run(ring_mib: u32, offered: f64, threads: u32, secs: f64) -> Result<Ring
         ])
         .arg(ring_mib.to_string())
         .arg("--")
-        .arg(root().join("target/release/cxl-trace-workload"))
+        .arg(target_dir().join("release/cxl-trace-workload"))
         .args([
             "getpgid",
             "--rate",
@@ -699,7 +699,7 @@ fn pgfault() -> u64 {
 /// ring fills and the kernel side drops; after SIGCONT the counts must still add up exactly.
 pub fn overflow(rows: &mut Vec<Row>) -> Result<()> {
     step("ring buffer beyond capacity: reader stopped while 500k faults are made");
-    let bin = root().join("target/release/cxl-trace");
+    let bin = target_dir().join("release/cxl-trace");
     let mut child = Command::new(&bin)
         .args(["top", "--no-tui", "--ringbuf-mib", "1"])
         .stdout(Stdio::piped())

@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{ensure_apt, output_ok, root, run, step};
+use crate::{ensure_apt, output_ok, run, step, target_dir};
 
 /// Debian packages the guest environment needs on the host.
 pub const VM_PACKAGES: &[&str] = &[
@@ -77,7 +77,7 @@ pub struct GuestKernel {
 }
 
 fn vm_dir() -> PathBuf {
-    root().join("target/vm")
+    target_dir().join("vm")
 }
 
 /// Where a guest of `machine` keeps its results and console log (shared as /results).
@@ -478,7 +478,12 @@ pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Res
     crate::build(true)?;
     let mut failed = Vec::new();
     for &m in machines {
-        let guest_cmd = format!("{} vm-guest --machine {}", xtask.display(), m.name());
+        let guest_cmd = format!(
+            "CARGO_TARGET_DIR='{}' {} vm-guest --machine {}",
+            target_dir().display(),
+            xtask.display(),
+            m.name()
+        );
         let opts = VmRun {
             machine: m,
             script: script.clone(),
@@ -507,7 +512,8 @@ pub fn bench_migration(rows: &mut Vec<crate::bench::Row>, quick: bool) -> Result
     let (k, initrd, xtask) = guest_parts()?;
     let m = Machine::Hmat;
     let guest_cmd = format!(
-        "{} vm-guest --machine {} --bench{}",
+        "CARGO_TARGET_DIR='{}' {} vm-guest --machine {} --bench{}",
+        target_dir().display(),
         xtask.display(),
         m.name(),
         if quick { " --quick" } else { "" }

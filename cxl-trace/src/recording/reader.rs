@@ -60,6 +60,8 @@ pub struct Reader<R: Read> {
     /// Set when the file ended inside a chunk (cut off by a crash or kill): everything before
     /// it was read.
     pub truncated: bool,
+    /// `first_ts` and `last_ts` of the chunk last returned.
+    pub chunk_ts: (u64, u64),
 }
 
 /// Reads exactly `buf.len()` bytes; `Ok(false)` at a clean or partial end of file.
@@ -125,6 +127,7 @@ impl<R: Read> Reader<R> {
             version,
             offset: 20 + u64::from(len),
             truncated: false,
+            chunk_ts: (0, 0),
         })
     }
 
@@ -153,6 +156,12 @@ impl<R: Read> Reader<R> {
         let comp_len = le32(&h[12..16]);
         let crc = le32(&h[16..20]);
         let count = le32(&h[20..24]);
+        let ts = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let chunk_ts = (ts(24), ts(32));
         if raw_len > MAX_CHUNK_LEN || comp_len > MAX_CHUNK_LEN {
             return Err(bad(format!(
                 "lengths {raw_len}/{comp_len} exceed the limit of {MAX_CHUNK_LEN}"
@@ -178,6 +187,7 @@ impl<R: Read> Reader<R> {
                 raw.len()
             )));
         }
+        self.chunk_ts = chunk_ts;
         Ok(Some(match kind {
             ChunkKind::Events => Chunk::Events(split_records(&raw, count).map_err(bad)?),
             ChunkKind::Snapshot => Chunk::Snapshot(
