@@ -794,5 +794,6 @@ pub fn markdown_table() -> String {
     out
 }
 
+pub mod fuzzing;
 #[cfg(test)]
 mod tests;

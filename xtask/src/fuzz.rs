@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::{cargo_bin_dir, root, run, step, target_dir, NIGHTLY};
 
 /// The fuzz targets.
-pub const TARGETS: [&str; 2] = ["reader", "payload"];
+pub const TARGETS: [&str; 3] = ["reader", "payload", "redact"];
 const CARGO_FUZZ_VERSION: &str = "0.13.1";
 
 /// Installs cargo-fuzz when missing.
@@ -54,14 +54,23 @@ fn copy_dir_files(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs every target for `seconds` each.
-pub fn fuzz(seconds: u64) -> Result<()> {
+/// Runs every target (or those named) for `seconds` each.
+pub fn fuzz(seconds: u64, only: &[String]) -> Result<()> {
+    if let Some(bad) = only.iter().find(|t| !TARGETS.contains(&t.as_str())) {
+        bail!(
+            "no fuzz target {bad:?}: the targets are {}",
+            TARGETS.join(", ")
+        );
+    }
     ensure_cargo_fuzz()?;
     let root = root();
     let fuzz_dir = root.join("cxl-trace/fuzz");
     let regressions = root.join("cxl-trace/tests/fixtures/fuzz-regressions");
     let mut crashed = Vec::new();
-    for target in TARGETS {
+    for target in TARGETS
+        .into_iter()
+        .filter(|t| only.is_empty() || only.iter().any(|o| o == t))
+    {
         let corpus = target_dir().join("fuzz-corpus").join(target);
         let artifacts = target_dir().join("fuzz-artifacts").join(target);
         fs::create_dir_all(&corpus).context("corpus directory")?;

@@ -78,6 +78,9 @@ enum Task {
         /// Seconds per target.
         #[arg(long, default_value_t = 300)]
         seconds: u64,
+        /// Only these targets (reader, payload, redact); default all, one after another.
+        #[arg(long, value_delimiter = ',')]
+        target: Vec<String>,
     },
     /// (Inside the VM) prepare the machine and run a scenario or script.
     #[command(hide = true)]
@@ -310,10 +313,30 @@ fn test(no_vm: bool) -> Result<()> {
     step(&format!(
         "fuzz smoke: each reader target for {FUZZ_SMOKE_S} s (`cargo xtask fuzz` runs longer)"
     ));
-    let fuzz_failed = fuzz::fuzz(FUZZ_SMOKE_S).err();
+    let fuzz_failed = fuzz::fuzz(FUZZ_SMOKE_S, &[]).err();
     if let Some(e) = &fuzz_failed {
         eprintln!("xtask: {e:#}");
     }
+    // The suite must leave a clean tree: a lock file it rewrites was committed stale.
+    let locks = ["Cargo.lock", "cxl-trace/fuzz/Cargo.lock"];
+    let stale: Vec<&str> = locks
+        .into_iter()
+        .filter(|l| {
+            Command::new("git")
+                .current_dir(root())
+                .args(["diff", "--quiet", "--", l])
+                .status()
+                .is_ok_and(|s| s.code() == Some(1))
+        })
+        .collect();
+    let lock_failed = (!stale.is_empty()).then(|| {
+        let msg = format!(
+            "the suite rewrote {}: the committed lock file is stale (commit the update)",
+            stale.join(" and ")
+        );
+        eprintln!("xtask: {msg}");
+        msg
+    });
     let mut vm_failed = None;
     if !no_vm {
         step("vm-test --scenario all (tiered-memory QEMU guests)");
@@ -344,6 +367,9 @@ fn test(no_vm: bool) -> Result<()> {
     }
     if let Some(e) = vm_failed {
         return Err(e);
+    }
+    if let Some(msg) = lock_failed {
+        bail!(msg);
     }
     step("all tests passed");
     Ok(())
@@ -422,7 +448,7 @@ fn main() -> ExitCode {
             machine, script, ..
         } => guest::guest(machine, script),
         Task::Bench { quick, only } => setup().and_then(|()| bench::bench(quick, &only)),
-        Task::Fuzz { seconds } => setup().and_then(|()| fuzz::fuzz(seconds)),
+        Task::Fuzz { seconds, target } => setup().and_then(|()| fuzz::fuzz(seconds, &target)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
