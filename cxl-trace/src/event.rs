@@ -612,6 +612,27 @@ pub enum DecodeError {
     /// An unknown kind (a newer eBPF object than this decoder).
     #[error("unknown event kind {0}")]
     UnknownKind(u16),
+    /// A count no kernel can produce (a damaged or crafted file): left out rather than summed.
+    #[error("record of kind {kind}: {field} = {value} pages is beyond any machine")]
+    Implausible {
+        /// Kind from the header.
+        kind: u16,
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
+}
+
+/// Most pages one record can count: 2^40 pages of 4 KiB are 4 PiB, beyond any machine. Larger
+/// counts come only from damaged or crafted files, and summing them could overflow.
+pub const MAX_PAGES: u64 = 1 << 40;
+
+fn plausible(kind: u16, fields: &[(&'static str, u64)]) -> Result<(), DecodeError> {
+    match fields.iter().find(|(_, v)| *v > MAX_PAGES) {
+        Some(&(field, value)) => Err(DecodeError::Implausible { kind, field, value }),
+        None => Ok(()),
+    }
 }
 
 /// Reads a `T` from the start of `bytes`, which must hold at least `size_of::<T>()` bytes.
@@ -664,6 +685,17 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         kind::MIGRATE => {
             let e: MigrateEvent = read(bytes, hdr.kind)?;
+            plausible(
+                hdr.kind,
+                &[
+                    ("succeeded", e.succeeded),
+                    ("failed", e.failed),
+                    ("thp_succeeded", e.thp_succeeded),
+                    ("thp_failed", e.thp_failed),
+                    ("thp_split", e.thp_split),
+                    ("large_folio_split", e.large_folio_split),
+                ],
+            )?;
             Ok(Event::Migrate(MigrateBatch {
                 ts_ns: hdr.ts_ns,
                 pid: hdr.pid,
@@ -771,6 +803,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         kind::PROMOTE_DECISION => {
             let e: PromoteDecisionEvent = read(bytes, hdr.kind)?;
+            plausible(
+                hdr.kind,
+                &[("candidate_pages", e.candidate_pages.unsigned_abs())],
+            )?;
             let should = e.stage == decision_stage::SHOULD_MIGRATE;
             Ok(Event::Decision(PromoteDecision {
                 ts_ns: hdr.ts_ns,

@@ -226,8 +226,10 @@ fn fuzz_regressions_end_without_panic() {
             read_everything(&data);
         } else if name.starts_with("payload-") {
             payload_in_frame(&data);
+        } else if name.starts_with("redact-") {
+            crate::redact::fuzzing::redact_invariants(&data);
         } else {
-            panic!("{name}: regression files are named reader-* or payload-*");
+            panic!("{name}: regression files are named reader-*, payload-* or redact-*");
         }
         seen += 1;
     }
