@@ -738,6 +738,7 @@ mod tests {
             mapping: key.0,
             index: key.1,
             copy_ns: Some(500),
+            pages: None,
             rc: 0,
             reason: None,
         })

@@ -378,6 +378,9 @@ pub struct FolioMigrate {
     pub index: u64,
     /// Copy time, ns (`None` when seen through the migration-PTE tracepoints).
     pub copy_ns: Option<u64>,
+    /// Base pages in the folio, when known (the migration-PTE tracepoints give the order;
+    /// `move_to_new_folio`'s record does not carry it).
+    pub pages: Option<u64>,
     /// 0 on success, a negative errno otherwise.
     pub rc: i32,
     /// Reason of the batch it belongs to.
@@ -741,6 +744,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 mapping: e.mapping,
                 index: e.index,
                 copy_ns: some_unless(e.copy_ns, cxl_trace_common::COPY_UNKNOWN),
+                pages: None,
                 rc: e.rc,
                 reason: some_unless(e.reason, u32::MAX).map(MigrateReason::from_raw),
             }))

@@ -117,6 +117,7 @@ impl PteFormat {
             mapping: VIRTUAL_PAGE,
             index: m.addr >> 12,
             copy_ns: None,
+            pages: Some(1u64 << m.order.min(20)),
             rc: if stayed { -11 } else { 0 },
             reason: m.reason,
         }

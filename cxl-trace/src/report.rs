@@ -351,7 +351,17 @@ pub fn to_text(v: &Value) -> String {
         }
     }
     let pp = &v["pingpong"];
-    s += &format!("\nPing-pong     {} pages bounced\n", u(&pp["bounces"]));
+    s += &format!(
+        "\nPing-pong     {} folios bounced ({})\n",
+        u(&pp["bounces"]),
+        match pp["pages"].as_u64() {
+            Some(p) => format!("{p} base pages"),
+            None => format!(
+                "base pages unknown: {} folios of unknown size",
+                u(&pp["folios_of_unknown_size"])
+            ),
+        }
+    );
     if u(&pp["bounces"]) > 0 {
         s += &pct_line("time stayed (ns)", &pp["residency_ns"]);
     }

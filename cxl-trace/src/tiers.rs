@@ -642,11 +642,15 @@ struct LastMove {
     owner: Option<u32>,
 }
 
-/// Ping-pong: pages demoted and promoted again (or the reverse) within a window.
+/// Ping-pong: folios demoted and promoted again (or the reverse) within a window.
 #[derive(Clone, Debug)]
 pub struct PingPong {
-    /// Bounces.
+    /// Bounces, in folios (a THP counts once).
     pub bounces: u64,
+    /// Base pages of the bounced folios whose size is known.
+    pub pages: u64,
+    /// Bounced folios whose size is not known (the `move_to_new_folio` path).
+    pub unknown_size: u64,
     /// Time a page stayed before bouncing back, ns.
     pub residency: Histogram<u64>,
     /// Bounces by owning process.
@@ -657,6 +661,8 @@ impl Default for PingPong {
     fn default() -> Self {
         Self {
             bounces: 0,
+            pages: 0,
+            unknown_size: 0,
             residency: new_histogram(),
             by_pid: FastMap::default(),
         }
@@ -667,6 +673,8 @@ impl PingPong {
     /// Adds another window.
     pub fn merge(&mut self, o: &PingPong) {
         self.bounces += o.bounces;
+        self.pages += o.pages;
+        self.unknown_size += o.unknown_size;
         let _ = self.residency.add(&o.residency);
         for (p, n) in &o.by_pid {
             *self.by_pid.entry(*p).or_default() += n;
@@ -683,6 +691,11 @@ impl PingPong {
             .collect();
         json!({
             "bounces": self.bounces,
+            "unit": "folios",
+            // Base pages where every bounced folio's size is known, else null (the per-folio
+            // hook does not report sizes; the migration-entry tracepoints do).
+            "pages": (self.unknown_size == 0).then_some(self.pages),
+            "folios_of_unknown_size": self.unknown_size,
             "window_s": window_s,
             "residency_ns": percentiles_json(&self.residency),
             "top_processes": top,
@@ -714,8 +727,9 @@ impl PingPongTracker {
         }
     }
 
-    /// Notes a promotion or demotion of the page (mapping, index) at `ts_ns` by task `pid`;
-    /// counts a bounce into `pp` when it reverses the page's last move within the window.
+    /// Notes a promotion or demotion of the folio (mapping, index) of `pages` base pages (when
+    /// known) at `ts_ns` by task `pid`; counts a bounce into `pp` when it reverses the folio's
+    /// last move within the window.
     pub fn observe(
         &mut self,
         pp: &mut PingPong,
@@ -723,6 +737,7 @@ impl PingPongTracker {
         ts_ns: u64,
         promoted: bool,
         pid: Option<u32>,
+        pages: Option<u64>,
     ) {
         if key.0 == 0 {
             return;
@@ -732,6 +747,10 @@ impl PingPongTracker {
             let dt = ts_ns.saturating_sub(prev.ts_ns);
             if prev.promoted != promoted && dt <= self.window_ns {
                 pp.bounces += 1;
+                match pages {
+                    Some(n) => pp.pages += n,
+                    None => pp.unknown_size += 1,
+                }
                 let _ = pp.residency.record(dt.clamp(1, MAX_LATENCY_NS));
                 if let Some(owner) = owner_now.or(prev.owner) {
                     *pp.by_pid.entry(owner).or_default() += 1;
@@ -935,10 +954,17 @@ pub fn fold_folio(
     let dt = dn.and_then(|n| tiers.tier(n));
     if let (Some(s), Some(d)) = (st, dt) {
         match direction(s, d) {
-            Direction::Promotion => {
-                tracker.observe(pp, (f.mapping, f.index), f.ts_ns, true, Some(f.pid))
+            Direction::Promotion => tracker.observe(
+                pp,
+                (f.mapping, f.index),
+                f.ts_ns,
+                true,
+                Some(f.pid),
+                f.pages,
+            ),
+            Direction::Demotion => {
+                tracker.observe(pp, (f.mapping, f.index), f.ts_ns, false, None, f.pages)
             }
-            Direction::Demotion => tracker.observe(pp, (f.mapping, f.index), f.ts_ns, false, None),
             Direction::Lateral => {}
         }
     }
@@ -1090,18 +1116,28 @@ mod tests {
     fn pingpong_counts_reversals_within_the_window_only() {
         let mut t = PingPongTracker::new(1_000, 4);
         let mut pp = PingPong::default();
-        t.observe(&mut pp, (0xa1, 1), 100, false, None); // demoted
-        t.observe(&mut pp, (0xa1, 1), 400, true, Some(42)); // promoted 300 ns later: bounce
-        t.observe(&mut pp, (0xa1, 1), 5_000, false, None); // demoted much later: no bounce
-        t.observe(&mut pp, (0xa1, 1), 5_100, false, None); // same direction: no bounce
-        t.observe(&mut pp, (0, 1), 5_200, true, Some(1)); // no identity: ignored
-        assert_eq!(pp.bounces, 1);
+        t.observe(&mut pp, (0xa1, 1), 100, false, None, Some(512)); // a THP demoted
+        t.observe(&mut pp, (0xa1, 1), 400, true, Some(42), Some(512)); // promoted 300 ns later: bounce
+        t.observe(&mut pp, (0xa1, 1), 5_000, false, None, Some(512)); // demoted much later: no bounce
+        t.observe(&mut pp, (0xa1, 1), 5_100, false, None, Some(512)); // same direction: no bounce
+        t.observe(&mut pp, (0, 1), 5_200, true, Some(1), Some(1)); // no identity: ignored
+        assert_eq!(
+            (pp.bounces, pp.pages, pp.unknown_size),
+            (1, 512, 0),
+            "one folio, 512 pages"
+        );
         assert_eq!(pp.by_pid.get(&42), Some(&1));
         assert!(pp.residency.equivalent(pp.residency.max(), 300));
         // Promote-then-demote is a bounce too, owned by the promoting process.
-        t.observe(&mut pp, (0xb2, 9), 10_000, true, Some(7));
-        t.observe(&mut pp, (0xb2, 9), 10_500, false, None);
+        t.observe(&mut pp, (0xb2, 9), 10_000, true, Some(7), None);
+        t.observe(&mut pp, (0xb2, 9), 10_500, false, None, None);
         assert_eq!(pp.bounces, 2);
+        assert_eq!(pp.unknown_size, 1, "a folio of unknown size");
+        let j = pp.to_json(1.0, 0);
+        assert_eq!(
+            (j["unit"].as_str(), j["pages"].is_null()),
+            (Some("folios"), true)
+        );
         assert_eq!(pp.by_pid.get(&7), Some(&1));
     }
 
@@ -1109,12 +1145,12 @@ mod tests {
     fn pingpong_table_is_bounded() {
         let mut t = PingPongTracker::new(10, 2);
         let mut pp = PingPong::default();
-        t.observe(&mut pp, (1, 1), 0, true, None);
-        t.observe(&mut pp, (2, 2), 1, true, None);
-        t.observe(&mut pp, (3, 3), 5, true, None); // full, nothing old enough to forget
+        t.observe(&mut pp, (1, 1), 0, true, None, Some(1));
+        t.observe(&mut pp, (2, 2), 1, true, None, Some(1));
+        t.observe(&mut pp, (3, 3), 5, true, None, Some(1)); // full, nothing old enough to forget
         assert_eq!(t.len(), 2);
         assert_eq!(t.table_full, 1);
-        t.observe(&mut pp, (4, 4), 100, true, None); // old entries forgotten first
+        t.observe(&mut pp, (4, 4), 100, true, None, Some(1)); // old entries forgotten first
         assert!(t.len() <= 2);
         assert_eq!(t.table_full, 1);
     }

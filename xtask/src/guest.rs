@@ -658,7 +658,117 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
     );
     kprobe_session(c, t0, t1)?;
     tracepoint_session(c, t0, t1)?;
+    redact_scenario(c)?;
     diff_scenario(c)
+}
+
+/// `cxl-trace record` in the background until SIGINT, its stderr in `/results/NAME.err`.
+fn background_record(name: &str, args: &[&str]) -> Result<Child> {
+    let err = PathBuf::from(format!("/results/{name}.err"));
+    let mut child = Command::new(bin("cxl-trace"))
+        .arg("record")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&err)?)
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    wait_for_line(&err, "live probes", &mut child, Duration::from_secs(120))?;
+    Ok(child)
+}
+
+fn report_json(path: &str) -> Result<Value> {
+    let out = sh(Command::new(bin("cxl-trace")).args(["report", "--format", "json", path]))?;
+    serde_json::from_str(&out).with_context(|| format!("report of {path}"))
+}
+
+/// Issue 16: the same kswapd + direct demotion and promotion ping-pong, recorded at once with
+/// and without `--redact`, and the plain file redacted afterwards with `cxl-trace redact`:
+/// demotion and promotion causes, tier pairs and ping-pong must be the same in all three.
+fn redact_scenario(c: &mut Checks) -> Result<()> {
+    say("redaction: kswapd + direct demotion and ping-pong, recorded with and without --redact");
+    write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
+    let (plain, red, copy) = ("/tmp/r-plain.cxlt", "/tmp/r-red.cxlt", "/tmp/r-copy.cxlt");
+    for f in [plain, red, copy] {
+        let _ = fs::remove_file(f);
+    }
+    let a = background_record("record-plain", &["-o", plain])?;
+    let b = background_record("record-redact", &["--redact", "-o", red])?;
+    // kswapd: memory pressure on node 0.
+    let h = hold(&["--mib", "300", "--node", "0", "--unbind"], None)?;
+    let pages = (800u64 << 20) / 4096;
+    sh(Command::new("numactl")
+        .args(["--membind=0", "--"])
+        .arg(bin("cxl-trace-workload"))
+        .args(["touch", "--pages", &pages.to_string()]))?;
+    h.end()?;
+    // Direct (proactive) demotion and promotion back: ping-pong.
+    write("/proc/sys/kernel/numa_balancing", "2")?;
+    let cg = make_cgroup("cxltrace-redact")?;
+    let h = hold(
+        &[
+            "--mib",
+            "64",
+            "--node",
+            "0",
+            "--unbind",
+            "--hot",
+            "--seconds",
+            "8",
+        ],
+        Some(&cg),
+    )?;
+    for _ in 0..3 {
+        sleep(Duration::from_secs(2));
+        let _ = write(&format!("{cg}/memory.reclaim"), "64M");
+    }
+    say(&format!("redaction loop: {}", h.finish()?));
+    write("/proc/sys/kernel/numa_balancing", "0")?;
+    // Let kswapd and the last migrations settle inside both windows.
+    sleep(Duration::from_secs(3));
+    for (mut child, name) in [(a, "plain"), (b, "redacted")] {
+        signal(&child, libc::SIGINT);
+        let st = child.wait()?;
+        if !st.success() {
+            bail!("record ({name}) exited with {st}");
+        }
+    }
+    sh(Command::new(bin("cxl-trace")).args(["redact", plain, "-o", copy]))?;
+    let (p, r, k) = (report_json(plain)?, report_json(red)?, report_json(copy)?);
+    let part = |v: &Value, path: &[&str]| -> Value {
+        path.iter()
+            .fold(v.clone(), |x, k| x.get(*k).cloned().unwrap_or(Value::Null))
+    };
+    let kswapd = get(&p, "migrations.demotions.by_cause.kswapd");
+    let direct = get(&p, "migrations.demotions.by_cause.direct");
+    c.truth(
+        "redaction scenario demoted by kswapd and by direct reclaim",
+        format!("kswapd {kswapd}, direct {direct}"),
+        kswapd > 0 && direct > 0,
+    );
+    for what in [
+        &["migrations", "demotions"][..],
+        &["migrations", "promotions"][..],
+        &["migrations", "tier_pairs"][..],
+        &["pingpong", "bounces"][..],
+        &["pingpong", "residency_ns"][..],
+        &["promotion_decisions"][..],
+    ] {
+        let name = what.join(".");
+        let (vp, vr, vk) = (part(&p, what), part(&r, what), part(&k, what));
+        c.truth(
+            &format!("--redact and redact give the plain {name}"),
+            format!("plain {vp}, --redact {vr}, redact {vk}"),
+            vp == vk && vp == vr,
+        );
+    }
+    let events = sh(Command::new(bin("cxl-trace")).args(["export", red, "--format", "jsonl"]))?;
+    let leaked = events.contains("cxl-trace-work");
+    c.truth(
+        "the --redact file does not name the workload",
+        format!("{leaked}"),
+        !leaked,
+    );
+    Ok(())
 }
 
 /// Promotion under a steady supply of cold pages: 64 MiB written in a loop in a cgroup whose

@@ -371,7 +371,7 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
         list_or(&refused, "none")
     )));
     lines.push(Line::from(format!(
-        "ping-pong {} ({}/s), stayed p50 {}   hint faults {}",
+        "ping-pong {} folios ({}/s), stayed p50 {}   hint faults {}",
         v.bounces,
         human(v.bounces as f64 / secs),
         if res.is_empty() {
