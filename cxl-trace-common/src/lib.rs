@@ -359,8 +359,38 @@ pub struct FolioMigrateEvent {
     pub copy_ns: u64,
     /// Its return value: 0 on success, a negative errno otherwise.
     pub rc: i32,
-    /// `enum migrate_reason` of the batch in progress on this thread, or `u32::MAX`.
+    /// Bits 0..16: `enum migrate_reason` of the batch in progress on this thread (`0xffff`
+    /// when none); bits 24..32: the folio's size, a [`folio_size`] code. `u32::MAX` (written
+    /// before sizes were recorded) means neither is known.
     pub reason: u32,
+}
+
+/// Folio size codes in the top byte of [`FolioMigrateEvent::reason`].
+pub mod folio_size {
+    /// Not recorded.
+    pub const UNKNOWN: u32 = 0;
+    /// One base page (the folio is not large: its next `struct page` is no tail of it).
+    pub const SMALL: u32 = 1;
+    /// A large folio whose order was not read.
+    pub const LARGE: u32 = 0xfe;
+    /// Bit position of the code.
+    pub const SHIFT: u32 = 24;
+    /// The reason bits.
+    pub const REASON_MASK: u32 = 0xffff;
+
+    /// Packs a reason (`u32::MAX` for none) and a size code.
+    pub const fn pack(reason: u32, size: u32) -> u32 {
+        (reason & REASON_MASK) | (size << SHIFT)
+    }
+
+    /// (reason or `None`, size code) of a packed field.
+    pub const fn unpack(v: u32) -> (Option<u32>, u32) {
+        if v == u32::MAX {
+            return (None, UNKNOWN);
+        }
+        let r = v & REASON_MASK;
+        (if r == REASON_MASK { None } else { Some(r) }, v >> SHIFT)
+    }
 }
 
 /// A folio mapped again after migration, from the tracepoints alone: the migration entry
@@ -667,6 +697,24 @@ mod tests {
             end = start + len;
         }
         assert!(end <= stat::NR, "slots end at {end}, past NR {}", stat::NR);
+    }
+
+    #[test]
+    fn folio_size_codes_pack_beside_the_reason() {
+        use folio_size::*;
+        assert_eq!(
+            unpack(u32::MAX),
+            (None, UNKNOWN),
+            "records written before sizes"
+        );
+        assert_eq!(unpack(8), (Some(8), UNKNOWN), "a reason alone");
+        assert_eq!(unpack(pack(8, SMALL)), (Some(8), SMALL));
+        assert_eq!(unpack(pack(u32::MAX, LARGE)), (None, LARGE));
+        assert_eq!(
+            unpack(pack(0, SMALL)),
+            (Some(0), SMALL),
+            "compaction is reason 0"
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use aya_ebpf::{
     Global,
 };
 use cxl_trace_common::{
-    fault_flags, kind, stat, FaultLatencyEvent, FolioMigrateEvent, KernelLayout, NumaFaultEvent,
-    COMM_LEN, COPY_UNKNOWN,
+    fault_flags, folio_size, kind, stat, FaultLatencyEvent, FolioMigrateEvent, KernelLayout,
+    NumaFaultEvent, COMM_LEN, COPY_UNKNOWN,
 };
 
 use crate::shared::{bump, current_ids, emit, followed, header, header_at, now, raw_arg};
@@ -376,6 +376,16 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
         Some(r) => unsafe { *r },
         None => u32::MAX,
     };
+    // A large folio's first tail page points back to it with bit 0 set (`PageTail`); the
+    // `struct page` after a small folio is never a tail of it. Stable on every 64-bit kernel.
+    // SAFETY: the word after `named`'s struct page; bpf_probe_read_kernel fails cleanly.
+    let size =
+        match unsafe { bpf_probe_read_kernel((named + l.page_struct_size + 8) as *const u64) } {
+            Ok(head) if head == named | 1 => folio_size::LARGE,
+            Ok(_) => folio_size::SMALL,
+            Err(_) => folio_size::UNKNOWN,
+        };
+    let reason = folio_size::pack(reason, size);
     emit(
         kind::FOLIO_MIGRATE,
         FolioMigrateEvent {

@@ -734,6 +734,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         kind::FOLIO_MIGRATE => {
             let e: FolioMigrateEvent = read(bytes, hdr.kind)?;
+            let (reason, size) = cxl_trace_common::folio_size::unpack(e.reason);
             Ok(Event::FolioMigrate(FolioMigrate {
                 ts_ns: hdr.ts_ns,
                 pid: hdr.pid,
@@ -744,9 +745,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 mapping: e.mapping,
                 index: e.index,
                 copy_ns: some_unless(e.copy_ns, cxl_trace_common::COPY_UNKNOWN),
-                pages: None,
+                pages: (size == cxl_trace_common::folio_size::SMALL).then_some(1),
                 rc: e.rc,
-                reason: some_unless(e.reason, u32::MAX).map(MigrateReason::from_raw),
+                reason: reason.map(MigrateReason::from_raw),
             }))
         }
         kind::MIGRATION_PTE => {
