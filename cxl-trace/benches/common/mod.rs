@@ -100,9 +100,9 @@ pub fn second(rng: &mut Rng, t0: u64, faults: u64, procs: u32) -> Vec<Event> {
                 src_pfn: Some(src),
                 dst_pfn: Some(dst),
                 mapping: 0xffff_8880_0000_0001,
+                index: rng.next() % 4096,
                 copy_ns: Some(rng.log_spread(10, 16)),
                 pages: Some(1),
-                copy_ns: Some(rng.log_spread(10, 16)),
                 rc: 0,
                 reason: Some(reason),
             }));
