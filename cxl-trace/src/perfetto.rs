@@ -6,7 +6,7 @@
 //!   happened on (faults and folio moves as instants, timed faults and migration batches as
 //!   slices with their duration), its decoded fields as arguments;
 //! - counter tracks, one value per recorded interval: faults/s, pages migrated and failed/s,
-//!   promoted and demoted pages/s, ping-pong bounces/s, NUMA hint faults/s, drops.
+//!   promoted and demoted pages/s, ping-pong folios/s, NUMA hint faults/s, drops.
 //!
 //! Written as it is read: one event at a time, memory flat. Timestamps are microseconds since
 //! the start of the recording.
@@ -204,7 +204,7 @@ impl<W: Write> PerfettoWriter<W> {
                 json!({"promoted": rate(s.churn.promoted()), "demoted": rate(s.churn.demoted())}),
             ),
             (
-                "ping-pong bounces/s",
+                "ping-pong folios/s",
                 json!({"bounces": rate(s.churn.bounces)}),
             ),
             (

@@ -34,7 +34,7 @@ pub const COUNTS: [(&str, &str); 8] = [
     ("migrated", "pages migrated"),
     ("migration_failed", "pages that failed to migrate"),
     ("refused", "promotions refused"),
-    ("pingpong", "ping-pong bounces"),
+    ("pingpong", "ping-pong bounces (folios)"),
     ("hint_faults", "NUMA hinting faults"),
 ];
 
