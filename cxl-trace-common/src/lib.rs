@@ -231,8 +231,10 @@ pub struct KernelLayout {
     pub node_data_addr: u64,
     /// Entries of `node_data` to search (possible node ids, at most 64).
     pub nr_node_ids: u32,
-    /// Reserved, zero.
-    pub _reserved: u32,
+    /// Byte offset, in a large folio's first tail `struct page`, of the byte holding the
+    /// folio's order: 0 (`_flags_1 & 0xff`) from 6.6, 17 (`_folio_order`/`compound_order`)
+    /// before; `u32::MAX` when unknown (large folios then have no size).
+    pub folio_order_offset: u32,
 }
 
 impl KernelLayout {
@@ -245,8 +247,20 @@ impl KernelLayout {
         alloc_gfp: 20,
         node_data_addr: 0,
         nr_node_ids: 0,
-        _reserved: 0,
+        folio_order_offset: u32::MAX,
     };
+
+    /// [`KernelLayout::folio_order_offset`] for a kernel release such as `6.12.48+deb13-amd64`.
+    pub fn folio_order_offset_for(release: &str) -> u32 {
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+        let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+        match (major, minor) {
+            (Some(ma), Some(mi)) if (ma, mi) >= (6, 6) => 0,
+            (Some(ma), Some(_)) if ma >= 4 => 17,
+            _ => u32::MAX,
+        }
+    }
 }
 
 /// Rare tracepoints captured raw ([`RawTpEvent`]) and decoded in userspace with the field
@@ -371,8 +385,18 @@ pub mod folio_size {
     pub const UNKNOWN: u32 = 0;
     /// One base page (the folio is not large: its next `struct page` is no tail of it).
     pub const SMALL: u32 = 1;
-    /// A large folio whose order was not read.
+    /// A large folio whose order was not read (or not plausible). Codes 2 to 0xfd are
+    /// `order + 1` of a large folio whose order was read.
     pub const LARGE: u32 = 0xfe;
+
+    /// Base pages of a folio of this code, when known.
+    pub const fn pages(code: u32) -> Option<u64> {
+        if code >= SMALL && code < LARGE && code <= 21 {
+            Some(1u64 << (code - 1))
+        } else {
+            None
+        }
+    }
     /// Bit position of the code.
     pub const SHIFT: u32 = 24;
     /// The reason bits.
@@ -715,6 +739,17 @@ mod tests {
             (Some(0), SMALL),
             "compaction is reason 0"
         );
+        assert_eq!(pages(SMALL), Some(1));
+        assert_eq!(pages(10), Some(512), "code 10 is order 9, a PMD THP");
+        assert_eq!((pages(UNKNOWN), pages(LARGE)), (None, None));
+        assert_eq!(
+            KernelLayout::folio_order_offset_for("6.12.48+deb13-amd64"),
+            0
+        );
+        assert_eq!(KernelLayout::folio_order_offset_for("6.6.0"), 0);
+        assert_eq!(KernelLayout::folio_order_offset_for("7.3.4-amd64"), 0);
+        assert_eq!(KernelLayout::folio_order_offset_for("6.1.0-57-amd64"), 17);
+        assert_eq!(KernelLayout::folio_order_offset_for("nonsense"), u32::MAX);
     }
 
     #[test]

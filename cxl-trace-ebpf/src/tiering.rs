@@ -333,6 +333,29 @@ fn pfn_of(page: u64, l: &KernelLayout, vmemmap: u64) -> u64 {
     (page - vmemmap) / l.page_struct_size
 }
 
+/// Size code of a large folio: `order + 1` when its order byte reads as plausible (1 to 20,
+/// and both folios aligned to it, as every folio is), else [`folio_size::LARGE`].
+#[inline(always)]
+fn large_folio_size(named: u64, src_pfn: u64, dst_pfn: u64, l: &KernelLayout) -> u32 {
+    if l.folio_order_offset == u32::MAX || l.page_struct_size == 0 {
+        return folio_size::LARGE;
+    }
+    let at = named + l.page_struct_size + u64::from(l.folio_order_offset);
+    // SAFETY: a byte of the first tail page of a large folio; bpf_probe_read_kernel fails
+    // cleanly.
+    let Ok(order) = (unsafe { bpf_probe_read_kernel(at as *const u8) }) else {
+        return folio_size::LARGE;
+    };
+    let order = u64::from(order);
+    let mask = (1u64 << (order & 31)) - 1;
+    let aligned = |pfn: u64| pfn != NONE && pfn & mask == 0;
+    if (1..=20).contains(&order) && aligned(src_pfn) && aligned(dst_pfn) {
+        order as u32 + 1
+    } else {
+        folio_size::LARGE
+    }
+}
+
 /// Return of `move_to_new_folio` (0 on success).
 #[inline(always)]
 fn folio_exit(dst: u64, src: u64, rc: i32) {
@@ -381,7 +404,12 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
     // SAFETY: the word after `named`'s struct page; bpf_probe_read_kernel fails cleanly.
     let size =
         match unsafe { bpf_probe_read_kernel((named + l.page_struct_size + 8) as *const u64) } {
-            Ok(head) if head == named | 1 => folio_size::LARGE,
+            Ok(head) if head == named | 1 => large_folio_size(
+                named,
+                pfn_of(src, &l, vmemmap),
+                pfn_of(dst, &l, vmemmap),
+                &l,
+            ),
             Ok(_) => folio_size::SMALL,
             Err(_) => folio_size::UNKNOWN,
         };

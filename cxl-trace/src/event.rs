@@ -745,7 +745,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 mapping: e.mapping,
                 index: e.index,
                 copy_ns: some_unless(e.copy_ns, cxl_trace_common::COPY_UNKNOWN),
-                pages: (size == cxl_trace_common::folio_size::SMALL).then_some(1),
+                pages: cxl_trace_common::folio_size::pages(size),
                 rc: e.rc,
                 reason: reason.map(MigrateReason::from_raw),
             }))

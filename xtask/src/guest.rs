@@ -659,7 +659,51 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
     kprobe_session(c, t0, t1)?;
     tracepoint_session(c, t0, t1)?;
     redact_scenario(c)?;
+    thp_pingpong(c)?;
     diff_scenario(c)
+}
+
+/// Ping-pong in folios and base pages: 32 MiB of THPs moved node 0 -> 1 -> 0 -> 1 -> 0 with
+/// move_pages(2), recorded with the per-folio hook. Every folio bounces 3 times, so the base
+/// pages bounced are exactly 3 x 8192, whatever the folio sizes, and with THPs the folios are
+/// 512 times fewer.
+fn thp_pingpong(c: &mut Checks) -> Result<()> {
+    say("ping-pong units: 32 MiB of THPs moved 0 -> 1 -> 0 -> 1 -> 0");
+    let _ = write("/sys/kernel/mm/transparent_hugepage/enabled", "madvise");
+    let file = "/tmp/thp-pingpong.cxlt";
+    let _ = fs::remove_file(file);
+    let out = sh(Command::new(bin("cxl-trace"))
+        .args(["record", "-o", file, "--"])
+        .arg(bin("cxl-trace-workload"))
+        .args([
+            "pingpong", "--mib", "32", "--a", "0", "--b", "1", "--rounds", "2", "--thp",
+        ]))?;
+    say(&format!("thp pingpong: {}", out.trim()));
+    let v = report_json(file)?;
+    let pp = &v["pingpong"];
+    let (bounces, pages) = (get(pp, "bounces"), get(pp, "pages"));
+    let thp = get(&v, "migrations.by_reason.syscall.thp_succeeded");
+    c.eq(
+        "ping-pong base pages of 3 bounces of 8192 pages",
+        pages,
+        3 * 8192,
+    );
+    c.eq(
+        "ping-pong folios of unknown size",
+        get(pp, "folios_of_unknown_size"),
+        0,
+    );
+    c.truth(
+        "ping-pong folios: 512 pages each when moved as THPs",
+        format!("{bounces} folios, {pages} pages, {thp} THPs moved"),
+        // All 16 THPs moved 4 times whole: exact; else some split, and folios < pages.
+        if thp == 64 {
+            bounces * 512 == pages
+        } else {
+            bounces <= pages
+        },
+    );
+    Ok(())
 }
 
 /// `cxl-trace record` in the background until SIGINT, its stderr in `/results/NAME.err`.

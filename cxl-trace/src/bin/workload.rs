@@ -5,7 +5,7 @@
 //!   range), write one byte per page, unmap; R times. Reports getrusage(2) fault counts.
 //! - `move --mib M --from A --to B`: place M MiB on node A, then move_pages(2) them to B.
 //! - `mbind --mib M --from A --to B`: place M MiB on node A, then mbind(MPOL_BIND B, MPOL_MF_MOVE).
-//! - `pingpong --mib M --a A --b B --rounds R`: place M MiB on node A, then move_pages(2) it
+//! - `pingpong --mib M --a A --b B --rounds R [--thp]`: place M MiB (THPs with --thp) on node A, then move_pages(2) it
 //!   to B and back, R times. Reports the pages moved and the seconds the moves took (placement
 //!   excluded), with the system's pgmigrate_success delta: the migration-bound program of the
 //!   benchmarks.
@@ -77,6 +77,9 @@ enum Cmd {
         b: u32,
         #[arg(long, default_value_t = 1)]
         rounds: u64,
+        /// Ask for transparent huge pages (2 MiB aligned, MADV_HUGEPAGE) instead of 4 KiB.
+        #[arg(long)]
+        thp: bool,
     },
     /// Call getpgid(2) RATE times a second for SECONDS (shared by THREADS threads).
     Getpgid {
@@ -105,23 +108,32 @@ enum Cmd {
     },
 }
 
-/// An anonymous private mapping, THP off, unmapped on drop.
+/// An anonymous private mapping, THP off (or asked for, 2 MiB aligned), unmapped on drop.
 struct Region {
     ptr: *mut u8,
     len: usize,
+    /// The whole mapping (larger than `len` when aligned for THP).
+    map: (*mut u8, usize),
 }
+
+const HUGE: usize = 2 << 20;
 
 impl Region {
     fn new(bytes: u64) -> Result<Self, String> {
+        Self::with_thp(bytes, false)
+    }
+
+    fn with_thp(bytes: u64, thp: bool) -> Result<Self, String> {
         let len = usize::try_from(bytes).map_err(|_| "size too large")?;
         if len == 0 || len % PAGE != 0 {
             return Err("size must be a positive multiple of 4 KiB".into());
         }
+        let map_len = if thp { len + HUGE } else { len };
         // SAFETY: anonymous private mapping with no address hint; the result is checked.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                map_len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
@@ -131,9 +143,27 @@ impl Region {
         if p == libc::MAP_FAILED {
             return Err(format!("mmap: {}", std::io::Error::last_os_error()));
         }
-        // SAFETY: `p` is the start of a mapping of `len` bytes we own.
-        unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-        Ok(Self { ptr: p.cast(), len })
+        let map = (p.cast::<u8>(), map_len);
+        if !thp {
+            // SAFETY: `p` is the start of a mapping of `len` bytes we own.
+            unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+            return Ok(Self {
+                ptr: p.cast(),
+                len,
+                map,
+            });
+        }
+        let skip = (HUGE - (p as usize) % HUGE) % HUGE;
+        // SAFETY: `skip < HUGE`, so the aligned start and `len` bytes after it lie inside the
+        // mapping of `len + HUGE` bytes.
+        let start = unsafe { p.cast::<u8>().add(skip) };
+        // SAFETY: advice on a range inside our own mapping.
+        unsafe { libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE) };
+        Ok(Self {
+            ptr: start,
+            len,
+            map,
+        })
     }
 
     fn pages(&self) -> usize {
@@ -224,7 +254,7 @@ impl Region {
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the mapping this Region owns.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        unsafe { libc::munmap(self.map.0.cast(), self.map.1) };
     }
 }
 
@@ -234,7 +264,11 @@ fn nodes_json(m: &std::collections::BTreeMap<i32, u64>) -> String {
 }
 
 fn placed(mib: u64, node: Option<u32>) -> Result<Region, String> {
-    let r = Region::new(mib.checked_mul(1 << 20).ok_or("size too large")?)?;
+    placed_thp(mib, node, false)
+}
+
+fn placed_thp(mib: u64, node: Option<u32>, thp: bool) -> Result<Region, String> {
+    let r = Region::with_thp(mib.checked_mul(1 << 20).ok_or("size too large")?, thp)?;
     if node.is_some() {
         r.mbind(node, 0)?;
     }
@@ -328,11 +362,17 @@ fn run(cmd: Cmd) -> Result<String, String> {
                 nodes_json(&after)
             ))
         }
-        Cmd::Pingpong { mib, a, b, rounds } => {
+        Cmd::Pingpong {
+            mib,
+            a,
+            b,
+            rounds,
+            thp,
+        } => {
             if a == b {
                 return Err("--a and --b must be different nodes".into());
             }
-            let r = placed(mib, Some(a))?;
+            let r = placed_thp(mib, Some(a), thp)?;
             r.mbind(None, 0)?;
             let before = pgmigrate_success()?;
             let start = Instant::now();

@@ -457,6 +457,9 @@ impl Tracer {
                 .unwrap_or(KernelLayout::DEFAULT.alloc_gfp),
             node_data_addr: syms.get("node_data").copied().unwrap_or(0),
             nr_node_ids: crate::topology::possible_nodes().min(64),
+            folio_order_offset: KernelLayout::folio_order_offset_for(
+                &caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
+            ),
             ..KernelLayout::DEFAULT
         };
         let rare = RareDecoder::new(
