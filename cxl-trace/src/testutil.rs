@@ -3,7 +3,6 @@
 use crate::{
     event::{Comm, FaultLatency},
     tiers::TierMap,
-    topology::PfnMap,
 };
 
 /// A thread name.
@@ -15,14 +14,7 @@ pub fn comm(s: &str) -> Comm {
 
 /// Node 0 in tier 4 holds pfns 0..1000, node 1 in tier 72 pfns 1000..2000.
 pub fn two_tier_map() -> TierMap {
-    TierMap {
-        pfns: PfnMap {
-            pages_per_block: 1000,
-            blocks: [(0, 0), (1, 1)].into_iter().collect(),
-        },
-        node_tier: [(0, 4), (1, 72)].into_iter().collect(),
-        pte: crate::pte::PteFormat::x86_64(false),
-    }
+    crate::redact::fuzzing::two_tier_map()
 }
 
 /// A timed fault of pid/tid 1 with the given latency, flags and page location.

@@ -560,13 +560,7 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
     h.end()?;
 
     say("demotion by memory pressure: 800 MiB bound to node 0 beside a 300 MiB process");
-    let h = hold(&["--mib", "300", "--node", "0", "--unbind"], None)?;
-    let pages = (800u64 << 20) / 4096;
-    sh(Command::new("numactl")
-        .args(["--membind=0", "--"])
-        .arg(bin("cxl-trace-workload"))
-        .args(["touch", "--pages", &pages.to_string()]))?;
-    h.end()?;
+    pressure_on_node0()?;
 
     say("promotion by NUMA balancing (tiering mode): 128 MiB on node 1, written in a loop");
     write("/proc/sys/kernel/numa_balancing", "2")?;
@@ -614,25 +608,7 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
     )?;
 
     say("ping-pong: 64 MiB hot on node 0, demoted by memory.reclaim every 2 s");
-    let cg = make_cgroup("cxltrace-pingpong")?;
-    let h = hold(
-        &[
-            "--mib",
-            "64",
-            "--node",
-            "0",
-            "--unbind",
-            "--hot",
-            "--seconds",
-            "10",
-        ],
-        Some(&cg),
-    )?;
-    for _ in 0..4 {
-        sleep(Duration::from_secs(2));
-        let _ = write(&format!("{cg}/memory.reclaim"), "64M");
-    }
-    say(&format!("ping-pong loop: {}", h.finish()?));
+    reclaim_pingpong("cxltrace-pingpong", 4)?;
     write("/proc/sys/kernel/numa_balancing", "0")?;
 
     damon_migrate_cold()?;
@@ -706,6 +682,43 @@ fn thp_pingpong(c: &mut Checks) -> Result<()> {
     Ok(())
 }
 
+/// 800 MiB touched bound to node 0 beside a 300 MiB process there: kswapd demotes.
+fn pressure_on_node0() -> Result<()> {
+    let h = hold(&["--mib", "300", "--node", "0", "--unbind"], None)?;
+    let pages = (800u64 << 20) / 4096;
+    sh(Command::new("numactl")
+        .args(["--membind=0", "--"])
+        .arg(bin("cxl-trace-workload"))
+        .args(["touch", "--pages", &pages.to_string()]))?;
+    h.end()
+}
+
+/// 64 MiB written in a loop in cgroup `name`, demoted by its memory.reclaim every 2 s,
+/// `rounds` times (NUMA balancing in tiering mode promotes it back: ping-pong).
+fn reclaim_pingpong(name: &str, rounds: u32) -> Result<()> {
+    let cg = make_cgroup(name)?;
+    let seconds = (2 * rounds + 2).to_string();
+    let h = hold(
+        &[
+            "--mib",
+            "64",
+            "--node",
+            "0",
+            "--unbind",
+            "--hot",
+            "--seconds",
+            &seconds,
+        ],
+        Some(&cg),
+    )?;
+    for _ in 0..rounds {
+        sleep(Duration::from_secs(2));
+        let _ = write(&format!("{cg}/memory.reclaim"), "64M");
+    }
+    say(&format!("ping-pong loop: {}", h.finish()?));
+    Ok(())
+}
+
 /// `cxl-trace record` in the background until SIGINT, its stderr in `/results/NAME.err`.
 fn background_record(name: &str, args: &[&str]) -> Result<Child> {
     let err = PathBuf::from(format!("/results/{name}.err"));
@@ -738,34 +751,10 @@ fn redact_scenario(c: &mut Checks) -> Result<()> {
     let a = background_record("record-plain", &["-o", plain])?;
     let b = background_record("record-redact", &["--redact", "-o", red])?;
     // kswapd: memory pressure on node 0.
-    let h = hold(&["--mib", "300", "--node", "0", "--unbind"], None)?;
-    let pages = (800u64 << 20) / 4096;
-    sh(Command::new("numactl")
-        .args(["--membind=0", "--"])
-        .arg(bin("cxl-trace-workload"))
-        .args(["touch", "--pages", &pages.to_string()]))?;
-    h.end()?;
+    pressure_on_node0()?;
     // Direct (proactive) demotion and promotion back: ping-pong.
     write("/proc/sys/kernel/numa_balancing", "2")?;
-    let cg = make_cgroup("cxltrace-redact")?;
-    let h = hold(
-        &[
-            "--mib",
-            "64",
-            "--node",
-            "0",
-            "--unbind",
-            "--hot",
-            "--seconds",
-            "8",
-        ],
-        Some(&cg),
-    )?;
-    for _ in 0..3 {
-        sleep(Duration::from_secs(2));
-        let _ = write(&format!("{cg}/memory.reclaim"), "64M");
-    }
-    say(&format!("redaction loop: {}", h.finish()?));
+    reclaim_pingpong("cxltrace-redact", 3)?;
     write("/proc/sys/kernel/numa_balancing", "0")?;
     // Let kswapd and the last migrations settle inside both windows.
     sleep(Duration::from_secs(3));

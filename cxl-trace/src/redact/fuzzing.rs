@@ -42,8 +42,9 @@ fn decoder() -> RareDecoder {
     RareDecoder::new(vec![f; raw::NR])
 }
 
-/// Node 0 (tier 4) holds pfns 0..1000, node 1 (tier 72) pfns 1000..2000.
-fn tiers() -> TierMap {
+/// Node 0 (tier 4) holds pfns 0..1000, node 1 (tier 72) pfns 1000..2000 (also the unit
+/// tests' two-tier machine).
+pub fn two_tier_map() -> TierMap {
     TierMap {
         pfns: PfnMap {
             pages_per_block: 1000,
@@ -81,7 +82,7 @@ pub fn records(data: &[u8]) -> Vec<Vec<u8>> {
 }
 
 fn summary(recs: &[Vec<u8>]) -> Value {
-    let mut agg = Aggregator::with_context(tiers(), decoder(), Availability::default());
+    let mut agg = Aggregator::with_context(two_tier_map(), decoder(), Availability::default());
     for r in recs {
         if let Ok(e) = decode(r) {
             agg.ingest(&e);

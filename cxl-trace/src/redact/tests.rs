@@ -464,6 +464,32 @@ fn present_pte(pfn: u64) -> u64 {
     (pfn << 12) | 1
 }
 
+fn batch_start(ts: u64, pid: u32, reason: u32, name: usize) -> Vec<u8> {
+    as_bytes(&MigrateStartEvent {
+        hdr: hdr(kind::MIGRATE_START, ts, pid),
+        mode: 0,
+        reason,
+        comm: comm(NAMES[name]),
+    })
+    .to_vec()
+}
+
+fn batch_end(ts: u64, pid: u32, reason: u32, name: usize, succeeded: u64, failed: u64) -> Vec<u8> {
+    as_bytes(&MigrateEvent {
+        hdr: hdr(kind::MIGRATE, ts, pid),
+        succeeded,
+        failed,
+        thp_succeeded: 0,
+        thp_failed: 0,
+        thp_split: 0,
+        large_folio_split: 0,
+        mode: 0,
+        reason,
+        comm: comm(NAMES[name]),
+    })
+    .to_vec()
+}
+
 fn records(events: &[Gen]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut ts = 1_000_000u64;
@@ -514,15 +540,7 @@ fn records(events: &[Gen]) -> Vec<Vec<u8>> {
                 pages,
                 folios,
             } => {
-                out.push(
-                    as_bytes(&MigrateStartEvent {
-                        hdr: hdr(kind::MIGRATE_START, ts, *pid),
-                        mode: 0,
-                        reason: *reason,
-                        comm: comm(NAMES[*name]),
-                    })
-                    .to_vec(),
-                );
+                out.push(batch_start(ts, *pid, *reason, *name));
                 for (src, dst, m, index) in folios {
                     ts += 1000;
                     out.push(
@@ -540,21 +558,7 @@ fn records(events: &[Gen]) -> Vec<Vec<u8>> {
                     );
                 }
                 ts += 1000;
-                out.push(
-                    as_bytes(&MigrateEvent {
-                        hdr: hdr(kind::MIGRATE, ts, *pid),
-                        succeeded: *pages,
-                        failed: pages % 3,
-                        thp_succeeded: 0,
-                        thp_failed: 0,
-                        thp_split: 0,
-                        large_folio_split: 0,
-                        mode: 0,
-                        reason: *reason,
-                        comm: comm(NAMES[*name]),
-                    })
-                    .to_vec(),
-                );
+                out.push(batch_end(ts, *pid, *reason, *name, *pages, pages % 3));
             }
             Gen::Pte {
                 pid,
@@ -562,15 +566,7 @@ fn records(events: &[Gen]) -> Vec<Vec<u8>> {
                 reason,
                 moves,
             } => {
-                out.push(
-                    as_bytes(&MigrateStartEvent {
-                        hdr: hdr(kind::MIGRATE_START, ts, *pid),
-                        mode: 0,
-                        reason: *reason,
-                        comm: comm(NAMES[*name]),
-                    })
-                    .to_vec(),
-                );
+                out.push(batch_start(ts, *pid, *reason, *name));
                 for (src, dst, page) in moves {
                     ts += 1000;
                     out.push(
@@ -589,21 +585,7 @@ fn records(events: &[Gen]) -> Vec<Vec<u8>> {
                     );
                 }
                 ts += 1000;
-                out.push(
-                    as_bytes(&MigrateEvent {
-                        hdr: hdr(kind::MIGRATE, ts, *pid),
-                        succeeded: moves.len() as u64,
-                        failed: 0,
-                        thp_succeeded: 0,
-                        thp_failed: 0,
-                        thp_split: 0,
-                        large_folio_split: 0,
-                        mode: 0,
-                        reason: *reason,
-                        comm: comm(NAMES[*name]),
-                    })
-                    .to_vec(),
-                );
+                out.push(batch_end(ts, *pid, *reason, *name, moves.len() as u64, 0));
             }
         }
     }
