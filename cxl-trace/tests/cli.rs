@@ -379,3 +379,52 @@ fn diff_bad_input_exits_2() {
     );
     assert_clean_failure(&["diff", TIMED_V1], 2, "NEW");
 }
+
+/// `redact` of the golden recordings (one of them cut short) as an unprivileged user: the copy
+/// reports the same numbers; the cut copy says so and keeps what was complete.
+#[test]
+fn redact_keeps_every_number_of_a_recording_and_of_a_cut_one() {
+    let dir = std::env::temp_dir().join(format!("cxlt-cli-redact-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let timed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/recordings/v1-timed.cxlt"
+    );
+    let bytes = std::fs::read(timed).expect("fixture");
+    let cut = dir.join("cut.cxlt");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).expect("write");
+    let report = |p: &str| -> serde_json::Value {
+        let out = cxl_trace(&["report", "--format", "json", p]);
+        assert_eq!(out.status.code(), Some(0), "{p}: {}", stderr(&out));
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        for k in ["host", "recording"] {
+            v.as_object_mut().expect("object").remove(k);
+        }
+        if let Some(ps) = v["processes"].as_array_mut() {
+            ps.iter_mut().for_each(|p| {
+                p.as_object_mut().expect("row").remove("comm");
+            });
+        }
+        v
+    };
+    for (i, input) in [GOLDEN_V1, timed, cut.to_str().expect("path")]
+        .iter()
+        .enumerate()
+    {
+        let out_path = dir.join(format!("red{i}.cxlt"));
+        let out = cxl_trace(&["redact", input, "-o", out_path.to_str().expect("path")]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{input}: {err}");
+        if i == 2 {
+            assert!(err.contains("cut off"), "the cut input is reported: {err}");
+        }
+        let (a, b) = (report(input), report(out_path.to_str().expect("path")));
+        assert_eq!(a, b, "{input}: redaction changed a derived number");
+        assert!(
+            b["faults"]["total"].as_u64().unwrap_or(0) > 0,
+            "{input}: empty report"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
