@@ -455,6 +455,19 @@ pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Re
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());
     let Some(code) = code else {
+        // A guest kernel that oopsed (under TCG, text patching can trap on an int3 it did not
+        // place) is told apart, so the caller can say so and try once more.
+        if let Some(oops) = console
+            .lines()
+            .find(|l| l.contains("Oops:") || l.contains("Kernel panic"))
+        {
+            return Err(GuestKernelCrash(format!(
+                "vm[{name}]: the guest kernel crashed after {elapsed:.0} s: {} (console in {})",
+                oops.trim(),
+                rundir.join("console.log").display()
+            ))
+            .into());
+        }
         bail!(
             "vm[{name}]: the guest stopped ({status}) without finishing its scenario after {elapsed:.0} s (console in {})",
             rundir.join("console.log").display()
@@ -468,6 +481,18 @@ pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Re
     }
     Ok(code)
 }
+
+/// The guest kernel oopsed or panicked before the scenario finished.
+#[derive(Debug)]
+pub struct GuestKernelCrash(pub String);
+
+impl std::fmt::Display for GuestKernelCrash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GuestKernelCrash {}
 
 /// `cargo xtask vm-test`: everything from packages to the verdict.
 pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Result<()> {
@@ -493,7 +518,21 @@ pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Res
                 Machine::Cxl => 480,
             }),
         };
-        match boot(&k, &initrd, &opts, &guest_cmd) {
+        let mut result = boot(&k, &initrd, &opts, &guest_cmd);
+        if let Err(e) = &result {
+            if e.downcast_ref::<GuestKernelCrash>().is_some() {
+                // Once, loudly: a second crash fails the run like any other error. The
+                // crashed console is kept beside the run directory.
+                let kept = vm_dir().join(format!("{}-crash-console.log", m.name()));
+                let _ = fs::copy(run_dir(m).join("console.log"), &kept);
+                step(&format!(
+                    "{e:#}; kept as {}; booting the guest once more",
+                    kept.display()
+                ));
+                result = boot(&k, &initrd, &opts, &guest_cmd);
+            }
+        }
+        match result {
             Ok(0) => {}
             Ok(code) => failed.push(format!("{}: guest exit code {code}", m.name())),
             Err(e) => failed.push(format!("{e:#}")),
