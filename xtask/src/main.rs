@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod fuzz;
 mod guest;
+mod kernels;
 mod overhead;
 mod vm;
 
@@ -61,6 +62,10 @@ enum Task {
         /// Keep the run directories under target/vm even when everything passed.
         #[arg(long)]
         keep: bool,
+        /// Guest kernels from Debian's archive, comma-separated: a series (6.1, 6.12, 7.3),
+        /// `newest`, or a full release (6.12.117+deb12-amd64). Each is cached in target/vm.
+        #[arg(long, value_delimiter = ',', default_value = "6.12", value_parser = parse_kernel)]
+        kernel: Vec<kernels::Selector>,
     },
     /// Measure performance (criterion benchmarks, the tool's idle CPU) and write a table to
     /// stdout and JSON to target/bench/latest.json.
@@ -149,6 +154,10 @@ fn target_dir() -> PathBuf {
         Some(d) if !d.is_empty() => root().join(d),
         _ => root().join("target"),
     }
+}
+
+fn parse_kernel(s: &str) -> std::result::Result<kernels::Selector, String> {
+    kernels::Selector::parse(s).map_err(|e| format!("{e:#}"))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -340,7 +349,12 @@ fn test(no_vm: bool) -> Result<()> {
     let mut vm_failed = None;
     if !no_vm {
         step("vm-test --scenario all (tiered-memory QEMU guests)");
-        if let Err(e) = vm::vm_test(&ScenarioArg::All.machines(), None, false) {
+        if let Err(e) = vm::vm_test(
+            &[vm::DEFAULT_KERNEL],
+            &ScenarioArg::All.machines(),
+            None,
+            false,
+        ) {
             eprintln!("xtask: {e:#}");
             vm_failed = Some(e);
         }
@@ -437,7 +451,8 @@ fn main() -> ExitCode {
             scenario,
             script,
             keep,
-        } => setup().and_then(|()| vm::vm_test(&scenario.machines(), script, keep)),
+            kernel,
+        } => setup().and_then(|()| vm::vm_test(&kernel, &scenario.machines(), script, keep)),
         Task::VmGuest {
             machine,
             script: _,

@@ -21,7 +21,13 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{ensure_apt, output_ok, run, step, target_dir};
+use std::collections::BTreeSet;
+
+use crate::{
+    ensure_apt,
+    kernels::{self, Apt, Release, Selector},
+    run, step, target_dir,
+};
 
 /// Debian packages the guest environment needs on the host.
 pub const VM_PACKAGES: &[&str] = &[
@@ -34,9 +40,6 @@ pub const VM_PACKAGES: &[&str] = &[
     "cpio",
     "xz-utils",
 ];
-
-/// Modules the initramfs loads, in dependency order, to mount the host's root.
-const BOOT_MODULES: &[&str] = &["netfs", "9pnet", "9pnet_virtio", "9p", "overlay"];
 
 /// The guest machines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -87,104 +90,112 @@ fn run_dir(machine: Machine) -> PathBuf {
 
 /// What booting a guest needs: the packages, the kernel, the initramfs, and this xtask binary
 /// (the guest runs it as its driver).
-fn guest_parts() -> Result<(GuestKernel, PathBuf, PathBuf)> {
+fn guest_parts(sel: &Selector) -> Result<(GuestKernel, PathBuf, PathBuf)> {
     ensure_apt(VM_PACKAGES)?;
-    let k = guest_kernel()?;
+    let k = guest_kernel(sel)?;
     let initrd = initramfs(&k)?;
     let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
     Ok((k, initrd, xtask))
 }
 
-/// The newest `linux-image-6.12.*+deb12-amd64-unsigned` package name Debian offers.
-fn newest_kernel_package() -> Result<String> {
-    let search = || {
-        output_ok(Command::new("apt-cache").args([
-            "search",
-            "--names-only",
-            r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
-        ]))
-        .unwrap_or_default()
-    };
-    let mut found = search();
-    if found.trim().is_empty() {
-        step("vm: no 6.12 kernel package in the apt lists; running apt-get update");
-        run(Command::new("apt-get").args(["update", "-q"]))?;
-        found = search();
-    }
-    let mut names: Vec<(u64, String)> = found
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|name| {
-            let minor = name
-                .strip_prefix("linux-image-6.12.")?
-                .split('+')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((minor, name.to_string()))
+/// Releases already unpacked under `target/vm/kernel` (complete ones only).
+fn cached_releases(cache: &Path) -> Vec<Release> {
+    fs::read_dir(cache)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().join("ready").exists())
+                .filter_map(|e| Release::parse(&e.file_name().to_string_lossy()))
+                .collect()
         })
-        .collect();
-    names.sort();
-    names
-        .pop()
-        .map(|(_, n)| n)
-        .context("apt-cache finds no linux-image-6.12.*+deb12-amd64-unsigned package (is bookworm-security in the apt sources?)")
+        .unwrap_or_default()
 }
 
-/// Downloads and unpacks the guest kernel into `target/vm/kernel/<release>`, reusing it.
-pub fn guest_kernel() -> Result<GuestKernel> {
-    let cache = vm_dir().join("kernel");
-    // Reuse any complete unpacked kernel without asking apt (works offline).
-    let cached = fs::read_dir(&cache).ok().and_then(|rd| {
-        let mut releases: Vec<String> = rd
-            .flatten()
-            .filter(|e| e.path().join("ready").exists())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        releases.sort();
-        releases.pop()
-    });
-    let release = match cached {
-        Some(r) => {
-            step(&format!("vm: guest kernel {r} (cached)"));
-            r
+/// The release `sel` names: from the cache when it has one (works offline), except for
+/// `newest`, which asks Debian first and falls back to the newest cached release offline.
+fn resolve(sel: &Selector, cache: &Path, apt: &Apt) -> Result<Release> {
+    let cached = cached_releases(cache);
+    if !matches!(sel, Selector::Newest) {
+        if let Some(r) = sel.pick(&cached) {
+            return Ok(r.clone());
         }
-        None => {
-            let pkg = newest_kernel_package()?;
-            let release = pkg
-                .trim_start_matches("linux-image-")
-                .trim_end_matches("-unsigned")
-                .to_string();
-            step(&format!("vm: fetching guest kernel {pkg}"));
-            let dl = vm_dir().join("download");
-            let _ = fs::remove_dir_all(&dl);
-            fs::create_dir_all(&dl)?;
-            run(Command::new("apt-get")
-                .args(["download", "-q", &pkg])
-                .current_dir(&dl))?;
-            let deb = fs::read_dir(&dl)?
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "deb"))
-                .context("apt-get download produced no .deb")?;
-            let dest = cache.join(&release);
-            let _ = fs::remove_dir_all(&dest);
-            fs::create_dir_all(&dest)?;
-            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dest))?;
-            run(Command::new("depmod").arg("-b").arg(&dest).arg(&release))?;
-            fs::write(dest.join("ready"), &pkg)?;
-            let _ = fs::remove_dir_all(&dl);
-            release
-        }
+    }
+    let offered = match apt.kernel_packages(false) {
+        Ok(names) => Release::from_packages(&names),
+        Err(e) => match sel.pick(&cached) {
+            Some(r) => {
+                step(&format!(
+                    "vm: cannot ask Debian ({e:#}); using the cached {}",
+                    r.name
+                ));
+                return Ok(r.clone());
+            }
+            None => return Err(e),
+        },
     };
-    let dir = cache.join(&release);
+    if let Some(r) = sel.pick(&offered) {
+        return Ok(r.clone());
+    }
+    // Perhaps the lists are old: refresh once.
+    let offered = Release::from_packages(&apt.kernel_packages(true)?);
+    if let Some(r) = sel.pick(&offered) {
+        return Ok(r.clone());
+    }
+    let series: BTreeSet<String> = offered
+        .iter()
+        .map(|r| format!("{}.{}", r.key[0], r.key[1]))
+        .collect();
+    bail!(
+        "no Debian kernel for --kernel {}; Debian offers: {}",
+        sel.label(),
+        series.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Downloads and unpacks the kernel `sel` names into `target/vm/kernel/<release>`, reusing it.
+pub fn guest_kernel(sel: &Selector) -> Result<GuestKernel> {
+    let cache = vm_dir().join("kernel");
+    let apt = Apt::new(vm_dir().join("apt"))?;
+    let rel = resolve(sel, &cache, &apt)?;
+    let release = rel.name.clone();
+    let dest = cache.join(&release);
+    if dest.join("ready").exists() {
+        step(&format!("vm: guest kernel {release} (cached)"));
+    } else {
+        let pkgs = rel.packages();
+        step(&format!("vm: fetching guest kernel {}", pkgs.join(" ")));
+        let dl = vm_dir().join("download");
+        let _ = fs::remove_dir_all(&dl);
+        fs::create_dir_all(&dl)?;
+        run(apt
+            .cmd("apt-get")
+            .args(["download", "-q"])
+            .args(&pkgs)
+            .current_dir(&dl))?;
+        let _ = fs::remove_dir_all(&dest);
+        fs::create_dir_all(&dest)?;
+        for deb in fs::read_dir(&dl)?.flatten().map(|e| e.path()) {
+            if deb.extension().is_some_and(|x| x == "deb") {
+                run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dest))?;
+            }
+        }
+        // depmod -b looks under lib/modules; the split layout ships usr/lib/modules only.
+        if !dest.join("lib/modules").exists() && dest.join("usr/lib/modules").exists() {
+            fs::create_dir_all(dest.join("lib"))?;
+            std::os::unix::fs::symlink("../usr/lib/modules", dest.join("lib/modules"))?;
+        }
+        run(Command::new("depmod").arg("-b").arg(&dest).arg(&release))?;
+        fs::write(dest.join("ready"), pkgs.join(" "))?;
+        let _ = fs::remove_dir_all(&dl);
+    }
     let modules_dir = ["lib/modules", "usr/lib/modules"]
         .iter()
-        .map(|p| dir.join(p))
+        .map(|p| dest.join(p))
         .find(|p| p.join(&release).join("modules.dep").exists())
-        .with_context(|| format!("no modules.dep under {}", dir.display()))?;
+        .with_context(|| format!("no modules.dep under {}", dest.display()))?;
+    let vmlinuz = kernels::vmlinuz(&dest, &release)
+        .with_context(|| format!("no kernel image for {release} under {}", dest.display()))?;
     Ok(GuestKernel {
-        vmlinuz: dir.join(format!("boot/vmlinuz-{release}")),
+        vmlinuz,
         modules_dir,
         release,
     })
@@ -239,19 +250,13 @@ pub fn initramfs(k: &GuestKernel) -> Result<PathBuf> {
         .find(|p| p.exists())
         .context("busybox not found (package busybox-static)")?;
     fs::copy(busybox, tree.join("bin/busybox"))?;
-    let dep = fs::read_to_string(k.modules_dir.join(&k.release).join("modules.dep"))?;
-    for m in BOOT_MODULES {
-        let rel = dep
-            .lines()
-            .filter_map(|l| l.split(':').next())
-            .find(|p| {
-                Path::new(p)
-                    .file_name()
-                    .and_then(|f| f.to_str())
-                    .is_some_and(|f| f.split('.').next() == Some(m))
-            })
-            .with_context(|| format!("module {m} not in modules.dep"))?;
-        let src = k.modules_dir.join(&k.release).join(rel);
+    let dir = k.modules_dir.join(&k.release);
+    let dep = fs::read_to_string(dir.join("modules.dep"))?;
+    let builtin = fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+    let modules = kernels::boot_modules(&dep, &builtin, kernels::BOOT_TARGETS)
+        .with_context(|| format!("boot modules of {}", k.release))?;
+    for (m, rel) in &modules {
+        let src = dir.join(rel);
         let dst = tree.join("lib/boot").join(format!("{m}.ko"));
         if rel.ends_with(".xz") {
             let ko = Command::new("xz")
@@ -267,7 +272,8 @@ pub fn initramfs(k: &GuestKernel) -> Result<PathBuf> {
             fs::copy(&src, &dst)?;
         }
     }
-    let init = INIT.replace("MODULES", &BOOT_MODULES.join(" "));
+    let names: Vec<&str> = modules.iter().map(|(m, _)| m.as_str()).collect();
+    let init = INIT.replace("MODULES", &names.join(" "));
     let init_path = tree.join("init");
     fs::write(&init_path, init)?;
     {
@@ -494,13 +500,51 @@ impl std::fmt::Display for GuestKernelCrash {
 
 impl std::error::Error for GuestKernelCrash {}
 
-/// `cargo xtask vm-test`: everything from packages to the verdict.
-pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Result<()> {
+/// The kernel the suite and the benchmarks boot when none is named.
+pub const DEFAULT_KERNEL: Selector = Selector::Series(6, 12);
+
+/// `cargo xtask vm-test`: everything from packages to the verdict, for every kernel named.
+pub fn vm_test(
+    kernels: &[Selector],
+    machines: &[Machine],
+    script: Option<PathBuf>,
+    keep: bool,
+) -> Result<()> {
     if !Path::new("/proc/self").exists() {
         bail!("no /proc: cannot run the VM tests here");
     }
-    let (k, initrd, xtask) = guest_parts()?;
     crate::build(true)?;
+    let mut failed = Vec::new();
+    for sel in kernels {
+        let (k, initrd, xtask) = match guest_parts(sel) {
+            Ok(p) => p,
+            Err(e) => {
+                failed.push(format!("kernel {}: {e:#}", sel.label()));
+                continue;
+            }
+        };
+        failed.extend(
+            vm_test_kernel(&k, &initrd, &xtask, machines, script.as_ref(), keep)
+                .into_iter()
+                .map(|f| format!("{}: {f}", k.release)),
+        );
+    }
+    if !failed.is_empty() {
+        bail!("vm-test failed: {}", failed.join("; "));
+    }
+    step("vm-test: all scenarios passed");
+    Ok(())
+}
+
+/// Every machine on one kernel; the failures.
+fn vm_test_kernel(
+    k: &GuestKernel,
+    initrd: &Path,
+    xtask: &Path,
+    machines: &[Machine],
+    script: Option<&PathBuf>,
+    keep: bool,
+) -> Vec<String> {
     let mut failed = Vec::new();
     for &m in machines {
         let guest_cmd = format!(
@@ -511,14 +555,14 @@ pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Res
         );
         let opts = VmRun {
             machine: m,
-            script: script.clone(),
+            script: script.cloned(),
             keep,
             timeout: Duration::from_secs(match m {
                 Machine::Hmat => 600,
                 Machine::Cxl => 480,
             }),
         };
-        let mut result = boot(&k, &initrd, &opts, &guest_cmd);
+        let mut result = boot(k, initrd, &opts, &guest_cmd);
         if let Err(e) = &result {
             if e.downcast_ref::<GuestKernelCrash>().is_some() {
                 // Once, loudly: a second crash fails the run like any other error. The
@@ -529,7 +573,7 @@ pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Res
                     "{e:#}; kept as {}; booting the guest once more",
                     kept.display()
                 ));
-                result = boot(&k, &initrd, &opts, &guest_cmd);
+                result = boot(k, initrd, &opts, &guest_cmd);
             }
         }
         match result {
@@ -538,17 +582,13 @@ pub fn vm_test(machines: &[Machine], script: Option<PathBuf>, keep: bool) -> Res
             Err(e) => failed.push(format!("{e:#}")),
         }
     }
-    if !failed.is_empty() {
-        bail!("vm-test failed: {}", failed.join("; "));
-    }
-    step("vm-test: all scenarios passed");
-    Ok(())
+    failed
 }
 
 /// The migration-bound overhead benchmark, in the `hmat` guest (two nodes; the host has one):
 /// the rows the guest wrote, marked as measured there.
 pub fn bench_migration(rows: &mut Vec<crate::bench::Row>, quick: bool) -> Result<()> {
-    let (k, initrd, xtask) = guest_parts()?;
+    let (k, initrd, xtask) = guest_parts(&DEFAULT_KERNEL)?;
     let m = Machine::Hmat;
     let guest_cmd = format!(
         "CARGO_TARGET_DIR='{}' {} vm-guest --machine {} --bench{}",
