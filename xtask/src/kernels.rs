@@ -202,13 +202,15 @@ fn module_name(path: &str) -> String {
 
 /// The modules to load, in load order, with their paths in `modules.dep`: every target and its
 /// dependencies, leaving out what `modules.builtin` says is built in. A target that is neither
-/// a module nor built in is an error.
+/// a module nor built in is an error; without a `modules.builtin` (7.x packages do not ship
+/// the text file) a target that is no module is taken as built in.
 pub fn boot_modules(
     modules_dep: &str,
-    modules_builtin: &str,
+    modules_builtin: Option<&str>,
     targets: &[&str],
 ) -> Result<Vec<(String, String)>> {
-    let builtin: BTreeSet<String> = modules_builtin.lines().map(module_name).collect();
+    let builtin: Option<BTreeSet<String>> =
+        modules_builtin.map(|b| b.lines().map(module_name).collect());
     let mut deps = std::collections::BTreeMap::new();
     for line in modules_dep.lines() {
         let Some((path, rest)) = line.split_once(':') else {
@@ -238,7 +240,7 @@ pub fn boot_modules(
     for t in targets {
         if deps.contains_key(*t) {
             add(t, &deps, &mut out, 0);
-        } else if !builtin.contains(*t) {
+        } else if builtin.as_ref().is_some_and(|b| !b.contains(*t)) {
             bail!("module {t} is neither in modules.dep nor built in");
         }
     }
@@ -265,6 +267,7 @@ impl Apt {
     pub fn new(dir: PathBuf) -> Result<Self> {
         fs::create_dir_all(dir.join("lists/partial"))?;
         fs::create_dir_all(dir.join("cache/archives/partial"))?;
+        fs::create_dir_all(dir.join("sources.list.d"))?;
         fs::write(dir.join("sources.list"), SOURCES)?;
         Ok(Self { dir })
     }
@@ -275,7 +278,10 @@ impl Apt {
                 "-oDir::Etc::SourceList={}",
                 self.dir.join("sources.list").display()
             ),
-            "-oDir::Etc::SourceParts=/nonexistent".into(),
+            format!(
+                "-oDir::Etc::SourceParts={}",
+                self.dir.join("sources.list.d").display()
+            ),
             format!("-oDir::State::Lists={}", self.dir.join("lists").display()),
             format!("-oDir::Cache={}", self.dir.join("cache").display()),
         ]
@@ -294,11 +300,15 @@ impl Apt {
         let has_lists = fs::read_dir(self.dir.join("lists"))
             .map(|d| {
                 d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().ends_with("Packages"))
+                    .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
             })
             .unwrap_or(false);
         if refresh || !has_lists {
-            crate::step("vm: updating the private apt lists (bookworm to sid) under target/vm/apt");
+            crate::step(&format!(
+                "vm: updating the private apt lists (bookworm to sid) under {} ({})",
+                self.dir.display(),
+                if has_lists { "asked for" } else { "none yet" }
+            ));
             crate::run(self.cmd("apt-get").args(["update", "-q"]))?;
         }
         crate::output_ok(self.cmd("apt-cache").args([
@@ -385,7 +395,7 @@ kernel/net/9p/9pnet_virtio.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drive
 kernel/fs/9p/9p.ko: kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko kernel/net/9p/9pnet.ko
 kernel/fs/overlayfs/overlay.ko: 
 ";
-        let Ok(m) = boot_modules(dep, "", BOOT_TARGETS) else {
+        let Ok(m) = boot_modules(dep, Some(""), BOOT_TARGETS) else {
             panic!("resolves")
         };
         let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
@@ -409,13 +419,13 @@ kernel/fs/9p/9p.ko.xz: kernel/fs/netfs/netfs.ko.xz kernel/net/9p/9pnet.ko.xz
 kernel/fs/overlayfs/overlay.ko.xz: 
 ";
         let builtin = "kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_pci.ko\n";
-        let Ok(m) = boot_modules(dep, builtin, BOOT_TARGETS) else {
+        let Ok(m) = boot_modules(dep, Some(builtin), BOOT_TARGETS) else {
             panic!("resolves")
         };
         let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["9pnet", "9pnet_virtio", "netfs", "9p", "overlay"]);
         assert!(
-            boot_modules(dep, "", BOOT_TARGETS).is_err(),
+            boot_modules(dep, Some(""), BOOT_TARGETS).is_err(),
             "virtio_pci nowhere"
         );
     }

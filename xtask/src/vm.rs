@@ -1,7 +1,7 @@
 //! `cargo xtask vm-test`: boots a tiered-memory QEMU guest and runs a scenario in it.
 //!
-//! The guest is a Debian 6.12 kernel (unpacked from its package into `target/vm/kernel`, reused
-//! when present) with a busybox initramfs. The initramfs mounts the host's `/` read-only over
+//! The guest is a Debian kernel (6.12 unless `--kernel` names others; see `kernels.rs`),
+//! unpacked into `target/vm/kernel/<release>` and reused, with a busybox initramfs. The initramfs mounts the host's `/` read-only over
 //! virtio-9p under a tmpfs overlay and chroots into it, so the guest runs the binaries built on
 //! the host (cxl-trace, its workload, this xtask as the scenario driver) and the host's numactl,
 //! ndctl, cxl, daxctl and bpftrace. A read-write share carries results and the exit code back.
@@ -136,6 +136,11 @@ fn resolve(sel: &Selector, cache: &Path, apt: &Apt) -> Result<Release> {
         return Ok(r.clone());
     }
     // Perhaps the lists are old: refresh once.
+    step(&format!(
+        "vm: the apt lists offer no kernel for {} among {} releases",
+        sel.label(),
+        offered.len()
+    ));
     let offered = Release::from_packages(&apt.kernel_packages(true)?);
     if let Some(r) = sel.pick(&offered) {
         return Ok(r.clone());
@@ -252,8 +257,8 @@ pub fn initramfs(k: &GuestKernel) -> Result<PathBuf> {
     fs::copy(busybox, tree.join("bin/busybox"))?;
     let dir = k.modules_dir.join(&k.release);
     let dep = fs::read_to_string(dir.join("modules.dep"))?;
-    let builtin = fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
-    let modules = kernels::boot_modules(&dep, &builtin, kernels::BOOT_TARGETS)
+    let builtin = fs::read_to_string(dir.join("modules.builtin")).ok();
+    let modules = kernels::boot_modules(&dep, builtin.as_deref(), kernels::BOOT_TARGETS)
         .with_context(|| format!("boot modules of {}", k.release))?;
     for (m, rel) in &modules {
         let src = dir.join(rel);
