@@ -926,6 +926,18 @@ fn diff_scenario(c: &mut Checks) -> Result<()> {
 /// while a kdamond migrates cold regions to node 1.
 fn damon_migrate_cold() -> Result<()> {
     say("DAMON migrate_cold: 64 MiB idle on node 0, kdamond (paddr) moving cold memory to node 1");
+    // DAMON modules that run a kdamond of their own (DAMON_STAT, on by default from 6.17;
+    // DAMON_RECLAIM, DAMON_LRU_SORT) make starting another one fail with EBUSY: stop them for
+    // the scenario, and say so.
+    for m in ["damon_stat", "damon_reclaim", "damon_lru_sort"] {
+        let p = format!("/sys/module/{m}/parameters/enabled");
+        if fs::read_to_string(&p).is_ok_and(|v| v.trim() == "Y") {
+            say(&format!(
+                "{m} runs a kdamond of its own: turning it off for this scenario"
+            ));
+            write(&p, "N")?;
+        }
+    }
     let h = hold(&["--mib", "64", "--node", "0", "--unbind"], None)?;
     let k = "/sys/kernel/mm/damon/admin/kdamonds";
     write(&format!("{k}/nr_kdamonds"), "1")?;
