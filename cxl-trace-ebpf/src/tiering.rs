@@ -400,9 +400,13 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
         None => u32::MAX,
     };
     // A large folio's first tail page points back to it with bit 0 set (`PageTail`); the
-    // `struct page` after a small folio is never a tail of it. Stable on every 64-bit kernel.
-    // SAFETY: the word after `named`'s struct page; bpf_probe_read_kernel fails cleanly.
-    let size =
+    // `struct page` after a small folio is never a tail of it. Checked up to 6.12; 7.3 reads
+    // differently, so userspace leaves `folio_order_offset` unknown there.
+    let size = if l.folio_order_offset == u32::MAX {
+        // A kernel whose struct page layout is not known to hold: no size, never a wrong one.
+        folio_size::UNKNOWN
+    } else {
+        // SAFETY: the word after `named`'s struct page; bpf_probe_read_kernel fails cleanly.
         match unsafe { bpf_probe_read_kernel((named + l.page_struct_size + 8) as *const u64) } {
             Ok(head) if head == named | 1 => large_folio_size(
                 named,
@@ -412,7 +416,8 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
             ),
             Ok(_) => folio_size::SMALL,
             Err(_) => folio_size::UNKNOWN,
-        };
+        }
+    };
     let reason = folio_size::pack(reason, size);
     emit(
         kind::FOLIO_MIGRATE,
