@@ -337,9 +337,6 @@ fn pfn_of(page: u64, l: &KernelLayout, vmemmap: u64) -> u64 {
 /// and both folios aligned to it, as every folio is), else [`folio_size::LARGE`].
 #[inline(always)]
 fn large_folio_size(named: u64, src_pfn: u64, dst_pfn: u64, l: &KernelLayout) -> u32 {
-    if l.folio_order_offset == u32::MAX || l.page_struct_size == 0 {
-        return folio_size::LARGE;
-    }
     let at = named + l.page_struct_size + u64::from(l.folio_order_offset);
     // SAFETY: a byte of the first tail page of a large folio; bpf_probe_read_kernel fails
     // cleanly.
@@ -402,7 +399,7 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
     // A large folio's first tail page points back to it with bit 0 set (`PageTail`); the
     // `struct page` after a small folio is never a tail of it. Checked up to 6.12; 7.3 reads
     // differently, so userspace leaves `folio_order_offset` unknown there.
-    let size = if l.folio_order_offset == u32::MAX {
+    let size = if l.folio_order_offset == u32::MAX || l.page_struct_size == 0 {
         // A kernel whose struct page layout is not known to hold: no size, never a wrong one.
         folio_size::UNKNOWN
     } else {

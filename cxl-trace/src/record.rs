@@ -103,9 +103,16 @@ impl Recorder {
         if self.failure().is_some() {
             return;
         }
-        let mut v = v.clone();
-        self.redaction.snapshot(&mut v);
-        if let Err(e) = self.writer.json(kind, ts, &v) {
+        let redacted;
+        let v = if self.redaction.redacts() {
+            let mut copy = v.clone();
+            self.redaction.snapshot(&mut copy);
+            redacted = copy;
+            &redacted
+        } else {
+            v
+        };
+        if let Err(e) = self.writer.json(kind, ts, v) {
             self.failed = Some(format!("{}: {e}", self.path.display()));
         }
     }

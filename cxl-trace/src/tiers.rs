@@ -953,19 +953,15 @@ pub fn fold_folio(
     let st = sn.and_then(|n| tiers.tier(n));
     let dt = dn.and_then(|n| tiers.tier(n));
     if let (Some(s), Some(d)) = (st, dt) {
-        match direction(s, d) {
-            Direction::Promotion => tracker.observe(
-                pp,
-                (f.mapping, f.index),
-                f.ts_ns,
-                true,
-                Some(f.pid),
-                f.pages,
-            ),
-            Direction::Demotion => {
-                tracker.observe(pp, (f.mapping, f.index), f.ts_ns, false, None, f.pages)
-            }
-            Direction::Lateral => {}
+        let promoted = match direction(s, d) {
+            Direction::Promotion => Some(true),
+            Direction::Demotion => Some(false),
+            Direction::Lateral => None,
+        };
+        if let Some(promoted) = promoted {
+            // A promotion's task is the page's owner (the faulting task); a demotion's is not.
+            let owner = promoted.then_some(f.pid);
+            tracker.observe(pp, (f.mapping, f.index), f.ts_ns, promoted, owner, f.pages);
         }
     }
     Some((st, dt))

@@ -134,6 +134,13 @@ fn drain(
     }
 }
 
+/// The error that ends a run whose recording could not be written (`what`: the file and why).
+fn recording_stopped(what: impl std::fmt::Display) -> Error {
+    Error::Runtime(format!(
+        "recording stopped: {what}; the file reads back up to its last complete chunk"
+    ))
+}
+
 /// Drops counted since `before`, per kind.
 pub(crate) fn drops_since(now: &Drops, before: &Drops) -> Drops {
     Drops {
@@ -572,9 +579,7 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
             if rec.as_ref().is_some_and(|r| r.progress) {
                 eprintln!();
             }
-            return Err(Error::Runtime(format!(
-                "recording stopped: {failed}; the file reads back up to its last complete chunk"
-            )));
+            return Err(recording_stopped(failed));
         }
         tokio::select! {
             _ = poll.tick() => {
@@ -717,21 +722,14 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
             eprintln!();
         }
         if let Some(f) = r.failure() {
-            return Err(Error::Runtime(format!(
-                "recording stopped: {f}; the file reads back up to its last complete chunk"
-            )));
+            return Err(recording_stopped(f));
         }
         // The last chunk, then the data on the device: an error here is the recording's too.
         r.writer
             .finish()
             .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
             .and_then(|f| f.sync_data())
-            .map_err(|e| {
-                Error::Runtime(format!(
-                    "recording stopped: {}: {e}; the file reads back up to its last complete chunk",
-                    path.display()
-                ))
-            })?;
+            .map_err(|e| recording_stopped(format!("{}: {e}", path.display())))?;
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         eprintln!(
             "cxl-trace: recorded {events} events in {:.1} s to {} ({size} bytes, {:.2} bytes/event): {} faults, {} pages migrated, {} dropped",

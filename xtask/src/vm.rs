@@ -1,7 +1,8 @@
 //! `cargo xtask vm-test`: boots a tiered-memory QEMU guest and runs a scenario in it.
 //!
 //! The guest is a Debian kernel (6.12 unless `--kernel` names others; see `kernels.rs`),
-//! unpacked into `target/vm/kernel/<release>` and reused, with a busybox initramfs. The initramfs mounts the host's `/` read-only over
+//! unpacked into `target/vm/kernel/<release>` and reused, with a busybox initramfs. The
+//! initramfs mounts the host's `/` read-only over
 //! virtio-9p under a tmpfs overlay and chroots into it, so the guest runs the binaries built on
 //! the host (cxl-trace, its workload, this xtask as the scenario driver) and the host's numactl,
 //! ndctl, cxl, daxctl and bpftrace. A read-write share carries results and the exit code back.
