@@ -32,6 +32,8 @@ pub const MIGRATE_LAYOUT_GLOBAL: &str = "MIGRATE_LAYOUT";
 pub const KERNEL_LAYOUT_GLOBAL: &str = "KERNEL_LAYOUT";
 /// Name of the [`RawLayout`] global.
 pub const RAW_LAYOUT_GLOBAL: &str = "RAW_LAYOUT";
+/// Name of the [`HookArgs`] global.
+pub const HOOK_ARGS_GLOBAL: &str = "HOOK_ARGS";
 
 /// Maximum number of followed processes (size of [`FOLLOW_MAP`]).
 pub const FOLLOW_MAX: u32 = 16_384;
@@ -295,6 +297,74 @@ pub mod raw {
     pub const NR: usize = 10;
     /// Bytes of a record kept (longer records are cut).
     pub const DATA: usize = 256;
+}
+
+/// Where each function hook finds the arguments it reads: the index of the parameter in the
+/// function's prototype (fentry/fexit context slot, or kprobe argument register), and for an
+/// exit the slot of the return value, which follows the last parameter.
+///
+/// Userspace finds them by name and type in the kernel's BTF, so a parameter added or moved
+/// between kernels (`demote_folio_list` gained `memcg` as its third parameter) shifts the
+/// slots instead of making the programs read a pointer as a page count. The defaults are the
+/// 6.12 prototypes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookArgs {
+    /// `handle_mm_fault`: `address`, `regs`, return slot.
+    pub fault_address: u8,
+    pub fault_regs: u8,
+    pub fault_ret: u8,
+    /// `task_numa_fault`: `last_cpupid`, `mem_node`, `pages`, `flags`.
+    pub numa_last_cpupid: u8,
+    pub numa_mem_node: u8,
+    pub numa_pages: u8,
+    pub numa_flags: u8,
+    /// `move_to_new_folio`: `dst`, `src`, return slot.
+    pub folio_dst: u8,
+    pub folio_src: u8,
+    pub folio_ret: u8,
+    /// `should_numa_migrate_memory`: `src_nid`, `dst_cpu`, return slot.
+    pub should_src_nid: u8,
+    pub should_dst_cpu: u8,
+    pub should_ret: u8,
+    /// `mod_node_page_state`: `delta`.
+    pub node_stat_delta: u8,
+    /// `migrate_misplaced_folio_prepare`: `node`, return slot.
+    pub prepare_node: u8,
+    pub prepare_ret: u8,
+    /// `folio_isolate_lru`: return slot.
+    pub isolate_ret: u8,
+    /// `demote_folio_list`: `pgdat`, return slot.
+    pub demote_pgdat: u8,
+    pub demote_ret: u8,
+    /// Reserved, zero.
+    pub _reserved: [u8; 5],
+}
+
+impl HookArgs {
+    /// The prototypes of 6.12.
+    pub const DEFAULT: Self = Self {
+        fault_address: 1,
+        fault_regs: 3,
+        fault_ret: 4,
+        numa_last_cpupid: 0,
+        numa_mem_node: 1,
+        numa_pages: 2,
+        numa_flags: 3,
+        folio_dst: 0,
+        folio_src: 1,
+        folio_ret: 3,
+        should_src_nid: 2,
+        should_dst_cpu: 3,
+        should_ret: 4,
+        node_stat_delta: 2,
+        prepare_node: 2,
+        prepare_ret: 3,
+        isolate_ret: 1,
+        demote_pgdat: 1,
+        demote_ret: 2,
+        _reserved: [0; 5],
+    };
 }
 
 /// Bytes to copy of each raw tracepoint's record (from its format; at most [`raw::DATA`]).
@@ -638,6 +708,8 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for RawLayout {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for HookArgs {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for FaultLatencyEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for FolioMigrateEvent {}
@@ -673,6 +745,7 @@ const _: () = {
     assert!(size_of::<MigrateLayout>() == 40);
     assert!(size_of::<KernelLayout>() == 48);
     assert!(size_of::<RawLayout>() == 48);
+    assert!(size_of::<HookArgs>() == 24);
     assert!(size_of::<FaultLatencyEvent>() == 80);
     assert!(size_of::<FolioMigrateEvent>() == 72);
     assert!(size_of::<NumaFaultEvent>() == 40);

@@ -21,7 +21,7 @@ use aya_ebpf::{
 use cxl_trace_common::{decision_stage, isolate, kind, DemoteBatchEvent, PromoteDecisionEvent};
 
 use crate::{
-    shared::{current_ids, emit, header, raw_arg},
+    shared::{arg_at, current_ids, emit, header, kprobe_arg, HOOK_ARGS},
     tiering::KERNEL_LAYOUT,
 };
 
@@ -135,20 +135,24 @@ pub fn should_migrate_entry(_ctx: FEntryContext) -> u32 {
 
 #[kprobe]
 pub fn should_migrate_kprobe(ctx: ProbeContext) -> u32 {
-    let arg = |n| ctx.arg::<u64>(n).unwrap_or(0) as i32;
-    begin_here(&DECIDING, Step::new(arg(2), arg(3), 0));
+    let a = HOOK_ARGS.load();
+    let arg = |n| kprobe_arg(&ctx, n) as i32;
+    begin_here(
+        &DECIDING,
+        Step::new(arg(a.should_src_nid), arg(a.should_dst_cpu), 0),
+    );
     0
 }
 
 #[fentry(function = "mod_node_page_state")]
 pub fn node_stat_mod(ctx: FEntryContext) -> u32 {
-    count_candidates(raw_arg(&ctx, 2) as i64);
+    count_candidates(arg_at(&ctx, HOOK_ARGS.load().node_stat_delta) as i64);
     0
 }
 
 #[kprobe]
 pub fn node_stat_mod_kprobe(ctx: ProbeContext) -> u32 {
-    count_candidates(ctx.arg::<u64>(2).unwrap_or(0) as i64);
+    count_candidates(kprobe_arg(&ctx, HOOK_ARGS.load().node_stat_delta) as i64);
     0
 }
 
@@ -163,11 +167,12 @@ fn count_candidates(delta: i64) {
 #[fexit(function = "should_numa_migrate_memory")]
 pub fn should_migrate_exit(ctx: FExitContext) -> u32 {
     let cand = take_here(&DECIDING).map_or(0, |s| s.candidate_pages);
+    let a = HOOK_ARGS.load();
     emit_decision(
         decision_stage::SHOULD_MIGRATE,
-        (raw_arg(&ctx, 4) & 1) as i32,
-        raw_arg(&ctx, 2) as i32,
-        raw_arg(&ctx, 3) as i32,
+        (arg_at(&ctx, a.should_ret) & 1) as i32,
+        arg_at(&ctx, a.should_src_nid) as i32,
+        arg_at(&ctx, a.should_dst_cpu) as i32,
         cand,
         isolate::NOT_CALLED,
     );
@@ -200,14 +205,18 @@ pub fn prepare_entry(_ctx: FEntryContext) -> u32 {
 pub fn prepare_kprobe(ctx: ProbeContext) -> u32 {
     begin_here(
         &PREPARING,
-        Step::new(-1, ctx.arg::<u64>(2).unwrap_or(0) as i32, 0),
+        Step::new(
+            -1,
+            kprobe_arg(&ctx, HOOK_ARGS.load().prepare_node) as i32,
+            0,
+        ),
     );
     0
 }
 
 #[fexit(function = "folio_isolate_lru")]
 pub fn isolate_exit(ctx: FExitContext) -> u32 {
-    isolated(raw_arg(&ctx, 1) & 1 != 0);
+    isolated(arg_at(&ctx, HOOK_ARGS.load().isolate_ret) & 1 != 0);
     0
 }
 
@@ -228,11 +237,12 @@ fn isolated(ok: bool) {
 #[fexit(function = "migrate_misplaced_folio_prepare")]
 pub fn prepare_exit(ctx: FExitContext) -> u32 {
     let iso = take_here(&PREPARING).map_or(isolate::NOT_CALLED, |s| s.isolate);
+    let a = HOOK_ARGS.load();
     emit_decision(
         decision_stage::PREPARE,
-        raw_arg(&ctx, 3) as i32,
+        arg_at(&ctx, a.prepare_ret) as i32,
         -1,
-        raw_arg(&ctx, 2) as i32,
+        arg_at(&ctx, a.prepare_node) as i32,
         0,
         iso,
     );
@@ -285,13 +295,20 @@ const MAX_NODES: u32 = 64;
 
 #[fexit(function = "demote_folio_list")]
 pub fn demote_folio_list_exit(ctx: FExitContext) -> u32 {
-    demoted(raw_arg(&ctx, 1), raw_arg(&ctx, 2) as u32);
+    let a = HOOK_ARGS.load();
+    demoted(
+        arg_at(&ctx, a.demote_pgdat),
+        arg_at(&ctx, a.demote_ret) as u32,
+    );
     0
 }
 
 #[kprobe]
 pub fn demote_folio_list_kprobe(ctx: ProbeContext) -> u32 {
-    begin(&DEMOTING, Step::new(-1, 0, ctx.arg::<u64>(1).unwrap_or(0)));
+    begin(
+        &DEMOTING,
+        Step::new(-1, 0, kprobe_arg(&ctx, HOOK_ARGS.load().demote_pgdat)),
+    );
     0
 }
 

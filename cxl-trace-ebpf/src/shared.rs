@@ -9,7 +9,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
     EbpfContext, Global,
 };
-use cxl_trace_common::{config_flags, stat, Config, EventHeader, COMM_LEN, FOLLOW_MAX};
+use cxl_trace_common::{config_flags, stat, Config, EventHeader, HookArgs, COMM_LEN, FOLLOW_MAX};
 
 /// Default ring buffer size; userspace resizes it with `EbpfLoader::set_max_entries`.
 const EVENTS_BYTES: u32 = 16 << 20;
@@ -146,9 +146,43 @@ pub fn emit<T: 'static>(kind: u16, value: T) {
 /// Argument `n` of a fentry/fexit context as a scalar (not a typed pointer): the verifier types
 /// pointer arguments from BTF and refuses arithmetic on them, a plain number it accepts.
 #[inline(always)]
-pub fn raw_arg<C: EbpfContext>(ctx: &C, n: usize) -> u64 {
+fn raw_arg<C: EbpfContext>(ctx: &C, n: usize) -> u64 {
     let slot = (ctx.as_ptr() as *const u64).wrapping_add(n);
     // SAFETY: a fentry/fexit context is an array of u64 argument slots (plus the return value
     // for fexit); `n` is within it, and bpf_probe_read_kernel fails cleanly rather than faulting.
     unsafe { bpf_probe_read_kernel(slot) }.unwrap_or(0)
 }
+
+/// Argument (or return) slot `n` of a fentry/fexit context, `n` from [`HOOK_ARGS`]: each arm
+/// has a constant offset, as the verifier wants for context reads.
+#[inline(always)]
+pub fn arg_at<C: EbpfContext>(ctx: &C, n: u8) -> u64 {
+    match n {
+        0 => raw_arg(ctx, 0),
+        1 => raw_arg(ctx, 1),
+        2 => raw_arg(ctx, 2),
+        3 => raw_arg(ctx, 3),
+        4 => raw_arg(ctx, 4),
+        5 => raw_arg(ctx, 5),
+        6 => raw_arg(ctx, 6),
+        _ => 0,
+    }
+}
+
+/// Argument `n` of a kprobe, `n` from [`HOOK_ARGS`] (the first six are in registers).
+#[inline(always)]
+pub fn kprobe_arg(ctx: &aya_ebpf::programs::ProbeContext, n: u8) -> u64 {
+    match n {
+        0 => ctx.arg::<u64>(0).unwrap_or(0),
+        1 => ctx.arg::<u64>(1).unwrap_or(0),
+        2 => ctx.arg::<u64>(2).unwrap_or(0),
+        3 => ctx.arg::<u64>(3).unwrap_or(0),
+        4 => ctx.arg::<u64>(4).unwrap_or(0),
+        5 => ctx.arg::<u64>(5).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Where the hooked functions' arguments are on this kernel (set by userspace from BTF).
+#[unsafe(no_mangle)]
+pub static HOOK_ARGS: Global<HookArgs> = Global::new(HookArgs::DEFAULT);

@@ -23,7 +23,9 @@ use cxl_trace_common::{
     NumaFaultEvent, COMM_LEN, COPY_UNKNOWN,
 };
 
-use crate::shared::{bump, current_ids, emit, followed, header, header_at, now, raw_arg};
+use crate::shared::{
+    arg_at, bump, current_ids, emit, followed, header, header_at, kprobe_arg, now, HOOK_ARGS,
+};
 
 #[unsafe(no_mangle)]
 pub static KERNEL_LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::DEFAULT);
@@ -81,21 +83,23 @@ const NONE: u64 = u64::MAX;
 
 #[fentry(function = "handle_mm_fault")]
 pub fn handle_mm_fault_entry(ctx: FEntryContext) -> u32 {
-    fault_enter(raw_arg(&ctx, 1), raw_arg(&ctx, 3));
+    let a = HOOK_ARGS.load();
+    fault_enter(arg_at(&ctx, a.fault_address), arg_at(&ctx, a.fault_regs));
     0
 }
 
 #[fexit(function = "handle_mm_fault")]
 pub fn handle_mm_fault_exit(ctx: FExitContext) -> u32 {
-    fault_exit(raw_arg(&ctx, 4) as u32);
+    fault_exit(arg_at(&ctx, HOOK_ARGS.load().fault_ret) as u32);
     0
 }
 
 #[kprobe]
 pub fn handle_mm_fault_kprobe(ctx: ProbeContext) -> u32 {
+    let a = HOOK_ARGS.load();
     fault_enter(
-        ctx.arg::<u64>(1).unwrap_or(0),
-        ctx.arg::<u64>(3).unwrap_or(0),
+        kprobe_arg(&ctx, a.fault_address),
+        kprobe_arg(&ctx, a.fault_regs),
     );
     0
 }
@@ -200,19 +204,26 @@ pub fn mm_page_alloc(ctx: TracePointContext) -> u32 {
 
 #[fentry(function = "task_numa_fault")]
 pub fn task_numa_fault(ctx: FEntryContext) -> u32 {
+    let a = HOOK_ARGS.load();
     numa_fault(
-        raw_arg(&ctx, 0) as i32,
-        raw_arg(&ctx, 1) as i32,
-        raw_arg(&ctx, 2) as i32,
-        raw_arg(&ctx, 3) as i32,
+        arg_at(&ctx, a.numa_last_cpupid) as i32,
+        arg_at(&ctx, a.numa_mem_node) as i32,
+        arg_at(&ctx, a.numa_pages) as i32,
+        arg_at(&ctx, a.numa_flags) as i32,
     );
     0
 }
 
 #[kprobe]
 pub fn task_numa_fault_kprobe(ctx: ProbeContext) -> u32 {
-    let arg = |n| ctx.arg::<u64>(n).unwrap_or(0) as i32;
-    numa_fault(arg(0), arg(1), arg(2), arg(3));
+    let a = HOOK_ARGS.load();
+    let arg = |n| kprobe_arg(&ctx, n) as i32;
+    numa_fault(
+        arg(a.numa_last_cpupid),
+        arg(a.numa_mem_node),
+        arg(a.numa_pages),
+        arg(a.numa_flags),
+    );
     0
 }
 
@@ -252,7 +263,8 @@ fn numa_fault(last_cpupid: i32, mem_node: i32, pages: i32, flags: i32) {
 
 #[fentry(function = "move_to_new_folio")]
 pub fn move_to_new_folio_entry(ctx: FEntryContext) -> u32 {
-    folio_enter(raw_arg(&ctx, 0), raw_arg(&ctx, 1));
+    let a = HOOK_ARGS.load();
+    folio_enter(arg_at(&ctx, a.folio_dst), arg_at(&ctx, a.folio_src));
     0
 }
 
@@ -260,16 +272,19 @@ pub fn move_to_new_folio_entry(ctx: FEntryContext) -> u32 {
 pub fn move_to_new_folio_exit(ctx: FExitContext) -> u32 {
     // The verifier types the folio arguments as BTF pointers and refuses the arithmetic that
     // turns them into pfns; read them as plain numbers instead.
-    folio_exit(raw_arg(&ctx, 0), raw_arg(&ctx, 1), raw_arg(&ctx, 3) as i32);
+    let a = HOOK_ARGS.load();
+    folio_exit(
+        arg_at(&ctx, a.folio_dst),
+        arg_at(&ctx, a.folio_src),
+        arg_at(&ctx, a.folio_ret) as i32,
+    );
     0
 }
 
 #[kprobe]
 pub fn move_to_new_folio_kprobe(ctx: ProbeContext) -> u32 {
-    folio_enter(
-        ctx.arg::<u64>(0).unwrap_or(0),
-        ctx.arg::<u64>(1).unwrap_or(0),
-    );
+    let a = HOOK_ARGS.load();
+    folio_enter(kprobe_arg(&ctx, a.folio_dst), kprobe_arg(&ctx, a.folio_src));
     0
 }
 

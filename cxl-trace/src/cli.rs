@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Report what this kernel and these privileges allow: one line per probe and capability.
-    Doctor(DoctorOpts),
+    Doctor(DoctorCmdOpts),
     /// Live view of faults and migrations; `--no-tui` prints one JSON object per interval.
     Top(TopOpts),
     /// Memory topology: nodes, distances, tiers, HMAT/CDAT numbers, CXL devices, settings.
@@ -184,6 +184,18 @@ pub struct DoctorOpts {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorCmdOpts {
+    #[command(flatten)]
+    pub base: DoctorOpts,
+    /// Write this kernel's facts that the probes depend on (tracefs formats of every
+    /// tracepoint used, BTF prototypes of every hooked function, which symbols kallsyms has,
+    /// the /proc/vmstat names) into DIR, for a bug report or as a test fixture.
+    #[arg(long, value_name = "DIR")]
+    pub capture: Option<std::path::PathBuf>,
 }
 
 /// Options of `top`.

@@ -164,6 +164,36 @@ impl MigrateReason {
         }
     }
 
+    /// The name the kernel's `mm_migrate_pages` print format gives it.
+    pub fn kernel_name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Compaction => "compaction",
+            Self::MemoryFailure => "memory_failure",
+            Self::MemoryHotplug => "memory_hotplug",
+            Self::Syscall => "syscall_or_cpuset",
+            Self::MempolicyMbind => "mempolicy_mbind",
+            Self::NumaMisplaced => "numa_misplaced",
+            Self::ContigRange => "contig_range",
+            Self::LongtermPin => "longterm_pin",
+            Self::Demotion => "demotion",
+            Self::Damon => "damon",
+            Self::Unknown(_) => return None,
+        })
+    }
+
+    /// Where a kernel numbers its reasons differently from this build, from the `reason`
+    /// table of its `mm_migrate_pages` format: one line per value whose name differs. Values
+    /// this build does not know are not drift (they are shown as `reason_N`).
+    pub fn numbering_drift(table: &std::collections::BTreeMap<i64, String>) -> Vec<String> {
+        table
+            .iter()
+            .filter_map(|(&v, name)| {
+                let ours = Self::from_raw(u32::try_from(v).ok()?).kernel_name()?;
+                (ours != name).then(|| format!("{v} is `{name}` on this kernel, `{ours}` here"))
+            })
+            .collect()
+    }
+
     /// The name used in JSON and text output (the kernel's own names, `syscall_or_cpuset`
     /// shortened).
     pub fn name(self) -> String {

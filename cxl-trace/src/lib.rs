@@ -45,8 +45,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Doctor(o) => {
+            if let Some(dir) = &o.capture {
+                let n = probe::facts::capture(dir)?;
+                eprintln!(
+                    "cxl-trace: {n} files of kernel facts written to {}",
+                    dir.display()
+                );
+                return Ok(0);
+            }
             let report = doctor::gather();
-            let out = if o.json {
+            let out = if o.base.json {
                 format!("{:#}\n", doctor::to_json(&report))
             } else {
                 doctor::to_text(&report)

@@ -178,6 +178,8 @@ pub struct Topology {
     /// 5-level paging in use (the `la57` flag in /proc/cpuinfo): widens the pfn in migration
     /// entries.
     pub five_level_paging: bool,
+    /// What this topology means for tiering, in plain words ([`Topology::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// Parses a kernel cpulist/nodelist such as `0-3,8,10-11`. Invalid parts are skipped.
@@ -379,7 +381,7 @@ impl Topology {
         let memory_block_bytes = read(&sys.join("devices/system/memory/block_size_bytes"))
             .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
             .unwrap_or(0);
-        Self {
+        let mut t = Self {
             nodes,
             tiers,
             cxl,
@@ -388,7 +390,41 @@ impl Topology {
             five_level_paging: crate::pte::cpuinfo_la57(
                 &read(&proc_.join("cpuinfo")).unwrap_or_default(),
             ),
+            notes: Vec::new(),
+        };
+        t.notes = t.tiering_notes();
+        t
+    }
+
+    /// Situations that make tiering do nothing, said plainly: a memory-only node in the top
+    /// tier (no demotion target: nothing is demoted to it or promoted from it), and demotion
+    /// turned off while there is a lower tier.
+    pub fn tiering_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let with_memory: Vec<&Node> = self.nodes.iter().filter(|n| n.mem_total_kib > 0).collect();
+        let top = self.tiers.first().map(|t| t.id);
+        if let Some(top) = top {
+            for n in &with_memory {
+                if n.cpus.is_empty() && n.tier == Some(top) {
+                    notes.push(format!(
+                        "node {} is in the top tier: no demotion target (it has no CPUs, yet memory_tier{top} holds it{}); kernels before 6.7 put only dax/kmem memory in lower tiers, not HMAT-described nodes",
+                        n.id,
+                        if self.tiers.len() == 1 {
+                            " with every other node"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
         }
+        if self.tiers.len() > 1 && self.settings.demotion_enabled == Some(false) {
+            notes.push(
+                "demotion_enabled is false: reclaim frees or swaps pages instead of demoting them"
+                    .into(),
+            );
+        }
+        notes
     }
 
     /// The live system's topology.
@@ -534,6 +570,12 @@ pub fn to_text(t: &Topology) -> String {
         "  memory block size {} MiB\n",
         t.memory_block_bytes >> 20
     ));
+    if !t.notes.is_empty() {
+        o.push_str("notes:\n");
+        for n in &t.notes {
+            o.push_str(&format!("  {n}\n"));
+        }
+    }
     o
 }
 
@@ -600,6 +642,34 @@ mod tests {
         );
         let absent = Topology::read(&dir.path().join("absent"), &dir.path().join("proc"));
         assert!(absent.tiers.is_empty());
+    }
+
+    #[test]
+    fn a_memory_only_node_in_the_top_tier_is_said_plainly() {
+        let mut t = fixture("two-tier");
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
+        // As 6.1 lays out the same machine: one tier holds both nodes.
+        t.tiers = vec![Tier {
+            id: 4,
+            nodes: vec![0, 1],
+        }];
+        for n in &mut t.nodes {
+            n.tier = Some(4);
+        }
+        let notes = t.tiering_notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("node 1 is in the top tier: no demotion target"),
+            "{}",
+            notes[0]
+        );
+        t.notes = notes;
+        assert!(to_text(&t).contains("notes:\n  node 1 is in the top tier"));
+        // Two tiers with demotion off.
+        let mut t = fixture("two-tier");
+        t.settings.demotion_enabled = Some(false);
+        assert_eq!(t.tiering_notes().len(), 1);
+        assert!(t.tiering_notes()[0].starts_with("demotion_enabled is false"));
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct Format {
     pub id: u32,
     /// Fields by name, common fields included.
     pub fields: BTreeMap<String, Field>,
+    /// The value names of fields the print format shows with `__print_symbolic`, as the
+    /// kernel numbers them (`reason` of `migrate:mm_migrate_pages`: 8 -> `demotion`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub symbols: BTreeMap<String, BTreeMap<i64, String>>,
 }
 
 impl Format {
@@ -69,7 +73,52 @@ pub fn parse_format(text: &str) -> Result<Format, String> {
     if fmt.name.is_empty() {
         return Err("no `name:` line".into());
     }
+    if let Some(pf) = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("print fmt:"))
+    {
+        fmt.symbols = parse_symbolic(pf);
+    }
     Ok(fmt)
+}
+
+/// The `__print_symbolic(REC->field, {0, "name"}, ...)` tables of a print format.
+fn parse_symbolic(pf: &str) -> BTreeMap<String, BTreeMap<i64, String>> {
+    let mut out = BTreeMap::new();
+    let mut rest = pf;
+    while let Some(i) = rest.find("__print_symbolic(REC->") {
+        rest = &rest[i + "__print_symbolic(REC->".len()..];
+        let Some(comma) = rest.find(',') else { break };
+        let field = rest[..comma].trim().to_string();
+        rest = &rest[comma + 1..];
+        let mut table = BTreeMap::new();
+        // Entries `{ value, "name" }` until the closing parenthesis.
+        loop {
+            let t = rest.trim_start();
+            let Some(body) = t.strip_prefix('{') else {
+                break;
+            };
+            let Some(close) = body.find('}') else { break };
+            let entry = &body[..close];
+            rest = body[close + 1..].trim_start();
+            if let Some((v, name)) = entry.split_once(',') {
+                let v = v.trim();
+                let parsed = v.strip_prefix("0x").map_or_else(
+                    || v.parse::<i64>().ok(),
+                    |h| i64::from_str_radix(h, 16).ok(),
+                );
+                if let Some(v) = parsed {
+                    table.insert(v, name.trim().trim_matches('"').to_string());
+                }
+            }
+            match rest.strip_prefix(',') {
+                Some(r) => rest = r,
+                None => break,
+            }
+        }
+        out.insert(field, table);
+    }
+    out
 }
 
 /// Parses `unsigned long address;\toffset:8;\tsize:8;\tsigned:0;` (after `field:`).

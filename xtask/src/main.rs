@@ -140,7 +140,7 @@ fn step(msg: &str) {
     eprintln!("xtask: {msg}");
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)

@@ -339,7 +339,8 @@ fn machine_args(m: Machine, cpu: &str) -> (Vec<String>, &'static str) {
                 "-object", "memory-backend-ram,id=cxl-lsa0,share=on,size=1M",
                 "-device", "pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1",
                 "-device", "cxl-rp,port=0,bus=cxl.1,id=root_port13,chassis=0,slot=2",
-                "-device", "cxl-type3,bus=root_port13,memdev=cxl-mem0,lsa=cxl-lsa0,id=cxl-pmem0",
+                // A serial number: from 6.19 a pmem region of a memdev without one is refused.
+                "-device", "cxl-type3,bus=root_port13,memdev=cxl-mem0,lsa=cxl-lsa0,id=cxl-pmem0,sn=0x5c1",
                 "-M", "cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4G",
             ]));
             // Without pci=nomsi cxl_pci cannot get its event interrupt and no mem0 appears.
@@ -587,8 +588,88 @@ fn vm_test_kernel(
             Ok(code) => failed.push(format!("{}: guest exit code {code}", m.name())),
             Err(e) => failed.push(format!("{e:#}")),
         }
+        if let Err(e) = absorb_facts(k) {
+            failed.push(format!("{e:#}"));
+        }
     }
     failed
+}
+
+/// Where a kernel's captured facts are committed.
+pub fn fixture_dir(release: &str) -> PathBuf {
+    crate::root()
+        .join("cxl-trace/tests/fixtures/kernels")
+        .join(release)
+}
+
+/// Files under `dir`, relative, with their bytes.
+fn tree(dir: &Path) -> Result<std::collections::BTreeMap<PathBuf, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).to_path_buf();
+                out.insert(rel, fs::read(&p)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The facts the guest captured (`doctor --capture`, the `cxl` machine) against the
+/// committed fixture of that kernel: a new kernel's are added to the tree (to be committed),
+/// a differing capture of a kernel already there fails the run, naming the files.
+fn absorb_facts(k: &GuestKernel) -> Result<()> {
+    let captured = run_dir(Machine::Cxl).join("facts");
+    if !captured.join("release").exists() {
+        return Ok(());
+    }
+    let fixture = fixture_dir(&k.release);
+    let new = tree(&captured)?;
+    if !fixture.exists() {
+        for (rel, bytes) in &new {
+            let dst = fixture.join(rel);
+            if let Some(parent) = dst.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::write(&dst, bytes)?;
+        }
+        step(&format!(
+            "kernel facts of {}: new fixture written to {} ({} files); commit it",
+            k.release,
+            fixture.display(),
+            new.len()
+        ));
+    } else {
+        let old = tree(&fixture)?;
+        let differ: Vec<String> = new
+            .keys()
+            .chain(old.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|rel| new.get(*rel) != old.get(*rel))
+            .map(|rel| rel.display().to_string())
+            .collect();
+        if !differ.is_empty() {
+            bail!(
+                "kernel facts of {} differ from the fixture {} in: {} (the capture is in {})",
+                k.release,
+                fixture.display(),
+                differ.join(", "),
+                captured.display()
+            );
+        }
+        step(&format!(
+            "kernel facts of {}: same as the fixture",
+            k.release
+        ));
+    }
+    let _ = fs::remove_dir_all(&captured);
+    Ok(())
 }
 
 /// The migration-bound overhead benchmark, in the `hmat` guest (two nodes; the host has one):

@@ -2,6 +2,8 @@
 //! BPF object, attaching probe families with a status for each, and the ring buffer.
 
 pub mod caps;
+pub mod facts;
+pub mod signature;
 
 use std::{
     collections::BTreeMap,
@@ -15,9 +17,10 @@ use aya::{
 };
 use aya_obj::btf::BtfKind;
 use cxl_trace_common::{
-    config_flags, kind, raw, stat, Config, FaultLayout, ForkLayout, KernelLayout, MigrateLayout,
-    RawLayout, CONFIG_GLOBAL, EVENTS_MAP, FAULT_LAYOUT_GLOBAL, FOLLOW_MAP, FORK_LAYOUT_GLOBAL,
-    KERNEL_LAYOUT_GLOBAL, MIGRATE_LAYOUT_GLOBAL, RAW_LAYOUT_GLOBAL, STATS_MAP,
+    config_flags, kind, raw, stat, Config, FaultLayout, ForkLayout, HookArgs, KernelLayout,
+    MigrateLayout, RawLayout, CONFIG_GLOBAL, EVENTS_MAP, FAULT_LAYOUT_GLOBAL, FOLLOW_MAP,
+    FORK_LAYOUT_GLOBAL, HOOK_ARGS_GLOBAL, KERNEL_LAYOUT_GLOBAL, MIGRATE_LAYOUT_GLOBAL,
+    RAW_LAYOUT_GLOBAL, STATS_MAP,
 };
 use serde::Serialize;
 
@@ -258,13 +261,28 @@ pub fn migrate_layout(end: &Format, start: &Format) -> std::result::Result<Migra
 }
 
 /// A tracepoint program and where it attaches.
-struct TpSpec {
-    program: &'static str,
-    category: &'static str,
-    name: &'static str,
+/// The kernel symbols the hooks need: the hooked functions and the variables they read.
+pub(crate) const KALLSYMS: &[&str] = &[
+    "vmemmap_base",
+    "handle_mm_fault",
+    "task_numa_fault",
+    "move_to_new_folio",
+    "node_data",
+    "should_numa_migrate_memory",
+    "mod_node_page_state",
+    "migrate_misplaced_folio_prepare",
+    "folio_isolate_lru",
+    "demote_folio_list",
+    "demote_page_list",
+];
+
+pub(crate) struct TpSpec {
+    pub(crate) program: &'static str,
+    pub(crate) category: &'static str,
+    pub(crate) name: &'static str,
 }
 
-const FAULT_TPS: [TpSpec; 2] = [
+pub(crate) const FAULT_TPS: [TpSpec; 2] = [
     TpSpec {
         program: "page_fault_user",
         category: "exceptions",
@@ -276,7 +294,7 @@ const FAULT_TPS: [TpSpec; 2] = [
         name: "page_fault_kernel",
     },
 ];
-const FOLLOW_TPS: [TpSpec; 2] = [
+pub(crate) const FOLLOW_TPS: [TpSpec; 2] = [
     TpSpec {
         program: "sched_process_fork",
         category: "sched",
@@ -288,7 +306,7 @@ const FOLLOW_TPS: [TpSpec; 2] = [
         name: "sched_process_exit",
     },
 ];
-const MIGRATE_TPS: [TpSpec; 2] = [
+pub(crate) const MIGRATE_TPS: [TpSpec; 2] = [
     TpSpec {
         program: "mm_migrate_pages_start",
         category: "migrate",
@@ -303,7 +321,7 @@ const MIGRATE_TPS: [TpSpec; 2] = [
 
 /// The per-folio fallback: the migration-entry tracepoints, PTE and PMD, set and remove. The
 /// `set_` halves give the source pfn; the `remove_` halves emit.
-const MIGRATION_PTE_TPS: [TpSpec; 4] = [
+pub(crate) const MIGRATION_PTE_TPS: [TpSpec; 4] = [
     TpSpec {
         program: "set_migration_pte",
         category: "migrate",
@@ -327,6 +345,18 @@ const MIGRATION_PTE_TPS: [TpSpec; 4] = [
 ];
 
 /// Checks a migration-entry tracepoint's format against the fixed offsets the programs read:
+/// A warning when the kernel numbers `enum migrate_reason` differently from this build
+/// (read from the `reason` table of the `mm_migrate_pages` print format).
+pub fn reason_drift(f: &Format) -> Option<String> {
+    let drift = crate::event::MigrateReason::numbering_drift(f.symbols.get("reason")?);
+    (!drift.is_empty()).then(|| {
+        format!(
+            "migration reasons are numbered differently on this kernel ({}): those reasons are misnamed",
+            drift.join("; ")
+        )
+    })
+}
+
 /// `addr` at 8 and the entry (`pte`/`pmd`) at 16, 8 bytes each, and a 4-byte `order` at 24
 /// for the PTE events.
 pub fn check_migration_entry_format(f: &Format, entry: &str) -> std::result::Result<(), String> {
@@ -395,6 +425,9 @@ impl Tracer {
             match tracefs
                 .format("migrate", "mm_migrate_pages")
                 .and_then(|end| {
+                    if let Some(w) = reason_drift(&end) {
+                        warnings.push(w);
+                    }
                     migrate_layout(&end, &tracefs.format("migrate", "mm_migrate_pages_start")?)
                 }) {
                 Ok(l) => Some(l),
@@ -430,18 +463,7 @@ impl Tracer {
             wake_bytes: cfg.ringbuf_bytes / 32,
             _reserved: 0,
         };
-        let syms = caps::kallsyms(&[
-            "vmemmap_base",
-            "handle_mm_fault",
-            "task_numa_fault",
-            "move_to_new_folio",
-            "node_data",
-            "should_numa_migrate_memory",
-            "mod_node_page_state",
-            "migrate_misplaced_folio_prepare",
-            "folio_isolate_lru",
-            "demote_folio_list",
-        ]);
+        let syms = caps::kallsyms(KALLSYMS);
         let alloc = tracefs.format("kmem", "mm_page_alloc");
         let kernel_layout = KernelLayout {
             vmemmap_base_addr: syms.get("vmemmap_base").copied().unwrap_or(0),
@@ -471,6 +493,11 @@ impl Tracer {
             size: if cfg.rare { rare.sizes() } else { [0; raw::NR] },
             _reserved: [0; 2],
         };
+        let (hook_args, drift) = if cfg.functions {
+            hook_args(&syms)
+        } else {
+            (HookArgs::DEFAULT, BTreeMap::new())
+        };
         let fl = fault_layout.unwrap_or(FaultLayout::DEFAULT);
         let kl = fork_layout.unwrap_or(ForkLayout::DEFAULT);
         let ml = migrate_layout.unwrap_or(MigrateLayout::DEFAULT);
@@ -481,6 +508,7 @@ impl Tracer {
             .override_global(MIGRATE_LAYOUT_GLOBAL, &ml, true)
             .override_global(KERNEL_LAYOUT_GLOBAL, &kernel_layout, true)
             .override_global(RAW_LAYOUT_GLOBAL, &raw_layout, true)
+            .override_global(HOOK_ARGS_GLOBAL, &hook_args, true)
             .map_max_entries(EVENTS_MAP, cfg.ringbuf_bytes)
             .load(BPF_OBJECT)
             .map_err(|e| Error::Load(flatten_error(&e)))?;
@@ -528,6 +556,7 @@ impl Tracer {
             let hooks = FnHooks {
                 btf: &btf,
                 syms: &syms,
+                drift: &drift,
                 prefer_kprobes: cfg.prefer_kprobes,
             };
             if cfg.faults {
@@ -636,7 +665,8 @@ impl Tracer {
                 let st = hooks.attach(
                     &mut ebpf,
                     Hook {
-                        func: "demote_folio_list",
+                        func: signature::spec("demote_folio_list")
+                            .map_or("demote_folio_list", |h| h.name_in(|n| syms.contains_key(n))),
                         tracing: (None, Some("demote_folio_list_exit")),
                         kprobe: (
                             Some("demote_folio_list_kprobe"),
@@ -842,13 +872,13 @@ impl AsRawFd for Ring {
 }
 
 /// The ring-buffer benchmark's source (`--ring-bench`).
-const RING_BENCH_TP: TpSpec = TpSpec {
+pub(crate) const RING_BENCH_TP: TpSpec = TpSpec {
     program: "ring_bench",
     category: "syscalls",
     name: "sys_enter_getpgid",
 };
 
-const ALLOC_TP: TpSpec = TpSpec {
+pub(crate) const ALLOC_TP: TpSpec = TpSpec {
     program: "mm_page_alloc",
     category: "kmem",
     name: "mm_page_alloc",
@@ -876,8 +906,25 @@ struct Hook<'a> {
 struct FnHooks<'a> {
     btf: &'a std::result::Result<Btf, String>,
     syms: &'a std::collections::HashMap<String, u64>,
+    /// Hooked functions whose prototype no longer has what their programs read, and why.
+    drift: &'a BTreeMap<&'static str, String>,
     /// Skip fentry/fexit (`--kprobes`).
     prefer_kprobes: bool,
+}
+
+/// Where every hook finds its arguments on the running kernel, from the prototypes in its
+/// BTF, and the hooks whose prototype drifted. Without BTF (no fentry either; kprobes read the
+/// registers) the 6.12 positions are assumed, and said so where the hook attaches.
+fn hook_args(
+    syms: &std::collections::HashMap<String, u64>,
+) -> (HookArgs, BTreeMap<&'static str, String>) {
+    let Ok(btf) = signature::btf::load() else {
+        return (HookArgs::DEFAULT, BTreeMap::new());
+    };
+    signature::resolve_all(
+        |f| signature::btf::signature(&btf, f).ok(),
+        |n| syms.contains_key(n),
+    )
 }
 
 /// What an attached program must be detached with if its partner fails.
@@ -906,6 +953,12 @@ impl FnHooks<'_> {
             let why = format!(
                 "no symbol {func} in /proc/kallsyms (inlined or renamed, e.g. .isra/.constprop)"
             );
+            return names("fentry", "fexit")
+                .into_iter()
+                .map(|n| ProbeStatus::unavailable(n, why.clone()))
+                .collect();
+        }
+        if let Some(why) = self.drift.get(func) {
             return names("fentry", "fexit")
                 .into_iter()
                 .map(|n| ProbeStatus::unavailable(n, why.clone()))

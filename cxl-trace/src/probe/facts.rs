@@ -1,0 +1,176 @@
+//! The facts of a kernel that the probes depend on, written to a directory (`doctor
+//! --capture`) and read back: the tracefs format of every tracepoint used, the BTF prototype
+//! of every hooked function, which needed symbols kallsyms has, and the names in /proc/vmstat.
+//!
+//! The VM test bed captures them on every kernel of its matrix and commits them under
+//! `cxl-trace/tests/fixtures/kernels/<release>/`, so that the layout and prototype decoding is
+//! tested for each of those kernels without booting it. Addresses and values are left out
+//! (kallsyms is randomised, counters change): a capture of the same kernel is the same bytes.
+//!
+//! Layout of a capture:
+//! - `release`: the kernel release;
+//! - `tracefs/<category>/<name>/format`, and `tracefs/absent` listing the tracepoints missing;
+//! - `prototypes`: one [`Signature`] line per hooked function, or `# <func>: <why>`;
+//! - `kallsyms`: `<symbol> present|absent`;
+//! - `vmstat`: the counter names, one per line.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::{Path, PathBuf},
+};
+
+use super::{
+    caps,
+    signature::{self, Signature},
+    TpSpec, ALLOC_TP, FAULT_TPS, FOLLOW_TPS, KALLSYMS, MIGRATE_TPS, MIGRATION_PTE_TPS,
+    RING_BENCH_TP,
+};
+use crate::{
+    error::{Error, Result},
+    rare::RARE,
+    tracefs::{parse_format, Format, Tracefs},
+};
+
+/// Every tracepoint the tool may attach, and the format-only `kmem:mm_page_alloc` offsets.
+pub fn tracepoints() -> Vec<(&'static str, &'static str)> {
+    let tps: Vec<&TpSpec> = FAULT_TPS
+        .iter()
+        .chain(&FOLLOW_TPS)
+        .chain(&MIGRATE_TPS)
+        .chain(&MIGRATION_PTE_TPS)
+        .chain([&ALLOC_TP, &RING_BENCH_TP])
+        .collect();
+    let mut v: Vec<(&str, &str)> = tps.iter().map(|t| (t.category, t.name)).collect();
+    v.extend(RARE.iter().map(|r| (r.category, r.name)));
+    v.push(("migrate", "mm_migrate_pages_start"));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| Error::Runtime(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    fs::write(path, text)
+        .map_err(|e| Error::Runtime(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Writes this kernel's facts into `dir`; the number of files written.
+pub fn capture(dir: &Path) -> Result<usize> {
+    let tracefs = Tracefs::locate_or_mount()?;
+    let mut n = 0;
+    let release = caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
+    write(&dir.join("release"), &format!("{release}\n"))?;
+    n += 1;
+    let mut absent = String::new();
+    for (cat, name) in tracepoints() {
+        match fs::read_to_string(tracefs.event_dir(cat, name).join("format")) {
+            Ok(text) => {
+                write(
+                    &dir.join("tracefs").join(cat).join(name).join("format"),
+                    &text,
+                )?;
+                n += 1;
+            }
+            Err(e) => absent.push_str(&format!("{cat}:{name} {}\n", e.kind())),
+        }
+    }
+    write(&dir.join("tracefs").join("absent"), &absent)?;
+    let syms = caps::kallsyms(KALLSYMS);
+    let mut protos = String::new();
+    match signature::btf::load() {
+        Ok(btf) => {
+            for spec in signature::HOOKS {
+                let func = spec.name_in(|n| syms.contains_key(n));
+                match signature::btf::signature(&btf, func) {
+                    Ok(sig) => protos.push_str(&format!("{sig}\n")),
+                    Err(why) => protos.push_str(&format!("# {func}: {why}\n")),
+                }
+            }
+        }
+        Err(why) => protos.push_str(&format!("# no BTF: {why}\n")),
+    }
+    write(&dir.join("prototypes"), &protos)?;
+    let mut ks = String::new();
+    for s in KALLSYMS {
+        let state = if syms.contains_key(*s) {
+            "present"
+        } else {
+            "absent"
+        };
+        ks.push_str(&format!("{s} {state}\n"));
+    }
+    write(&dir.join("kallsyms"), &ks)?;
+    let vmstat = fs::read_to_string("/proc/vmstat")
+        .map_err(|e| Error::Runtime(format!("cannot read /proc/vmstat: {e}")))?;
+    let names: Vec<&str> = vmstat
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    write(&dir.join("vmstat"), &(names.join("\n") + "\n"))?;
+    Ok(n + 4)
+}
+
+/// A capture read back.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub release: String,
+    /// Parsed formats by `(category, name)`.
+    pub formats: BTreeMap<(String, String), Format>,
+    /// Prototypes by function; a function absent from BTF is missing.
+    pub prototypes: BTreeMap<String, Signature>,
+    /// Symbols kallsyms has.
+    pub kallsyms: BTreeSet<String>,
+    /// /proc/vmstat names.
+    pub vmstat: BTreeSet<String>,
+}
+
+fn read(path: PathBuf) -> std::result::Result<String, String> {
+    fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+impl Facts {
+    /// Reads a capture written by [`capture`].
+    pub fn load(dir: &Path) -> std::result::Result<Self, String> {
+        let mut f = Facts {
+            release: read(dir.join("release"))?.trim().to_string(),
+            ..Facts::default()
+        };
+        for (cat, name) in tracepoints() {
+            let path = dir.join("tracefs").join(cat).join(name).join("format");
+            if path.exists() {
+                let fmt = parse_format(&read(path.clone())?)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                f.formats.insert((cat.to_string(), name.to_string()), fmt);
+            }
+        }
+        for line in read(dir.join("prototypes"))?.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let sig = Signature::parse(line)?;
+            f.prototypes.insert(sig.func.clone(), sig);
+        }
+        for line in read(dir.join("kallsyms"))?.lines() {
+            if let Some(sym) = line.strip_suffix(" present") {
+                f.kallsyms.insert(sym.to_string());
+            }
+        }
+        f.vmstat = read(dir.join("vmstat"))?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        Ok(f)
+    }
+
+    /// The format of `category:name`, or why there is none.
+    pub fn format(&self, category: &str, name: &str) -> std::result::Result<Format, String> {
+        self.formats
+            .get(&(category.to_string(), name.to_string()))
+            .cloned()
+            .ok_or_else(|| format!("no tracepoint {category}:{name} on {}", self.release))
+    }
+}

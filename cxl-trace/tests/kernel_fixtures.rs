@@ -1,0 +1,224 @@
+//! The probes' view of every kernel of the VM matrix, without booting it: each kernel's
+//! tracefs formats and BTF prototypes, captured in the test bed (`doctor --capture`, committed
+//! under `tests/fixtures/kernels/<release>/`), decoded by the same code the tool runs at
+//! start-up, against what is known of that kernel.
+
+use std::path::{Path, PathBuf};
+
+use cxl_trace::{
+    probe::{
+        check_migration_entry_format, facts::Facts, fault_layout, fork_layout, migrate_layout,
+        reason_drift, signature,
+    },
+    rare::RareDecoder,
+    rare::RARE,
+};
+use cxl_trace_common::{raw, HookArgs};
+
+fn kernels() -> Vec<(PathBuf, Facts)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernels");
+    let mut v: Vec<(PathBuf, Facts)> = std::fs::read_dir(&root)
+        .expect("fixtures/kernels")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .map(|p| {
+            let f = Facts::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, f)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn series(release: &str) -> (u32, u32) {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// The matrix the suite boots: 6.1, 6.12 and the newest (7.3 at the time of writing).
+#[test]
+fn every_matrix_series_has_a_fixture() {
+    let have: Vec<(u32, u32)> = kernels().iter().map(|(_, f)| series(&f.release)).collect();
+    for want in [(6, 1), (6, 12)] {
+        assert!(have.contains(&want), "no fixture of {want:?}: {have:?}");
+    }
+    assert!(
+        have.iter().any(|s| *s >= (7, 0)),
+        "no 7.x fixture: {have:?}"
+    );
+    for (p, f) in kernels() {
+        assert_eq!(
+            p.file_name().and_then(|n| n.to_str()),
+            Some(f.release.as_str()),
+            "a fixture's directory is its release"
+        );
+    }
+}
+
+#[test]
+fn tracepoint_layouts_decode_on_every_kernel() {
+    for (_, f) in kernels() {
+        let r = &f.release;
+        let v = series(r);
+        let fault = fault_layout(&f.format("exceptions", "page_fault_user").expect("fault"))
+            .unwrap_or_else(|e| panic!("{r}: {e}"));
+        assert_eq!(
+            (fault.address, fault.ip, fault.error_code),
+            (8, 16, 24),
+            "{r}"
+        );
+        let fork = fork_layout(&f.format("sched", "sched_process_fork").expect("fork"))
+            .unwrap_or_else(|e| panic!("{r}: {e}"));
+        // `__data_loc` comms from 6.18 moved child_pid from 44 to 20.
+        let want_pid = if v >= (6, 18) { 20 } else { 44 };
+        assert_eq!(fork.child_pid, want_pid, "{r}");
+        let end = f.format("migrate", "mm_migrate_pages").expect("end");
+        let m = migrate_layout(
+            &end,
+            &f.format("migrate", "mm_migrate_pages_start")
+                .expect("start"),
+        )
+        .unwrap_or_else(|e| panic!("{r}: {e}"));
+        // `large_folio_split` (6.7) pushed mode and reason 8 bytes on.
+        let (mode, reason) = if v >= (6, 7) { (56, 60) } else { (48, 52) };
+        assert_eq!((m.mode, m.reason), (mode, reason), "{r}");
+        assert_eq!(reason_drift(&end), None, "{r}: migrate_reason renumbered");
+        let reasons = &end.symbols["reason"];
+        assert_eq!(reasons.get(&8).map(String::as_str), Some("demotion"), "{r}");
+        assert_eq!(
+            reasons.get(&9).map(String::as_str),
+            (v >= (6, 11)).then_some("damon"),
+            "{r}: MR_DAMON is new in 6.11"
+        );
+        let alloc = f.format("kmem", "mm_page_alloc").expect("alloc");
+        assert_eq!(alloc.offset("pfn", 8), Ok(8), "{r}");
+    }
+}
+
+#[test]
+fn migration_entry_tracepoints_where_the_kernel_has_them() {
+    for (_, f) in kernels() {
+        let r = &f.release;
+        // Every kernel of the matrix has them (6.1 included).
+        let has = f.format("migrate", "set_migration_pte").is_ok();
+        assert!(has, "{r}: no migrate:set_migration_pte");
+        {
+            for (cat, name, entry) in [
+                ("migrate", "set_migration_pte", "pte"),
+                ("migrate", "remove_migration_pte", "pte"),
+                ("thp", "set_migration_pmd", "pmd"),
+                ("thp", "remove_migration_pmd", "pmd"),
+            ] {
+                let fmt = f.format(cat, name).expect("format");
+                check_migration_entry_format(&fmt, entry).unwrap_or_else(|e| panic!("{r}: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn rare_tracepoints_decode_where_present() {
+    for (_, f) in kernels() {
+        let formats = RARE
+            .iter()
+            .map(|s| f.format(s.category, s.name).ok())
+            .collect();
+        let sizes = RareDecoder::new(formats).sizes();
+        for (i, s) in RARE.iter().enumerate() {
+            let present = f.format(s.category, s.name).is_ok();
+            assert_eq!(
+                sizes[i] > 0,
+                present,
+                "{}: {}:{} size {}",
+                f.release,
+                s.category,
+                s.name,
+                sizes[i]
+            );
+            assert!(sizes[i] as usize <= raw::DATA);
+        }
+        // The CXL drivers were loaded when the capture was taken; 6.1's cxl_core has no
+        // event or poison tracepoints yet (seen: none on 6.1, all four on 6.12 and 7.3).
+        assert_eq!(
+            f.format("cxl", "cxl_poison").is_ok(),
+            series(&f.release) >= (6, 12),
+            "{}: cxl:cxl_poison",
+            f.release
+        );
+    }
+}
+
+#[test]
+fn hook_arguments_follow_each_kernels_prototypes() {
+    for (_, f) in kernels() {
+        let r = &f.release;
+        let v = series(r);
+        let (args, drift) = signature::resolve_all(
+            |func| f.prototypes.get(func).cloned(),
+            |sym| f.kallsyms.contains(sym),
+        );
+        // demote_folio_list gained `memcg` as its third parameter after 6.12 (seen on 7.3
+        // and on 6.18).
+        let demote_ret = if v > (6, 12) { 3 } else { 2 };
+        assert_eq!((args.demote_pgdat, args.demote_ret), (1, demote_ret), "{r}");
+        let mut want = HookArgs::DEFAULT;
+        want.demote_ret = demote_ret;
+        if v < (6, 11) {
+            // Before 6.11: no migrate_misplaced_folio_prepare, and folio_isolate_lru
+            // returned 0 on success (an int), which the hook must not read as a bool.
+            assert!(
+                !f.kallsyms.contains("migrate_misplaced_folio_prepare"),
+                "{r}"
+            );
+            let why = drift
+                .get("folio_isolate_lru")
+                .map(String::as_str)
+                .unwrap_or("");
+            assert!(why.contains("returns `int`"), "{r}: {why:?}");
+            want.isolate_ret = args.isolate_ret;
+        } else {
+            assert!(drift.is_empty(), "{r}: {drift:?}");
+        }
+        assert_eq!(args, want, "{r}");
+        for spec in signature::HOOKS {
+            let name = spec.name_in(|s| f.kallsyms.contains(s));
+            let optional = name == "migrate_misplaced_folio_prepare" && v < (6, 11);
+            assert!(
+                optional || f.kallsyms.contains(name),
+                "{r}: {name} not in kallsyms"
+            );
+        }
+    }
+}
+
+#[test]
+fn vmstat_names_the_tool_compares() {
+    for (_, f) in kernels() {
+        let r = &f.release;
+        for k in [
+            "pgmigrate_success",
+            "pgmigrate_fail",
+            "pgdemote_kswapd",
+            "pgdemote_direct",
+            "numa_hint_faults",
+            "pgpromote_success",
+            "pgpromote_candidate",
+        ] {
+            assert!(f.vmstat.contains(k), "{r}: no {k}");
+        }
+        // Proactive reclaim has its own counter after 6.12 (seen on 7.3); before, it is in
+        // pgdemote_direct. pgdemote_khugepaged is missing on 6.1.
+        assert_eq!(
+            f.vmstat.contains("pgdemote_proactive"),
+            series(r) > (6, 12),
+            "{r}"
+        );
+        assert_eq!(
+            f.vmstat.contains("pgdemote_khugepaged"),
+            series(r) >= (6, 12),
+            "{r}"
+        );
+    }
+}
