@@ -809,13 +809,8 @@ fn thp_pingpong(c: &mut Checks) -> Result<()> {
 
 /// 800 MiB touched bound to node 0 beside a 300 MiB process there: kswapd demotes.
 fn pressure_on_node0() -> Result<()> {
-    pressure_on_node0_mib(800)
-}
-
-/// `mib` touched bound to node 0 beside a 300 MiB process there.
-fn pressure_on_node0_mib(mib: u64) -> Result<()> {
     let h = hold(&["--mib", "300", "--node", "0", "--unbind"], None)?;
-    let pages = (mib << 20) / 4096;
+    let pages = (800u64 << 20) / 4096;
     sh(Command::new("numactl")
         .args(["--membind=0", "--"])
         .arg(bin("cxl-trace-workload"))
@@ -984,6 +979,10 @@ fn diff_scenario(c: &mut Checks) -> Result<()> {
     say("diff: recording promotion cycles at the default rate limit");
     write(rate, "65536")?;
     record_promotion_cycles(base)?;
+    // For the host's cross-kernel diff: the same workload recorded on each kernel.
+    if let Err(e) = fs::copy(base, "/results/promotion.cxlt") {
+        say(&format!("cannot keep the promotion recording: {e}"));
+    }
     say("diff: recording the same with the rate limit at 1 MB/s");
     write(rate, "1")?;
     let recorded = record_promotion_cycles(thr);
@@ -1319,6 +1318,17 @@ fn cxl_prepare() -> Result<()> {
     Ok(())
 }
 
+/// `MemFree` of a node, in KiB.
+fn node_free_kib(node: u32) -> Result<u64> {
+    let path = format!("/sys/devices/system/node/node{node}/meminfo");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    text.lines()
+        .find(|l| l.contains("MemFree:"))
+        .and_then(|l| l.split_whitespace().rev().nth(1))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no MemFree in {path}"))
+}
+
 fn first_line(s: &str) -> &str {
     s.lines()
         .find(|l| !l.trim().is_empty())
@@ -1392,33 +1402,43 @@ fn scenario_cxl(c: &mut Checks) -> Result<()> {
         tiered,
     );
     if tiered {
-        say("demotion to the CXL node by cgroup v2 memory.reclaim (120M of a 200 MiB process)");
+        // Small sizes: QEMU emulates CXL memory as MMIO, about 2 MB/s under TCG.
+        say("demotion to the CXL node by cgroup v2 memory.reclaim (8M of a 16 MiB process)");
         write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
         let cg = make_cgroup("cxltrace-cxl-reclaim")?;
-        let h = hold(&["--mib", "200", "--node", "0", "--unbind"], Some(&cg))?;
-        if let Err(e) = write(&format!("{cg}/memory.reclaim"), "120M") {
+        let h = hold(&["--mib", "16", "--node", "0", "--unbind"], Some(&cg))?;
+        if let Err(e) = write(&format!("{cg}/memory.reclaim"), "8M") {
+            // Before 6.3 cgroup reclaim never demotes: nothing reclaimed, EAGAIN.
             say(&format!("memory.reclaim: {e:#}"));
         }
         h.end()?;
-        // Before 6.3 cgroup reclaim never demotes; memory pressure does on every kernel.
-        say("demotion to the CXL node by memory pressure: 1800 MiB bound to node 0 beside 300 MiB");
-        pressure_on_node0_mib(1800)?;
-        say("promotion from the CXL node by NUMA balancing (tiering mode): 64 MiB written in a loop");
+        say("demotion to the CXL node by memory pressure: node 0's free memory plus 24 MiB, bound to node 0");
+        let free_mib = node_free_kib(0)? / 1024;
+        let pages = ((free_mib + 24) << 20) / 4096;
+        sh(Command::new("numactl")
+            .args(["--membind=0", "--"])
+            .arg(bin("cxl-trace-workload"))
+            .args(["touch", "--pages", &pages.to_string()]))?;
+        say(
+            "promotion from the CXL node by NUMA balancing (tiering mode): 8 MiB written in a loop",
+        );
         write("/proc/sys/kernel/numa_balancing", "2")?;
+        // One pass over 8 MiB of MMIO-speed memory takes seconds: a page is hot when touched
+        // within 5 s of being scanned.
         let _ = write(
             "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms",
-            "100",
+            "5000",
         );
         let h = hold(
             &[
                 "--mib",
-                "64",
+                "8",
                 "--node",
                 &node,
                 "--unbind",
                 "--hot",
                 "--seconds",
-                "8",
+                "16",
             ],
             None,
         )?;

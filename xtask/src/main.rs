@@ -64,7 +64,8 @@ enum Task {
         keep: bool,
         /// Guest kernels from Debian's archive, comma-separated: a series (6.1, 6.12, 7.3),
         /// `newest`, or a full release (6.12.117+deb12-amd64). Each is cached in target/vm.
-        #[arg(long, value_delimiter = ',', default_value = "6.12", value_parser = parse_kernel)]
+        /// Default: the suite's matrix, 6.1, 6.12 and newest.
+        #[arg(long, value_delimiter = ',', default_value = "6.1,6.12,newest", value_parser = parse_kernel)]
         kernel: Vec<kernels::Selector>,
     },
     /// Measure performance (criterion benchmarks, the tool's idle CPU) and write a table to
@@ -348,13 +349,8 @@ fn test(no_vm: bool) -> Result<()> {
     });
     let mut vm_failed = None;
     if !no_vm {
-        step("vm-test --scenario all (tiered-memory QEMU guests)");
-        if let Err(e) = vm::vm_test(
-            &[vm::DEFAULT_KERNEL],
-            &ScenarioArg::All.machines(),
-            None,
-            false,
-        ) {
+        step("vm-test --scenario all --kernel 6.1,6.12,newest (tiered-memory QEMU guests)");
+        if let Err(e) = vm::vm_test(&vm::MATRIX, &ScenarioArg::All.machines(), None, false) {
             eprintln!("xtask: {e:#}");
             vm_failed = Some(e);
         }

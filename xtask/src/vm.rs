@@ -507,8 +507,16 @@ impl std::fmt::Display for GuestKernelCrash {
 
 impl std::error::Error for GuestKernelCrash {}
 
-/// The kernel the suite and the benchmarks boot when none is named.
+/// The kernel the benchmarks boot, and the base of the cross-kernel `diff`.
 pub const DEFAULT_KERNEL: Selector = Selector::Series(6, 12);
+
+/// The kernels the suite boots: the oldest Debian stable kernel, the one the benchmarks use,
+/// and the newest stable Debian has.
+pub const MATRIX: [Selector; 3] = [
+    Selector::Series(6, 1),
+    Selector::Series(6, 12),
+    Selector::Newest,
+];
 
 /// `cargo xtask vm-test`: everything from packages to the verdict, for every kernel named.
 pub fn vm_test(
@@ -522,6 +530,7 @@ pub fn vm_test(
     }
     crate::build(true)?;
     let mut failed = Vec::new();
+    let mut recorded = Vec::new();
     for sel in kernels {
         let (k, initrd, xtask) = match guest_parts(sel) {
             Ok(p) => p,
@@ -530,11 +539,25 @@ pub fn vm_test(
                 continue;
             }
         };
+        let started = Instant::now();
         failed.extend(
             vm_test_kernel(&k, &initrd, &xtask, machines, script.as_ref(), keep)
                 .into_iter()
                 .map(|f| format!("{}: {f}", k.release)),
         );
+        step(&format!(
+            "vm-test: {} done in {:.0} s",
+            k.release,
+            started.elapsed().as_secs_f64()
+        ));
+        if let Some(r) = keep_promotion_recording(&k) {
+            recorded.push((k.release.clone(), r));
+        }
+    }
+    if script.is_none() {
+        if let Err(e) = cross_kernel_diff(&recorded) {
+            failed.push(format!("cross-kernel diff: {e:#}"));
+        }
     }
     if !failed.is_empty() {
         bail!("vm-test failed: {}", failed.join("; "));
@@ -593,6 +616,83 @@ fn vm_test_kernel(
         }
     }
     failed
+}
+
+/// The promotion workload the `hmat` guest recorded (the base run of its `diff` scenario),
+/// kept as `target/vm/recordings/<release>.cxlt` for the cross-kernel `diff`.
+fn keep_promotion_recording(k: &GuestKernel) -> Option<PathBuf> {
+    let src = run_dir(Machine::Hmat).join("promotion.cxlt");
+    if !src.exists() {
+        return None;
+    }
+    let dir = vm_dir().join("recordings");
+    let dst = dir.join(format!("{}.cxlt", k.release));
+    let ok = fs::create_dir_all(&dir).is_ok() && fs::copy(&src, &dst).is_ok();
+    let _ = fs::remove_file(&src);
+    ok.then_some(dst)
+}
+
+/// The regression workflow across kernels: the same promotion workload recorded on 6.12 and
+/// on the newest kernel of this run, compared with `diff`. Asserted is only what is robust:
+/// the kernel comes first among the configuration differences, `diff` exits 0 without
+/// `--fail-on`, and with `--fail-on` it exits 1 exactly when its own verdict says crossed.
+/// The text goes to `target/vm/diff-<base>-vs-<new>.txt` (docs/examples has one committed).
+fn cross_kernel_diff(recorded: &[(String, PathBuf)]) -> Result<()> {
+    let series = |r: &str| -> (u64, u64) {
+        let mut it = r
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    };
+    let base = recorded.iter().find(|(r, _)| series(r) == (6, 12));
+    let newest = recorded.iter().max_by_key(|(r, _)| series(r));
+    let (Some((rb, b)), Some((rn, n))) = (base, newest) else {
+        return Ok(());
+    };
+    if rb == rn {
+        return Ok(());
+    }
+    step(&format!("cross-kernel diff: {rb} -> {rn}"));
+    let tool = target_dir().join("release/cxl-trace");
+    let diff = |args: &[&str]| -> Result<(Option<i32>, String)> {
+        let out = Command::new(&tool)
+            .arg("diff")
+            .args(args)
+            .arg(b)
+            .arg(n)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run cxl-trace diff")?;
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let (code, text) = diff(&[])?;
+    println!("{text}");
+    let out = vm_dir().join(format!("diff-{rb}-vs-{rn}.txt"));
+    fs::write(&out, &text)?;
+    if code != Some(0) {
+        bail!("diff without --fail-on exited {code:?}");
+    }
+    let spec = "promotions:-20%";
+    let (_, json) = diff(&["--format", "json", "--fail-on", spec])?;
+    let v: serde_json::Value = serde_json::from_str(&json).context("diff --format json")?;
+    let first = v["config_differences"][0]["what"].as_str().unwrap_or("-");
+    if first != "kernel" {
+        bail!("the first configuration difference is {first:?}, not the kernel");
+    }
+    let crossed = v["fail_on"][0]["crossed"] == true;
+    let (code, _) = diff(&["--fail-on", spec])?;
+    if code != Some(i32::from(crossed)) {
+        bail!("diff --fail-on {spec} exited {code:?} while its verdict says crossed={crossed}");
+    }
+    step(&format!(
+        "cross-kernel diff: kernel listed first; exit 0 without --fail-on, {} with --fail-on {spec} (crossed={crossed}); text in {}",
+        i32::from(crossed),
+        out.display()
+    ));
+    Ok(())
 }
 
 /// Where a kernel's captured facts are committed.
