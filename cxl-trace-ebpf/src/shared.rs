@@ -170,17 +170,33 @@ pub fn arg_at<C: EbpfContext>(ctx: &C, n: u8) -> u64 {
 }
 
 /// Argument `n` of a kprobe, `n` from [`HOOK_ARGS`] (the first six are in registers).
+///
+/// All six argument registers are read at their fixed offsets first: picking the register by
+/// `n` would let the compiler fold the choice into one context load at a variable offset,
+/// which the verifier refuses ("dereference of modified ctx ptr"). Volatile reads cannot be
+/// merged that way.
 #[inline(always)]
 pub fn kprobe_arg(ctx: &aya_ebpf::programs::ProbeContext, n: u8) -> u64 {
-    match n {
-        0 => ctx.arg::<u64>(0).unwrap_or(0),
-        1 => ctx.arg::<u64>(1).unwrap_or(0),
-        2 => ctx.arg::<u64>(2).unwrap_or(0),
-        3 => ctx.arg::<u64>(3).unwrap_or(0),
-        4 => ctx.arg::<u64>(4).unwrap_or(0),
-        5 => ctx.arg::<u64>(5).unwrap_or(0),
-        _ => 0,
+    let r = ctx.regs;
+    // SAFETY: a kprobe's context is the probed task's `pt_regs`, valid and readable for the
+    // whole run of the program; each read is at a constant offset into it.
+    let regs = unsafe {
+        [
+            core::ptr::read_volatile(&(*r).rdi),
+            core::ptr::read_volatile(&(*r).rsi),
+            core::ptr::read_volatile(&(*r).rdx),
+            core::ptr::read_volatile(&(*r).rcx),
+            core::ptr::read_volatile(&(*r).r8),
+            core::ptr::read_volatile(&(*r).r9),
+        ]
+    };
+    let mut v = 0;
+    for (i, reg) in regs.iter().enumerate() {
+        if usize::from(n) == i {
+            v = *reg;
+        }
     }
+    v
 }
 
 /// Where the hooked functions' arguments are on this kernel (set by userspace from BTF).

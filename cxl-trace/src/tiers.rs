@@ -207,8 +207,9 @@ pub fn cause(reason: MigrateReason, comm: &Comm) -> String {
             } else if c.starts_with("khugepaged") {
                 "khugepaged".into()
             } else {
-                // Direct reclaim and proactive reclaim (memory.reclaim) alike: the kernel
-                // counts both as pgdemote_direct.
+                // Direct reclaim and proactive reclaim (memory.reclaim) alike: up to 6.12 the
+                // kernel counts both as pgdemote_direct, later kernels split off
+                // pgdemote_proactive.
                 "direct".into()
             }
         }

@@ -810,3 +810,55 @@ fn the_ring_drains_a_million_records_exactly() {
         "received {received}, the kernel wrote {expected}"
     );
 }
+
+/// `doctor --capture` writes this kernel's facts the same way twice, and what it wrote reads
+/// back into the same prototypes and layouts the tool uses at start: on this 6.18 kernel,
+/// `demote_folio_list` has the `memcg` parameter, so its return is in slot 3.
+#[test]
+fn doctor_capture_is_stable_and_reads_back() {
+    if !require_root("doctor_capture_is_stable_and_reads_back") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for d in [&a, &b] {
+        let out = cxl_trace(&["doctor", "--capture", &d.display().to_string()]);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    }
+    let listing = |d: &std::path::Path| {
+        let mut files = Vec::new();
+        let mut stack = vec![d.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).expect("dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(d).expect("under").to_path_buf();
+                    files.push((rel, std::fs::read(&p).expect("read")));
+                }
+            }
+        }
+        files.sort();
+        files
+    };
+    let (la, lb) = (listing(&a), listing(&b));
+    assert!(la.len() > 10, "{} files", la.len());
+    assert_eq!(la, lb, "two captures of one kernel differ");
+    let f = cxl_trace::probe::facts::Facts::load(&a).expect("reads back");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    assert_eq!(f.release, release.trim());
+    let fmt = f.format("migrate", "mm_migrate_pages").expect("format");
+    assert_eq!(
+        fmt.symbols["reason"].get(&8).map(String::as_str),
+        Some("demotion")
+    );
+    let (args, drift) = cxl_trace::probe::signature::resolve_all(
+        |func| f.prototypes.get(func).cloned(),
+        |s| f.kallsyms.contains(s),
+    );
+    assert!(drift.is_empty(), "{drift:?}");
+    if let Some(sig) = f.prototypes.get("demote_folio_list") {
+        assert_eq!(usize::from(args.demote_ret), sig.params.len(), "{sig}");
+    }
+}

@@ -262,13 +262,27 @@ deb http://deb.debian.org/debian trixie-backports main
 deb http://deb.debian.org/debian sid main
 ";
 
+/// bookworm and its backports only: what may be installed on this (bookworm) machine.
+pub const BOOKWORM_BACKPORTS: &str = "\
+deb http://deb.debian.org/debian bookworm main
+deb http://deb.debian.org/debian bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+deb http://deb.debian.org/debian bookworm-backports main
+";
+
 impl Apt {
-    /// The configuration in `dir` (created when missing).
+    /// The configuration in `dir` (created when missing): the suites from bookworm to sid,
+    /// to download kernels from (never to install from).
     pub fn new(dir: PathBuf) -> Result<Self> {
+        Self::with_sources(dir, SOURCES)
+    }
+
+    /// The configuration in `dir` with these sources.
+    pub fn with_sources(dir: PathBuf, sources: &str) -> Result<Self> {
         fs::create_dir_all(dir.join("lists/partial"))?;
         fs::create_dir_all(dir.join("cache/archives/partial"))?;
         fs::create_dir_all(dir.join("sources.list.d"))?;
-        fs::write(dir.join("sources.list"), SOURCES)?;
+        fs::write(dir.join("sources.list"), sources)?;
         Ok(Self { dir })
     }
 

@@ -172,7 +172,7 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn output_ok(cmd: &mut Command) -> Option<String> {
+pub(crate) fn output_ok(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
     out.status
         .success()
@@ -196,7 +196,7 @@ fn path_with_cargo_bin() -> std::ffi::OsString {
     env::join_paths(paths).unwrap_or_default()
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     output_ok(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
 }
 

@@ -30,9 +30,9 @@ use crate::{
     run, step, target_dir,
 };
 
-/// Debian packages the guest environment needs on the host.
+/// Debian packages the guest environment needs on the host (QEMU comes from backports, see
+/// [`ensure_qemu`]).
 pub const VM_PACKAGES: &[&str] = &[
-    "qemu-system-x86",
     "busybox-static",
     "numactl",
     "ndctl",
@@ -93,10 +93,63 @@ fn run_dir(machine: Machine) -> PathBuf {
 /// (the guest runs it as its driver).
 fn guest_parts(sel: &Selector) -> Result<(GuestKernel, PathBuf, PathBuf)> {
     ensure_apt(VM_PACKAGES)?;
+    ensure_qemu()?;
     let k = guest_kernel(sel)?;
     let initrd = initramfs(&k)?;
     let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
     Ok((k, initrd, xtask))
+}
+
+/// The QEMU the test bed needs: 10 or newer.
+pub const QEMU_MAJOR: u32 = 10;
+
+/// Major version of the installed `qemu-system-x86_64`, if any.
+fn qemu_major() -> Option<u32> {
+    let out = crate::output_ok(Command::new("qemu-system-x86_64").arg("--version"))?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// QEMU 10 from bookworm-backports, installed through a private apt configuration under
+/// `target/vm/apt-qemu` (bookworm and its backports only; the machine's sources are never
+/// touched). Debian 12's own QEMU 7.2 asserts in its TCG translator when a guest runs code
+/// from CXL memory (`translator_access: phys_page != -1`, seen when reclaim demoted program
+/// text to the CXL node) and has no CXL error injection.
+pub fn ensure_qemu() -> Result<()> {
+    if let Some(v) = qemu_major().filter(|v| *v >= QEMU_MAJOR) {
+        step(&format!("qemu: qemu-system-x86_64 {v} present"));
+        return Ok(());
+    }
+    if !crate::is_root() {
+        bail!("the VM test bed needs QEMU {QEMU_MAJOR} from bookworm-backports; installing it needs root");
+    }
+    let apt = Apt::with_sources(vm_dir().join("apt-qemu"), kernels::BOOKWORM_BACKPORTS)?;
+    step("qemu: installing qemu-system-x86 from bookworm-backports (private apt configuration under target/vm/apt-qemu)");
+    run(apt.cmd("apt-get").args(["update", "-q"]))?;
+    run(apt
+        .cmd("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "-t",
+            "bookworm-backports",
+            "qemu-system-x86",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    match qemu_major() {
+        Some(v) if v >= QEMU_MAJOR => {
+            step(&format!("qemu: qemu-system-x86_64 {v} installed"));
+            Ok(())
+        }
+        other => bail!("after installing from bookworm-backports qemu-system-x86_64 reports {other:?}, not {QEMU_MAJOR} or newer"),
+    }
 }
 
 /// Releases already unpacked under `target/vm/kernel` (complete ones only).
