@@ -329,6 +329,8 @@ pub struct HookArgs {
     pub should_ret: u8,
     /// `mod_node_page_state`: `delta`.
     pub node_stat_delta: u8,
+    /// `mod_node_page_state`: `item`.
+    pub node_stat_item: u8,
     /// `migrate_misplaced_folio_prepare`: `node`, return slot.
     pub prepare_node: u8,
     pub prepare_ret: u8,
@@ -337,8 +339,12 @@ pub struct HookArgs {
     /// `demote_folio_list`: `pgdat`, return slot.
     pub demote_pgdat: u8,
     pub demote_ret: u8,
+    /// The value of `PGPROMOTE_CANDIDATE` in `enum node_stat_item` (from BTF; `u16::MAX`:
+    /// unknown, count every item). 7.x also counts `PGPROMOTE_CANDIDATE_NRL` inside the
+    /// decision, which must not be taken for rate-limited candidates.
+    pub promote_candidate_item: u16,
     /// Reserved, zero.
-    pub _reserved: [u8; 5],
+    pub _reserved: [u8; 2],
 }
 
 impl HookArgs {
@@ -358,12 +364,14 @@ impl HookArgs {
         should_dst_cpu: 3,
         should_ret: 4,
         node_stat_delta: 2,
+        node_stat_item: 1,
         prepare_node: 2,
         prepare_ret: 3,
         isolate_ret: 1,
         demote_pgdat: 1,
         demote_ret: 2,
-        _reserved: [0; 5],
+        promote_candidate_item: u16::MAX,
+        _reserved: [0; 2],
     };
 }
 

@@ -146,18 +146,30 @@ pub fn should_migrate_kprobe(ctx: ProbeContext) -> u32 {
 
 #[fentry(function = "mod_node_page_state")]
 pub fn node_stat_mod(ctx: FEntryContext) -> u32 {
-    count_candidates(arg_at(&ctx, HOOK_ARGS.load().node_stat_delta) as i64);
+    let a = HOOK_ARGS.load();
+    count_candidates(
+        arg_at(&ctx, a.node_stat_item),
+        arg_at(&ctx, a.node_stat_delta) as i64,
+    );
     0
 }
 
 #[kprobe]
 pub fn node_stat_mod_kprobe(ctx: ProbeContext) -> u32 {
-    count_candidates(kprobe_arg(&ctx, HOOK_ARGS.load().node_stat_delta) as i64);
+    let a = HOOK_ARGS.load();
+    count_candidates(
+        kprobe_arg(&ctx, a.node_stat_item),
+        kprobe_arg(&ctx, a.node_stat_delta) as i64,
+    );
     0
 }
 
 #[inline(always)]
-fn count_candidates(delta: i64) {
+fn count_candidates(item: u64, delta: i64) {
+    let want = HOOK_ARGS.load().promote_candidate_item;
+    if want != u16::MAX && item != u64::from(want) {
+        return;
+    }
     if let Some(step) = here(&DECIDING) {
         // SAFETY: this thread's step in this CPU's slot.
         unsafe { (*step).candidate_pages += delta };

@@ -411,21 +411,26 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
         Some(r) => unsafe { *r },
         None => u32::MAX,
     };
-    // A large folio's first tail page points back to it with bit 0 set (`PageTail`); the
-    // `struct page` after a small folio is never a tail of it. Checked up to 6.12; 7.3 reads
-    // differently, so userspace leaves `folio_order_offset` unknown there.
+    // A large folio's first tail page has bit 0 set in its second word (`PageTail`), and the
+    // rest names the head: its address (`compound_head`, and `compound_info` without a mask)
+    // or a mask that the tail's own address ANDs down to the head (`compound_info` with HVO
+    // and a power-of-2 struct page, 7.x). The `struct page` after a small folio is never a
+    // tail of it.
+    let tail = named + l.page_struct_size;
     let size = if l.folio_order_offset == u32::MAX || l.page_struct_size == 0 {
         // A kernel whose struct page layout is not known to hold: no size, never a wrong one.
         folio_size::UNKNOWN
     } else {
         // SAFETY: the word after `named`'s struct page; bpf_probe_read_kernel fails cleanly.
-        match unsafe { bpf_probe_read_kernel((named + l.page_struct_size + 8) as *const u64) } {
-            Ok(head) if head == named | 1 => large_folio_size(
-                named,
-                pfn_of(src, &l, vmemmap),
-                pfn_of(dst, &l, vmemmap),
-                &l,
-            ),
+        match unsafe { bpf_probe_read_kernel((tail + 8) as *const u64) } {
+            Ok(info) if info & 1 == 1 && (info == named | 1 || tail & info == named) => {
+                large_folio_size(
+                    named,
+                    pfn_of(src, &l, vmemmap),
+                    pfn_of(dst, &l, vmemmap),
+                    &l,
+                )
+            }
             Ok(_) => folio_size::SMALL,
             Err(_) => folio_size::UNKNOWN,
         }

@@ -222,3 +222,42 @@ fn vmstat_names_the_tool_compares() {
         );
     }
 }
+
+/// Where a large folio keeps its order, from each kernel's struct layout in BTF: the
+/// `_folio_order` byte (17 bytes into the first tail page) on 6.1, the low byte of `_flags_1`
+/// from 6.6; the tail word is `compound_head` up to 6.12 and `compound_info` on 7.3, at the
+/// same place (6.18 still has `compound_head`).
+#[test]
+fn folio_order_byte_from_each_kernels_struct_layout() {
+    use cxl_trace::probe::facts::folio_order_offset;
+    for (_, f) in kernels() {
+        let r = &f.release;
+        let v = series(r);
+        assert!(f.layout.contains("sizeof.page 64"), "{r}: {}", f.layout);
+        let want = if v >= (6, 6) { 0 } else { 17 };
+        assert_eq!(folio_order_offset(&f.layout), want, "{r}: {}", f.layout);
+        let tail_word = if v >= (7, 0) {
+            "page.compound_info 8"
+        } else {
+            "page.compound_head 8"
+        };
+        assert!(f.layout.contains(tail_word), "{r}: {}", f.layout);
+        // The decision hook counts only PGPROMOTE_CANDIDATE; 7.3 also has the _NRL item,
+        // which it moves inside the same decision.
+        let item = |m: &str| {
+            cxl_trace::probe::facts::layout_value(&f.layout, &format!("node_stat_item.{m}"))
+        };
+        assert!(item("PGPROMOTE_CANDIDATE").is_some(), "{r}");
+        assert_eq!(
+            item("PGPROMOTE_CANDIDATE_NRL").is_some(),
+            f.vmstat.contains("pgpromote_candidate_nrl"),
+            "{r}"
+        );
+    }
+    assert_eq!(folio_order_offset(""), u32::MAX);
+    assert_eq!(
+        folio_order_offset("sizeof.page 64\nfolio._flags_1 64\npage.compound_head 16\n"),
+        u32::MAX,
+        "a tail word moved: no size rather than a wrong one"
+    );
+}

@@ -791,27 +791,6 @@ fn thp_pingpong(c: &mut Checks) -> Result<()> {
     let pp = &v["pingpong"];
     let (bounces, pages) = (get(pp, "bounces"), get(pp, "pages"));
     let thp = get(&v, "migrations.by_reason.syscall.thp_succeeded");
-    if kernel_version() > (6, 12) {
-        // The order byte of a large folio is read only where the struct page layout was
-        // checked (up to 6.12): later kernels record every bounce as a folio of unknown size
-        // and no page count, never a wrong one.
-        c.truth(
-            "ping-pong sizes unknown after 6.12: pages null",
-            pp.get("pages").map(Value::to_string).unwrap_or_default(),
-            pp.get("pages") == Some(&Value::Null),
-        );
-        c.eq(
-            "ping-pong folios of unknown size = bounces (after 6.12)",
-            get(pp, "folios_of_unknown_size"),
-            bounces,
-        );
-        c.truth(
-            "ping-pong bounces: 3 per folio moved",
-            format!("{bounces} folios, {thp} THPs moved"),
-            bounces > 0 && bounces <= 3 * 8192,
-        );
-        return Ok(());
-    }
     c.eq(
         "ping-pong base pages of 3 bounces of 8192 pages",
         pages,

@@ -12,7 +12,8 @@
 //! - `tracefs/<category>/<name>/format`, and `tracefs/absent` listing the tracepoints missing;
 //! - `prototypes`: one [`Signature`] line per hooked function, or `# <func>: <why>`;
 //! - `kallsyms`: `<symbol> present|absent`;
-//! - `vmstat`: the counter names, one per line.
+//! - `vmstat`: the counter names, one per line;
+//! - `layout`: sizes and member offsets of the kernel structs read through raw pointers.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -94,6 +95,7 @@ pub fn capture(dir: &Path) -> Result<usize> {
         Err(why) => protos.push_str(&format!("# no BTF: {why}\n")),
     }
     write(&dir.join("prototypes"), &protos)?;
+    write(&dir.join("layout"), &struct_layout())?;
     let mut ks = String::new();
     for s in KALLSYMS {
         let state = if syms.contains_key(*s) {
@@ -114,6 +116,66 @@ pub fn capture(dir: &Path) -> Result<usize> {
     Ok(n + 4)
 }
 
+/// The struct members the programs read through raw pointers, one `<what> <bytes>` line each
+/// (absent members left out), and the `node_stat_item` values the decision hook filters on: the size of `struct page`, where a large folio keeps its order
+/// (`folio._flags_1` from 6.6, `folio._folio_order` before) and the word that marks a tail
+/// page (`page.compound_head`, renamed `page.compound_info` when it learned to hold a mask).
+pub fn struct_layout() -> String {
+    let Ok(btf) = signature::btf::load() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    if let Some(n) = signature::btf::struct_size(&btf, "page") {
+        out.push_str(&format!("sizeof.page {n}\n"));
+    }
+    for (st, m) in LAYOUT_MEMBERS {
+        if let Some(off) = signature::btf::member_offset(&btf, st, m) {
+            out.push_str(&format!("{st}.{m} {off}\n"));
+        }
+    }
+    for m in ["PGPROMOTE_CANDIDATE", "PGPROMOTE_CANDIDATE_NRL"] {
+        if let Some(v) = signature::btf::enum_value(&btf, "node_stat_item", m) {
+            out.push_str(&format!("node_stat_item.{m} {v}\n"));
+        }
+    }
+    out
+}
+
+/// A `<what> <number>` line of a [`struct_layout`] text.
+pub fn layout_value(layout: &str, key: &str) -> Option<u32> {
+    layout.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// The members [`struct_layout`] looks up.
+pub const LAYOUT_MEMBERS: [(&str, &str); 4] = [
+    ("folio", "_flags_1"),
+    ("folio", "_folio_order"),
+    ("page", "compound_head"),
+    ("page", "compound_info"),
+];
+
+/// Where a large folio's order byte is, counted from its first tail `struct page`, from a
+/// [`struct_layout`] text: `u32::MAX` when it cannot be told (then no folio size is recorded).
+pub fn folio_order_offset(layout: &str) -> u32 {
+    let get = |key: &str| layout_value(layout, key);
+    let Some(page) = get("sizeof.page") else {
+        return u32::MAX;
+    };
+    let tail_word = get("page.compound_head").or_else(|| get("page.compound_info"));
+    if tail_word != Some(8) {
+        // The tail check reads the second word of the next struct page.
+        return u32::MAX;
+    }
+    // The order is the low byte of `_flags_1` (little-endian), or the `_folio_order` byte.
+    match (get("folio._flags_1"), get("folio._folio_order")) {
+        (Some(f), _) | (None, Some(f)) if f >= page && f - page < page => f - page,
+        _ => u32::MAX,
+    }
+}
+
 /// A capture read back.
 #[derive(Debug, Default)]
 pub struct Facts {
@@ -126,6 +188,8 @@ pub struct Facts {
     pub kallsyms: BTreeSet<String>,
     /// /proc/vmstat names.
     pub vmstat: BTreeSet<String>,
+    /// The [`struct_layout`] text.
+    pub layout: String,
 }
 
 fn read(path: PathBuf) -> std::result::Result<String, String> {
@@ -159,6 +223,7 @@ impl Facts {
                 f.kallsyms.insert(sym.to_string());
             }
         }
+        f.layout = read(dir.join("layout"))?;
         f.vmstat = read(dir.join("vmstat"))?
             .lines()
             .map(str::to_string)

@@ -465,6 +465,7 @@ impl Tracer {
         };
         let syms = caps::kallsyms(KALLSYMS);
         let alloc = tracefs.format("kmem", "mm_page_alloc");
+        let layout = facts::struct_layout();
         let kernel_layout = KernelLayout {
             vmemmap_base_addr: syms.get("vmemmap_base").copied().unwrap_or(0),
             alloc_pfn: alloc
@@ -479,9 +480,9 @@ impl Tracer {
                 .unwrap_or(KernelLayout::DEFAULT.alloc_gfp),
             node_data_addr: syms.get("node_data").copied().unwrap_or(0),
             nr_node_ids: crate::topology::possible_nodes().min(64),
-            folio_order_offset: KernelLayout::folio_order_offset_for(
-                &caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
-            ),
+            page_struct_size: facts::layout_value(&layout, "sizeof.page")
+                .map_or(KernelLayout::DEFAULT.page_struct_size, u64::from),
+            folio_order_offset: folio_order_offset(&layout),
             ..KernelLayout::DEFAULT
         };
         let rare = RareDecoder::new(
@@ -493,11 +494,15 @@ impl Tracer {
             size: if cfg.rare { rare.sizes() } else { [0; raw::NR] },
             _reserved: [0; 2],
         };
-        let (hook_args, drift) = if cfg.functions {
+        let (mut hook_args, drift) = if cfg.functions {
             hook_args(&syms)
         } else {
             (HookArgs::DEFAULT, BTreeMap::new())
         };
+        hook_args.promote_candidate_item =
+            facts::layout_value(&layout, "node_stat_item.PGPROMOTE_CANDIDATE")
+                .and_then(|v| u16::try_from(v).ok())
+                .unwrap_or(u16::MAX);
         let fl = fault_layout.unwrap_or(FaultLayout::DEFAULT);
         let kl = fork_layout.unwrap_or(ForkLayout::DEFAULT);
         let ml = migrate_layout.unwrap_or(MigrateLayout::DEFAULT);
@@ -925,6 +930,18 @@ fn hook_args(
         |f| signature::btf::signature(&btf, f).ok(),
         |n| syms.contains_key(n),
     )
+}
+
+/// Where a large folio keeps its order on this kernel: from the struct layout in its BTF,
+/// else from the release (checked up to 6.12).
+fn folio_order_offset(layout: &str) -> u32 {
+    if layout.is_empty() {
+        KernelLayout::folio_order_offset_for(
+            &caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        )
+    } else {
+        facts::folio_order_offset(layout)
+    }
 }
 
 /// What an attached program must be detached with if its partner fails.

@@ -146,6 +146,7 @@ pub enum Slot {
     ShouldDstCpu,
     ShouldRet,
     NodeStatDelta,
+    NodeStatItem,
     PrepareNode,
     PrepareRet,
     IsolateRet,
@@ -170,6 +171,7 @@ impl Slot {
             Slot::ShouldDstCpu => &mut a.should_dst_cpu,
             Slot::ShouldRet => &mut a.should_ret,
             Slot::NodeStatDelta => &mut a.node_stat_delta,
+            Slot::NodeStatItem => &mut a.node_stat_item,
             Slot::PrepareNode => &mut a.prepare_node,
             Slot::PrepareRet => &mut a.prepare_ret,
             Slot::IsolateRet => &mut a.isolate_ret,
@@ -276,11 +278,18 @@ pub const HOOKS: &[HookSpec] = &[
     HookSpec {
         func: "mod_node_page_state",
         aliases: &[],
-        needs: &[Need {
-            slot: Slot::NodeStatDelta,
-            names: &["delta"],
-            ty: Ty::Int,
-        }],
+        needs: &[
+            Need {
+                slot: Slot::NodeStatItem,
+                names: &["item"],
+                ty: Ty::Int,
+            },
+            Need {
+                slot: Slot::NodeStatDelta,
+                names: &["delta"],
+                ty: Ty::Int,
+            },
+        ],
         ret: None,
     },
     HookSpec {
@@ -469,6 +478,73 @@ pub mod btf {
             params,
             ret,
         })
+    }
+
+    /// The value of `member` in `enum name`.
+    pub fn enum_value(btf: &Btf, name: &str, member: &str) -> Option<u32> {
+        btf.resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Enum(e) => e
+                    .members
+                    .iter()
+                    .find(|m| btf.resolve_name(*m).is_ok_and(|n| n == member))
+                    .map(|m| m.val()),
+                _ => None,
+            })
+    }
+
+    /// Byte size of `struct name`.
+    pub fn struct_size(btf: &Btf, name: &str) -> Option<u32> {
+        btf.resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) => u32::try_from(s.size()).ok(),
+                _ => None,
+            })
+    }
+
+    /// Byte offset of member `member` in `struct name`, looking through anonymous structs and
+    /// unions (where `struct folio` keeps its fields).
+    pub fn member_offset(btf: &Btf, name: &str, member: &str) -> Option<u32> {
+        let st = btf
+            .resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) => Some(s),
+                _ => None,
+            })?;
+        find_member(btf, &st, member, 0, 0).map(|bits| bits / 8)
+    }
+
+    fn find_member(
+        btf: &Btf,
+        st: &btf_rs::Struct,
+        member: &str,
+        base_bits: u32,
+        depth: u32,
+    ) -> Option<u32> {
+        if depth > 8 {
+            return None;
+        }
+        for m in &st.members {
+            let at = base_bits + m.bit_offset();
+            let name = btf.resolve_name(m).unwrap_or_default();
+            if name == member {
+                return Some(at);
+            }
+            if name.is_empty() {
+                if let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(m) {
+                    if let Some(found) = find_member(btf, &inner, member, at, depth + 1) {
+                        return Some(found);
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// A type as C spells it, qualifiers dropped.
