@@ -253,14 +253,14 @@ impl KernelLayout {
         folio_order_offset: u32::MAX,
     };
 
-    /// [`KernelLayout::folio_order_offset`] for a kernel release such as `6.12.48+deb13-amd64`.
+    /// [`KernelLayout::folio_order_offset`] for a kernel release such as `6.12.48+deb13-amd64`,
+    /// used only when the kernel has no BTF to read the layout from.
     pub fn folio_order_offset_for(release: &str) -> u32 {
         let mut parts = release.split(|c: char| !c.is_ascii_digit());
         let major = parts.next().and_then(|p| p.parse::<u32>().ok());
         let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
-        // Checked in the VM on 6.12 (THPs: exact); on 7.3 the first tail page no longer
-        // reads as `compound_head == folio | 1`, so kernels after 6.12 record no size until
-        // their layout is known.
+        // Without BTF nothing tells the layout: trusted up to 6.12 (checked in the VM), not
+        // after (7.x changed the tail word).
         match (major, minor) {
             (Some(ma), Some(mi)) if (ma, mi) > (6, 12) => u32::MAX,
             (Some(ma), Some(mi)) if (ma, mi) >= (6, 6) => 0,

@@ -347,8 +347,13 @@ fn start_session_with(extra: &[&str]) -> Result<Session> {
         Command::new("bpftrace").args(["-f", "json", "-e", BPFTRACE_MIGRATE]),
         "attached_probes",
     )?;
+    // Each session's output stays in its own file in the run directory, for diagnosis.
+    let name = match extra.first() {
+        Some(flag) => format!("cxl-trace-{}", flag.trim_start_matches('-')),
+        None => "cxl-trace".to_string(),
+    };
     let tool = Background::start(
-        "cxl-trace",
+        &name,
         Command::new(bin("cxl-trace"))
             .args(["top", "--no-tui", "--interval", "1"])
             .args(extra),
@@ -1183,6 +1188,19 @@ fn scenario_tier_checks(
             .and_then(Value::as_u64)
             .unwrap_or(0)
     };
+    let pairs = s
+        .pointer("/migrations/tier_pairs")
+        .map(Value::to_string)
+        .unwrap_or_default();
+    if pair(fast, slow) * 1000 < get(s, "migrations.demotions.pages") * 999 {
+        say(&format!("tier pairs: {pairs}"));
+        say(&format!(
+            "per folio: {}",
+            s.pointer("/migrations/per_folio")
+                .map(Value::to_string)
+                .unwrap_or_default()
+        ));
+    }
     c.truth(
         &format!("demotions are tier{fast}->tier{slow}"),
         format!(

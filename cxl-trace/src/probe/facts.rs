@@ -169,9 +169,10 @@ pub fn folio_order_offset(layout: &str) -> u32 {
         // The tail check reads the second word of the next struct page.
         return u32::MAX;
     }
-    // The order is the low byte of `_flags_1` (little-endian), or the `_folio_order` byte.
-    match (get("folio._flags_1"), get("folio._folio_order")) {
-        (Some(f), _) | (None, Some(f)) if f >= page && f - page < page => f - page,
+    // The `_folio_order` byte where it exists (before 6.6, when `_flags_1` was still a plain
+    // flags word), else the low byte of `_flags_1` (little-endian).
+    match get("folio._folio_order").or_else(|| get("folio._flags_1")) {
+        Some(f) if f >= page && f - page < page => f - page,
         _ => u32::MAX,
     }
 }
