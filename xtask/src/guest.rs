@@ -1201,16 +1201,23 @@ fn scenario_tier_checks(
                 .unwrap_or_default()
         ));
     }
+    // Every demoted page with known tiers went fast -> slow; the rest came in batches without
+    // per-folio events (tiers unknown, counted as demotions by their reason).
+    let unknown = s
+        .pointer("/migrations/tier_pairs/unknown->unknown")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let demoted = get(s, "migrations.demotions.pages");
+    c.eq(
+        &format!("demotions = tier{fast}->tier{slow} + tiers unknown"),
+        pair(fast, slow) + unknown,
+        demoted,
+    );
     c.truth(
-        &format!("demotions are tier{fast}->tier{slow}"),
-        format!(
-            "{} of {}",
-            pair(fast, slow),
-            get(s, "migrations.demotions.pages")
-        ),
-        // At least 99.9%: a few pages of a batch may lack per-folio tiers (seen: 31 of 179229).
-        get(s, "migrations.demotions.pages") == 0
-            || pair(fast, slow) * 1000 >= get(s, "migrations.demotions.pages") * 999,
+        "demotions with per-folio tiers (at least 98%)",
+        format!("{} of {demoted}", pair(fast, slow)),
+        // Seen: 31 of 179,229 unknown on 6.12, up to 3,690 of 242,703 on 7.3.
+        demoted == 0 || pair(fast, slow) * 100 >= demoted * 98,
     );
     let demoted_kernel = get(s, "vmstat_delta.pgdemote_kswapd")
         + pgdemote_direct(s)
