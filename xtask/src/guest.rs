@@ -600,6 +600,20 @@ fn make_cgroup(name: &str) -> Result<String> {
     Ok(path)
 }
 
+/// Migrations by system call from node 0 to node 1: move_pages(2) of 64 MiB,
+/// `migratepages` of a 64 MiB process, mbind(2) with MPOL_MF_MOVE of 32 MiB.
+fn syscall_migrations() -> Result<()> {
+    say("move_pages(2): 64 MiB node 0 -> node 1");
+    workload(&["move", "--mib", "64", "--from", "0", "--to", "1"])?;
+    say("migratepages PID 0 1 on a 64 MiB process");
+    let h = hold(&["--mib", "64", "--node", "0", "--unbind"], None)?;
+    sh(Command::new("migratepages").args([&h.pid().to_string(), "0", "1"]))?;
+    h.end()?;
+    say("mbind(MPOL_BIND node 1, MPOL_MF_MOVE) on 32 MiB");
+    workload(&["mbind", "--mib", "32", "--from", "0", "--to", "1"])?;
+    Ok(())
+}
+
 fn scenario_hmat(c: &mut Checks) -> Result<()> {
     let topo = topology()?;
     let (t0, t1) = (node_tier(&topo, 0), node_tier(&topo, 1));
@@ -615,17 +629,7 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
     write("/proc/sys/kernel/numa_balancing", "0")?;
     write("/sys/kernel/mm/numa/demotion_enabled", "false")?;
     let session = start_session()?;
-
-    say("move_pages(2): 64 MiB node 0 -> node 1");
-    workload(&["move", "--mib", "64", "--from", "0", "--to", "1"])?;
-
-    say("migratepages PID 0 1 on a 64 MiB process");
-    let h = hold(&["--mib", "64", "--node", "0", "--unbind"], None)?;
-    sh(Command::new("migratepages").args([&h.pid().to_string(), "0", "1"]))?;
-    h.end()?;
-
-    say("mbind(MPOL_BIND node 1, MPOL_MF_MOVE) on 32 MiB");
-    workload(&["mbind", "--mib", "32", "--from", "0", "--to", "1"])?;
+    syscall_migrations()?;
 
     say("compaction");
     write("/proc/sys/vm/compact_memory", "1")?;
@@ -756,14 +760,7 @@ fn scenario_hmat_one_tier(c: &mut Checks, topo: &Value) -> Result<()> {
     );
     write("/proc/sys/kernel/numa_balancing", "0")?;
     let session = start_session()?;
-    say("move_pages(2): 64 MiB node 0 -> node 1");
-    workload(&["move", "--mib", "64", "--from", "0", "--to", "1"])?;
-    say("migratepages PID 0 1 on a 64 MiB process");
-    let h = hold(&["--mib", "64", "--node", "0", "--unbind"], None)?;
-    sh(Command::new("migratepages").args([&h.pid().to_string(), "0", "1"]))?;
-    h.end()?;
-    say("mbind(MPOL_BIND node 1, MPOL_MF_MOVE) on 32 MiB");
-    workload(&["mbind", "--mib", "32", "--from", "0", "--to", "1"])?;
+    syscall_migrations()?;
     let (s, start, bt) = stop_session_full(session)?;
     check_migrations(c, &s, &bt, &["syscall", "mempolicy_mbind"]);
     expect_hooks(c, &start);
