@@ -82,11 +82,12 @@ pub fn capture(dir: &Path) -> Result<usize> {
     write(&dir.join("tracefs").join("absent"), &absent)?;
     let syms = caps::kallsyms(KALLSYMS);
     let mut protos = String::new();
-    match signature::btf::load() {
+    let btf = signature::btf::load();
+    match &btf {
         Ok(btf) => {
             for spec in signature::HOOKS {
                 let func = spec.name_in(|n| syms.contains_key(n));
-                match signature::btf::signature(&btf, func) {
+                match signature::btf::signature(btf, func) {
                     Ok(sig) => protos.push_str(&format!("{sig}\n")),
                     Err(why) => protos.push_str(&format!("# {func}: {why}\n")),
                 }
@@ -95,7 +96,7 @@ pub fn capture(dir: &Path) -> Result<usize> {
         Err(why) => protos.push_str(&format!("# no BTF: {why}\n")),
     }
     write(&dir.join("prototypes"), &protos)?;
-    write(&dir.join("layout"), &struct_layout())?;
+    write(&dir.join("layout"), &struct_layout(btf.as_ref().ok()))?;
     let mut ks = String::new();
     for s in KALLSYMS {
         let state = if syms.contains_key(*s) {
@@ -120,21 +121,21 @@ pub fn capture(dir: &Path) -> Result<usize> {
 /// (absent members left out), and the `node_stat_item` values the decision hook filters on: the size of `struct page`, where a large folio keeps its order
 /// (`folio._flags_1` from 6.6, `folio._folio_order` before) and the word that marks a tail
 /// page (`page.compound_head`, renamed `page.compound_info` when it learned to hold a mask).
-pub fn struct_layout() -> String {
-    let Ok(btf) = signature::btf::load() else {
+pub fn struct_layout(btf: Option<&btf_rs::Btf>) -> String {
+    let Some(btf) = btf else {
         return String::new();
     };
     let mut out = String::new();
-    if let Some(n) = signature::btf::struct_size(&btf, "page") {
+    if let Some(n) = signature::btf::struct_size(btf, "page") {
         out.push_str(&format!("sizeof.page {n}\n"));
     }
     for (st, m) in LAYOUT_MEMBERS {
-        if let Some(off) = signature::btf::member_offset(&btf, st, m) {
+        if let Some(off) = signature::btf::member_offset(btf, st, m) {
             out.push_str(&format!("{st}.{m} {off}\n"));
         }
     }
     for m in ["PGPROMOTE_CANDIDATE", "PGPROMOTE_CANDIDATE_NRL"] {
-        if let Some(v) = signature::btf::enum_value(&btf, "node_stat_item", m) {
+        if let Some(v) = signature::btf::enum_value(btf, "node_stat_item", m) {
             out.push_str(&format!("node_stat_item.{m} {v}\n"));
         }
     }

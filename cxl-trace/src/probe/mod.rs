@@ -465,7 +465,14 @@ impl Tracer {
         };
         let syms = caps::kallsyms(KALLSYMS);
         let alloc = tracefs.format("kmem", "mm_page_alloc");
-        let layout = facts::struct_layout();
+        // The kernel's BTF, parsed once for the prototypes, struct layouts and enum values
+        // (only where function hooks are wanted: tracepoints need none of it).
+        let kbtf = if cfg.functions {
+            signature::btf::load().ok()
+        } else {
+            None
+        };
+        let layout = facts::struct_layout(kbtf.as_ref());
         let kernel_layout = KernelLayout {
             vmemmap_base_addr: syms.get("vmemmap_base").copied().unwrap_or(0),
             alloc_pfn: alloc
@@ -495,7 +502,7 @@ impl Tracer {
             _reserved: [0; 2],
         };
         let (mut hook_args, drift) = if cfg.functions {
-            hook_args(&syms)
+            hook_args(&syms, kbtf.as_ref())
         } else {
             (HookArgs::DEFAULT, BTreeMap::new())
         };
@@ -922,12 +929,13 @@ struct FnHooks<'a> {
 /// registers) the 6.12 positions are assumed, and said so where the hook attaches.
 fn hook_args(
     syms: &std::collections::HashMap<String, u64>,
+    btf: Option<&btf_rs::Btf>,
 ) -> (HookArgs, BTreeMap<&'static str, String>) {
-    let Ok(btf) = signature::btf::load() else {
+    let Some(btf) = btf else {
         return (HookArgs::DEFAULT, BTreeMap::new());
     };
     signature::resolve_all(
-        |f| signature::btf::signature(&btf, f).ok(),
+        |f| signature::btf::signature(btf, f).ok(),
         |n| syms.contains_key(n),
     )
 }
