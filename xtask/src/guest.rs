@@ -593,6 +593,19 @@ fn node_tier(topo: &Value, node: u64) -> Option<u64> {
         .as_u64()
 }
 
+/// Demotion turned on, a process of `mib` MiB on node 0 in cgroup `name`, and `amount`
+/// written to its `memory.reclaim`. EAGAIN (less reclaimed than asked, or before 6.3 nothing
+/// at all: cgroup reclaim did not demote yet) is said, not an error.
+fn cgroup_reclaim(name: &str, mib: &str, amount: &str) -> Result<()> {
+    write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
+    let cg = make_cgroup(name)?;
+    let h = hold(&["--mib", mib, "--node", "0", "--unbind"], Some(&cg))?;
+    if let Err(e) = write(&format!("{cg}/memory.reclaim"), amount) {
+        say(&format!("memory.reclaim: {e:#}"));
+    }
+    h.end()
+}
+
 fn make_cgroup(name: &str) -> Result<String> {
     let _ = fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
     let path = format!("/sys/fs/cgroup/{name}");
@@ -635,14 +648,7 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
     write("/proc/sys/vm/compact_memory", "1")?;
 
     say("demotion by cgroup v2 memory.reclaim (200M of a 300 MiB process)");
-    write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
-    let cg = make_cgroup("cxltrace-reclaim")?;
-    let h = hold(&["--mib", "300", "--node", "0", "--unbind"], Some(&cg))?;
-    if let Err(e) = write(&format!("{cg}/memory.reclaim"), "200M") {
-        // EAGAIN when it reclaimed less than asked: fine, demotion still happened.
-        say(&format!("memory.reclaim: {e:#}"));
-    }
-    h.end()?;
+    cgroup_reclaim("cxltrace-reclaim", "300", "200M")?;
 
     say("demotion by memory pressure: 800 MiB bound to node 0 beside a 300 MiB process");
     pressure_on_node0()?;
@@ -1433,14 +1439,7 @@ fn scenario_cxl(c: &mut Checks) -> Result<()> {
     if tiered {
         // Small sizes: QEMU emulates CXL memory as MMIO, about 2 MB/s under TCG.
         say("demotion to the CXL node by cgroup v2 memory.reclaim (8M of a 16 MiB process)");
-        write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
-        let cg = make_cgroup("cxltrace-cxl-reclaim")?;
-        let h = hold(&["--mib", "16", "--node", "0", "--unbind"], Some(&cg))?;
-        if let Err(e) = write(&format!("{cg}/memory.reclaim"), "8M") {
-            // Before 6.3 cgroup reclaim never demotes: nothing reclaimed, EAGAIN.
-            say(&format!("memory.reclaim: {e:#}"));
-        }
-        h.end()?;
+        cgroup_reclaim("cxltrace-cxl-reclaim", "16", "8M")?;
         say("demotion to the CXL node by memory pressure: node 0's free memory plus 24 MiB, bound to node 0");
         let free_mib = node_free_kib(0)? / 1024;
         let pages = ((free_mib + 24) << 20) / 4096;
