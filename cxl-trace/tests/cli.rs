@@ -428,3 +428,14 @@ fn redact_keeps_every_number_of_a_recording_and_of_a_cut_one() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every program, map and global that userspace names exists in the embedded BPF object
+/// (unprivileged: the object is only parsed, nothing is loaded).
+#[test]
+fn every_name_userspace_uses_is_in_the_bpf_object() {
+    let missing = cxl_trace::probe::missing_from_bpf_object().expect("the object parses");
+    assert!(
+        missing.is_empty(),
+        "missing from the BPF object: {missing:?}"
+    );
+}

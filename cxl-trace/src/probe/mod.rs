@@ -572,33 +572,14 @@ impl Tracer {
                 prefer_kprobes: cfg.prefer_kprobes,
             };
             if cfg.faults {
-                let st = hooks.attach(
-                    &mut ebpf,
-                    Hook {
-                        func: "handle_mm_fault",
-                        tracing: (Some("handle_mm_fault_entry"), Some("handle_mm_fault_exit")),
-                        kprobe: (
-                            Some("handle_mm_fault_kprobe"),
-                            Some("handle_mm_fault_kretprobe"),
-                        ),
-                    },
-                    None,
-                );
+                let st = hooks.attach(&mut ebpf, HOOK_FAULT, None);
                 availability.latency = unavailable_reason(&st);
                 statuses.extend(st);
                 if availability.latency.is_none() {
                     // Names the node of pages allocated during a fault.
                     statuses.push(attach_tracepoint(&mut ebpf, &tracefs, &ALLOC_TP));
                 }
-                let st = hooks.attach(
-                    &mut ebpf,
-                    Hook {
-                        func: "task_numa_fault",
-                        tracing: (Some("task_numa_fault"), None),
-                        kprobe: (Some("task_numa_fault_kprobe"), None),
-                    },
-                    None,
-                );
+                let st = hooks.attach(&mut ebpf, HOOK_NUMA_FAULT, None);
                 availability.numa = unavailable_reason(&st);
                 statuses.extend(st);
             }
@@ -608,66 +589,23 @@ impl Tracer {
                 } else {
                     Some("no vmemmap_base in /proc/kallsyms: assuming the fixed 4-level vmemmap")
                 };
-                let st = hooks.attach(
-                    &mut ebpf,
-                    Hook {
-                        func: "move_to_new_folio",
-                        tracing: (
-                            Some("move_to_new_folio_entry"),
-                            Some("move_to_new_folio_exit"),
-                        ),
-                        kprobe: (
-                            Some("move_to_new_folio_kprobe"),
-                            Some("move_to_new_folio_kretprobe"),
-                        ),
-                    },
-                    vmemmap_note,
-                );
+                let st = hooks.attach(&mut ebpf, HOOK_FOLIO, vmemmap_note);
                 availability.folio = unavailable_reason(&st);
                 statuses.extend(st);
 
                 // Promotion decisions: the decision plus the candidate counter, then the
                 // prepare plus isolation. Each part is only worth having whole.
-                let mut parts = hooks.attach(
-                    &mut ebpf,
-                    Hook {
-                        func: "should_numa_migrate_memory",
-                        tracing: (Some("should_migrate_entry"), Some("should_migrate_exit")),
-                        kprobe: (
-                            Some("should_migrate_kprobe"),
-                            Some("should_migrate_kretprobe"),
-                        ),
-                    },
-                    None,
-                );
+                let mut parts = hooks.attach(&mut ebpf, HOOK_DECISION, None);
                 if parts.iter().all(ProbeStatus::is_live) {
                     for (hook, note) in [
                         (
-                            Hook {
-                                func: "mod_node_page_state",
-                                tracing: (Some("node_stat_mod"), None),
-                                kprobe: (Some("node_stat_mod_kprobe"), None),
-                            },
+                            HOOK_CANDIDATES,
                             Some(
                                 "pgpromote_candidate pages of a decision (rate limit vs threshold)",
                             ),
                         ),
-                        (
-                            Hook {
-                                func: "migrate_misplaced_folio_prepare",
-                                tracing: (Some("prepare_entry"), Some("prepare_exit")),
-                                kprobe: (Some("prepare_kprobe"), Some("prepare_kretprobe")),
-                            },
-                            None,
-                        ),
-                        (
-                            Hook {
-                                func: "folio_isolate_lru",
-                                tracing: (None, Some("isolate_exit")),
-                                kprobe: (None, Some("isolate_kretprobe")),
-                            },
-                            None,
-                        ),
+                        (HOOK_PREPARE, None),
+                        (HOOK_ISOLATE, None),
                     ] {
                         parts.extend(hooks.attach(&mut ebpf, hook, note));
                     }
@@ -677,13 +615,9 @@ impl Tracer {
                 let st = hooks.attach(
                     &mut ebpf,
                     Hook {
-                        func: signature::spec("demote_folio_list")
-                            .map_or("demote_folio_list", |h| h.name_in(|n| syms.contains_key(n))),
-                        tracing: (None, Some("demote_folio_list_exit")),
-                        kprobe: (
-                            Some("demote_folio_list_kprobe"),
-                            Some("demote_folio_list_kretprobe"),
-                        ),
+                        func: signature::spec(HOOK_DEMOTE.func)
+                            .map_or(HOOK_DEMOTE.func, |h| h.name_in(|n| syms.contains_key(n))),
+                        ..HOOK_DEMOTE
                     },
                     (kernel_layout.node_data_addr == 0)
                         .then_some("no node_data in /proc/kallsyms: source nodes unknown"),
@@ -901,6 +835,129 @@ fn unavailable_reason(sts: &[ProbeStatus]) -> Option<String> {
     sts.iter()
         .find(|s| !s.is_live())
         .map(|s| format!("{}: {}", s.name, s.reason))
+}
+
+const HOOK_FAULT: Hook<'static> = Hook {
+    func: "handle_mm_fault",
+    tracing: (Some("handle_mm_fault_entry"), Some("handle_mm_fault_exit")),
+    kprobe: (
+        Some("handle_mm_fault_kprobe"),
+        Some("handle_mm_fault_kretprobe"),
+    ),
+};
+const HOOK_NUMA_FAULT: Hook<'static> = Hook {
+    func: "task_numa_fault",
+    tracing: (Some("task_numa_fault"), None),
+    kprobe: (Some("task_numa_fault_kprobe"), None),
+};
+const HOOK_FOLIO: Hook<'static> = Hook {
+    func: "move_to_new_folio",
+    tracing: (
+        Some("move_to_new_folio_entry"),
+        Some("move_to_new_folio_exit"),
+    ),
+    kprobe: (
+        Some("move_to_new_folio_kprobe"),
+        Some("move_to_new_folio_kretprobe"),
+    ),
+};
+const HOOK_DECISION: Hook<'static> = Hook {
+    func: "should_numa_migrate_memory",
+    tracing: (Some("should_migrate_entry"), Some("should_migrate_exit")),
+    kprobe: (
+        Some("should_migrate_kprobe"),
+        Some("should_migrate_kretprobe"),
+    ),
+};
+const HOOK_CANDIDATES: Hook<'static> = Hook {
+    func: "mod_node_page_state",
+    tracing: (Some("node_stat_mod"), None),
+    kprobe: (Some("node_stat_mod_kprobe"), None),
+};
+const HOOK_PREPARE: Hook<'static> = Hook {
+    func: "migrate_misplaced_folio_prepare",
+    tracing: (Some("prepare_entry"), Some("prepare_exit")),
+    kprobe: (Some("prepare_kprobe"), Some("prepare_kretprobe")),
+};
+const HOOK_ISOLATE: Hook<'static> = Hook {
+    func: "folio_isolate_lru",
+    tracing: (None, Some("isolate_exit")),
+    kprobe: (None, Some("isolate_kretprobe")),
+};
+const HOOK_DEMOTE: Hook<'static> = Hook {
+    func: "demote_folio_list",
+    tracing: (None, Some("demote_folio_list_exit")),
+    kprobe: (
+        Some("demote_folio_list_kprobe"),
+        Some("demote_folio_list_kretprobe"),
+    ),
+};
+
+/// Every function hook.
+const FN_HOOKS: [Hook<'static>; 8] = [
+    HOOK_FAULT,
+    HOOK_NUMA_FAULT,
+    HOOK_FOLIO,
+    HOOK_DECISION,
+    HOOK_CANDIDATES,
+    HOOK_PREPARE,
+    HOOK_ISOLATE,
+    HOOK_DEMOTE,
+];
+
+/// Programs the capability probes of `doctor` load.
+const CAP_PROGRAMS: [&str; 3] = ["cap_tp_btf", "cap_raw_tp", "cap_fentry"];
+
+/// Every program, map and global userspace names that the embedded BPF object lacks (empty
+/// when they all exist): a renamed program would otherwise surface only as a probe that never
+/// attaches on some machine.
+pub fn missing_from_bpf_object() -> std::result::Result<Vec<String>, String> {
+    if BPF_OBJECT.is_empty() {
+        return Err("this build carries no BPF object (built without bpf-linker)".into());
+    }
+    let obj = aya_obj::Object::parse(BPF_OBJECT).map_err(|e| flatten_error(&e))?;
+    let mut programs: Vec<&str> = FAULT_TPS
+        .iter()
+        .chain(&FOLLOW_TPS)
+        .chain(&MIGRATE_TPS)
+        .chain(&MIGRATION_PTE_TPS)
+        .chain([&RING_BENCH_TP, &ALLOC_TP])
+        .map(|t| t.program)
+        .collect();
+    programs.extend(RARE.iter().map(|r| r.program));
+    for h in FN_HOOKS {
+        programs.extend(
+            [h.tracing.0, h.tracing.1, h.kprobe.0, h.kprobe.1]
+                .into_iter()
+                .flatten(),
+        );
+    }
+    programs.extend(CAP_PROGRAMS);
+    let mut missing: Vec<String> = programs
+        .into_iter()
+        .filter(|p| !obj.programs.contains_key(*p))
+        .map(|p| format!("program {p}"))
+        .collect();
+    for m in [EVENTS_MAP, STATS_MAP, FOLLOW_MAP] {
+        if !obj.maps.contains_key(m) {
+            missing.push(format!("map {m}"));
+        }
+    }
+    let btf = obj.btf.as_ref().ok_or("the BPF object has no BTF")?;
+    for g in [
+        CONFIG_GLOBAL,
+        FAULT_LAYOUT_GLOBAL,
+        FORK_LAYOUT_GLOBAL,
+        MIGRATE_LAYOUT_GLOBAL,
+        KERNEL_LAYOUT_GLOBAL,
+        RAW_LAYOUT_GLOBAL,
+        HOOK_ARGS_GLOBAL,
+    ] {
+        if btf.id_by_type_name_kind(g, BtfKind::Var).is_err() {
+            missing.push(format!("global {g}"));
+        }
+    }
+    Ok(missing)
 }
 
 /// A function hook: its programs in each form. A hook is attached whole in one form, since the
@@ -1139,7 +1196,7 @@ fn probe_attach_kinds(ebpf: &mut Ebpf, btf: &std::result::Result<Btf, String>) -
 
     let tp_btf = (|| -> std::result::Result<(), String> {
         let btf = btf.as_ref().map_err(Clone::clone)?;
-        let prog: &mut BtfTracePoint = program(ebpf, "cap_tp_btf")?;
+        let prog: &mut BtfTracePoint = program(ebpf, CAP_PROGRAMS[0])?;
         prog.load("sched_process_fork", btf)
             .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
         let link = prog
@@ -1154,7 +1211,7 @@ fn probe_attach_kinds(ebpf: &mut Ebpf, btf: &std::result::Result<Btf, String>) -
     ));
 
     let raw = (|| -> std::result::Result<(), String> {
-        let prog: &mut aya::programs::RawTracePoint = program(ebpf, "cap_raw_tp")?;
+        let prog: &mut aya::programs::RawTracePoint = program(ebpf, CAP_PROGRAMS[1])?;
         prog.load()
             .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
         let link = prog
@@ -1170,7 +1227,7 @@ fn probe_attach_kinds(ebpf: &mut Ebpf, btf: &std::result::Result<Btf, String>) -
 
     let fentry = (|| -> std::result::Result<(), String> {
         let btf = btf.as_ref().map_err(Clone::clone)?;
-        let prog: &mut FEntry = program(ebpf, "cap_fentry")?;
+        let prog: &mut FEntry = program(ebpf, CAP_PROGRAMS[2])?;
         prog.load("handle_mm_fault", btf)
             .map_err(|e| format!("BPF_PROG_LOAD refused: {}", flatten_error(&e)))?;
         let link = prog
