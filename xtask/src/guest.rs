@@ -98,16 +98,34 @@ impl Background {
     fn stop(mut self) -> Result<String> {
         signal(&self.child, libc::SIGINT);
         let start = Instant::now();
+        let mut again = false;
         loop {
             if self.child.try_wait()?.is_some() {
                 break;
             }
-            if start.elapsed() > Duration::from_secs(60) {
+            // Under TCG a detach can take long (seen once: bpftrace past 60 s): a second
+            // SIGINT, then up to three minutes in all before it counts as hung.
+            if !again && start.elapsed() > Duration::from_secs(60) {
+                say(&format!(
+                    "{} still running 60 s after SIGINT: sending it again",
+                    self.out.display()
+                ));
+                signal(&self.child, libc::SIGINT);
+                again = true;
+            }
+            if start.elapsed() > Duration::from_secs(180) {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                bail!("{} did not stop within 60 s of SIGINT", self.out.display());
+                bail!("{} did not stop within 180 s of SIGINT", self.out.display());
             }
             sleep(Duration::from_millis(100));
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            say(&format!(
+                "{} took {:.0} s to stop",
+                self.out.display(),
+                start.elapsed().as_secs_f64()
+            ));
         }
         Ok(fs::read_to_string(&self.out)?)
     }
