@@ -13,6 +13,7 @@ use anyhow::{anyhow, Context as _};
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-changed=../cxl-trace-ebpf/rust-toolchain.toml");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?);
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let have_linker = env::var_os("PATH")
@@ -33,5 +34,21 @@ fn main() -> anyhow::Result<()> {
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../cxl-trace-ebpf"),
         ..Default::default()
     };
-    aya_build::build_ebpf([package], aya_build::Toolchain::default())
+    let toolchain = ebpf_toolchain()?;
+    aya_build::build_ebpf([package], aya_build::Toolchain::Custom(&toolchain))
+}
+
+/// The nightly pinned for the eBPF crate: the `channel` of its rust-toolchain.toml.
+fn ebpf_toolchain() -> anyhow::Result<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cxl-trace-ebpf/rust-toolchain.toml"
+    );
+    let text = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("channel"))
+        .filter_map(|rest| rest.trim().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .find(|v| !v.is_empty())
+        .ok_or_else(|| anyhow!("no channel in {path}"))
 }

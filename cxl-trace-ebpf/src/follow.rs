@@ -16,7 +16,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     }
     let (pid, _) = current_ids();
     // SAFETY: read-only lookup of a u8 value.
-    if unsafe { FOLLOW.get(pid) }.is_none() {
+    if unsafe { FOLLOW.get(&pid) }.is_none() {
         return 0;
     }
     let off = FORK_LAYOUT.load().child_pid as usize;
@@ -30,7 +30,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     };
     // A new thread has the tgid of its parent (already followed); inserting its tid is harmless
     // and removed again when it exits.
-    if FOLLOW.insert(child, 1, 0).is_err() {
+    if FOLLOW.insert(&child, &1, 0).is_err() {
         bump(stat::FOLLOW_FULL);
     }
     0
@@ -44,6 +44,6 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     // Every task was inserted under its own id by the fork hook (a process under its pid, a
     // thread under its tid), so each exiting task removes exactly its own entry.
     let (_, tid) = current_ids();
-    let _ = FOLLOW.remove(tid);
+    let _ = FOLLOW.remove(&tid);
     0
 }

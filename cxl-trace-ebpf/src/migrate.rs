@@ -33,7 +33,7 @@ pub fn mm_migrate_pages_start(ctx: TracePointContext) -> u32 {
     };
     let (pid, tid) = current_ids();
     // The per-folio hook reads the reason of the batch in progress on this thread.
-    let _ = BATCH_REASON.insert(tid, reason, 0);
+    let _ = BATCH_REASON.insert(&tid, &reason, 0);
     emit(
         kind::MIGRATE_START,
         MigrateStartEvent {
@@ -81,7 +81,7 @@ fn try_mm_migrate_pages(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: as above.
     let reason = unsafe { ctx.read_at::<u32>(l.reason as usize) }.map_err(i64::from)?;
     let (pid, tid) = current_ids();
-    let _ = BATCH_REASON.remove(tid);
+    let _ = BATCH_REASON.remove(&tid);
     emit(
         kind::MIGRATE,
         MigrateEvent {

@@ -115,15 +115,15 @@ fn here(map: &PerCpuArray<Slot>) -> Option<*mut Step> {
 
 fn begin(map: &LruHashMap<u32, Step>, step: Step) {
     let (_, tid) = current_ids();
-    let _ = map.insert(tid, step, 0);
+    let _ = map.insert(&tid, &step, 0);
 }
 
 /// Removes and returns this thread's step.
 fn take(map: &LruHashMap<u32, Step>) -> Option<Step> {
     let (_, tid) = current_ids();
     // SAFETY: this thread's own entry, copied out before it is removed.
-    let step = map.get_ptr(tid).map(|s| unsafe { *s });
-    let _ = map.remove(tid);
+    let step = map.get_ptr(&tid).map(|s| unsafe { *s });
+    let _ = map.remove(&tid);
     step
 }
 

@@ -107,20 +107,20 @@ fn read_pair(ctx: &TracePointContext) -> Option<(u64, u64)> {
 #[inline(always)]
 fn on_set(ctx: &TracePointContext) {
     let (_, tid) = current_ids();
-    if BATCH_REASON.get_ptr(tid).is_none() {
+    if BATCH_REASON.get_ptr(&tid).is_none() {
         return;
     }
     let Some((addr, entry)) = read_pair(ctx) else {
         return;
     };
     let key = MapKey { tid, _pad: 0, addr };
-    let _ = UNMAPPED.insert(key, Unmapped { entry, ts: now() }, 0);
+    let _ = UNMAPPED.insert(&key, &Unmapped { entry, ts: now() }, 0);
 }
 
 #[inline(always)]
 fn on_remove(ctx: &TracePointContext, order: u32, pmd: u32) {
     let (pid, tid) = current_ids();
-    let reason = match BATCH_REASON.get_ptr(tid) {
+    let reason = match BATCH_REASON.get_ptr(&tid) {
         // SAFETY: this thread's own entry, from a successful lookup.
         Some(r) => unsafe { *r },
         None => return,
@@ -129,12 +129,12 @@ fn on_remove(ctx: &TracePointContext, order: u32, pmd: u32) {
         return;
     };
     let key = MapKey { tid, _pad: 0, addr };
-    let (old_entry, unmapped_ns) = match UNMAPPED.get_ptr(key) {
+    let (old_entry, unmapped_ns) = match UNMAPPED.get_ptr(&key) {
         // SAFETY: as above.
         Some(u) => unsafe { ((*u).entry, now().saturating_sub((*u).ts)) },
         None => (u64::MAX, 0),
     };
-    let _ = UNMAPPED.remove(key);
+    let _ = UNMAPPED.remove(&key);
     // The folio's first pfn: folios are naturally aligned.
     let raw = if new_entry & (PRESENT | PROTNONE) == PROTNONE {
         !new_entry
@@ -143,13 +143,13 @@ fn on_remove(ctx: &TracePointContext, order: u32, pmd: u32) {
     };
     let pfn = (raw & PFN_MASK) >> 12;
     let first = pfn & !((1u64 << (order & 31)) - 1);
-    if let Some(last) = LAST_FOLIO.get_ptr(tid) {
+    if let Some(last) = LAST_FOLIO.get_ptr(&tid) {
         // SAFETY: as above.
         if unsafe { *last } == first {
             return;
         }
     }
-    let _ = LAST_FOLIO.insert(tid, first, 0);
+    let _ = LAST_FOLIO.insert(&tid, &first, 0);
     emit(
         kind::MIGRATION_PTE,
         MigrationPteEvent {

@@ -66,7 +66,7 @@ pub fn followed(pid: u32) -> bool {
     if c.flags & config_flags::FILTER != 0 {
         // SAFETY: the value is a u8 that is only read, never held across a helper call that
         // could free it.
-        if unsafe { FOLLOW.get(pid) }.is_none() {
+        if unsafe { FOLLOW.get(&pid) }.is_none() {
             return false;
         }
     }

@@ -118,7 +118,7 @@ fn fault_enter(address: u64, regs: u64) {
     if !followed(pid) {
         return;
     }
-    if let Some(st) = FAULT_STATE.get_ptr_mut(tid) {
+    if let Some(st) = FAULT_STATE.get_ptr_mut(&tid) {
         // SAFETY: a pointer from a successful lookup in an LRU hash map of this thread's
         // key; only this thread writes its own entry, and it is not running anything else.
         let st = unsafe { &mut *st };
@@ -137,14 +137,14 @@ fn fault_enter(address: u64, regs: u64) {
         retries: 0,
         _pad: 0,
     };
-    let _ = FAULT_STATE.insert(tid, st, 0);
+    let _ = FAULT_STATE.insert(&tid, &st, 0);
 }
 
 /// Return of `handle_mm_fault` with its `vm_fault_t`.
 #[inline(always)]
 fn fault_exit(ret: u32) {
     let (pid, tid) = current_ids();
-    let Some(st) = FAULT_STATE.get_ptr_mut(tid) else {
+    let Some(st) = FAULT_STATE.get_ptr_mut(&tid) else {
         return;
     };
     // SAFETY: as in fault_enter: this thread's own entry.
@@ -169,7 +169,7 @@ fn fault_exit(ret: u32) {
         retries: st.retries,
         comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
     };
-    let _ = FAULT_STATE.remove(tid);
+    let _ = FAULT_STATE.remove(&tid);
     emit(kind::FAULT_LATENCY, ev);
 }
 
@@ -178,7 +178,7 @@ fn fault_exit(ret: u32) {
 #[tracepoint]
 pub fn mm_page_alloc(ctx: TracePointContext) -> u32 {
     let (_, tid) = current_ids();
-    let Some(st) = FAULT_STATE.get_ptr_mut(tid) else {
+    let Some(st) = FAULT_STATE.get_ptr_mut(&tid) else {
         return 0;
     };
     let l = KERNEL_LAYOUT.load();
@@ -234,7 +234,7 @@ fn numa_fault(last_cpupid: i32, mem_node: i32, pages: i32, flags: i32) {
     if !followed(pid) {
         return;
     }
-    if let Some(st) = FAULT_STATE.get_ptr_mut(tid) {
+    if let Some(st) = FAULT_STATE.get_ptr_mut(&tid) {
         // SAFETY: this thread's own entry, from a successful lookup.
         let st = unsafe { &mut *st };
         st.flags |= fault_flags::NUMA_HINT;
@@ -406,7 +406,7 @@ fn folio_exit(dst: u64, src: u64, rc: i32) {
         },
         None => COPY_UNKNOWN,
     };
-    let reason = match BATCH_REASON.get_ptr(tid) {
+    let reason = match BATCH_REASON.get_ptr(&tid) {
         // SAFETY: this thread's own entry, from a successful lookup.
         Some(r) => unsafe { *r },
         None => u32::MAX,

@@ -11,7 +11,7 @@ use std::{fs, path::Path, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{cargo_bin_dir, root, run, step, target_dir, NIGHTLY};
+use crate::{cargo_bin_dir, root, run, step, target_dir};
 
 /// The fuzz targets.
 pub const TARGETS: [&str; 3] = ["reader", "payload", "redact"];
@@ -87,7 +87,7 @@ pub fn fuzz(seconds: u64, only: &[String]) -> Result<()> {
             .env("PATH", crate::path_with_cargo_bin())
             // The reader needs no eBPF programs: skip building them with sanitizer flags.
             .env("AYA_BUILD_SKIP", "1")
-            .arg(format!("+{NIGHTLY}"))
+            .arg(format!("+{}", crate::nightly()))
             .args(["fuzz", "run", target])
             .arg(&corpus)
             .arg("--")

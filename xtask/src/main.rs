@@ -133,7 +133,19 @@ const APT_PACKAGES: &[&str] = &[
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
-const NIGHTLY: &str = "nightly";
+/// The eBPF crate's pinned toolchain file; its nightly also runs the fuzzers.
+const EBPF_TOOLCHAIN_FILE: &str = include_str!("../../cxl-trace-ebpf/rust-toolchain.toml");
+
+/// The nightly pinned in `cxl-trace-ebpf/rust-toolchain.toml` (`channel = "nightly-…"`).
+pub(crate) fn nightly() -> &'static str {
+    EBPF_TOOLCHAIN_FILE
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("channel"))
+        .filter_map(|rest| rest.trim().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"'))
+        .find(|v| !v.is_empty())
+        .unwrap_or("nightly")
+}
 /// Seconds per fuzz target in the test suite.
 const FUZZ_SMOKE_S: u64 = 30;
 
@@ -238,9 +250,10 @@ fn setup() -> Result<()> {
     // 2. Nightly toolchain with rust-src (the eBPF crate builds core from source).
     let toolchains =
         output_ok(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
-    if !toolchains.lines().any(|l| l.starts_with(NIGHTLY)) {
-        step("rust nightly: installing (minimal profile)");
-        run(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))
+    let nightly = nightly();
+    if !toolchains.lines().any(|l| l.starts_with(nightly)) {
+        step(&format!("rust {nightly}: installing (minimal profile)"));
+        run(Command::new("rustup").args(["toolchain", "install", nightly, "--profile", "minimal"]))
             .context("the eBPF programs need a nightly toolchain")?;
     }
     let components = output_ok(Command::new("rustup").args([
@@ -248,14 +261,14 @@ fn setup() -> Result<()> {
         "list",
         "--installed",
         "--toolchain",
-        NIGHTLY,
+        nightly,
     ]))
     .unwrap_or_default();
     if components.lines().any(|l| l.starts_with("rust-src")) {
-        step("rust nightly rust-src: present");
+        step(&format!("rust {nightly} rust-src: present"));
     } else {
-        step("rust nightly rust-src: installing");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
+        step(&format!("rust {nightly} rust-src: installing"));
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", nightly]))?;
     }
 
     // 3. bpf-linker against LLVM 22 (the LLVM of the nightly rustc). LLVM_PREFIX makes its build

@@ -759,7 +759,7 @@ impl Tracer {
     /// Adds a process to the follow set (its children are added by the fork hook).
     pub fn follow(&mut self, pid: u32) -> Result<()> {
         self.follow
-            .insert(pid, 1, 0)
+            .insert(&pid, &1, 0)
             .map_err(|e| Error::Runtime(format!("cannot follow pid {pid}: {}", flatten_error(&e))))
     }
 
@@ -1273,36 +1273,19 @@ fn result_status(name: &str, r: std::result::Result<(), String>, detail: &str) -
     }
 }
 
-/// `recursion_misses` of a loaded program, by BPF_OBJ_GET_INFO_BY_FD.
+/// `recursion_misses` of a loaded program, from its fdinfo (kernel 5.12 and later; aya's
+/// `ProgramInfo` has run time and count but not this field).
 fn recursion_misses(fd: std::os::fd::RawFd) -> Option<u64> {
-    /// The `info` member of `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD.
-    #[repr(C)]
-    struct InfoByFd {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
-    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    // SAFETY: bpf_prog_info is a plain C struct of integers and pointers-as-integers, for
-    // which all zero bytes is the valid "nothing asked" value the kernel expects.
-    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
-    let mut attr = InfoByFd {
-        bpf_fd: u32::try_from(fd).ok()?,
-        info_len: u32::try_from(std::mem::size_of_val(&info)).ok()?,
-        info: std::ptr::addr_of_mut!(info) as u64,
-    };
-    // SAFETY: bpf(2) reads `attr` (16 bytes, the size passed) and writes at most `info_len`
-    // bytes to `info`, a live, exclusively borrowed bpf_prog_info of that size; the fd is an
-    // open program fd owned by aya for the duration of the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            std::ptr::addr_of_mut!(attr),
-            std::mem::size_of::<InfoByFd>(),
-        )
-    };
-    (rc == 0).then_some(info.recursion_misses)
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    fdinfo_value(&text, "recursion_misses")
+}
+
+/// One `key:\tvalue` line of an fdinfo file, as a number.
+fn fdinfo_value(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim() == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -1371,6 +1354,14 @@ mod tests {
         let e = check_migration_entry_format(&moved, "pte").expect_err("moved order");
         assert!(e.contains("`order` at 28"), "{e}");
         assert!(check_migration_entry_format(&f("set_migration_pmd"), "pte").is_err());
+    }
+
+    #[test]
+    fn fdinfo_lines_are_read_by_key() {
+        let text = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nrun_time_ns:\t0\nrun_cnt:\t0\nrecursion_misses:\t17\nverified_insns:\t211\n";
+        assert_eq!(fdinfo_value(text, "recursion_misses"), Some(17));
+        assert_eq!(fdinfo_value(text, "verified_insns"), Some(211));
+        assert_eq!(fdinfo_value(text, "missing"), None);
     }
 
     #[test]

@@ -130,23 +130,14 @@ impl Delta {
 
 /// `rec[i] = op(rec[i], prev[i])` for every full word but the kind word.
 fn apply(rec: &mut [u8], prev: &[u8], op: fn(u64, u64) -> u64) {
-    for (i, (r, p)) in rec
-        .chunks_exact_mut(8)
-        .zip(prev.chunks_exact(8))
-        .enumerate()
-    {
+    let (words, _) = rec.as_chunks_mut::<8>();
+    let (prev_words, _) = prev.as_chunks::<8>();
+    for (i, (r, p)) in words.iter_mut().zip(prev_words).enumerate() {
         if i == KIND_WORD {
             continue;
         }
-        let v = op(word(r), word(p));
-        r.copy_from_slice(&v.to_le_bytes());
+        *r = op(u64::from_le_bytes(*r), u64::from_le_bytes(*p)).to_le_bytes();
     }
-}
-
-fn word(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b);
-    u64::from_le_bytes(a)
 }
 
 #[cfg(test)]
