@@ -4,17 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
-use serde_json::{json, Map, Value};
-
 use crate::{
     event::{Comm, Event, Fault, FaultKind, FaultMode, FolioMigrate, MigrateBatch, MigrateReason},
     rare::RareDecoder,
+    schema::{self, LineKind, LogEntry, Percentiles},
     tiers::{
         cause, fold_folio, Availability, BatchFolios, Direction, PingPongTracker, TierMap,
         TierTotals,
     },
 };
+use hdrhistogram::Histogram;
 
 /// Highest latency the histograms track: 10 s in ns.
 pub const MAX_LATENCY_NS: u64 = 10_000_000_000;
@@ -66,13 +65,15 @@ impl FaultCounts {
         }
     }
 
-    fn to_json(&self) -> Value {
-        let by_kind: Map<String, Value> = FaultKind::ALL
-            .iter()
-            .zip(self.by_kind)
-            .map(|(k, n)| (k.name().to_string(), json!(n)))
-            .collect();
-        json!({"total": self.total, "user": self.user, "kernel": self.kernel, "by_kind": by_kind})
+    /// The window document's `faults` (`by_tier` is filled in with the tiers).
+    pub fn to_model(&self) -> schema::Faults {
+        schema::Faults {
+            total: self.total,
+            user: self.user,
+            kernel: self.kernel,
+            by_kind: FaultKind::ALL.iter().copied().zip(self.by_kind).collect(),
+            by_tier: BTreeMap::new(),
+        }
     }
 }
 
@@ -150,48 +151,47 @@ impl MigrationCounts {
         let _ = self.batch_latency.add(&o.batch_latency);
     }
 
-    fn to_json(&self) -> Value {
+    /// The window document's `migrations` (the tier members are filled in with the tiers).
+    pub fn to_model(&self) -> schema::Migrations {
         let t = self.total();
-        let by_reason: Map<String, Value> = self
-            .by_reason
-            .iter()
-            .map(|(r, c)| {
-                (
-                    r.name(),
-                    json!({
-                        "batches": c.batches,
-                        "pages_succeeded": c.pages_succeeded,
-                        "pages_failed": c.pages_failed,
-                        "thp_succeeded": c.thp_succeeded,
-                        "thp_failed": c.thp_failed,
-                        "thp_split": c.thp_split,
-                    }),
-                )
-            })
-            .collect();
-        json!({
-            "batches": t.batches,
-            "pages_succeeded": t.pages_succeeded,
-            "pages_failed": t.pages_failed,
-            "by_reason": by_reason,
-            "batch_latency_ns": percentiles_json(&self.batch_latency),
-        })
+        schema::Migrations {
+            batches: t.batches,
+            pages_succeeded: t.pages_succeeded,
+            pages_failed: t.pages_failed,
+            by_reason: self
+                .by_reason
+                .iter()
+                .map(|(r, c)| {
+                    let row = schema::ReasonCounts {
+                        batches: c.batches,
+                        pages_succeeded: c.pages_succeeded,
+                        pages_failed: c.pages_failed,
+                        thp_succeeded: c.thp_succeeded,
+                        thp_failed: c.thp_failed,
+                        thp_split: c.thp_split,
+                    };
+                    (*r, row)
+                })
+                .collect(),
+            batch_latency_ns: percentiles(&self.batch_latency),
+            ..Default::default()
+        }
     }
 }
 
-/// `{count, p50, p90, p99, p99_9, max}` of a histogram (all zero when empty).
-pub fn percentiles_json(h: &Histogram<u64>) -> Value {
+/// Percentiles of a histogram (all zero when empty).
+pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
     if h.is_empty() {
-        return json!({"count": 0, "p50": 0, "p90": 0, "p99": 0, "p99_9": 0, "max": 0});
+        return Percentiles::default();
     }
-    json!({
-        "count": h.len(),
-        "p50": h.value_at_quantile(0.50),
-        "p90": h.value_at_quantile(0.90),
-        "p99": h.value_at_quantile(0.99),
-        "p99_9": h.value_at_quantile(0.999),
-        "max": h.max(),
-    })
+    Percentiles {
+        count: h.len(),
+        p50: h.value_at_quantile(0.50),
+        p90: h.value_at_quantile(0.90),
+        p99: h.value_at_quantile(0.99),
+        p99_9: h.value_at_quantile(0.999),
+        max: h.max(),
+    }
 }
 
 /// Per-process counts.
@@ -244,25 +244,23 @@ impl Totals {
         self.tiers.merge(&o.tiers);
     }
 
-    /// The `n` processes with the most faults (ties broken by pid), as JSON rows.
-    pub fn top_processes_json(&self, n: usize) -> Vec<Value> {
+    /// The `n` processes with the most faults (ties broken by pid).
+    pub fn top_processes(&self, n: usize) -> Vec<schema::Process> {
         let mut rows: Vec<(&u32, &ProcRow)> = self.processes.iter().collect();
         rows.sort_by(|a, b| b.1.faults.total.cmp(&a.1.faults.total).then(a.0.cmp(b.0)));
         rows.into_iter()
             .take(n)
-            .map(|(pid, r)| {
-                json!({
-                    "pid": pid,
-                    "comm": r.comm.as_string(),
-                    "faults": r.faults.total,
-                    "user": r.faults.user,
-                    "kernel": r.faults.kernel,
-                    "pages_migrated": r.pages_migrated,
-                    "hint_faults": r.hint_faults,
-                    "promoted": r.promoted,
-                    "demoted": r.demoted,
-                    "pingpong": self.tiers.pingpong.by_pid.get(pid).copied().unwrap_or(0),
-                })
+            .map(|(pid, r)| schema::Process {
+                pid: *pid,
+                comm: r.comm.as_string(),
+                faults: r.faults.total,
+                user: r.faults.user,
+                kernel: r.faults.kernel,
+                pages_migrated: r.pages_migrated,
+                hint_faults: r.hint_faults,
+                promoted: r.promoted,
+                demoted: r.demoted,
+                pingpong: self.tiers.pingpong.by_pid.get(pid).copied().unwrap_or(0),
             })
             .collect()
     }
@@ -348,56 +346,45 @@ impl Aggregator {
     }
 
     /// Adds an entry to the interval's event log (e.g. a topology change).
-    pub fn log(&mut self, entry: Value) {
+    pub fn log(&mut self, entry: LogEntry) {
         self.interval.tiers.rare.log_entry(entry);
     }
 
-    /// A window line with the tier members added.
+    /// The window document of `totals`, with the tier members.
     #[allow(
         clippy::too_many_arguments,
         reason = "one window line has that many parts"
     )]
-    pub fn window_json(
+    pub fn window(
         &self,
-        kind: &str,
+        kind: LineKind,
         t_s: f64,
         interval_s: f64,
         totals: &Totals,
         drops: &Drops,
         vmstat_delta: &BTreeMap<String, u64>,
         top_n: usize,
-    ) -> Value {
-        let mut v = window_json(kind, t_s, interval_s, totals, drops, vmstat_delta, top_n);
-        if let Value::Object(m) = &mut v {
-            let by_tier: Map<String, Value> = totals
-                .tiers
-                .latency
-                .count_by_tier
-                .iter()
-                .map(|(t, n)| (crate::tiers::tier_label(*t), json!(n)))
-                .collect();
-            if let Some(Value::Object(f)) = m.get_mut("faults") {
-                f.insert("by_tier".into(), Value::Object(by_tier));
-            }
-            if let Some(Value::Object(mig)) = m.get_mut("migrations") {
-                for (k, x) in totals
-                    .tiers
-                    .moves
-                    .to_json(&self.avail.folio, &self.avail.copy)
-                {
-                    mig.insert(k, x);
-                }
-            }
-            for (k, x) in totals.tiers.json_members(
-                &self.avail,
-                &self.tiers,
-                self.pingpong.window_ns as f64 / 1e9,
-                self.pingpong.table_full,
-            ) {
-                m.insert(k.into(), x);
-            }
-        }
-        v
+    ) -> schema::Window {
+        let mut w = window(kind, t_s, interval_s, totals, drops, vmstat_delta, top_n);
+        w.faults.by_tier = totals
+            .tiers
+            .latency
+            .count_by_tier
+            .iter()
+            .map(|(t, n)| (crate::tiers::tier_label(*t), *n))
+            .collect();
+        totals
+            .tiers
+            .moves
+            .fill(&mut w.migrations, &self.avail.folio, &self.avail.copy);
+        totals.tiers.fill(
+            &mut w,
+            &self.avail,
+            &self.tiers,
+            self.pingpong.window_ns as f64 / 1e9,
+            self.pingpong.table_full,
+        );
+        w
     }
 
     /// Folds one event in.
@@ -469,7 +456,7 @@ impl Aggregator {
                 // Pages of this batch moved up and down a tier, for the migrating process.
                 let (mut up, mut down) = (0, 0);
                 if parts.is_empty() {
-                    moves.add(None, None, m.succeeded, m.reason, &why);
+                    moves.add(None, None, m.succeeded, m.reason, why);
                 } else {
                     if exact {
                         moves.exact_batches += 1;
@@ -477,7 +464,7 @@ impl Aggregator {
                         moves.apportioned_batches += 1;
                     }
                     for ((src, dst), pages) in parts {
-                        match moves.add(src, dst, pages, m.reason, &why) {
+                        match moves.add(src, dst, pages, m.reason, why) {
                             Some(Direction::Promotion) => up += pages,
                             Some(Direction::Demotion) => down += pages,
                             _ => {}
@@ -548,27 +535,48 @@ impl Drops {
     }
 }
 
-/// One JSON line of `top --no-tui`: `{"type": kind, "t", "interval_s", "faults", ...}`.
-pub fn window_json(
-    kind: &str,
+/// The counts of a window without the tier members (left at their defaults).
+pub fn window(
+    kind: LineKind,
     t_s: f64,
     interval_s: f64,
     totals: &Totals,
     drops: &Drops,
     vmstat_delta: &BTreeMap<String, u64>,
     top_n: usize,
-) -> Value {
-    json!({
-        "type": kind,
-        "t": round3(t_s),
-        "interval_s": round3(interval_s),
-        "events": {"received": totals.events},
-        "faults": totals.faults.to_json(),
-        "migrations": totals.migrations.to_json(),
-        "drops": {"total": drops.total(), "by_kind": drops.by_kind},
-        "vmstat_delta": vmstat_delta,
-        "processes": totals.top_processes_json(top_n),
-    })
+) -> schema::Window {
+    schema::Window {
+        schema_version: schema::SCHEMA_VERSION,
+        kind,
+        t: round3(t_s),
+        interval_s: round3(interval_s),
+        events: schema::Events {
+            received: totals.events,
+        },
+        faults: totals.faults.to_model(),
+        migrations: totals.migrations.to_model(),
+        drops: schema::Drops {
+            total: drops.total(),
+            by_kind: drops.by_kind.clone(),
+        },
+        vmstat_delta: vmstat_delta.clone(),
+        processes: totals.top_processes(top_n),
+        fault_latency: Default::default(),
+        numa_hint_faults: Default::default(),
+        promotion_decisions: Default::default(),
+        demotion_batches: Default::default(),
+        pingpong: Default::default(),
+        events_log: Default::default(),
+        produced: None,
+        kernel_skipped_runs: None,
+        errors: None,
+        before_window: None,
+        exit_code: None,
+        host: None,
+        topology: None,
+        probes: None,
+        recording: None,
+    }
 }
 
 fn round3(x: f64) -> f64 {
@@ -579,6 +587,10 @@ fn round3(x: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::event::{Comm, MigrateStart};
+
+    fn json(w: schema::Window) -> serde_json::Value {
+        serde_json::to_value(w).expect("a window serialises")
+    }
 
     fn fault(pid: u32, mode: FaultMode, code: u64) -> Event {
         let mut comm = [0u8; 16];
@@ -630,15 +642,15 @@ mod tests {
     fn empty_window_is_all_zero() {
         let mut a = Aggregator::new();
         let iv = a.end_interval();
-        let v = window_json(
-            "interval",
+        let v = json(window(
+            LineKind::Interval,
             1.0,
             1.0,
             &iv,
             &Drops::default(),
             &BTreeMap::new(),
             10,
-        );
+        ));
         assert_eq!(v["faults"]["total"], 0);
         assert_eq!(v["drops"]["total"], 0);
         assert_eq!(v["migrations"]["batch_latency_ns"]["count"], 0);
@@ -659,12 +671,12 @@ mod tests {
         assert_eq!(iv.faults.kernel, 1);
         assert_eq!(iv.faults.by_kind[1], 4, "write_not_present");
         assert_eq!(iv.faults.by_kind[2], 1, "write_protection");
-        let top = iv.top_processes_json(1);
+        let top = iv.top_processes(1);
         assert_eq!(top.len(), 1);
-        assert_eq!(top[0]["pid"], 10);
-        assert_eq!(top[0]["faults"], 4);
-        assert_eq!(top[0]["kernel"], 1);
-        assert_eq!(top[0]["comm"], "proc");
+        assert_eq!(top[0].pid, 10);
+        assert_eq!(top[0].faults, 4);
+        assert_eq!(top[0].kernel, 1);
+        assert_eq!(top[0].comm, "proc");
     }
 
     #[test]
@@ -697,15 +709,15 @@ mod tests {
             .migrations
             .batch_latency
             .equivalent(iv.migrations.batch_latency.max(), 3_000));
-        let v = window_json(
-            "interval",
+        let v = json(window(
+            LineKind::Interval,
             0.0,
             1.0,
             &iv,
             &Drops::default(),
             &BTreeMap::new(),
             5,
-        );
+        ));
         assert_eq!(
             v["migrations"]["by_reason"]["compaction"]["pages_failed"],
             2
@@ -812,8 +824,8 @@ mod tests {
         a.ingest(&batch(11, 2_000, 3, 16, 0));
         let iv = a.end_interval();
         let m = &iv.tiers.moves;
-        assert_eq!(m.demotions.get("kswapd"), Some(&514));
-        assert_eq!(m.promotions.get("numa_balancing"), Some(&1));
+        assert_eq!(m.demotions.get(&schema::Cause::Kswapd), Some(&514));
+        assert_eq!(m.promotions.get(&schema::Cause::NumaBalancing), Some(&1));
         assert_eq!(m.pairs.get(&(Some(4), Some(72))), Some(&514));
         assert_eq!(m.pairs.get(&(Some(72), Some(4))), Some(&1));
         assert_eq!(m.unattributed, 16);
@@ -834,15 +846,15 @@ mod tests {
             (iv.processes[&11].promoted, iv.processes[&11].demoted),
             (0, 0)
         );
-        let v = a.window_json(
-            "interval",
+        let v = json(a.window(
+            LineKind::Interval,
             0.0,
             1.0,
             &iv,
             &Drops::default(),
             &BTreeMap::new(),
             5,
-        );
+        ));
         assert_eq!(
             v["migrations"]["promotions"]["by_cause"]["numa_balancing"],
             1

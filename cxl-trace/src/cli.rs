@@ -36,6 +36,16 @@ pub enum Command {
     /// Play a recording back in the dashboard (pause, step, seek), or with `--no-tui` as one
     /// JSON object per recorded interval, like `top --no-tui`.
     Replay(ReplayOpts),
+    /// Print the JSON Schema of a command's JSON output (every command's without COMMAND).
+    Schema(SchemaOpts),
+}
+
+/// Options of `schema`.
+#[derive(Debug, Args)]
+pub struct SchemaOpts {
+    /// The command whose output to describe.
+    #[arg(value_enum)]
+    pub command: Option<crate::schema::Document>,
 }
 
 /// Output format of `diff`.

@@ -1,9 +1,8 @@
 //! `cxl-trace doctor`: what this kernel and these privileges allow.
 
-use serde_json::{json, Value};
-
 use crate::{
     probe::{self, caps, ProbeStatus, TraceConfig, Tracer},
+    schema::{Doctor, DoctorCxl, DoctorTier},
     topology::{format_list, Topology},
     tracefs::Tracefs,
 };
@@ -200,20 +199,28 @@ pub fn gather() -> Report {
     }
 }
 
-/// JSON form.
-pub fn to_json(r: &Report) -> Value {
-    json!({
-        "kernel": r.kernel,
-        "capabilities": r.capabilities,
-        "probes": r.probes,
-        "tracepoints": r.tracepoints,
-        "settings": r.settings.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-        "tiers": r.tiers.iter().map(|(t, n)| json!({"tier": t, "nodes": n})).collect::<Vec<_>>(),
-        "cxl": match &r.cxl {
-            Some(devs) => json!({"bus": true, "memdevs": devs}),
-            None => json!({"bus": false, "memdevs": []}),
+/// The `doctor --json` document.
+pub fn to_doc(r: &Report) -> Doctor {
+    Doctor {
+        schema_version: crate::schema::SCHEMA_VERSION,
+        kernel: r.kernel.clone(),
+        capabilities: r.capabilities.clone(),
+        probes: r.probes.clone(),
+        tracepoints: r.tracepoints.clone(),
+        settings: r.settings.iter().cloned().collect(),
+        tiers: r
+            .tiers
+            .iter()
+            .map(|(tier, nodes)| DoctorTier {
+                tier: tier.clone(),
+                nodes: nodes.clone(),
+            })
+            .collect(),
+        cxl: DoctorCxl {
+            bus: r.cxl.is_some(),
+            memdevs: r.cxl.clone().unwrap_or_default(),
         },
-    })
+    }
 }
 
 /// Text form: one line per capability and probe.
@@ -278,7 +285,7 @@ mod tests {
 
     #[test]
     fn json_has_probe_array_with_status_and_reason() {
-        let v = to_json(&sample());
+        let v = serde_json::to_value(to_doc(&sample())).expect("serialises");
         let probes = v["probes"].as_array().expect("array");
         assert_eq!(probes.len(), 2);
         assert_eq!(probes[0]["status"], "live");

@@ -28,7 +28,7 @@ impl std::fmt::Debug for Comm {
 }
 
 /// Where a page fault was taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultMode {
     /// In user mode (`exceptions:page_fault_user`).
@@ -38,7 +38,19 @@ pub enum FaultMode {
 }
 
 /// Kind of access that faulted, from the x86 error code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// Read of a page not present (first touch, swap-in, file read, NUMA hinting).
@@ -107,15 +119,19 @@ impl FaultKind {
     }
 }
 
-impl Serialize for Comm {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.as_string())
+impl schemars::JsonSchema for Comm {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Comm".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(g)
     }
 }
 
-impl Serialize for MigrateReason {
+impl Serialize for Comm {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.name())
+        s.serialize_str(&self.as_string())
     }
 }
 
@@ -211,10 +227,36 @@ impl MigrateReason {
             Self::Unknown(v) => format!("reason_{v}"),
         }
     }
+
+    /// Every named reason's [`MigrateReason::name`], in kernel order.
+    pub const NAMES: [&'static str; 10] = [
+        "compaction",
+        "memory_failure",
+        "memory_hotplug",
+        "syscall",
+        "mempolicy_mbind",
+        "numa_misplaced",
+        "contig_range",
+        "longterm_pin",
+        "demotion",
+        "damon",
+    ];
+
+    /// The name of a value this build does not know.
+    pub const UNKNOWN_PATTERN: &'static str = "^reason_[0-9]+$";
+
+    /// From [`MigrateReason::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        if let Some(i) = Self::NAMES.iter().position(|n| *n == s) {
+            return Some(Self::from_raw(u32::try_from(i).ok()?));
+        }
+        let v: u32 = s.strip_prefix("reason_")?.parse().ok()?;
+        Some(Self::from_raw(v))
+    }
 }
 
 /// A decoded page fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Fault {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -244,7 +286,7 @@ impl Fault {
 }
 
 /// Start of a migration batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MigrateStart {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -263,7 +305,7 @@ pub struct MigrateStart {
 }
 
 /// End of a migration batch with its page counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MigrateBatch {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -294,7 +336,19 @@ pub struct MigrateBatch {
 }
 
 /// What kind of fault a timed fault was.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultClass {
     /// A new page was allocated for it (first touch, or copy-on-write).
@@ -335,7 +389,7 @@ impl FaultClass {
 pub const VM_FAULT_MAJOR: u32 = 0x4;
 
 /// A fault timed from `handle_mm_fault` entry to its last exit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FaultLatency {
     /// End of the fault, CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -388,7 +442,7 @@ impl FaultLatency {
 }
 
 /// One folio moved by `move_to_new_folio`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FolioMigrate {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -419,7 +473,7 @@ pub struct FolioMigrate {
 
 /// A folio remapped after migration, from the migration-PTE tracepoints (the fallback where
 /// `move_to_new_folio` cannot be hooked); [`crate::pte::PteFormat::folio`] decodes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MigrationPte {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -446,7 +500,7 @@ pub struct MigrationPte {
 }
 
 /// A NUMA hinting fault from `task_numa_fault`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NumaFault {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -480,7 +534,9 @@ impl NumaFault {
 }
 
 /// The outcome of one step of the NUMA balancing migration decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// `should_numa_migrate_memory` said migrate.
@@ -502,15 +558,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Name used in JSON and on screen.
+    /// Name used in JSON (export rows) and on screen: the same everywhere.
     pub fn name(self) -> &'static str {
         match self {
             Self::Approved => "approved",
-            Self::RefusedThreshold => "threshold",
-            Self::RefusedRateLimit => "rate_limit",
-            Self::RefusedTargetFull => "target_full",
-            Self::RefusedIsolation => "isolation",
-            Self::RefusedSharedExec => "shared_exec",
+            Self::RefusedThreshold => "refused_threshold",
+            Self::RefusedRateLimit => "refused_rate_limit",
+            Self::RefusedTargetFull => "refused_target_full",
+            Self::RefusedIsolation => "refused_isolation",
+            Self::RefusedSharedExec => "refused_shared_exec",
             Self::Prepared => "prepared",
         }
     }
@@ -522,7 +578,7 @@ impl Verdict {
 }
 
 /// One step of a NUMA balancing migration decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PromoteDecision {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -554,7 +610,7 @@ pub fn verdict(e: &PromoteDecisionEvent) -> Verdict {
 }
 
 /// A demotion batch from `demote_folio_list`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DemoteBatch {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -567,7 +623,7 @@ pub struct DemoteBatch {
 }
 
 /// The raw record of a rare tracepoint, decoded by [`crate::rare`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RawRecord {
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
@@ -582,7 +638,7 @@ pub struct RawRecord {
 }
 
 /// Any decoded event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A page fault.

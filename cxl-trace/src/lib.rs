@@ -23,6 +23,7 @@ pub mod recording;
 pub mod redact;
 pub mod replay;
 pub mod report;
+pub mod schema;
 #[cfg(test)]
 mod testutil;
 pub mod tiers;
@@ -55,7 +56,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             let report = doctor::gather();
             let out = if o.base.json {
-                format!("{:#}\n", doctor::to_json(&report))
+                schema::to_pretty(&doctor::to_doc(&report))?
             } else {
                 doctor::to_text(&report)
             };
@@ -65,10 +66,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Topology(o) => {
             let t = topology::Topology::live();
             let out = if o.json {
-                format!(
-                    "{:#}\n",
-                    serde_json::to_value(&t).map_err(|e| error::Error::Runtime(e.to_string()))?
-                )
+                schema::to_pretty(&schema::TopologyDoc {
+                    schema_version: schema::SCHEMA_VERSION,
+                    topology: t,
+                })?
             } else {
                 topology::to_text(&t)
             };
@@ -82,5 +83,19 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Replay(o) => replay::run(&o),
         Command::Diff(o) => diff::run(&o),
         Command::Redact(o) => redact::run(&o),
+        Command::Schema(o) => {
+            let out = match o.command {
+                Some(d) => schema::to_pretty(&d.schema())?,
+                None => {
+                    let all: serde_json::Map<String, serde_json::Value> = schema::Document::ALL
+                        .iter()
+                        .map(|d| (d.name().to_string(), d.schema().to_value()))
+                        .collect();
+                    schema::to_pretty(&all)?
+                }
+            };
+            top::write_stdout(out.as_bytes())?;
+            Ok(0)
+        }
     }
 }

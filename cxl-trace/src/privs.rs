@@ -22,7 +22,7 @@ use caps::CapSet;
 use serde::{Deserialize, Serialize};
 
 /// What was dropped, for the start line, the recording's header and the user.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Privileges {
     /// uid after the drop.
     pub uid: u32,

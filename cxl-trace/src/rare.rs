@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use cxl_trace_common::raw;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::{event::RawRecord, topology::PfnMap, tracefs::Format};
 
@@ -26,7 +25,18 @@ pub struct RareSpec {
 }
 
 /// Families of rare events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RareClass {
     /// NUMA balancing moved, swapped or failed to place a task.
@@ -64,7 +74,7 @@ pub const RARE: [RareSpec; raw::NR] = [
 ];
 
 /// A decoded field value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum FieldValue {
     /// Signed integer.
@@ -115,15 +125,16 @@ impl RareEvent {
         pfns.node_of(pfn)
     }
 
-    /// For the event log.
-    pub fn to_json(&self, pfns: &PfnMap) -> Value {
-        json!({
-            "event": format!("{}:{}", self.spec.category, self.spec.name),
-            "class": self.spec.class,
-            "ts_ns": self.ts_ns,
-            "node": self.node(pfns),
-            "fields": self.fields,
-        })
+    /// For the event log (the tier is the caller's to fill in).
+    pub fn to_model(&self, pfns: &PfnMap) -> crate::schema::RasEntry {
+        crate::schema::RasEntry {
+            event: format!("{}:{}", self.spec.category, self.spec.name),
+            class: self.spec.class,
+            ts_ns: self.ts_ns,
+            node: self.node(pfns),
+            tier: None,
+            fields: self.fields.clone(),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{
     aggregate::{Aggregator, Drops, Totals},
@@ -31,6 +31,7 @@ use crate::{
     event::decode,
     recording::{Chunk, Header, Reader},
     report::{drops_of, open, vmstat_of, Playback},
+    schema::{to_line, LineKind, Start, Window, SCHEMA_VERSION},
 };
 
 /// One recorded interval: what happened between two snapshots.
@@ -141,17 +142,16 @@ impl Intervals {
         &self.pb.agg
     }
 
-    /// The whole run (after the last interval) as `top`'s summary line.
-    pub fn summary(&mut self, top: usize) -> Value {
+    /// The whole run (after the last interval) as `top`'s summary line, with the recording's
+    /// facts as `report` gives them.
+    pub fn summary(&mut self, top: usize) -> Window {
         let end = self.end.clone();
-        self.pb.whole("summary", end.as_ref(), top)
+        let mut w = self.pb.whole(LineKind::Summary, end.as_ref(), top);
+        self.facts(&mut w);
+        w
     }
 
-    /// Reads what is left and returns the whole-run report (`report --format json`). The
-    /// aggregator then holds the whole run.
-    pub fn report(&mut self, top: usize) -> Result<Value> {
-        while self.next_interval()?.is_some() {}
-        let mut v = self.pb.whole("report", self.end.as_ref(), top);
+    fn facts(&self, w: &mut Window) {
         crate::report::RecordingFacts {
             header: &self.header,
             path: &self.path,
@@ -161,8 +161,17 @@ impl Intervals {
             truncated: self.reader.truncated,
             end: self.end.as_ref(),
         }
-        .add_to(&mut v);
-        Ok(v)
+        .add_to(w);
+    }
+
+    /// Reads what is left and returns the whole-run report (`report --format json`). The
+    /// aggregator then holds the whole run.
+    pub fn report(&mut self, top: usize) -> Result<Window> {
+        while self.next_interval()?.is_some() {}
+        let end = self.end.clone();
+        let mut w = self.pb.whole(LineKind::Report, end.as_ref(), top);
+        self.facts(&mut w);
+        Ok(w)
     }
 }
 
@@ -445,39 +454,44 @@ fn dashboard(o: &ReplayOpts) -> Result<i32> {
 fn json_lines(o: &ReplayOpts) -> Result<i32> {
     let mut src = Intervals::open(&o.file)?;
     let h = &src.header;
-    let start = json!({
-        "type": "start",
-        "version": h.tool_version,
-        "kernel": h.kernel,
-        "interval_s": h.interval_s,
-        "probes": h.probes,
-        "tiers": h.topology.tiers,
-        "settings": h.topology.settings,
-        "scope": h.scope,
-        "replay_of": o.file.display().to_string(),
-    });
-    if !crate::top::write_stdout(format!("{start}\n").as_bytes())? {
+    let start = Start {
+        schema_version: SCHEMA_VERSION,
+        kind: LineKind::Start,
+        version: h.tool_version.clone(),
+        kernel: h.kernel.clone(),
+        interval_s: h.interval_s,
+        probes: h.probes.clone(),
+        warnings: Vec::new(),
+        tiers: h.topology.tiers.clone(),
+        settings: h.topology.settings.clone(),
+        pid: None,
+        scope: h.scope.clone(),
+        privileges: h.privileges.clone(),
+        replay_of: Some(o.file.display().to_string()),
+    };
+    if !crate::top::write_stdout(to_line(&start)?.as_bytes())? {
         return Ok(0);
     }
     while let Some(iv) = src.next_interval()? {
         if let Some(x) = o.speed {
             std::thread::sleep(Duration::from_secs_f64((iv.dt / x).clamp(0.0, 3600.0)));
         }
-        let line = src.agg().window_json(
-            "interval", iv.t, iv.dt, &iv.totals, &iv.drops, &iv.vmstat, o.top,
+        let line = src.agg().window(
+            LineKind::Interval,
+            iv.t,
+            iv.dt,
+            &iv.totals,
+            &iv.drops,
+            &iv.vmstat,
+            o.top,
         );
-        if !crate::top::write_stdout(format!("{line}\n").as_bytes())? {
+        if !crate::top::write_stdout(to_line(&line)?.as_bytes())? {
             return Ok(0);
         }
     }
     let truncated = src.truncated();
-    let clean = src.end.is_some();
-    let mut v = src.summary(o.top);
-    if let Value::Object(m) = &mut v {
-        m.insert("replay_of".into(), json!(o.file.display().to_string()));
-        m.insert("clean_end".into(), json!(clean));
-    }
-    crate::top::write_stdout(format!("{v}\n").as_bytes())?;
+    let v = src.summary(o.top);
+    crate::top::write_stdout(to_line(&v)?.as_bytes())?;
     if truncated {
         warn_truncated(&o.file);
     }
@@ -504,16 +518,13 @@ mod tests {
         }
         assert!(n >= 5, "the fixture covers 6 s: {n} intervals");
         let report = crate::report::summarize(&fixture(), 10).expect("report");
-        let total = report["faults"]["total"].as_u64().expect("faults.total");
+        let total = report.faults.total;
         // Faults after the last snapshot are in the report only.
         assert!(
             faults <= total && faults + 200 >= total,
             "{faults} vs {total}"
         );
-        assert_eq!(
-            src.summary(10)["faults"]["total"],
-            report["faults"]["total"]
-        );
+        assert_eq!(src.summary(10).faults.total, report.faults.total);
     }
 
     #[test]

@@ -15,6 +15,10 @@ use crate::{
     error::{Error, Result},
     event::{decode, Event},
     recording::{Chunk, Header, Reader},
+    schema::{
+        CopyTime, ExportRow, Host, LineKind, LogEntry, Percentiles, RareRow, RawRow, RecordingInfo,
+        Window,
+    },
     tiers::TierMap,
     topology::Topology,
     vmstat::Vmstat,
@@ -106,7 +110,7 @@ impl Playback {
             .and_then(|t| serde_json::from_value::<Topology>(t.clone()).ok())
         {
             if let Some(change) = crate::top::topology_change(&self.topo, &t) {
-                self.agg.log(change);
+                self.agg.log(LogEntry::Topology(change));
             }
             self.agg.set_tiers(TierMap::from_topology(&t));
             self.topo = t;
@@ -121,7 +125,7 @@ impl Playback {
     /// Ends the last interval and returns the whole run's JSON window of `kind`: its length
     /// (from the end chunk, else the last snapshot), drops and vmstat deltas between the first
     /// and last snapshots.
-    pub(crate) fn whole(&mut self, kind: &str, end: Option<&Value>, top: usize) -> Value {
+    pub(crate) fn whole(&mut self, kind: LineKind, end: Option<&Value>, top: usize) -> Window {
         self.agg.end_interval();
         let t = end
             .and_then(|e| e["t"].as_f64())
@@ -133,13 +137,13 @@ impl Playback {
             _ => Default::default(),
         };
         self.agg
-            .window_json(kind, t, t, self.agg.run(), &drops, &vm, top)
+            .window(kind, t, t, self.agg.run(), &drops, &vm, top)
     }
 }
 
 /// The whole-run summary of a recording, as `top`'s summary line plus `host`, `topology`,
 /// `probes` and `recording`.
-pub fn summarize(path: &Path, top: usize) -> Result<Value> {
+pub fn summarize(path: &Path, top: usize) -> Result<Window> {
     crate::replay::Intervals::open(path)?.report(top)
 }
 
@@ -157,46 +161,35 @@ pub(crate) struct RecordingFacts<'a> {
 
 impl RecordingFacts<'_> {
     /// Adds `host`, `topology`, `probes` and `recording` to a whole-run window.
-    pub(crate) fn add_to(&self, v: &mut Value) {
+    pub(crate) fn add_to(&self, w: &mut Window) {
         let h = self.header;
-        let Value::Object(m) = v else {
-            return;
-        };
-        m.insert(
-            "host".into(),
-            json!({
-                "hostname": h.hostname,
-                "kernel": h.kernel,
-                "boot_id": h.boot_id,
-                "tool_version": h.tool_version,
-                "command_line": h.command_line,
-                "target_command": h.target_command,
-                "scope": h.scope,
-                "start_unix_ns": h.start_unix_ns,
-                "redacted": h.redacted,
-                "privileges": h.privileges,
-            }),
-        );
-        m.insert(
-            "topology".into(),
-            serde_json::to_value(&h.topology).unwrap_or(Value::Null),
-        );
-        m.insert(
-            "probes".into(),
-            serde_json::to_value(&h.probes).unwrap_or(Value::Null),
-        );
-        m.insert(
-            "recording".into(),
-            json!({
-                "file": self.path.display().to_string(),
-                "format_version": self.version,
-                "events": self.events,
-                "undecodable": self.undecodable,
-                "truncated": self.truncated,
-                "clean_end": self.end.is_some(),
-                "exit_code": self.end.and_then(|e| e.get("exit_code").cloned()),
-            }),
-        );
+        w.host = Some(Host {
+            hostname: h.hostname.clone(),
+            kernel: h.kernel.clone(),
+            boot_id: h.boot_id.clone(),
+            tool_version: h.tool_version.clone(),
+            command_line: h.command_line.clone(),
+            target_command: h.target_command.clone(),
+            scope: h.scope.clone(),
+            start_unix_ns: h.start_unix_ns,
+            redacted: h.redacted,
+            privileges: h.privileges.clone(),
+        });
+        w.topology = Some(h.topology.clone());
+        w.probes = Some(h.probes.clone());
+        w.recording = Some(RecordingInfo {
+            file: self.path.display().to_string(),
+            format_version: self.version,
+            events: self.events,
+            undecodable: self.undecodable,
+            truncated: self.truncated,
+            clean_end: self.end.is_some(),
+            exit_code: self
+                .end
+                .and_then(|e| e.get("exit_code"))
+                .and_then(Value::as_i64)
+                .and_then(|c| i32::try_from(c).ok()),
+        });
     }
 }
 
@@ -204,11 +197,11 @@ impl RecordingFacts<'_> {
 pub fn run(o: &ReportOpts) -> Result<i32> {
     let v = summarize(&o.file, o.top)?;
     let out = match o.format {
-        ReportFormat::Json => format!("{v:#}\n"),
+        ReportFormat::Json => crate::schema::to_pretty(&v)?,
         ReportFormat::Text => to_text(&v),
     };
     crate::top::write_stdout(out.as_bytes())?;
-    if v["recording"]["truncated"] == true {
+    if v.recording.as_ref().is_some_and(|r| r.truncated) {
         eprintln!(
             "cxl-trace: warning: {} ends inside a chunk (cut off by a crash or kill): reported up to the last complete chunk",
             o.file.display()
@@ -217,188 +210,217 @@ pub fn run(o: &ReportOpts) -> Result<i32> {
     Ok(0)
 }
 
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
-fn pct_line(name: &str, p: &Value) -> String {
+fn pct_line(name: &str, p: &Percentiles) -> String {
     format!(
         "  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-        name,
-        u(&p["count"]),
-        u(&p["p50"]),
-        u(&p["p90"]),
-        u(&p["p99"]),
-        u(&p["p99_9"]),
-        u(&p["max"])
+        name, p.count, p.p50, p.p90, p.p99, p.p99_9, p.max
     )
 }
 
+const PCT_HEAD: [&str; 6] = ["count", "p50", "p90", "p99", "p99.9", "max"];
+
+fn pct_head(first: &str) -> String {
+    let [a, b, c, d, e, f] = PCT_HEAD;
+    format!("  {first:<28} {a:>10} {b:>10} {c:>10} {d:>10} {e:>10} {f:>10}\n")
+}
+
 /// The summary as plain text that reads well in an email: aligned columns, one metric a line.
-pub fn to_text(v: &Value) -> String {
+pub fn to_text(v: &Window) -> String {
     let mut s = String::new();
-    let h = &v["host"];
-    let r = &v["recording"];
-    s += &format!(
-        "cxl-trace report of {}\n\n",
-        r["file"].as_str().unwrap_or("")
-    );
+    let h = v.host.clone().unwrap_or_default();
+    let r = v.recording.clone().unwrap_or_default();
+    s += &format!("cxl-trace report of {}\n\n", r.file);
     s += &format!(
         "  host        {}, kernel {}, cxl-trace {}\n",
-        h["hostname"].as_str().unwrap_or("?"),
-        h["kernel"].as_str().unwrap_or("?"),
-        h["tool_version"].as_str().unwrap_or("?")
+        h.hostname, h.kernel, h.tool_version
     );
     s += &format!(
         "  scope       {}; {:.1} s; {} events; {} dropped{}{}\n",
-        h["scope"].as_str().unwrap_or("?"),
-        v["interval_s"].as_f64().unwrap_or(0.0),
-        u(&r["events"]),
-        u(&v["drops"]["total"]),
-        if r["truncated"] == true {
+        h.scope,
+        v.interval_s,
+        r.events,
+        v.drops.total,
+        if r.truncated {
             "; TRUNCATED (cut off)"
         } else {
             ""
         },
-        if u(&v["drops"]["total"]) > 0 {
+        if v.drops.total > 0 {
             "; counts are incomplete"
         } else {
             ""
         },
     );
-    let live = v["probes"]
-        .as_array()
-        .map_or(0, |a| a.iter().filter(|p| p["status"] == "live").count());
+    let live = v
+        .probes
+        .as_ref()
+        .map_or(0, |a| a.iter().filter(|p| p.is_live()).count());
     s += &format!("  probes      {live} live\n");
-    let f = &v["faults"];
+    let f = &v.faults;
     s += &format!(
         "\nFaults        {} total, {} user, {} kernel\n",
-        u(&f["total"]),
-        u(&f["user"]),
-        u(&f["kernel"])
+        f.total, f.user, f.kernel
     );
-    if let Some(by) = f["by_tier"].as_object() {
-        for (t, n) in by {
-            s += &format!("  {:<28} {:>10}\n", t, u(n));
-        }
+    for (t, n) in &f.by_tier {
+        s += &format!("  {t:<28} {n:>10}\n");
     }
-    let fl = &v["fault_latency"];
-    if fl["available"] == false {
+    let fl = &v.fault_latency;
+    if !fl.avail.available {
         s += &format!(
             "\nFault latency unavailable: {}\n",
-            fl["reason"].as_str().unwrap_or("?")
+            fl.avail.reason.as_deref().unwrap_or("?")
         );
-    } else if let Some(by) = fl["by_tier"].as_object() {
-        s += &format!(
-            "\nFault latency (ns)\n  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
-            "tier / class", "count", "p50", "p90", "p99", "p99.9", "max"
-        );
-        for (tier, classes) in by {
-            if let Some(c) = classes.as_object() {
-                for (class, p) in c {
-                    s += &pct_line(&format!("{tier} {class}"), p);
-                }
+    } else {
+        s += "\nFault latency (ns)\n";
+        s += &pct_head("tier / class");
+        for (tier, t) in &fl.by_tier {
+            s += &pct_line(&format!("{tier} all"), &t.all);
+            for (class, p) in &t.by_class {
+                s += &pct_line(&format!("{tier} {}", class.name()), p);
             }
         }
     }
-    let m = &v["migrations"];
+    let m = &v.migrations;
     s += &format!(
         "\nMigrations    {} batches, {} pages moved, {} failed\n  {:<28} {:>10} {:>10} {:>10}\n",
-        u(&m["batches"]),
-        u(&m["pages_succeeded"]),
-        u(&m["pages_failed"]),
-        "reason",
-        "batches",
-        "pages",
-        "failed"
+        m.batches, m.pages_succeeded, m.pages_failed, "reason", "batches", "pages", "failed"
     );
-    if let Some(by) = m["by_reason"].as_object() {
-        for (reason, x) in by {
+    for (reason, x) in &m.by_reason {
+        s += &format!(
+            "  {:<28} {:>10} {:>10} {:>10}\n",
+            reason.name(),
+            x.batches,
+            x.pages_succeeded,
+            x.pages_failed
+        );
+    }
+    for (dir, moves) in [("promotions", &m.promotions), ("demotions", &m.demotions)] {
+        s += &format!("  {:<28} {:>10}\n", dir, moves.pages);
+        for (c, n) in &moves.by_cause {
+            s += &format!("    {:<26} {:>10}\n", c.name(), n);
+        }
+    }
+    s += "  tier pairs (pages)\n";
+    for (p, n) in &m.tier_pairs {
+        s += &format!("    {p:<26} {n:>10}\n");
+    }
+    s += &format!(
+        "  {:<28} {:>10}\n  {:<28} {:>10}\n",
+        "lateral (pages)", m.lateral_pages, "unattributed (pages)", m.unattributed_pages
+    );
+    if m.batch_latency_ns.count > 0 {
+        s += &pct_head("batch time (ns)");
+        s += &pct_line("start to end", &m.batch_latency_ns);
+    }
+    let pf = &m.per_folio;
+    if pf.avail.available {
+        s += &format!(
+            "  per folio: {} moved, {} failed; {} batches exact, {} apportioned; {} pfns unmapped\n",
+            pf.folios, pf.failures, pf.exact_batches, pf.apportioned_batches, pf.unmapped_pfns
+        );
+        match &pf.copy_ns {
+            CopyTime::Measured(p) if p.count > 0 => s += &pct_line("folio copy (ns)", p),
+            CopyTime::Measured(_) => {}
+            CopyTime::Unavailable(a) => {
+                s += &format!(
+                    "  folio copy time unavailable: {}\n",
+                    a.reason.as_deref().unwrap_or("?")
+                )
+            }
+        }
+    } else {
+        s += &format!(
+            "  per-folio moves unavailable: {}\n",
+            pf.avail.reason.as_deref().unwrap_or("?")
+        );
+    }
+    let d = &v.promotion_decisions;
+    if d.avail.available {
+        s += &format!(
+            "\nPromotion decisions  {} approved, {} refused, {} prepared, {} candidate pages\n",
+            d.approved, d.refused_total, d.prepared, d.candidate_pages
+        );
+        for (c, n) in &d.refused {
+            s += &format!("  refused: {:<19} {:>10}\n", c.name(), n);
+        }
+    } else {
+        s += &format!(
+            "\nPromotion decisions unavailable: {}\n",
+            d.avail.reason.as_deref().unwrap_or("?")
+        );
+    }
+    let hf = &v.numa_hint_faults;
+    if hf.avail.available {
+        s += &format!(
+            "\nNUMA hint faults  {} total, {} local\n  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            hf.total, hf.local, "node", "faults", "pages", "migrated", "failed", "local"
+        );
+        for (node, r) in &hf.by_node {
             s += &format!(
-                "  {:<28} {:>10} {:>10} {:>10}\n",
-                reason,
-                u(&x["batches"]),
-                u(&x["pages_succeeded"]),
-                u(&x["pages_failed"])
+                "  {:<28} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                node, r.faults, r.pages, r.migrated, r.failed, r.local
             );
         }
-    }
-    for dir in ["promotions", "demotions"] {
-        s += &format!("  {:<28} {:>10}\n", dir, u(&m[dir]["pages"]));
-        if let Some(by) = m[dir]["by_cause"].as_object() {
-            for (c, n) in by {
-                s += &format!("    {:<26} {:>10}\n", c, u(n));
-            }
-        }
-    }
-    if let Some(pairs) = m["tier_pairs"].as_object() {
-        s += "  tier pairs (pages)\n";
-        for (p, n) in pairs {
-            s += &format!("    {:<26} {:>10}\n", p, u(n));
-        }
-    }
-    let d = &v["promotion_decisions"];
-    if d["available"] == true {
+    } else {
         s += &format!(
-            "\nPromotion decisions  {} approved, {} refused\n",
-            u(&d["approved"]),
-            u(&d["refused_total"])
+            "\nNUMA hint faults unavailable: {}\n",
+            hf.avail.reason.as_deref().unwrap_or("?")
         );
-        if let Some(by) = d["refused"].as_object() {
-            for (c, n) in by {
-                s += &format!("  refused: {:<19} {:>10}\n", c, u(n));
-            }
-        }
     }
-    let pp = &v["pingpong"];
+    let db = &v.demotion_batches;
+    if db.avail.available {
+        s += &format!(
+            "\nDemotion batches  {} batches, {} pages\n",
+            db.batches, db.pages
+        );
+        for (node, r) in &db.by_source_node {
+            s += &format!("  {:<28} {:>10} ({})\n", node, r.pages, r.tier);
+        }
+    } else {
+        s += &format!(
+            "\nDemotion batches unavailable: {}\n",
+            db.avail.reason.as_deref().unwrap_or("?")
+        );
+    }
+    let pp = &v.pingpong;
     s += &format!(
         "\nPing-pong     {} folios bounced ({})\n",
-        u(&pp["bounces"]),
-        match pp["pages"].as_u64() {
+        pp.bounces,
+        match pp.pages {
             Some(p) => format!("{p} base pages"),
             None => format!(
                 "base pages unknown: {} folios of unknown size",
-                u(&pp["folios_of_unknown_size"])
+                pp.folios_of_unknown_size
             ),
         }
     );
-    if u(&pp["bounces"]) > 0 {
-        s += &pct_line("time stayed (ns)", &pp["residency_ns"]);
+    if pp.bounces > 0 {
+        s += &pct_line("time stayed (ns)", &pp.residency_ns);
     }
-    if let Some(procs) = v["processes"].as_array() {
+    s += &format!(
+        "\nTop processes\n  {:>8} {:<16} {:>10} {:>10} {:>10} {:>10}\n",
+        "pid", "comm", "faults", "hint", "promoted", "demoted"
+    );
+    for p in &v.processes {
         s += &format!(
-            "\nTop processes\n  {:>8} {:<16} {:>10} {:>10} {:>10} {:>10}\n",
-            "pid", "comm", "faults", "hint", "promoted", "demoted"
+            "  {:>8} {:<16} {:>10} {:>10} {:>10} {:>10}\n",
+            p.pid, p.comm, p.faults, p.hint_faults, p.promoted, p.demoted
         );
-        for p in procs {
-            s += &format!(
-                "  {:>8} {:<16} {:>10} {:>10} {:>10} {:>10}\n",
-                u(&p["pid"]),
-                p["comm"].as_str().unwrap_or(""),
-                u(&p["faults"]),
-                u(&p["hint_faults"]),
-                u(&p["promoted"]),
-                u(&p["demoted"])
-            );
+    }
+    let counts = &v.events_log.counts;
+    if !counts.is_empty() {
+        s += "\nRAS and hotplug events\n";
+        for (k, n) in counts {
+            s += &format!("  {k:<28} {n:>10}\n");
         }
     }
-    if let Some(counts) = v["events_log"]["counts"].as_object() {
-        if !counts.is_empty() {
-            s += "\nRAS and hotplug events\n";
-            for (k, n) in counts {
-                s += &format!("  {:<28} {:>10}\n", k, u(n));
-            }
-        }
-    }
-    if let Some(vm) = v["vmstat_delta"].as_object() {
-        s += &format!(
-            "\n/proc/vmstat over the recording\n  {:<28} {:>10}\n",
-            "counter", "delta"
-        );
-        for (k, n) in vm {
-            if u(n) > 0 {
-                s += &format!("  {:<28} {:>10}\n", k, u(n));
-            }
+    s += &format!(
+        "\n/proc/vmstat over the recording\n  {:<28} {:>10}\n",
+        "counter", "delta"
+    );
+    for (k, n) in &v.vmstat_delta {
+        if *n > 0 {
+            s += &format!("  {k:<28} {n:>10}\n");
         }
     }
     s
@@ -446,23 +468,34 @@ const CSV_COLUMNS: &[&str] = &[
     "event",
 ];
 
-/// One event as a flat JSON object (`type` names the kind; rare tracepoints decoded).
-fn event_json(e: &Event, h: &Header, tiers: &TierMap) -> Value {
+/// One event as an export row (`type` names the kind; rare tracepoints decoded).
+fn export_row(e: &Event, h: &Header, tiers: &TierMap) -> ExportRow {
     match e {
         Event::Raw(r) => match h.rare.decode(r) {
             Some(re) => {
-                let mut v = re.to_json(&tiers.pfns);
-                if let Value::Object(m) = &mut v {
-                    m.insert("type".into(), json!("rare"));
-                    m.insert("pid".into(), json!(r.pid));
-                    m.insert("cpu".into(), json!(r.cpu));
-                }
-                v
+                let mut entry = re.to_model(&tiers.pfns);
+                entry.tier = entry.node.and_then(|n| tiers.tier(n));
+                ExportRow::Rare(RareRow {
+                    kind: "rare".into(),
+                    entry,
+                    pid: r.pid,
+                    cpu: r.cpu,
+                })
             }
-            None => json!({"type": "raw", "ts_ns": r.ts_ns, "pid": r.pid, "tp": r.tp}),
+            None => ExportRow::Raw(RawRow {
+                kind: "raw".into(),
+                ts_ns: r.ts_ns,
+                pid: r.pid,
+                tp: r.tp,
+            }),
         },
-        other => serde_json::to_value(other).unwrap_or(Value::Null),
+        other => ExportRow::Event(other.clone()),
     }
+}
+
+/// An export row as a JSON object, for the CSV columns and the Perfetto arguments.
+fn event_json(e: &Event, h: &Header, tiers: &TierMap) -> Value {
+    serde_json::to_value(export_row(e, h, tiers)).unwrap_or(Value::Null)
 }
 
 fn cell(v: Option<&Value>) -> String {

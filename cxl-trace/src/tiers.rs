@@ -7,19 +7,18 @@
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
-use serde_json::{json, Map, Value};
-
 use crate::{
-    aggregate::{new_histogram, percentiles_json, FastMap, MAX_LATENCY_NS},
+    aggregate::{new_histogram, percentiles, FastMap, MAX_LATENCY_NS},
     event::{
         Comm, DemoteBatch, FaultClass, FaultLatency, FolioMigrate, MigrateReason, NumaFault,
         PromoteDecision, Verdict,
     },
     pte::PteFormat,
     rare::{RareClass, RareEvent},
+    schema::{self, Avail, Cause, LogEntry, RefusalCause},
     topology::{PfnMap, Topology},
 };
+use hdrhistogram::Histogram;
 
 /// (source tier, destination tier) of a move; `None` where the tier is unknown.
 pub type TierPair = (Option<u32>, Option<u32>);
@@ -111,13 +110,6 @@ impl Availability {
             demote: r,
         }
     }
-
-    fn json(reason: &Option<String>) -> Value {
-        match reason {
-            None => json!({"available": true}),
-            Some(r) => json!({"available": false, "reason": r}),
-        }
-    }
 }
 
 /// Fault latency by tier and class.
@@ -173,49 +165,49 @@ impl LatencyTable {
         h
     }
 
-    fn to_json(&self, avail: &Option<String>) -> Value {
-        let mut by_tier = Map::new();
-        let tiers: Vec<Option<u32>> = self.count_by_tier.keys().copied().collect();
-        for t in tiers {
-            let mut classes = Map::new();
-            classes.insert("all".into(), percentiles_json(&self.tier_total(t)));
-            for c in FaultClass::ALL {
-                if let Some(h) = self.by.get(&(t, c)) {
-                    classes.insert(c.name().into(), percentiles_json(h));
-                }
-            }
-            by_tier.insert(tier_label(t), Value::Object(classes));
+    /// The window document's `fault_latency`.
+    pub fn to_model(&self, avail: &Option<String>) -> schema::FaultLatency {
+        let by_tier = self
+            .count_by_tier
+            .keys()
+            .map(|&t| {
+                let by_class = FaultClass::ALL
+                    .iter()
+                    .filter_map(|c| self.by.get(&(t, *c)).map(|h| (*c, percentiles(h))))
+                    .collect();
+                let all = percentiles(&self.tier_total(t));
+                (tier_label(t), schema::TierLatency { all, by_class })
+            })
+            .collect();
+        schema::FaultLatency {
+            avail: Avail::from_reason(avail.as_deref()),
+            by_tier,
+            retried: self.retried,
+            gup: self.gup,
         }
-        let mut v = Availability::json(avail);
-        if let Value::Object(m) = &mut v {
-            m.insert("by_tier".into(), Value::Object(by_tier));
-            m.insert("retried".into(), json!(self.retried));
-            m.insert("gup".into(), json!(self.gup));
-        }
-        v
     }
 }
 
 /// What caused a migration, for promotion/demotion breakdowns.
-pub fn cause(reason: MigrateReason, comm: &Comm) -> String {
+pub fn cause(reason: MigrateReason, comm: &Comm) -> Cause {
     match reason {
-        MigrateReason::NumaMisplaced => "numa_balancing".into(),
+        MigrateReason::NumaMisplaced => Cause::NumaBalancing,
         MigrateReason::Demotion => {
             let c = comm.as_string();
             if c.starts_with("kswapd") {
-                "kswapd".into()
+                Cause::Kswapd
             } else if c.starts_with("khugepaged") {
-                "khugepaged".into()
+                Cause::Khugepaged
             } else {
                 // Direct reclaim and proactive reclaim (memory.reclaim) alike: up to 6.12 the
                 // kernel counts both as pgdemote_direct, later kernels split off
                 // pgdemote_proactive.
-                "direct".into()
+                Cause::Direct
             }
         }
-        MigrateReason::MempolicyMbind => "mbind".into(),
-        MigrateReason::MemoryHotplug => "hotplug".into(),
-        other => other.name(),
+        MigrateReason::MempolicyMbind => Cause::Mbind,
+        MigrateReason::MemoryHotplug => Cause::Hotplug,
+        other => Cause::Other(other),
     }
 }
 
@@ -245,9 +237,9 @@ pub struct TierMoves {
     /// Pages by (source tier, destination tier).
     pub pairs: BTreeMap<TierPair, u64>,
     /// Promoted pages by cause.
-    pub promotions: BTreeMap<String, u64>,
+    pub promotions: BTreeMap<Cause, u64>,
     /// Demoted pages by cause.
-    pub demotions: BTreeMap<String, u64>,
+    pub demotions: BTreeMap<Cause, u64>,
     /// Pages moved within one tier.
     pub lateral: u64,
     /// Pages of batches with no per-folio information (or tiers unknown).
@@ -293,7 +285,7 @@ impl TierMoves {
         dst: Option<u32>,
         pages: u64,
         reason: MigrateReason,
-        cause: &str,
+        cause: Cause,
     ) -> Option<Direction> {
         if pages == 0 {
             return None;
@@ -303,19 +295,15 @@ impl TierMoves {
             (Some(s), Some(d)) => {
                 let dir = direction(s, d);
                 match dir {
-                    Direction::Promotion => {
-                        *self.promotions.entry(cause.into()).or_default() += pages
-                    }
-                    Direction::Demotion => {
-                        *self.demotions.entry(cause.into()).or_default() += pages
-                    }
+                    Direction::Promotion => *self.promotions.entry(cause).or_default() += pages,
+                    Direction::Demotion => *self.demotions.entry(cause).or_default() += pages,
                     Direction::Lateral => self.lateral += pages,
                 }
                 return Some(dir);
             }
             // A demotion goes to a slower tier by definition, even when the tiers are unknown.
             _ if reason == MigrateReason::Demotion => {
-                *self.demotions.entry(cause.into()).or_default() += pages
+                *self.demotions.entry(cause).or_default() += pages
             }
             _ => self.unattributed += pages,
         }
@@ -347,44 +335,36 @@ impl TierMoves {
         self.demotions.values().sum()
     }
 
-    /// `{promotions, demotions, tier_pairs, per_folio}` for the window JSON; `avail` says
-    /// whether per-folio moves are seen at all, `copy` whether their copy time is.
-    pub fn to_json(&self, avail: &Option<String>, copy: &Option<String>) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert(
-            "promotions".into(),
-            json!({"pages": self.promoted(), "by_cause": self.promotions}),
-        );
-        m.insert(
-            "demotions".into(),
-            json!({"pages": self.demoted(), "by_cause": self.demotions}),
-        );
-        let pairs: Map<String, Value> = self
+    /// Fills the window's `promotions`, `demotions`, `tier_pairs` and `per_folio`; `avail`
+    /// says whether per-folio moves are seen at all, `copy` whether their copy time is.
+    pub fn fill(&self, m: &mut schema::Migrations, avail: &Option<String>, copy: &Option<String>) {
+        m.promotions = schema::Moves {
+            pages: self.promoted(),
+            by_cause: self.promotions.clone(),
+        };
+        m.demotions = schema::Moves {
+            pages: self.demoted(),
+            by_cause: self.demotions.clone(),
+        };
+        m.tier_pairs = self
             .pairs
             .iter()
-            .map(|((s, d), n)| (format!("{}->{}", tier_label(*s), tier_label(*d)), json!(n)))
+            .map(|((s, d), n)| (format!("{}->{}", tier_label(*s), tier_label(*d)), *n))
             .collect();
-        m.insert("tier_pairs".into(), Value::Object(pairs));
-        m.insert("lateral_pages".into(), json!(self.lateral));
-        m.insert("unattributed_pages".into(), json!(self.unattributed));
-        let mut pf = Availability::json(avail);
-        if let Value::Object(p) = &mut pf {
-            p.insert("folios".into(), json!(self.folios));
-            p.insert("failures".into(), json!(self.folio_failures));
-            p.insert("exact_batches".into(), json!(self.exact_batches));
-            p.insert(
-                "apportioned_batches".into(),
-                json!(self.apportioned_batches),
-            );
-            p.insert("unmapped_pfns".into(), json!(self.unmapped_pfns));
-            let c = match copy {
-                None => percentiles_json(&self.copy_latency),
-                Some(r) => json!({"available": false, "reason": r}),
-            };
-            p.insert("copy_ns".into(), c);
-        }
-        m.insert("per_folio".into(), pf);
-        m
+        m.lateral_pages = self.lateral;
+        m.unattributed_pages = self.unattributed;
+        m.per_folio = schema::PerFolio {
+            avail: Avail::from_reason(avail.as_deref()),
+            folios: self.folios,
+            failures: self.folio_failures,
+            exact_batches: self.exact_batches,
+            apportioned_batches: self.apportioned_batches,
+            unmapped_pfns: self.unmapped_pfns,
+            copy_ns: match copy {
+                None => schema::CopyTime::Measured(percentiles(&self.copy_latency)),
+                Some(r) => schema::CopyTime::Unavailable(Avail::from_reason(Some(r))),
+            },
+        };
     }
 }
 
@@ -481,27 +461,27 @@ impl HintCounts {
         self.by_node.values().map(|r| r.faults).sum()
     }
 
-    fn to_json(&self, avail: &Option<String>) -> Value {
-        let by_node: Map<String, Value> = self
-            .by_node
-            .iter()
-            .map(|(n, r)| {
-                (
-                    n.to_string(),
-                    json!({"faults": r.faults, "pages": r.pages, "migrated": r.migrated, "failed": r.failed, "local": r.local}),
-                )
-            })
-            .collect();
-        let mut v = Availability::json(avail);
-        if let Value::Object(m) = &mut v {
-            m.insert("total".into(), json!(self.total()));
-            m.insert(
-                "local".into(),
-                json!(self.by_node.values().map(|r| r.local).sum::<u64>()),
-            );
-            m.insert("by_node".into(), Value::Object(by_node));
+    /// The window document's `numa_hint_faults`.
+    pub fn to_model(&self, avail: &Option<String>) -> schema::HintFaults {
+        schema::HintFaults {
+            avail: Avail::from_reason(avail.as_deref()),
+            total: self.total(),
+            local: self.by_node.values().map(|r| r.local).sum(),
+            by_node: self
+                .by_node
+                .iter()
+                .map(|(n, r)| {
+                    let row = schema::HintNode {
+                        faults: r.faults,
+                        pages: r.pages,
+                        migrated: r.migrated,
+                        failed: r.failed,
+                        local: r.local,
+                    };
+                    (*n, row)
+                })
+                .collect(),
         }
-        v
     }
 }
 
@@ -510,9 +490,8 @@ impl HintCounts {
 pub struct Decisions {
     /// `should_numa_migrate_memory` calls that said migrate.
     pub approved: u64,
-    /// Folios refused, by cause name (`threshold`, `placement`, `rate_limit`, `target_full`,
-    /// `isolation`, `shared_exec`).
-    pub refused: BTreeMap<&'static str, u64>,
+    /// Folios refused, by cause.
+    pub refused: BTreeMap<RefusalCause, u64>,
     /// `migrate_misplaced_folio_prepare` calls that succeeded.
     pub prepared: u64,
     /// Pages counted in `pgpromote_candidate` by the decisions (equals the vmstat delta).
@@ -526,23 +505,15 @@ impl Decisions {
     /// normal NUMA balancing saying no (`placement`), not the tiering hot threshold.
     pub fn add(&mut self, d: &PromoteDecision, tiers: &TierMap) {
         self.candidate_pages += d.candidate_pages;
-        let cause = match d.verdict {
-            Verdict::Approved => {
-                self.approved += 1;
-                return;
-            }
-            Verdict::Prepared => {
-                self.prepared += 1;
-                return;
-            }
-            Verdict::RefusedThreshold => {
-                let src_tier = d.src_nid.and_then(|n| tiers.tier(n));
-                match (src_tier, tiers.top_tier()) {
-                    (Some(s), Some(top)) if s == top => "placement",
-                    _ => Verdict::RefusedThreshold.name(),
-                }
-            }
-            v => v.name(),
+        match d.verdict {
+            Verdict::Approved => self.approved += 1,
+            Verdict::Prepared => self.prepared += 1,
+            _ => {}
+        }
+        let src_tier = d.src_nid.and_then(|n| tiers.tier(n));
+        let on_top = matches!((src_tier, tiers.top_tier()), (Some(s), Some(top)) if s == top);
+        let Some(cause) = RefusalCause::of(d.verdict, on_top) else {
+            return;
         };
         *self.refused.entry(cause).or_default() += 1;
         *self.refused_by_pid.entry(d.pid).or_default() += 1;
@@ -562,35 +533,18 @@ impl Decisions {
         self.refused.values().sum()
     }
 
-    fn to_json(&self, avail: &Option<String>) -> Value {
-        let mut v = Availability::json(avail);
-        if let Value::Object(m) = &mut v {
-            let mut refused = Map::new();
-            for cause in REFUSAL_CAUSES {
-                refused.insert(
-                    cause.into(),
-                    json!(self.refused.get(cause).copied().unwrap_or(0)),
-                );
-            }
-            m.insert("approved".into(), json!(self.approved));
-            m.insert("refused_total".into(), json!(self.refused_total()));
-            m.insert("refused".into(), Value::Object(refused));
-            m.insert("prepared".into(), json!(self.prepared));
-            m.insert("candidate_pages".into(), json!(self.candidate_pages));
+    /// The window document's `promotion_decisions` (every refusal cause present).
+    pub fn to_model(&self, avail: &Option<String>) -> schema::PromotionDecisions {
+        schema::PromotionDecisions {
+            avail: Avail::from_reason(avail.as_deref()),
+            approved: self.approved,
+            refused_total: self.refused_total(),
+            refused: schema::dense(&RefusalCause::ALL, &self.refused),
+            prepared: self.prepared,
+            candidate_pages: self.candidate_pages,
         }
-        v
     }
 }
-
-/// Every refusal cause, in the order shown.
-pub const REFUSAL_CAUSES: [&str; 6] = [
-    "threshold",
-    "rate_limit",
-    "target_full",
-    "isolation",
-    "shared_exec",
-    "placement",
-];
 
 /// Pages demoted per source node (`demote_folio_list`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -614,23 +568,22 @@ impl DemoteByNode {
         add_counts(&mut self.pages, &o.pages);
     }
 
-    fn to_json(&self, avail: &Option<String>, tiers: &TierMap) -> Value {
-        let mut v = Availability::json(avail);
-        if let Value::Object(m) = &mut v {
-            let by_node: Map<String, Value> = self
+    /// The window document's `demotion_batches`.
+    pub fn to_model(&self, avail: &Option<String>, tiers: &TierMap) -> schema::DemotionBatches {
+        schema::DemotionBatches {
+            avail: Avail::from_reason(avail.as_deref()),
+            batches: self.batches,
+            pages: self.pages.values().sum(),
+            by_source_node: self
                 .pages
                 .iter()
                 .map(|(n, p)| {
                     let key = n.map_or("unknown".to_string(), |n| format!("node{n}"));
                     let tier = tier_label(n.and_then(|n| tiers.tier(n)));
-                    (key, json!({"pages": p, "tier": tier}))
+                    (key, schema::DemoteNode { pages: *p, tier })
                 })
-                .collect();
-            m.insert("batches".into(), json!(self.batches));
-            m.insert("pages".into(), json!(self.pages.values().sum::<u64>()));
-            m.insert("by_source_node".into(), Value::Object(by_node));
+                .collect(),
         }
-        v
     }
 }
 
@@ -682,26 +635,29 @@ impl PingPong {
         }
     }
 
-    fn to_json(&self, window_s: f64, table_full: u64) -> Value {
+    /// The window document's `pingpong`.
+    pub fn to_model(&self, window_s: f64, table_full: u64) -> schema::PingPong {
         let mut top: Vec<(&u32, &u64)> = self.by_pid.iter().collect();
         top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let top: Vec<Value> = top
-            .into_iter()
-            .take(10)
-            .map(|(p, n)| json!({"pid": p, "bounces": n}))
-            .collect();
-        json!({
-            "bounces": self.bounces,
-            "unit": "folios",
+        schema::PingPong {
+            bounces: self.bounces,
+            unit: "folios".into(),
             // Base pages where every bounced folio's size is known, else null (the per-folio
             // hook does not report sizes; the migration-entry tracepoints do).
-            "pages": (self.unknown_size == 0).then_some(self.pages),
-            "folios_of_unknown_size": self.unknown_size,
-            "window_s": window_s,
-            "residency_ns": percentiles_json(&self.residency),
-            "top_processes": top,
-            "table_full": table_full,
-        })
+            pages: (self.unknown_size == 0).then_some(self.pages),
+            folios_of_unknown_size: self.unknown_size,
+            window_s,
+            residency_ns: percentiles(&self.residency),
+            top_processes: top
+                .into_iter()
+                .take(10)
+                .map(|(p, n)| schema::PidBounces {
+                    pid: *p,
+                    bounces: *n,
+                })
+                .collect(),
+            table_full,
+        }
     }
 }
 
@@ -802,7 +758,7 @@ pub struct RareCounts {
     /// kswapd wake-ups by node.
     pub kswapd_wakes: BTreeMap<u32, u64>,
     /// Event log (RAS events and topology changes; NUMA task moves are only counted).
-    pub log: Vec<Value>,
+    pub log: Vec<LogEntry>,
     /// Entries not logged because the log was full.
     pub log_dropped: u64,
 }
@@ -824,19 +780,16 @@ impl RareCounts {
                 }
             }
             RareClass::Ras => {
-                let mut v = e.to_json(&tiers.pfns);
-                if let Value::Object(m) = &mut v {
-                    let tier = e.node(&tiers.pfns).and_then(|n| tiers.tier(n));
-                    m.insert("tier".into(), json!(tier));
-                }
-                self.log_entry(v);
+                let mut entry = e.to_model(&tiers.pfns);
+                entry.tier = entry.node.and_then(|n| tiers.tier(n));
+                self.log_entry(LogEntry::Ras(entry));
             }
             RareClass::NumaTask => {}
         }
     }
 
     /// Adds a log entry (bounded).
-    pub fn log_entry(&mut self, v: Value) {
+    pub fn log_entry(&mut self, v: LogEntry) {
         if self.log.len() < LOG_MAX {
             self.log.push(v);
         } else {
@@ -854,19 +807,20 @@ impl RareCounts {
         self.log_dropped += o.log_dropped;
     }
 
-    fn to_json(&self) -> Value {
+    /// The window document's `events_log`.
+    pub fn to_model(&self) -> schema::EventsLog {
         let numa = |name: &str| self.by_event.get(name).copied().unwrap_or(0);
-        json!({
-            "numa_task": {
-                "moves": numa("sched:sched_move_numa"),
-                "swaps": numa("sched:sched_swap_numa"),
-                "sticks": numa("sched:sched_stick_numa"),
+        schema::EventsLog {
+            numa_task: schema::NumaTask {
+                moves: numa("sched:sched_move_numa"),
+                swaps: numa("sched:sched_swap_numa"),
+                sticks: numa("sched:sched_stick_numa"),
             },
-            "kswapd_wakes_by_node": self.kswapd_wakes,
-            "counts": self.by_event,
-            "log": self.log,
-            "log_dropped": self.log_dropped,
-        })
+            kswapd_wakes_by_node: self.kswapd_wakes.clone(),
+            counts: self.by_event.clone(),
+            log: self.log.clone(),
+            log_dropped: self.log_dropped,
+        }
     }
 }
 
@@ -901,31 +855,21 @@ impl TierTotals {
         self.demote.merge(&o.demote);
     }
 
-    /// The JSON members this adds to a window line.
-    pub fn json_members(
+    /// Fills the window's tier-related members.
+    pub fn fill(
         &self,
+        w: &mut schema::Window,
         avail: &Availability,
         tiers: &TierMap,
         pingpong_window_s: f64,
         table_full: u64,
-    ) -> Vec<(&'static str, Value)> {
-        vec![
-            ("fault_latency", self.latency.to_json(&avail.latency)),
-            ("numa_hint_faults", self.hints.to_json(&avail.numa)),
-            (
-                "promotion_decisions",
-                self.decisions.to_json(&avail.decision),
-            ),
-            (
-                "demotion_batches",
-                self.demote.to_json(&avail.demote, tiers),
-            ),
-            (
-                "pingpong",
-                self.pingpong.to_json(pingpong_window_s, table_full),
-            ),
-            ("events_log", self.rare.to_json()),
-        ]
+    ) {
+        w.fault_latency = self.latency.to_model(&avail.latency);
+        w.numa_hint_faults = self.hints.to_model(&avail.numa);
+        w.promotion_decisions = self.decisions.to_model(&avail.decision);
+        w.demotion_batches = self.demote.to_model(&avail.demote, tiers);
+        w.pingpong = self.pingpong.to_model(pingpong_window_s, table_full);
+        w.events_log = self.rare.to_model();
     }
 }
 
@@ -999,10 +943,10 @@ mod tests {
         assert_eq!(d.approved, 1);
         assert_eq!(d.prepared, 1);
         assert_eq!(d.candidate_pages, 2);
-        assert_eq!(d.refused.get("threshold"), Some(&1));
-        assert_eq!(d.refused.get("placement"), Some(&1));
-        assert_eq!(d.refused.get("rate_limit"), Some(&1));
-        assert_eq!(d.refused.get("target_full"), Some(&1));
+        assert_eq!(d.refused.get(&RefusalCause::Threshold), Some(&1));
+        assert_eq!(d.refused.get(&RefusalCause::Placement), Some(&1));
+        assert_eq!(d.refused.get(&RefusalCause::RateLimit), Some(&1));
+        assert_eq!(d.refused.get(&RefusalCause::TargetFull), Some(&1));
         assert_eq!(d.refused_total(), 4);
         assert_eq!(d.refused_by_pid.get(&9), Some(&4));
         let mut m = Decisions::default();
@@ -1010,13 +954,13 @@ mod tests {
         m.merge(&d);
         assert_eq!(m.refused_total(), 8);
         assert_eq!(m.candidate_pages, 4);
-        let v = m.to_json(&None);
-        assert_eq!(v["refused"]["isolation"], 0);
-        assert_eq!(v["refused"]["rate_limit"], 2);
-        assert_eq!(v["available"], true);
-        let v = Decisions::default().to_json(&Some("fentry refused".into()));
-        assert_eq!(v["available"], false);
-        assert_eq!(v["refused_total"], 0);
+        let v = m.to_model(&None);
+        assert_eq!(v.refused[&RefusalCause::Isolation], 0);
+        assert_eq!(v.refused[&RefusalCause::RateLimit], 2);
+        assert!(v.avail.available);
+        let v = Decisions::default().to_model(&Some("fentry refused".into()));
+        assert!(!v.avail.available);
+        assert_eq!(v.refused_total, 0);
     }
 
     #[test]
@@ -1031,28 +975,40 @@ mod tests {
                 pages,
             });
         }
-        let v = d.to_json(&None, &t);
-        assert_eq!(v["batches"], 3);
-        assert_eq!(v["pages"], 68);
-        assert_eq!(v["by_source_node"]["node0"]["pages"], 63);
-        assert_eq!(v["by_source_node"]["node0"]["tier"], "tier4");
-        assert_eq!(v["by_source_node"]["unknown"]["pages"], 5);
+        let v = d.to_model(&None, &t);
+        assert_eq!(v.batches, 3);
+        assert_eq!(v.pages, 68);
+        assert_eq!(v.by_source_node["node0"].pages, 63);
+        assert_eq!(v.by_source_node["node0"].tier, "tier4");
+        assert_eq!(v.by_source_node["unknown"].pages, 5);
     }
 
     #[test]
     fn causes_follow_reason_and_reclaimer() {
-        assert_eq!(cause(MigrateReason::Demotion, &comm("kswapd0")), "kswapd");
         assert_eq!(
-            cause(MigrateReason::Demotion, &comm("khugepaged")),
+            cause(MigrateReason::Demotion, &comm("kswapd0")).name(),
+            "kswapd"
+        );
+        assert_eq!(
+            cause(MigrateReason::Demotion, &comm("khugepaged")).name(),
             "khugepaged"
         );
-        assert_eq!(cause(MigrateReason::Demotion, &comm("stress")), "direct");
         assert_eq!(
-            cause(MigrateReason::NumaMisplaced, &comm("app")),
+            cause(MigrateReason::Demotion, &comm("stress")).name(),
+            "direct"
+        );
+        assert_eq!(
+            cause(MigrateReason::NumaMisplaced, &comm("app")).name(),
             "numa_balancing"
         );
-        assert_eq!(cause(MigrateReason::Syscall, &comm("app")), "syscall");
-        assert_eq!(cause(MigrateReason::Damon, &comm("kdamond.0")), "damon");
+        assert_eq!(
+            cause(MigrateReason::Syscall, &comm("app")).name(),
+            "syscall"
+        );
+        assert_eq!(
+            cause(MigrateReason::Damon, &comm("kdamond.0")).name(),
+            "damon"
+        );
     }
 
     #[test]
@@ -1070,20 +1026,33 @@ mod tests {
             Some(4),
             10,
             MigrateReason::NumaMisplaced,
-            "numa_balancing",
+            Cause::NumaBalancing,
         );
-        m.add(Some(4), Some(72), 7, MigrateReason::Demotion, "kswapd");
-        m.add(None, None, 5, MigrateReason::Demotion, "direct");
-        m.add(None, None, 3, MigrateReason::Syscall, "syscall");
-        m.add(Some(4), Some(4), 2, MigrateReason::Compaction, "compaction");
+        m.add(Some(4), Some(72), 7, MigrateReason::Demotion, Cause::Kswapd);
+        m.add(None, None, 5, MigrateReason::Demotion, Cause::Direct);
+        m.add(
+            None,
+            None,
+            3,
+            MigrateReason::Syscall,
+            Cause::Other(MigrateReason::Syscall),
+        );
+        m.add(
+            Some(4),
+            Some(4),
+            2,
+            MigrateReason::Compaction,
+            Cause::Other(MigrateReason::Compaction),
+        );
         assert_eq!(m.promoted(), 10);
         assert_eq!(m.demoted(), 12);
-        assert_eq!(m.demotions["direct"], 5);
+        assert_eq!(m.demotions[&Cause::Direct], 5);
         assert_eq!(m.unattributed, 3);
         assert_eq!(m.lateral, 2);
-        let j = m.to_json(&None, &None);
-        assert_eq!(j["tier_pairs"]["tier72->tier4"], 10);
-        assert_eq!(j["tier_pairs"]["unknown->unknown"], 8);
+        let mut j = schema::Migrations::default();
+        m.fill(&mut j, &None, &None);
+        assert_eq!(j.tier_pairs["tier72->tier4"], 10);
+        assert_eq!(j.tier_pairs["unknown->unknown"], 8);
         let mut total = TierMoves::default();
         total.merge(&m);
         total.merge(&m);
@@ -1130,11 +1099,8 @@ mod tests {
         t.observe(&mut pp, (0xb2, 9), 10_500, false, None, None);
         assert_eq!(pp.bounces, 2);
         assert_eq!(pp.unknown_size, 1, "a folio of unknown size");
-        let j = pp.to_json(1.0, 0);
-        assert_eq!(
-            (j["unit"].as_str(), j["pages"].is_null()),
-            (Some("folios"), true)
-        );
+        let j = pp.to_model(1.0, 0);
+        assert_eq!((j.unit.as_str(), j.pages), ("folios", None));
         assert_eq!(pp.by_pid.get(&7), Some(&1));
     }
 
@@ -1160,13 +1126,16 @@ mod tests {
         t.record(&f(4_000, cxl_trace_common::fault_flags::ALLOC), Some(72));
         t.record(&f(0, 0), None); // zero latency is clamped to 1 ns, not lost
         t.record(&f(u64::MAX, 0), None); // overflow clamped to the top
-        let j = t.to_json(&None);
-        assert_eq!(j["by_tier"]["tier4"]["first_touch"]["count"], 1);
-        assert_eq!(j["by_tier"]["tier72"]["all"]["count"], 1);
-        assert_eq!(j["by_tier"]["unknown"]["minor"]["count"], 2);
-        let unavailable = LatencyTable::default().to_json(&Some("fentry refused".into()));
-        assert_eq!(unavailable["available"], false);
-        assert_eq!(unavailable["reason"], "fentry refused");
+        let j = t.to_model(&None);
+        assert_eq!(
+            j.by_tier["tier4"].by_class[&FaultClass::FirstTouch].count,
+            1
+        );
+        assert_eq!(j.by_tier["tier72"].all.count, 1);
+        assert_eq!(j.by_tier["unknown"].by_class[&FaultClass::Minor].count, 2);
+        let unavailable = LatencyTable::default().to_model(&Some("fentry refused".into()));
+        assert!(!unavailable.avail.available);
+        assert_eq!(unavailable.avail.reason.as_deref(), Some("fentry refused"));
         let mut m = LatencyTable::default();
         m.merge(&t);
         m.merge(&t);

@@ -31,6 +31,9 @@ use crate::{
     probe::{ProbeStatus, Ring, TraceConfig, Tracer},
     record::{RecordSpec, Recorder},
     recording::{ChunkKind, Header},
+    schema::{
+        BlockCount, Errors, LineKind, LogEntry, NodeAdded, Start, TopologyChange, SCHEMA_VERSION,
+    },
     tiers::TierMap,
     topology::Topology,
     vmstat::{self, Vmstat},
@@ -59,8 +62,9 @@ pub fn write_stdout(bytes: &[u8]) -> Result<bool> {
     }
 }
 
-fn emit(v: &Value) -> Result<bool> {
-    write_stdout(format!("{v}\n").as_bytes())
+fn emit<T: serde::Serialize>(v: &T) -> Result<bool> {
+    let line = serde_json::to_string(v).map_err(|e| Error::Runtime(format!("JSON: {e}")))?;
+    write_stdout(format!("{line}\n").as_bytes())
 }
 
 /// The dashboard and its terminal, when `top` runs with one.
@@ -233,7 +237,7 @@ fn refresh_topology(agg: &mut Aggregator, current: &mut Topology) -> bool {
     let now = Topology::live();
     if let Some(change) = topology_change(current, &now) {
         agg.set_tiers(TierMap::from_topology(&now));
-        agg.log(change);
+        agg.log(LogEntry::Topology(change));
         *current = now;
         return true;
     }
@@ -241,32 +245,40 @@ fn refresh_topology(agg: &mut Aggregator, current: &mut Topology) -> bool {
 }
 
 /// What changed between two topologies (nodes, tiers, memory blocks), as a log entry.
-pub fn topology_change(old: &Topology, new: &Topology) -> Option<Value> {
+pub fn topology_change(old: &Topology, new: &Topology) -> Option<TopologyChange> {
     let ids = |t: &Topology| t.nodes.iter().map(|n| n.id).collect::<Vec<_>>();
     let blocks = |t: &Topology| t.nodes.iter().map(|n| n.memory_blocks.len()).sum::<usize>();
     if ids(old) == ids(new) && old.tiers == new.tiers && blocks(old) == blocks(new) {
         return None;
     }
-    let added: Vec<Value> = new
+    let nodes_added = new
         .nodes
         .iter()
         .filter(|n| !old.nodes.iter().any(|o| o.id == n.id))
-        .map(|n| json!({"node": n.id, "tier": n.tier, "cxl": n.cxl, "mem_total_kib": n.mem_total_kib}))
+        .map(|n| NodeAdded {
+            node: n.id,
+            tier: n.tier,
+            cxl: n.cxl,
+            mem_total_kib: n.mem_total_kib,
+        })
         .collect();
-    let removed: Vec<u32> = old
+    let nodes_removed = old
         .nodes
         .iter()
         .filter(|o| !new.nodes.iter().any(|n| n.id == o.id))
         .map(|o| o.id)
         .collect();
-    Some(json!({
-        "event": "topology_changed",
-        "class": "hotplug",
-        "nodes_added": added,
-        "nodes_removed": removed,
-        "memory_blocks": {"before": blocks(old), "after": blocks(new)},
-        "tiers": new.tiers,
-    }))
+    Some(TopologyChange {
+        event: "topology_changed".into(),
+        class: "hotplug".into(),
+        nodes_added,
+        nodes_removed,
+        memory_blocks: BlockCount {
+            before: blocks(old),
+            after: blocks(new),
+        },
+        tiers: new.tiers.clone(),
+    })
 }
 
 fn print_probes(statuses: &[ProbeStatus], warnings: &[String]) {
@@ -399,19 +411,24 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     let mut topo = Topology::live();
     let version = env!("CARGO_PKG_VERSION");
     let kernel = crate::probe::caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let start_line = json!({
-        "type": "start",
-        "version": version,
-        "kernel": kernel,
-        "interval_s": opts.interval,
-        "probes": tracer.statuses,
-        "warnings": tracer.warnings,
-        "tiers": topo.tiers,
-        "settings": topo.settings,
-        "pid": opts.trace.pid.or_else(|| child.as_ref().and_then(|c: &tokio::process::Child| c.id())),
-        "scope": scope,
-        "privileges": privileges,
-    });
+    let start_line = Start {
+        schema_version: SCHEMA_VERSION,
+        kind: LineKind::Start,
+        version: version.to_string(),
+        kernel: kernel.clone(),
+        interval_s: opts.interval,
+        probes: tracer.statuses.clone(),
+        warnings: tracer.warnings.clone(),
+        tiers: topo.tiers.clone(),
+        settings: topo.settings.clone(),
+        pid: opts
+            .trace
+            .pid
+            .or_else(|| child.as_ref().and_then(|c: &tokio::process::Child| c.id())),
+        scope: scope.clone(),
+        privileges: Some(privileges.clone()),
+        replay_of: None,
+    };
     let (mut ui, mut input) = if tui {
         let mut header = header_info(
             &kernel,
@@ -545,8 +562,8 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
             // Only the JSON lines carry vmstat deltas; the dashboard does not read them.
             None => {
                 let vm = vmstat::read()?;
-                let line = agg.window_json(
-                    "interval",
+                let line = agg.window(
+                    LineKind::Interval,
                     (now - start_ns) as f64 / 1e9,
                     interval_s,
                     &iv,
@@ -672,8 +689,8 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
     let vm_end = vmstat::read()?;
     let drops_total = drops_since(&tracer.drops(), &drops_start);
     let (read_errors, follow_full) = tracer.errors();
-    let mut summary = agg.window_json(
-        "summary",
+    let mut summary = agg.window(
+        LineKind::Summary,
         (end_ns - start_ns) as f64 / 1e9,
         (end_ns - start_ns) as f64 / 1e9,
         agg.run(),
@@ -681,8 +698,8 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
         &vm_end.delta(&vm_start),
         opts.top,
     );
-    if let Value::Object(m) = &mut summary {
-        m.insert("produced".into(), json!(tracer.produced()));
+    {
+        summary.produced = Some(tracer.produced());
         let skipped = tracer.skipped_runs();
         if !skipped.is_empty() {
             eprintln!(
@@ -695,14 +712,15 @@ pub async fn session(opts: TopOpts, record: Option<RecordSpec>) -> Result<i32> {
                     .join(", ")
             );
         }
-        m.insert("kernel_skipped_runs".into(), json!(skipped));
-        m.insert(
-            "errors".into(),
-            json!({"decode": rs.decode_errors, "field_read": read_errors, "follow_map_full": follow_full}),
-        );
-        m.insert("before_window".into(), json!(rs.before_window));
+        summary.kernel_skipped_runs = Some(skipped);
+        summary.errors = Some(Errors {
+            decode: rs.decode_errors,
+            field_read: read_errors,
+            follow_map_full: follow_full,
+        });
+        summary.before_window = Some(rs.before_window);
         if !opts.trace.command.is_empty() {
-            m.insert("exit_code".into(), json!(code));
+            summary.exit_code = Some(code);
         }
     }
     if let Some(mut r) = rec.take() {
@@ -795,13 +813,13 @@ mod tests {
         assert_eq!(topology_change(&before, &before.clone()), None);
         let after = topo(&[(0, 4, 8), (1, 22, 4)]);
         let change = topology_change(&before, &after).expect("a node appeared");
-        assert_eq!(change["event"], "topology_changed");
-        assert_eq!(change["nodes_added"][0]["node"], 1);
-        assert_eq!(change["nodes_added"][0]["tier"], 22);
-        assert_eq!(change["memory_blocks"]["after"], 12);
+        assert_eq!(change.event, "topology_changed");
+        assert_eq!(change.nodes_added[0].node, 1);
+        assert_eq!(change.nodes_added[0].tier, Some(22));
+        assert_eq!(change.memory_blocks.after, 12);
         let offlined = topo(&[(0, 4, 6)]);
         let change = topology_change(&before, &offlined).expect("blocks went away");
-        assert_eq!(change["memory_blocks"]["before"], 8);
-        assert_eq!(change["nodes_removed"].as_array().map(Vec::len), Some(0));
+        assert_eq!(change.memory_blocks.before, 8);
+        assert!(change.nodes_removed.is_empty());
     }
 }

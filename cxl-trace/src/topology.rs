@@ -14,7 +14,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 /// Access coordinates of a node from its initiators (HMAT or CDAT), `accessN/initiators`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Access {
     /// `accessN` class (0: any initiator, 1: CPU initiators).
@@ -30,7 +30,7 @@ pub struct Access {
 }
 
 /// One NUMA node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Node {
     /// Node id.
@@ -50,6 +50,7 @@ pub struct Node {
     /// Memory block ids of the node: what maps a pfn to its node, so recordings carry them
     /// (as inclusive ranges, `[[0, 15], [32, 47]]`).
     #[serde(with = "block_ranges")]
+    #[schemars(with = "Vec<[u64; 2]>")]
     pub memory_blocks: Vec<u64>,
 }
 
@@ -96,7 +97,7 @@ mod block_ranges {
 }
 
 /// A memory tier.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Tier {
     /// `memory_tierN` id; lower ids are faster (DRAM is 4, dax/kmem default 22).
@@ -106,7 +107,7 @@ pub struct Tier {
 }
 
 /// A CXL memory device.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct CxlMemdev {
     /// e.g. `mem0`.
@@ -122,7 +123,7 @@ pub struct CxlMemdev {
 }
 
 /// A dax device and the node it was onlined as (`target_node`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct DaxDevice {
     /// e.g. `dax0.0`.
@@ -132,7 +133,7 @@ pub struct DaxDevice {
 }
 
 /// CXL objects on the bus.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Cxl {
     /// Whether /sys/bus/cxl exists.
@@ -148,7 +149,7 @@ pub struct Cxl {
 }
 
 /// Tiering-relevant settings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Settings {
     /// /proc/sys/kernel/numa_balancing (0 off, 1 normal, 2 tiering, 3 both).
@@ -162,7 +163,7 @@ pub struct Settings {
 }
 
 /// The whole topology.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Topology {
     /// Nodes with memory or CPUs, by id.

@@ -10,12 +10,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use hdrhistogram::Histogram;
-use serde_json::Value;
 
 use crate::{
     aggregate::{new_histogram, Totals},
     event::FaultClass,
-    tiers::{add_counts, REFUSAL_CAUSES},
+    rare::FieldValue,
+    schema::{Cause, LogEntry, RefusalCause},
+    tiers::add_counts,
 };
 
 /// Samples kept (at the default 1 s interval: ten minutes).
@@ -88,9 +89,9 @@ pub struct ProcSample {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Churn {
     /// Pages promoted by cause.
-    pub promotions: BTreeMap<String, u64>,
+    pub promotions: BTreeMap<Cause, u64>,
     /// Pages demoted by cause.
-    pub demotions: BTreeMap<String, u64>,
+    pub demotions: BTreeMap<Cause, u64>,
     /// Pages by (source tier, destination tier).
     pub pairs: BTreeMap<(Option<u32>, Option<u32>), u64>,
     /// Pages migrated by reason.
@@ -100,7 +101,7 @@ pub struct Churn {
     /// Pages that failed to migrate.
     pub failed: u64,
     /// Promotion refusals by cause.
-    pub refused: BTreeMap<&'static str, u64>,
+    pub refused: BTreeMap<RefusalCause, u64>,
     /// Ping-pong bounces.
     pub bounces: u64,
     /// NUMA hinting faults.
@@ -242,24 +243,54 @@ impl Sample {
 }
 
 /// One event log entry as a line of text.
-pub fn log_line(v: &Value) -> String {
-    let Value::Object(m) = v else {
-        return v.to_string();
-    };
-    let name = m
-        .get("event")
-        .or_else(|| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("event");
-    let rest: Vec<String> = m
-        .iter()
-        .filter(|(k, _)| *k != "event" && *k != "name")
-        .map(|(k, v)| match v {
-            Value::String(s) => format!("{k}={s}"),
-            other => format!("{k}={other}"),
-        })
-        .collect();
-    format!("{name} {}", rest.join(" "))
+pub fn log_line(e: &LogEntry) -> String {
+    let opt = |v: Option<u32>| v.map_or("?".to_string(), |v| v.to_string());
+    match e {
+        LogEntry::Ras(r) => {
+            let fields: Vec<String> = r
+                .fields
+                .iter()
+                .map(|(k, v)| match v {
+                    FieldValue::Int(x) => format!("{k}={x}"),
+                    FieldValue::UInt(x) => format!("{k}={x}"),
+                    FieldValue::Str(x) => format!("{k}={x}"),
+                })
+                .collect();
+            format!(
+                "{} node={} tier={} {}",
+                r.event,
+                opt(r.node),
+                opt(r.tier),
+                fields.join(" ")
+            )
+            .trim_end()
+            .to_string()
+        }
+        LogEntry::Topology(t) => {
+            let added: Vec<String> = t
+                .nodes_added
+                .iter()
+                .map(|n| format!("{}(tier {})", n.node, opt(n.tier)))
+                .collect();
+            let removed: Vec<String> = t.nodes_removed.iter().map(u32::to_string).collect();
+            format!(
+                "{} nodes_added={} nodes_removed={} memory_blocks={}->{}",
+                t.event,
+                list(&added),
+                list(&removed),
+                t.memory_blocks.before,
+                t.memory_blocks.after
+            )
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(",")
+    }
 }
 
 /// Panels that take focus with `tab`.
@@ -781,4 +812,4 @@ impl Dashboard {
 }
 
 /// Every refusal cause in display order (re-exported for the view).
-pub const CAUSES: [&str; 6] = REFUSAL_CAUSES;
+pub const CAUSES: [RefusalCause; 6] = RefusalCause::ALL;

@@ -7,6 +7,7 @@ use super::view;
 use crate::{
     aggregate::{new_histogram, ProcRow, Totals},
     event::FaultClass,
+    schema::{Cause, LogEntry, RefusalCause},
     testutil::comm,
 };
 
@@ -45,11 +46,14 @@ fn busy_totals(scale: u64) -> Totals {
     t.tiers
         .moves
         .promotions
-        .insert("numa_balancing".into(), 30 * scale);
-    t.tiers.moves.demotions.insert("kswapd".into(), 50 * scale);
+        .insert(Cause::NumaBalancing, 30 * scale);
+    t.tiers.moves.demotions.insert(Cause::Kswapd, 50 * scale);
     t.tiers.moves.pairs.insert((Some(22), Some(4)), 30 * scale);
     t.tiers.moves.pairs.insert((Some(4), Some(22)), 50 * scale);
-    t.tiers.decisions.refused.insert("rate_limit", 7 * scale);
+    t.tiers
+        .decisions
+        .refused
+        .insert(RefusalCause::RateLimit, 7 * scale);
     t.tiers.pingpong.bounces = scale;
     t.tiers.pingpong.by_pid.insert(42, scale);
     t.processes.insert(
@@ -72,7 +76,14 @@ fn busy_totals(scale: u64) -> Totals {
     t.tiers
         .rare
         .log
-        .push(serde_json::json!({"event": "cxl:cxl_poison", "node": 1, "tier": "tier22"}));
+        .push(LogEntry::Ras(crate::schema::RasEntry {
+            event: "cxl:cxl_poison".into(),
+            class: crate::rare::RareClass::Ras,
+            ts_ns: 1,
+            node: Some(1),
+            tier: Some(22),
+            fields: Default::default(),
+        }));
     t
 }
 
@@ -170,7 +181,10 @@ fn windows_cover_the_last_samples() {
     d.update(Msg::Key(Key::Char('1')));
     assert_eq!(d.view.samples, 1);
     assert_eq!(d.view.faults, 900 * 3);
-    assert_eq!(d.view.churn.promotions.get("numa_balancing"), Some(&90));
+    assert_eq!(
+        d.view.churn.promotions.get(&Cause::NumaBalancing),
+        Some(&90)
+    );
     assert_eq!(d.view.histogram(Some(4), None).len(), 300);
     assert_eq!(d.window_label(), "last 1 intervals");
     d.update(Msg::Key(Key::Char('9')));
@@ -321,7 +335,36 @@ fn histogram_edge_cases() {
 
 #[test]
 fn log_lines_read_well() {
-    let l = log_line(&serde_json::json!({"event": "topology_changed", "node": 1}));
-    assert_eq!(l, "topology_changed node=1");
-    assert_eq!(log_line(&serde_json::json!(3)), "3");
+    let change = crate::schema::TopologyChange {
+        event: "topology_changed".into(),
+        class: "hotplug".into(),
+        nodes_added: vec![crate::schema::NodeAdded {
+            node: 1,
+            tier: Some(22),
+            cxl: true,
+            mem_total_kib: 1024,
+        }],
+        nodes_removed: vec![],
+        memory_blocks: crate::schema::BlockCount {
+            before: 8,
+            after: 9,
+        },
+        tiers: vec![],
+    };
+    assert_eq!(
+        log_line(&LogEntry::Topology(change)),
+        "topology_changed nodes_added=1(tier 22) nodes_removed=- memory_blocks=8->9"
+    );
+    let ras = crate::schema::RasEntry {
+        event: "ras:memory_failure_event".into(),
+        class: crate::rare::RareClass::Ras,
+        ts_ns: 5,
+        node: Some(0),
+        tier: None,
+        fields: [("pfn".to_string(), crate::rare::FieldValue::UInt(4096))].into(),
+    };
+    assert_eq!(
+        log_line(&LogEntry::Ras(ras)),
+        "ras:memory_failure_event node=0 tier=? pfn=4096"
+    );
 }

@@ -322,11 +322,11 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
     let causes: Vec<String> = v
         .promotions
         .iter()
-        .map(|(c, n)| format!("+{c} {}", human(*n as f64)))
+        .map(|(c, n)| format!("+{} {}", c.name(), human(*n as f64)))
         .chain(
             v.demotions
                 .iter()
-                .map(|(c, n)| format!("-{c} {}", human(*n as f64))),
+                .map(|(c, n)| format!("-{} {}", c.name(), human(*n as f64))),
         )
         .collect();
     lines.push(Line::from(format!("by cause: {}", list_or(&causes, "-"))));
@@ -363,7 +363,7 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
         .filter_map(|c| {
             v.refused
                 .get(c)
-                .map(|n| format!("{c} {}", human(*n as f64)))
+                .map(|n| format!("{} {}", c.name(), human(*n as f64)))
         })
         .collect();
     lines.push(Line::from(format!(

@@ -12,11 +12,11 @@ pub mod svg;
 use std::{collections::BTreeSet, io::Write};
 
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::{
     cli::{DiffFormat, DiffOpts},
     error::{Error, Result},
+    schema::{DiffDoc, DiffMethods, DiffRow, DiffRun, FailOnResult, Pct},
     topology::Settings,
 };
 use profile::Profile;
@@ -63,16 +63,7 @@ pub struct Row {
     pub method: &'static str,
 }
 
-/// A configuration difference.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct ConfigDiff {
-    /// What differs.
-    pub what: String,
-    /// Base value.
-    pub base: String,
-    /// New value.
-    pub new: String,
-}
+pub use crate::schema::ConfigDiff;
 
 /// The whole comparison.
 #[derive(Debug, Serialize)]
@@ -198,7 +189,7 @@ pub fn compare(b: &Profile, n: &Profile, min_effect_pct: f64) -> Diff {
                 p.path, p.drops
             ));
         }
-        if p.summary["recording"]["truncated"] == true {
+        if p.summary.recording.as_ref().is_some_and(|r| r.truncated) {
             warnings.push(format!(
                 "{}: cut off (crash or kill): compared up to its last complete chunk",
                 p.path
@@ -211,13 +202,12 @@ pub fn compare(b: &Profile, n: &Profile, min_effect_pct: f64) -> Diff {
                 p.dt.len()
             ));
         }
-        if p.summary["fault_latency"]["available"] == false {
+        let fl = &p.summary.fault_latency.avail;
+        if !fl.available {
             warnings.push(format!(
                 "{}: no fault latency ({})",
                 p.path,
-                p.summary["fault_latency"]["reason"]
-                    .as_str()
-                    .unwrap_or("unavailable")
+                fl.reason.as_deref().unwrap_or("unavailable")
             ));
         }
     }
@@ -491,7 +481,7 @@ fn run_line(p: &Profile) -> String {
         p.header.hostname,
         p.seconds(),
         p.dt.len(),
-        p.summary["recording"]["events"]
+        p.events()
     )
 }
 
@@ -582,59 +572,68 @@ pub fn to_text(b: &Profile, n: &Profile, d: &Diff, verdicts: &[(String, Vec<&Row
     s
 }
 
-fn run_json(p: &Profile) -> Value {
-    json!({
-        "file": p.path,
-        "kernel": p.header.kernel,
-        "hostname": p.header.hostname,
-        "seconds": p.seconds(),
-        "intervals": p.dt.len(),
-        "events": p.summary["recording"]["events"],
-        "drops": p.drops,
-        "settings": p.header.topology.settings,
-    })
+fn run_doc(p: &Profile) -> DiffRun {
+    DiffRun {
+        file: p.path.clone(),
+        kernel: p.header.kernel.clone(),
+        hostname: p.header.hostname.clone(),
+        seconds: p.seconds(),
+        intervals: p.dt.len(),
+        events: p.events(),
+        drops: p.drops,
+        settings: p.header.topology.settings.clone(),
+    }
 }
 
-/// The same content as JSON.
-pub fn to_json(b: &Profile, n: &Profile, d: &Diff, verdicts: &[(String, Vec<&Row>)]) -> Value {
-    let rows: Vec<Value> = d
-        .rows
-        .iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-            if let Value::Object(m) = &mut v {
-                // JSON has no infinity: a metric only the new run has is "new".
-                let c = &r.change;
-                for (k, x) in [("pct", c.pct), ("lo_pct", c.lo_pct), ("hi_pct", c.hi_pct)] {
-                    m.insert(
-                        format!("change_{k}"),
-                        if x.is_finite() {
-                            json!(x)
-                        } else {
-                            json!(pct_str(x))
-                        },
-                    );
-                }
-                m.insert("significant".into(), json!(r.change.significant));
-                m.remove("change");
-            }
-            v
-        })
-        .collect();
-    json!({
-        "base": run_json(b),
-        "new": run_json(n),
-        "config_differences": d.config,
-        "warnings": d.warnings,
-        "min_effect_pct": d.min_effect_pct,
-        "methods": {"latency": QUANTILE_METHOD, "rate": RATE_METHOD},
-        "rows": rows,
-        "fail_on": verdicts.iter().map(|(spec, rows)| json!({
-            "spec": spec,
-            "crossed": !rows.is_empty(),
-            "by": rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+/// A percentage for JSON, which has no infinity: a metric only the new run has is `new`.
+fn pct_doc(x: f64) -> Pct {
+    if x.is_finite() {
+        Pct::Finite(x)
+    } else {
+        Pct::Word(pct_str(x))
+    }
+}
+
+/// The same content as the JSON document.
+pub fn to_doc(b: &Profile, n: &Profile, d: &Diff, verdicts: &[(String, Vec<&Row>)]) -> DiffDoc {
+    DiffDoc {
+        schema_version: crate::schema::SCHEMA_VERSION,
+        base: run_doc(b),
+        new: run_doc(n),
+        config_differences: d.config.clone(),
+        warnings: d.warnings.clone(),
+        min_effect_pct: d.min_effect_pct,
+        methods: DiffMethods {
+            latency: QUANTILE_METHOD.into(),
+            rate: RATE_METHOD.into(),
+        },
+        rows: d
+            .rows
+            .iter()
+            .map(|r| DiffRow {
+                id: r.id.clone(),
+                group: r.group.into(),
+                unit: r.unit.into(),
+                base: r.base,
+                new: r.new,
+                base_ci: r.base_ci,
+                new_ci: r.new_ci,
+                method: r.method.into(),
+                change_pct: pct_doc(r.change.pct),
+                change_lo_pct: pct_doc(r.change.lo_pct),
+                change_hi_pct: pct_doc(r.change.hi_pct),
+                significant: r.change.significant,
+            })
+            .collect(),
+        fail_on: verdicts
+            .iter()
+            .map(|(spec, rows)| FailOnResult {
+                spec: spec.clone(),
+                crossed: !rows.is_empty(),
+                by: rows.iter().map(|r| r.id.clone()).collect(),
+            })
+            .collect(),
+    }
 }
 
 /// `cxl-trace diff`: exit 0 (nothing crossed), 1 (a `--fail-on` crossed), 2 (bad input).
@@ -649,18 +648,20 @@ pub fn run(o: &DiffOpts) -> Result<i32> {
         .collect::<Result<_>>()?;
     let b = profile::read(&o.base)?;
     let n = profile::read(&o.new)?;
-    if b.summary["recording"]["format_version"] != n.summary["recording"]["format_version"] {
+    let version = |p: &Profile| p.summary.recording.as_ref().map(|r| r.format_version);
+    if version(&b) != version(&n) {
         // Every version this build reads is comparable; say it anyway.
         eprintln!(
-            "cxl-trace: note: format versions differ ({} and {})",
-            b.summary["recording"]["format_version"], n.summary["recording"]["format_version"]
+            "cxl-trace: note: format versions differ ({:?} and {:?})",
+            version(&b),
+            version(&n)
         );
     }
     let d = compare(&b, &n, o.min_change);
     let verdicts = evaluate(&d, &conds)?;
     let out: Vec<u8> = match o.format {
         DiffFormat::Text => to_text(&b, &n, &d, &verdicts).into_bytes(),
-        DiffFormat::Json => format!("{:#}\n", to_json(&b, &n, &d, &verdicts)).into_bytes(),
+        DiffFormat::Json => crate::schema::to_pretty(&to_doc(&b, &n, &d, &verdicts))?.into_bytes(),
         DiffFormat::Svg => svg::render(&b, &n)?.into_bytes(),
     };
     match &o.output {

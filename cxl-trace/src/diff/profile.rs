@@ -8,7 +8,6 @@
 use std::{collections::BTreeMap, path::Path};
 
 use hdrhistogram::Histogram;
-use serde_json::Value;
 
 use crate::{
     aggregate::new_histogram, dashboard::state::Sample, error::Result, recording::Header,
@@ -44,7 +43,7 @@ pub struct Profile {
     /// Its header.
     pub header: Header,
     /// `report --format json` of it.
-    pub summary: Value,
+    pub summary: crate::schema::Window,
     /// Tier id -> label.
     pub labels: BTreeMap<u32, String>,
     /// Fault latency (ns) by (tier label, class name); class `all` merges the classes.
@@ -86,6 +85,11 @@ impl Profile {
     /// Recorded seconds.
     pub fn seconds(&self) -> f64 {
         self.dt.iter().sum()
+    }
+
+    /// Events read from the recording.
+    pub fn events(&self) -> u64 {
+        self.summary.recording.as_ref().map_or(0, |r| r.events)
     }
 }
 
@@ -183,7 +187,7 @@ pub fn read(path: &Path) -> Result<Profile> {
         }
     }
     let residency = run.tiers.pingpong.residency.clone();
-    let drops = summary["drops"]["total"].as_u64().unwrap_or(0);
+    let drops = summary.drops.total;
     Ok(Profile {
         path: path.display().to_string(),
         header,
@@ -244,7 +248,7 @@ mod tests {
             assert_eq!(s.len(), p.dt.len(), "{id}");
         }
         let faults: f64 = p.series("faults").iter().sum();
-        let total = p.summary["faults"]["total"].as_f64().expect("total");
+        let total = p.summary.faults.total as f64;
         assert!(
             faults <= total && faults > 0.9 * total,
             "{faults} vs {total}"

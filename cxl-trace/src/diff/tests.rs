@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use rand::{rngs::SmallRng, Rng as _, SeedableRng as _};
-use serde_json::json;
 
 use super::*;
 use crate::{aggregate::new_histogram, recording::Header, topology::Tier};
@@ -62,8 +61,7 @@ fn profile(seed: u64, secs: usize, promo: f64, slow_ns: f64, rate_limit: u64) ->
     Profile {
         path: format!("run{seed}.cxlt"),
         header,
-        summary: json!({"recording": {"events": 1, "truncated": false, "format_version": 1},
-            "drops": {"total": 0}, "fault_latency": {"available": true}}),
+        summary: summary(),
         labels,
         latency,
         residency: new_histogram(),
@@ -72,6 +70,26 @@ fn profile(seed: u64, secs: usize, promo: f64, slow_ns: f64, rate_limit: u64) ->
         series,
         drops: 0,
     }
+}
+
+/// A whole-run summary of one event, nothing dropped, fault latency measured.
+fn summary() -> crate::schema::Window {
+    let totals = crate::aggregate::Aggregator::new().end_interval();
+    let mut w = crate::aggregate::window(
+        crate::schema::LineKind::Report,
+        1.0,
+        1.0,
+        &totals,
+        &Default::default(),
+        &Default::default(),
+        0,
+    );
+    w.recording = Some(crate::schema::RecordingInfo {
+        events: 1,
+        format_version: 1,
+        ..Default::default()
+    });
+    w
 }
 
 fn row<'a>(d: &'a Diff, id: &str) -> &'a Row {
@@ -164,7 +182,7 @@ fn a_throttled_run_is_flagged_config_first_and_fails_the_bisect() {
     let v = evaluate(&d, &[parse_fail_on("p99:+10%").expect("valid")]).expect("ok");
     assert_eq!(v[0].1.len(), 1);
 
-    let j = to_json(&base, &new, &d, &v);
+    let j = serde_json::to_value(to_doc(&base, &new, &d, &v)).expect("serialises");
     assert_eq!(
         j["config_differences"][0]["what"],
         "numa_balancing_promote_rate_limit_MBps"

@@ -41,7 +41,9 @@ pub fn has_bpf_object() -> bool {
 }
 
 /// Live or not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Attached (or, for a capability, available).
@@ -51,7 +53,7 @@ pub enum Status {
 }
 
 /// The state of one probe or capability, as `doctor` and the dashboard report it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ProbeStatus {
     /// e.g. `tracepoint:exceptions:page_fault_user`.
     pub name: String,

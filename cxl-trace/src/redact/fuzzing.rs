@@ -89,8 +89,8 @@ fn summary(recs: &[Vec<u8>]) -> Value {
         }
     }
     agg.end_interval();
-    let mut v = agg.window_json(
-        "summary",
+    let w = agg.window(
+        crate::schema::LineKind::Summary,
         1.0,
         1.0,
         agg.run(),
@@ -98,6 +98,8 @@ fn summary(recs: &[Vec<u8>]) -> Value {
         &Default::default(),
         10,
     );
+    // Compared as JSON: every member but the names redaction changes by design.
+    let mut v = serde_json::to_value(w).unwrap_or_default();
     strip_names(&mut v);
     v
 }

@@ -642,7 +642,7 @@ fn normalised(mut v: Value) -> Value {
 
 fn report(path: &Path) -> Value {
     match crate::report::summarize(path, 10) {
-        Ok(v) => v,
+        Ok(v) => serde_json::to_value(v).expect("serialises"),
         Err(e) => panic!("{}: {e}", path.display()),
     }
 }
