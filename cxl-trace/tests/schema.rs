@@ -155,3 +155,141 @@ fn live_top_lines_match_the_schema() {
     assert!(summary.faults.total >= 20_000, "{}", summary.faults.total);
     assert!(summary.produced.is_some() && summary.errors.is_some());
 }
+
+/// `a.{b,c.{d,e}}` -> `a.b`, `a.c.d`, `a.c.e`.
+fn expand(s: &str) -> Vec<String> {
+    let Some(open) = s.find('{') else {
+        return vec![s.to_string()];
+    };
+    let mut depth = 0;
+    let mut close = open;
+    for (i, ch) in s.char_indices().skip_while(|(i, _)| *i < open) {
+        match ch {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let (head, inner, tail) = (&s[..open], &s[open + 1..close], &s[close + 1..]);
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, ch) in inner.char_indices() {
+        match ch {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
+    parts
+        .into_iter()
+        .flat_map(|p| expand(&format!("{head}{p}{tail}")))
+        .collect()
+}
+
+/// Whether `path` (dot-separated, `<x>` any key, `[]` array items) names something in
+/// `schema`, following `$ref`s into `defs` and trying every branch of `anyOf`/`oneOf`/`allOf`.
+fn resolves(schema: &Value, defs: &Value, path: &[&str]) -> bool {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next().unwrap_or("");
+        return resolves(&defs[name], defs, path);
+    }
+    for k in ["anyOf", "oneOf", "allOf"] {
+        if let Some(branches) = schema.get(k).and_then(Value::as_array) {
+            if branches.iter().any(|b| resolves(b, defs, path)) {
+                return true;
+            }
+        }
+    }
+    let Some((first, rest)) = path.split_first() else {
+        return true;
+    };
+    if let Some(name) = first.strip_suffix("[]") {
+        let Some(items) = schema["properties"]
+            .get(name)
+            .map(|p| resolve_items(p, defs))
+        else {
+            return false;
+        };
+        return items.is_some_and(|i| resolves(&i, defs, rest));
+    }
+    if first.contains('<') {
+        // Any key: open maps, or maps keyed by an enum (every name and the pattern).
+        let open = schema
+            .get("additionalProperties")
+            .is_some_and(|a| a.is_object() && resolves(a, defs, rest));
+        let named = ["properties", "patternProperties"].iter().any(|k| {
+            schema
+                .get(*k)
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty() && m.values().all(|v| resolves(v, defs, rest)))
+        });
+        return open || named;
+    }
+    schema["properties"]
+        .get(*first)
+        .is_some_and(|p| resolves(p, defs, rest))
+}
+
+fn resolve_items(p: &Value, defs: &Value) -> Option<Value> {
+    if let Some(r) = p.get("$ref").and_then(Value::as_str) {
+        return resolve_items(&defs[r.rsplit('/').next().unwrap_or("")], defs);
+    }
+    p.get("items").cloned()
+}
+
+/// The README's field table of `top --no-tui` names only members the schema has.
+#[test]
+fn readme_field_table_matches_the_schema() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    let section = readme
+        .split("## JSON output of `top --no-tui`")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README has the section");
+    let schema = printed_schema(Document::Top);
+    let defs = schema["$defs"].clone();
+    let mut checked = 0;
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split(" | ").next().unwrap_or("");
+        let mut parent = String::new();
+        for token in first.split('`').skip(1).step_by(2) {
+            let full = match token.strip_prefix('.') {
+                Some(rel) => format!("{parent}.{rel}"),
+                None => token.to_string(),
+            };
+            if let Some((p, _)) = full.split_once('.') {
+                parent = p.to_string();
+            }
+            for path in expand(&full) {
+                let parts: Vec<&str> = path.split('.').collect();
+                assert!(
+                    resolves(&schema, &defs, &parts),
+                    "README names `{path}`, which the schema of `top` lacks"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 60, "only {checked} README fields found");
+}
+
+#[test]
+fn field_paths_expand() {
+    assert_eq!(
+        expand("a.{b,c.{d,e}}"),
+        vec!["a.b".to_string(), "a.c.d".into(), "a.c.e".into()]
+    );
+    assert_eq!(expand("x"), vec!["x".to_string()]);
+}
