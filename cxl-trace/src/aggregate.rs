@@ -77,22 +77,8 @@ impl FaultCounts {
     }
 }
 
-/// Counts of one migration reason.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReasonCounts {
-    /// `mm_migrate_pages` events.
-    pub batches: u64,
-    /// Pages migrated.
-    pub pages_succeeded: u64,
-    /// Pages that failed.
-    pub pages_failed: u64,
-    /// THPs migrated.
-    pub thp_succeeded: u64,
-    /// THPs failed.
-    pub thp_failed: u64,
-    /// THPs split.
-    pub thp_split: u64,
-}
+/// Counts of one migration reason (the output type, accumulated here).
+pub use crate::schema::ReasonCounts;
 
 impl ReasonCounts {
     fn add(&mut self, m: &MigrateBatch) {
@@ -161,17 +147,7 @@ impl MigrationCounts {
             by_reason: self
                 .by_reason
                 .iter()
-                .map(|(r, c)| {
-                    let row = schema::ReasonCounts {
-                        batches: c.batches,
-                        pages_succeeded: c.pages_succeeded,
-                        pages_failed: c.pages_failed,
-                        thp_succeeded: c.thp_succeeded,
-                        thp_failed: c.thp_failed,
-                        thp_split: c.thp_split,
-                    };
-                    (*r, row)
-                })
+                .map(|(r, c)| (*r, c.clone()))
                 .collect(),
             batch_latency_ns: percentiles(&self.batch_latency),
             ..Default::default()

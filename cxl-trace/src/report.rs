@@ -217,6 +217,14 @@ fn pct_line(name: &str, p: &Percentiles) -> String {
     )
 }
 
+/// `{prefix}{what} unavailable: {reason}` and a newline.
+fn unavailable(prefix: &str, what: &str, a: &crate::schema::Avail) -> String {
+    format!(
+        "{prefix}{what} unavailable: {}\n",
+        a.reason.as_deref().unwrap_or("?")
+    )
+}
+
 const PCT_HEAD: [&str; 6] = ["count", "p50", "p90", "p99", "p99.9", "max"];
 
 fn pct_head(first: &str) -> String {
@@ -266,10 +274,7 @@ pub fn to_text(v: &Window) -> String {
     }
     let fl = &v.fault_latency;
     if !fl.avail.available {
-        s += &format!(
-            "\nFault latency unavailable: {}\n",
-            fl.avail.reason.as_deref().unwrap_or("?")
-        );
+        s += &unavailable("\n", "Fault latency", &fl.avail);
     } else {
         s += "\nFault latency (ns)\n";
         s += &pct_head("tier / class");
@@ -321,18 +326,10 @@ pub fn to_text(v: &Window) -> String {
         match &pf.copy_ns {
             CopyTime::Measured(p) if p.count > 0 => s += &pct_line("folio copy (ns)", p),
             CopyTime::Measured(_) => {}
-            CopyTime::Unavailable(a) => {
-                s += &format!(
-                    "  folio copy time unavailable: {}\n",
-                    a.reason.as_deref().unwrap_or("?")
-                )
-            }
+            CopyTime::Unavailable(a) => s += &unavailable("  ", "folio copy time", a),
         }
     } else {
-        s += &format!(
-            "  per-folio moves unavailable: {}\n",
-            pf.avail.reason.as_deref().unwrap_or("?")
-        );
+        s += &unavailable("  ", "per-folio moves", &pf.avail);
     }
     let d = &v.promotion_decisions;
     if d.avail.available {
@@ -344,10 +341,7 @@ pub fn to_text(v: &Window) -> String {
             s += &format!("  refused: {:<19} {:>10}\n", c.name(), n);
         }
     } else {
-        s += &format!(
-            "\nPromotion decisions unavailable: {}\n",
-            d.avail.reason.as_deref().unwrap_or("?")
-        );
+        s += &unavailable("\n", "Promotion decisions", &d.avail);
     }
     let hf = &v.numa_hint_faults;
     if hf.avail.available {
@@ -362,10 +356,7 @@ pub fn to_text(v: &Window) -> String {
             );
         }
     } else {
-        s += &format!(
-            "\nNUMA hint faults unavailable: {}\n",
-            hf.avail.reason.as_deref().unwrap_or("?")
-        );
+        s += &unavailable("\n", "NUMA hint faults", &hf.avail);
     }
     let db = &v.demotion_batches;
     if db.avail.available {
@@ -377,10 +368,7 @@ pub fn to_text(v: &Window) -> String {
             s += &format!("  {:<28} {:>10} ({})\n", node, r.pages, r.tier);
         }
     } else {
-        s += &format!(
-            "\nDemotion batches unavailable: {}\n",
-            db.avail.reason.as_deref().unwrap_or("?")
-        );
+        s += &unavailable("\n", "Demotion batches", &db.avail);
     }
     let pp = &v.pingpong;
     s += &format!(
