@@ -162,6 +162,35 @@ impl Held {
 }
 
 /// A workload `hold` in the background, after its `ready` line.
+/// `mib` MiB first placed on `node`, unbound (so NUMA balancing may move it) and written in a
+/// loop for `seconds`, in `cgroup` when given.
+fn hold_hot(mib: &str, node: &str, seconds: &str, cgroup: Option<&str>) -> Result<Held> {
+    hold(
+        &[
+            "--mib",
+            mib,
+            "--node",
+            node,
+            "--unbind",
+            "--hot",
+            "--seconds",
+            seconds,
+        ],
+        cgroup,
+    )
+}
+
+/// NUMA balancing in tiering mode with a hot threshold (best effort: the threshold is in
+/// debugfs, which may be absent).
+fn tiering_mode(hot_threshold_ms: &str) -> Result<()> {
+    write("/proc/sys/kernel/numa_balancing", "2")?;
+    let _ = write(
+        "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms",
+        hot_threshold_ms,
+    );
+    Ok(())
+}
+
 fn hold(args: &[&str], cgroup: Option<&str>) -> Result<Held> {
     let wl = bin("cxl-trace-workload");
     let mut cmd = match cgroup {
@@ -534,12 +563,26 @@ fn pgdemote_direct(s: &Value) -> u64 {
 }
 
 /// The guest kernel's (major, minor).
-fn kernel_version() -> (u32, u32) {
+fn kernel_version() -> (u64, u64) {
     let r = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut it = r
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse().unwrap_or(0));
-    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    crate::kernels::Release::parse(r.trim()).map_or((0, 0), |r| r.series())
+}
+
+/// `cxl-trace diff ARGS` with `tool`: its exit code and stdout (stderr passes through).
+pub(crate) fn run_diff<S: AsRef<std::ffi::OsStr>>(
+    tool: &Path,
+    args: &[S],
+) -> Result<(Option<i32>, String)> {
+    let out = Command::new(tool)
+        .arg("diff")
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot start cxl-trace diff")?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 /// `(status, reason)` of a probe in the start line.
@@ -672,24 +715,8 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
     pressure_on_node0()?;
 
     say("promotion by NUMA balancing (tiering mode): 128 MiB on node 1, written in a loop");
-    write("/proc/sys/kernel/numa_balancing", "2")?;
-    let _ = write(
-        "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms",
-        "100",
-    );
-    let h = hold(
-        &[
-            "--mib",
-            "128",
-            "--node",
-            "1",
-            "--unbind",
-            "--hot",
-            "--seconds",
-            "8",
-        ],
-        None,
-    )?;
+    tiering_mode("100")?;
+    let h = hold_hot("128", "1", "8", None)?;
     say(&format!("hot loop: {}", h.finish()?));
 
     say("throttled promotion: rate limit 1 MB/s, 64 MiB on node 1, written in a loop");
@@ -697,19 +724,7 @@ fn scenario_hmat(c: &mut Checks) -> Result<()> {
         "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps",
         "1",
     )?;
-    let h = hold(
-        &[
-            "--mib",
-            "64",
-            "--node",
-            "1",
-            "--unbind",
-            "--hot",
-            "--seconds",
-            "6",
-        ],
-        None,
-    )?;
+    let h = hold_hot("64", "1", "6", None)?;
     say(&format!("throttled hot loop: {}", h.finish()?));
     write(
         "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps",
@@ -856,19 +871,7 @@ fn pressure_on_node0() -> Result<()> {
 fn reclaim_pingpong(name: &str, rounds: u32) -> Result<()> {
     let cg = make_cgroup(name)?;
     let seconds = (2 * rounds + 2).to_string();
-    let h = hold(
-        &[
-            "--mib",
-            "64",
-            "--node",
-            "0",
-            "--unbind",
-            "--hot",
-            "--seconds",
-            &seconds,
-        ],
-        Some(&cg),
-    )?;
+    let h = hold_hot("64", "0", &seconds, Some(&cg))?;
     for _ in 0..rounds {
         sleep(Duration::from_secs(2));
         let _ = write(&format!("{cg}/memory.reclaim"), "64M");
@@ -998,10 +1001,9 @@ fn record_promotion_cycles(out: &str) -> Result<()> {
 /// "no change" everywhere (exit 0).
 fn diff_scenario(c: &mut Checks) -> Result<()> {
     let rate = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps";
-    write("/proc/sys/kernel/numa_balancing", "2")?;
+    tiering_mode("1000")?;
     write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
     let dbg = "/sys/kernel/debug/sched/numa_balancing";
-    let _ = write(&format!("{dbg}/hot_threshold_ms"), "1000");
     let _ = write(&format!("{dbg}/scan_period_min_ms"), "100");
     // The scan period backs off towards scan_period_max (60 s) while the task's faults are
     // local, i.e. once its pages were promoted: then the pages demoted by the next cycles were
@@ -1023,18 +1025,8 @@ fn diff_scenario(c: &mut Checks) -> Result<()> {
     write("/proc/sys/kernel/numa_balancing", "0")?;
     recorded?;
 
-    let diff = |args: &[&str]| -> Result<(Option<i32>, String)> {
-        let out = Command::new(bin("cxl-trace"))
-            .arg("diff")
-            .args(args)
-            .stderr(Stdio::inherit())
-            .output()
-            .context("cannot start cxl-trace diff")?;
-        Ok((
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        ))
-    };
+    let tool = bin("cxl-trace");
+    let diff = |args: &[&str]| run_diff(&tool, args);
     let (code, text) = diff(&[base, thr])?;
     println!("{text}");
     c.truth(
@@ -1470,26 +1462,10 @@ fn scenario_cxl(c: &mut Checks) -> Result<()> {
         say(
             "promotion from the CXL node by NUMA balancing (tiering mode): 8 MiB written in a loop",
         );
-        write("/proc/sys/kernel/numa_balancing", "2")?;
         // One pass over 8 MiB of MMIO-speed memory takes seconds: a page is hot when touched
         // within 5 s of being scanned.
-        let _ = write(
-            "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms",
-            "5000",
-        );
-        let h = hold(
-            &[
-                "--mib",
-                "8",
-                "--node",
-                &node,
-                "--unbind",
-                "--hot",
-                "--seconds",
-                "16",
-            ],
-            None,
-        )?;
+        tiering_mode("5000")?;
+        let h = hold_hot("8", &node, "16", None)?;
         say(&format!("hot loop: {}", h.finish()?));
         write("/proc/sys/kernel/numa_balancing", "0")?;
     }

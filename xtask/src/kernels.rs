@@ -136,6 +136,11 @@ impl Release {
         })
     }
 
+    /// `(major, minor)`, e.g. `(6, 12)`.
+    pub fn series(&self) -> (u64, u64) {
+        (self.key[0], self.key[1])
+    }
+
     /// The releases named by package names (one per line, as `apt-cache search` prints them):
     /// `linux-image-<R>-unsigned` (image layout) and `linux-binary-unsigned-<R>` with
     /// `linux-modules-<R>` (split layout).

@@ -695,12 +695,7 @@ fn keep_promotion_recording(k: &GuestKernel) -> Option<PathBuf> {
 /// `--fail-on`, and with `--fail-on` it exits 1 exactly when its own verdict says crossed.
 /// The text goes to `target/vm/diff-<base>-vs-<new>.txt` (docs/examples has one committed).
 fn cross_kernel_diff(recorded: &[(String, PathBuf)]) -> Result<()> {
-    let series = |r: &str| -> (u64, u64) {
-        let mut it = r
-            .split(|c: char| !c.is_ascii_digit())
-            .map(|p| p.parse().unwrap_or(0));
-        (it.next().unwrap_or(0), it.next().unwrap_or(0))
-    };
+    let series = |r: &str| crate::kernels::Release::parse(r).map_or((0, 0), |r| r.series());
     let base = recorded.iter().find(|(r, _)| series(r) == (6, 12));
     let newest = recorded.iter().max_by_key(|(r, _)| series(r));
     let (Some((rb, b)), Some((rn, n))) = (base, newest) else {
@@ -711,19 +706,10 @@ fn cross_kernel_diff(recorded: &[(String, PathBuf)]) -> Result<()> {
     }
     step(&format!("cross-kernel diff: {rb} -> {rn}"));
     let tool = target_dir().join("release/cxl-trace");
-    let diff = |args: &[&str]| -> Result<(Option<i32>, String)> {
-        let out = Command::new(&tool)
-            .arg("diff")
-            .args(args)
-            .arg(b)
-            .arg(n)
-            .stderr(Stdio::inherit())
-            .output()
-            .context("cannot run cxl-trace diff")?;
-        Ok((
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        ))
+    let diff = |args: &[&str]| {
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        all.extend([b.as_os_str(), n.as_os_str()]);
+        crate::guest::run_diff(&tool, &all)
     };
     let (code, text) = diff(&[])?;
     println!("{text}");
