@@ -125,7 +125,7 @@ impl RareEvent {
         pfns.node_of(pfn)
     }
 
-    /// For the event log (the tier is the caller's to fill in).
+    /// For the event log, without the tier ([`crate::tiers::TierMap::ras_entry`] adds it).
     pub fn to_model(&self, pfns: &PfnMap) -> crate::schema::RasEntry {
         crate::schema::RasEntry {
             event: format!("{}:{}", self.spec.category, self.spec.name),

@@ -457,19 +457,15 @@ const CSV_COLUMNS: &[&str] = &[
 ];
 
 /// One event as an export row (`type` names the kind; rare tracepoints decoded).
-fn export_row(e: &Event, h: &Header, tiers: &TierMap) -> ExportRow {
+fn export_row<'e>(e: &'e Event, h: &Header, tiers: &TierMap) -> ExportRow<'e> {
     match e {
         Event::Raw(r) => match h.rare.decode(r) {
-            Some(re) => {
-                let mut entry = re.to_model(&tiers.pfns);
-                entry.tier = entry.node.and_then(|n| tiers.tier(n));
-                ExportRow::Rare(RareRow {
-                    kind: "rare".into(),
-                    entry,
-                    pid: r.pid,
-                    cpu: r.cpu,
-                })
-            }
+            Some(re) => ExportRow::Rare(RareRow {
+                kind: "rare".into(),
+                entry: tiers.ras_entry(&re),
+                pid: r.pid,
+                cpu: r.cpu,
+            }),
             None => ExportRow::Raw(RawRow {
                 kind: "raw".into(),
                 ts_ns: r.ts_ns,
@@ -477,7 +473,7 @@ fn export_row(e: &Event, h: &Header, tiers: &TierMap) -> ExportRow {
                 tp: r.tp,
             }),
         },
-        other => ExportRow::Event(other.clone()),
+        other => ExportRow::Event(other),
     }
 }
 

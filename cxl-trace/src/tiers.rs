@@ -62,6 +62,13 @@ impl TierMap {
     pub fn tier_of_pfn(&self, pfn: u64) -> Option<u32> {
         self.tier(self.pfns.node_of(pfn)?)
     }
+
+    /// A RAS or CXL event for the log and exports, with the node and tier it concerns.
+    pub fn ras_entry(&self, e: &RareEvent) -> schema::RasEntry {
+        let mut entry = e.to_model(&self.pfns);
+        entry.tier = entry.node.and_then(|n| self.tier(n));
+        entry
+    }
 }
 
 /// `tier4`, or `unknown`.
@@ -506,8 +513,14 @@ impl Decisions {
     pub fn add(&mut self, d: &PromoteDecision, tiers: &TierMap) {
         self.candidate_pages += d.candidate_pages;
         match d.verdict {
-            Verdict::Approved => self.approved += 1,
-            Verdict::Prepared => self.prepared += 1,
+            Verdict::Approved => {
+                self.approved += 1;
+                return;
+            }
+            Verdict::Prepared => {
+                self.prepared += 1;
+                return;
+            }
             _ => {}
         }
         let src_tier = d.src_nid.and_then(|n| tiers.tier(n));
@@ -780,9 +793,7 @@ impl RareCounts {
                 }
             }
             RareClass::Ras => {
-                let mut entry = e.to_model(&tiers.pfns);
-                entry.tier = entry.node.and_then(|n| tiers.tier(n));
-                self.log_entry(LogEntry::Ras(entry));
+                self.log_entry(LogEntry::Ras(tiers.ras_entry(e)));
             }
             RareClass::NumaTask => {}
         }

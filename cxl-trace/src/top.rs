@@ -63,8 +63,7 @@ pub fn write_stdout(bytes: &[u8]) -> Result<bool> {
 }
 
 fn emit<T: serde::Serialize>(v: &T) -> Result<bool> {
-    let line = serde_json::to_string(v).map_err(|e| Error::Runtime(format!("JSON: {e}")))?;
-    write_stdout(format!("{line}\n").as_bytes())
+    write_stdout(crate::schema::to_line(v)?.as_bytes())
 }
 
 /// The dashboard and its terminal, when `top` runs with one.

@@ -45,6 +45,20 @@ fn validate(doc: Document, instances: &[Value]) {
     }
 }
 
+/// JSON lines of `top` or `replay`: valid, and each reads back into a [`Line`]; returns the
+/// summary (the last line).
+fn check_lines(doc: Document, lines: &[Value]) -> schema::Window {
+    assert!(lines.len() >= 2, "start and summary at least: {lines:?}");
+    validate(doc, lines);
+    for l in lines {
+        round_trip::<Line>(l);
+    }
+    let summary: schema::Window =
+        serde_json::from_value(lines[lines.len() - 1].clone()).expect("summary");
+    assert_eq!(summary.kind, schema::LineKind::Summary);
+    summary
+}
+
 /// Reads a document into its type and writes it back: the same JSON.
 fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) {
     let typed: T = serde_json::from_value(v.clone()).expect("reads into the output type");
@@ -82,16 +96,8 @@ fn recordings_report_replay_export_and_diff_match_the_schema() {
 
         let out = cxl_trace(&["replay", "--no-tui", p]);
         assert_eq!(out.status.code(), Some(0), "replay: {}", stderr(&out));
-        let lines = json_lines(&out);
-        assert!(lines.len() >= 2, "start and summary at least");
-        validate(Document::Replay, &lines);
-        for l in &lines {
-            round_trip::<Line>(l);
-        }
         // The replay's summary is the report's window, with type `summary`.
-        let last: schema::Window =
-            serde_json::from_value(lines[lines.len() - 1].clone()).expect("summary");
-        assert_eq!(last.kind, schema::LineKind::Summary);
+        let last = check_lines(Document::Replay, &json_lines(&out));
         assert_eq!(
             last.faults,
             serde_json::from_value::<schema::Window>(report.clone())
@@ -143,15 +149,7 @@ fn live_top_lines_match_the_schema() {
         "20000",
     ]);
     assert_eq!(out.status.code(), Some(0), "top: {}", stderr(&out));
-    let lines = json_lines(&out);
-    assert!(lines.len() >= 2, "start and summary at least: {lines:?}");
-    validate(Document::Top, &lines);
-    for l in &lines {
-        round_trip::<Line>(l);
-    }
-    let summary: schema::Window =
-        serde_json::from_value(lines[lines.len() - 1].clone()).expect("summary");
-    assert_eq!(summary.kind, schema::LineKind::Summary);
+    let summary = check_lines(Document::Top, &json_lines(&out));
     assert!(summary.faults.total >= 20_000, "{}", summary.faults.total);
     assert!(summary.produced.is_some() && summary.errors.is_some());
 }

@@ -214,9 +214,9 @@ pub struct DiffDoc {
 /// rare tracepoint decoded with the recording's formats, or one it could not decode.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
-pub enum ExportRow {
-    /// A decoded event (`type` names its kind).
-    Event(crate::event::Event),
+pub enum ExportRow<'e> {
+    /// A decoded event (`type` names its kind), borrowed: an export serialises each event once.
+    Event(&'e crate::event::Event),
     /// A rare tracepoint, decoded.
     Rare(RareRow),
     /// A rare tracepoint this recording has no format for.

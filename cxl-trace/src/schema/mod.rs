@@ -346,7 +346,7 @@ impl Document {
         let mut s = match self {
             Self::Top | Self::Replay => schemars::schema_for!(Line),
             Self::Report => schemars::schema_for!(Window),
-            Self::Export => schemars::schema_for!(ExportRow),
+            Self::Export => schemars::schema_for!(ExportRow<'static>),
             Self::Diff => schemars::schema_for!(DiffDoc),
             Self::Doctor => schemars::schema_for!(Doctor),
             Self::Topology => schemars::schema_for!(TopologyDoc),
@@ -378,4 +378,33 @@ pub fn dense<K: Ord + Copy>(all: &[K], counts: &BTreeMap<K, u64>) -> BTreeMap<K,
     all.iter()
         .map(|k| (*k, counts.get(k).copied().unwrap_or(0)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each enum's names are written in two places (a match and a list, or serde's renaming
+    /// and `name`): they must agree, and every name must read back.
+    #[test]
+    fn names_agree_and_read_back() {
+        for (i, n) in MigrateReason::NAMES.iter().enumerate() {
+            let r = MigrateReason::from_raw(u32::try_from(i).expect("small"));
+            assert_eq!(r.name(), *n);
+            assert_eq!(MigrateReason::from_name(n), Some(r));
+        }
+        assert_eq!(
+            MigrateReason::from_name("reason_42"),
+            Some(MigrateReason::Unknown(42))
+        );
+        for c in RefusalCause::ALL {
+            let json = serde_json::to_value(c).expect("serialises");
+            assert_eq!(json, c.name());
+        }
+        for r in (0..12).map(MigrateReason::from_raw) {
+            for c in [Cause::NumaBalancing, Cause::Kswapd, Cause::Other(r)] {
+                assert_eq!(Cause::from_name(&c.name()), Some(c));
+            }
+        }
+    }
 }
