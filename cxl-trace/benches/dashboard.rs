@@ -8,13 +8,13 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use cxl_trace::{
-    aggregate::Aggregator,
-    dashboard::{
+    model::aggregate::Aggregator,
+    model::rare::RareDecoder,
+    model::tiers::Availability,
+    tui::{
         state::{Dashboard, HeaderInfo, Key, Msg, Sample},
         view,
     },
-    rare::RareDecoder,
-    tiers::Availability,
 };
 use ratatui::{backend::TestBackend, Terminal};
 

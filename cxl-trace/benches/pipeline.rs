@@ -10,11 +10,11 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use cxl_trace::{
-    aggregate::Aggregator,
-    event::{as_bytes, decode},
-    rare::RareDecoder,
-    recording::{Chunk, ChunkKind, Header, Reader, Writer},
-    tiers::Availability,
+    model::aggregate::Aggregator,
+    model::event::{as_bytes, decode},
+    model::rare::RareDecoder,
+    model::recording::{Chunk, ChunkKind, Header, Reader, Writer},
+    model::tiers::Availability,
 };
 use cxl_trace_common::{
     kind, EventHeader, FaultEvent, FaultLatencyEvent, FolioMigrateEvent, MigrateEvent,

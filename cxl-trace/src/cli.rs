@@ -45,7 +45,7 @@ pub enum Command {
 pub struct SchemaOpts {
     /// The command whose output to describe.
     #[arg(value_enum)]
-    pub command: Option<crate::schema::Document>,
+    pub command: Option<crate::model::schema::Document>,
 }
 
 /// Output format of `diff`.

@@ -1,8 +1,8 @@
 //! Builders shared by the unit tests of the pure modules.
 
 use crate::{
-    event::{Comm, FaultLatency},
-    tiers::TierMap,
+    model::event::{Comm, FaultLatency},
+    model::tiers::TierMap,
 };
 
 /// A thread name.
@@ -14,7 +14,7 @@ pub fn comm(s: &str) -> Comm {
 
 /// Node 0 in tier 4 holds pfns 0..1000, node 1 in tier 72 pfns 1000..2000.
 pub fn two_tier_map() -> TierMap {
-    crate::redact::fuzzing::two_tier_map()
+    crate::model::redact::fuzzing::two_tier_map()
 }
 
 /// A timed fault of pid/tid 1 with the given latency, flags and page location.

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use cxl_trace::{
+    model::rare::RareDecoder,
+    model::rare::RARE,
     probe::{
         check_migration_entry_format, facts::Facts, fault_layout, fork_layout, migrate_layout,
         reason_drift, signature,
     },
-    rare::RareDecoder,
-    rare::RARE,
 };
 use cxl_trace_common::{raw, HookArgs};
 

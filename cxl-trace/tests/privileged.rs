@@ -366,7 +366,7 @@ fn cgroup_filter_keeps_only_that_subtree() {
         return;
     }
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let Some(root) = cxl_trace::filter::cgroup2_mount(&info) else {
+    let Some(root) = cxl_trace::session::filter::cgroup2_mount(&info) else {
         eprintln!("skipping cgroup_filter_keeps_only_that_subtree: no cgroup v2 hierarchy");
         return;
     };
@@ -440,7 +440,7 @@ fn pfn_map_places_a_real_page_on_its_node() {
         return;
     }
     use std::io::{Read, Seek, SeekFrom};
-    let topo = cxl_trace::topology::Topology::live();
+    let topo = cxl_trace::model::topology::Topology::live();
     assert!(!topo.nodes.is_empty(), "no NUMA nodes in sysfs");
     let map = topo.pfn_map();
     let mut page = vec![0u8; 4096 * 4];

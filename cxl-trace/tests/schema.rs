@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use cxl_trace::schema::{self, Document, Line, SCHEMA_VERSION};
+use cxl_trace::model::schema::{self, Document, Line, SCHEMA_VERSION};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {

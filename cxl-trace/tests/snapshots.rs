@@ -48,10 +48,10 @@ fn topology_of_the_sysfs_fixtures() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/sysfs")
             .join(name);
-        let t = cxl_trace::topology::Topology::read(&root.join("sys"), &root.join("proc"));
+        let t = cxl_trace::model::topology::Topology::read(&root.join("sys"), &root.join("proc"));
         insta::assert_snapshot!(
             format!("topology_text_{name}"),
-            cxl_trace::topology::to_text(&t)
+            cxl_trace::model::topology::to_text(&t)
         );
         insta::assert_snapshot!(
             format!("topology_json_{name}"),

@@ -5,9 +5,11 @@
 #![allow(dead_code, reason = "each bench uses part of it")]
 
 use cxl_trace::{
-    event::{Comm, Event, FaultLatency, FolioMigrate, MigrateBatch, MigrateReason, MigrateStart},
-    tiers::TierMap,
-    topology::PfnMap,
+    model::event::{
+        Comm, Event, FaultLatency, FolioMigrate, MigrateBatch, MigrateReason, MigrateStart,
+    },
+    model::tiers::TierMap,
+    model::topology::PfnMap,
 };
 
 /// Node 0 (tier 4) holds pfns 0..2^20, node 1 (tier 22, CXL) 2^20..2^21.
@@ -18,7 +20,7 @@ pub fn tier_map() -> TierMap {
             blocks: [(0, 0), (1, 1)].into_iter().collect(),
         },
         node_tier: [(0, 4), (1, 22)].into_iter().collect(),
-        pte: cxl_trace::pte::PteFormat::x86_64(false),
+        pte: cxl_trace::model::pte::PteFormat::x86_64(false),
     }
 }
 

@@ -4,5 +4,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    cxl_trace::recording::fuzzing::payload_in_frame(data);
+    cxl_trace::model::recording::fuzzing::payload_in_frame(data);
 });

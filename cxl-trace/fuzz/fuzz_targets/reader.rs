@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    cxl_trace::recording::fuzzing::read_everything(data);
+    cxl_trace::model::recording::fuzzing::read_everything(data);
 });

@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    cxl_trace::redact::fuzzing::redact_invariants(data);
+    cxl_trace::model::redact::fuzzing::redact_invariants(data);
 });

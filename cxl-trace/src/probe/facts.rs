@@ -29,8 +29,8 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    rare::RARE,
-    tracefs::{parse_format, Format, Tracefs},
+    model::rare::RARE,
+    model::tracefs::{parse_format, Format, Tracefs},
 };
 
 /// Every tracepoint the tool may attach, and the format-only `kmem:mm_page_alloc` offsets.

@@ -25,11 +25,11 @@ use cxl_trace_common::{
 use serde::Serialize;
 
 use crate::{
-    aggregate::Drops,
     error::{Error, Result},
-    rare::{RareDecoder, RARE},
-    tiers::Availability,
-    tracefs::{Format, Tracefs},
+    model::aggregate::Drops,
+    model::rare::{RareDecoder, RARE},
+    model::tiers::Availability,
+    model::tracefs::{Format, Tracefs},
 };
 
 /// The eBPF object built by build.rs (empty when built without bpf-linker).
@@ -108,7 +108,7 @@ pub struct TraceConfig {
     /// Attach the function hooks as kprobe/kretprobe even where fentry/fexit would work.
     pub prefer_kprobes: bool,
     /// Only faults of tasks in this cgroup v2 subtree.
-    pub cgroup: Option<crate::filter::CgroupFilter>,
+    pub cgroup: Option<crate::session::filter::CgroupFilter>,
     /// Only faults of threads with this name.
     pub comm: Option<[u8; cxl_trace_common::COMM_LEN]>,
     /// The ring-buffer benchmark's source: synthetic fault records on `getpgid(2)`.
@@ -350,7 +350,7 @@ pub(crate) const MIGRATION_PTE_TPS: [TpSpec; 4] = [
 /// A warning when the kernel numbers `enum migrate_reason` differently from this build
 /// (read from the `reason` table of the `mm_migrate_pages` print format).
 pub fn reason_drift(f: &Format) -> Option<String> {
-    let drift = crate::event::MigrateReason::numbering_drift(f.symbols.get("reason")?);
+    let drift = crate::model::event::MigrateReason::numbering_drift(f.symbols.get("reason")?);
     (!drift.is_empty()).then(|| {
         format!(
             "migration reasons are numbered differently on this kernel ({}): those reasons are misnamed",
@@ -488,7 +488,7 @@ impl Tracer {
                 .and_then(|f| f.fields.get("gfp_flags").map(|x| x.offset))
                 .unwrap_or(KernelLayout::DEFAULT.alloc_gfp),
             node_data_addr: syms.get("node_data").copied().unwrap_or(0),
-            nr_node_ids: crate::topology::possible_nodes().min(64),
+            nr_node_ids: crate::model::topology::possible_nodes().min(64),
             page_struct_size: facts::layout_value(&layout, "sizeof.page")
                 .map_or(KernelLayout::DEFAULT.page_struct_size, u64::from),
             folio_order_offset: folio_order_offset(&layout),
@@ -1293,7 +1293,7 @@ fn fdinfo_value(text: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracefs::parse_format;
+    use crate::model::tracefs::parse_format;
 
     #[test]
     fn layouts_from_fixtures() {

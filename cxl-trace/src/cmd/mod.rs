@@ -1,0 +1,11 @@
+//! One file per subcommand: each parses nothing (see [`crate::cli`]) and wires the layers below.
+
+pub mod diff;
+pub mod doctor;
+pub mod record;
+pub mod redact;
+pub mod replay;
+pub mod report;
+pub mod schema;
+pub mod top;
+pub mod topology;

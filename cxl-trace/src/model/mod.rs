@@ -1,0 +1,20 @@
+//! The pure layer: everything from the kernel's bytes to the typed output documents, with no
+//! aya, tokio or ratatui (a test in the suite checks). Tested without root.
+//!
+//! Decoding: [`event`] (wire records), [`tracefs`] (format files), [`topology`], [`pte`],
+//! [`vmstat`]. Accumulating: [`tiers`], [`aggregate`], [`rare`]. Storing: [`recording`] (the
+//! file format) and [`redact`]. Comparing: [`diff`]. Describing: [`schema`], the types every
+//! machine-readable output is made of.
+
+pub mod aggregate;
+pub mod diff;
+pub mod event;
+pub mod pte;
+pub mod rare;
+pub mod recording;
+pub mod redact;
+pub mod schema;
+pub mod tiers;
+pub mod topology;
+pub mod tracefs;
+pub mod vmstat;

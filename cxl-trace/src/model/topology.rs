@@ -1,0 +1,773 @@
+//! Memory topology from sysfs and procfs: NUMA nodes, distances, memory tiers, HMAT/CDAT
+//! access coordinates, CXL devices and the dax devices onlined as nodes, tiering settings,
+//! and the pfn-to-node map from memory blocks.
+//!
+//! Everything is read relative to a `sys` and a `proc` root, so the same code parses the live
+//! system and the captured trees under `tests/fixtures/sysfs/`.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Access coordinates of a node from its initiators (HMAT or CDAT), `accessN/initiators`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct Access {
+    /// `accessN` class (0: any initiator, 1: CPU initiators).
+    pub class: u32,
+    /// Read latency, ns.
+    pub read_latency_ns: Option<u64>,
+    /// Write latency, ns.
+    pub write_latency_ns: Option<u64>,
+    /// Read bandwidth, MB/s.
+    pub read_bandwidth_mbps: Option<u64>,
+    /// Write bandwidth, MB/s.
+    pub write_bandwidth_mbps: Option<u64>,
+}
+
+/// One NUMA node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct Node {
+    /// Node id.
+    pub id: u32,
+    /// CPUs of the node (empty for a CPU-less memory node such as CXL memory).
+    pub cpus: Vec<u32>,
+    /// MemTotal in KiB.
+    pub mem_total_kib: u64,
+    /// Distances to every node, in node order (SLIT).
+    pub distances: Vec<u32>,
+    /// Memory tier id (`memory_tierN`) the node belongs to.
+    pub tier: Option<u32>,
+    /// HMAT/CDAT access coordinates.
+    pub access: Vec<Access>,
+    /// Whether the node's memory comes from a CXL device (a dax device onlined as this node).
+    pub cxl: bool,
+    /// Memory block ids of the node: what maps a pfn to its node, so recordings carry them
+    /// (as inclusive ranges, `[[0, 15], [32, 47]]`).
+    #[serde(with = "block_ranges")]
+    #[schemars(with = "Vec<[u64; 2]>")]
+    pub memory_blocks: Vec<u64>,
+}
+
+/// Memory block ids (sorted) as inclusive ranges on the wire; reading refuses more than
+/// [`block_ranges::MAX_BLOCKS`] ids, so an untrusted file cannot size an allocation.
+mod block_ranges {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    /// 4 Mi blocks: 512 TiB of 128 MiB blocks.
+    pub const MAX_BLOCKS: u64 = 1 << 22;
+
+    pub fn serialize<S: Serializer>(blocks: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        let mut sorted = blocks.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut ranges: Vec<[u64; 2]> = Vec::new();
+        for b in sorted {
+            match ranges.last_mut() {
+                Some(r) if r[1] + 1 == b => r[1] = b,
+                _ => ranges.push([b, b]),
+            }
+        }
+        s.collect_seq(ranges)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+        let ranges = Vec::<[u64; 2]>::deserialize(d)?;
+        let mut total = 0u64;
+        for [a, b] in &ranges {
+            if b < a {
+                return Err(D::Error::custom(format!(
+                    "memory block range {a}..{b} is reversed"
+                )));
+            }
+            total = total.saturating_add((b - a).saturating_add(1));
+        }
+        if total > MAX_BLOCKS {
+            return Err(D::Error::custom(format!(
+                "{total} memory blocks exceed the limit of {MAX_BLOCKS}"
+            )));
+        }
+        Ok(ranges.iter().flat_map(|[a, b]| *a..=*b).collect())
+    }
+}
+
+/// A memory tier.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct Tier {
+    /// `memory_tierN` id; lower ids are faster (DRAM is 4, dax/kmem default 22).
+    pub id: u32,
+    /// Nodes in the tier.
+    pub nodes: Vec<u32>,
+}
+
+/// A CXL memory device.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct CxlMemdev {
+    /// e.g. `mem0`.
+    pub name: String,
+    /// `numa_node` of the device (its host bridge's proximity), if any.
+    pub numa_node: Option<i64>,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// `ram/size` in bytes.
+    pub ram_size: Option<u64>,
+    /// `pmem/size` in bytes.
+    pub pmem_size: Option<u64>,
+}
+
+/// A dax device and the node it was onlined as (`target_node`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct DaxDevice {
+    /// e.g. `dax0.0`.
+    pub name: String,
+    /// Node its memory becomes when onlined as system-ram.
+    pub target_node: Option<i64>,
+}
+
+/// CXL objects on the bus.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct Cxl {
+    /// Whether /sys/bus/cxl exists.
+    pub bus: bool,
+    /// Memory devices.
+    pub memdevs: Vec<CxlMemdev>,
+    /// Regions (`regionN`).
+    pub regions: Vec<String>,
+    /// Decoders (`decoderX.Y`).
+    pub decoders: Vec<String>,
+    /// dax devices.
+    pub dax: Vec<DaxDevice>,
+}
+
+/// Tiering-relevant settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct Settings {
+    /// /proc/sys/kernel/numa_balancing (0 off, 1 normal, 2 tiering, 3 both).
+    pub numa_balancing: Option<u32>,
+    /// /proc/sys/kernel/numa_balancing_promote_rate_limit_MBps.
+    pub promote_rate_limit_mbps: Option<u64>,
+    /// debugfs sched/numa_balancing/hot_threshold_ms.
+    pub hot_threshold_ms: Option<u64>,
+    /// /sys/kernel/mm/numa/demotion_enabled.
+    pub demotion_enabled: Option<bool>,
+}
+
+/// The whole topology.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct Topology {
+    /// Nodes with memory or CPUs, by id.
+    pub nodes: Vec<Node>,
+    /// Tiers, fastest first.
+    pub tiers: Vec<Tier>,
+    /// CXL devices.
+    pub cxl: Cxl,
+    /// Settings.
+    pub settings: Settings,
+    /// Memory block size in bytes (`block_size_bytes`, hex in sysfs).
+    pub memory_block_bytes: u64,
+    /// 5-level paging in use (the `la57` flag in /proc/cpuinfo): widens the pfn in migration
+    /// entries.
+    pub five_level_paging: bool,
+    /// What this topology means for tiering, in plain words ([`Topology::notes`]).
+    pub notes: Vec<String>,
+}
+
+/// Parses a kernel cpulist/nodelist such as `0-3,8,10-11`. Invalid parts are skipped.
+pub fn parse_list(s: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    // Bound the range so a corrupt file cannot allocate without limit.
+                    if b >= a && b - a < 65_536 {
+                        out.extend(a..=b);
+                    }
+                }
+            }
+            None => out.extend(part.parse::<u32>().ok()),
+        }
+    }
+    out
+}
+
+/// Number of possible node ids (highest id in /sys/devices/system/node/possible plus one; 1 if
+/// it cannot be read).
+pub fn possible_nodes() -> u32 {
+    std::fs::read_to_string("/sys/devices/system/node/possible")
+        .ok()
+        .and_then(|s| parse_list(s.trim()).into_iter().max())
+        .map_or(1, |m| m + 1)
+}
+
+/// Formats a sorted list the way the kernel prints nodelists: `0-3,8,10-11`.
+pub fn format_list(v: &[u32]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        let mut end = start;
+        while i + 1 < v.len() && v[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+fn read(p: &Path) -> Option<String> {
+    fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    read(p)?.parse().ok()
+}
+
+/// Names in a directory with a prefix followed by an id, as (id, path), sorted by id.
+fn numbered(dir: &Path, prefix: &str) -> Vec<(u64, PathBuf)> {
+    let mut v: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let id = name.strip_prefix(prefix)?.parse::<u64>().ok()?;
+                    Some((id, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn names_with_prefix(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `Node N MemTotal:  123 kB` from a node meminfo.
+fn mem_total_kib(meminfo: &str) -> u64 {
+    meminfo
+        .lines()
+        .find(|l| l.contains("MemTotal:"))
+        .and_then(|l| l.split_whitespace().rev().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn read_access(node_dir: &Path) -> Vec<Access> {
+    (0..2)
+        .filter_map(|class| {
+            let d = node_dir.join(format!("access{class}")).join("initiators");
+            if !d.is_dir() {
+                return None;
+            }
+            Some(Access {
+                class,
+                read_latency_ns: read_u64(&d.join("read_latency")),
+                write_latency_ns: read_u64(&d.join("write_latency")),
+                read_bandwidth_mbps: read_u64(&d.join("read_bandwidth")),
+                write_bandwidth_mbps: read_u64(&d.join("write_bandwidth")),
+            })
+        })
+        .collect()
+}
+
+impl Topology {
+    /// Reads the topology under `sys` (normally `/sys`) and `proc` (normally `/proc`).
+    pub fn read(sys: &Path, proc_: &Path) -> Self {
+        let node_root = sys.join("devices/system/node");
+        let tiers: Vec<Tier> = numbered(&sys.join("devices/virtual/memory_tiering"), "memory_tier")
+            .into_iter()
+            .filter_map(|(id, p)| {
+                Some(Tier {
+                    id: u32::try_from(id).ok()?,
+                    nodes: parse_list(&read(&p.join("nodelist"))?),
+                })
+            })
+            .collect();
+
+        let bus = sys.join("bus/cxl/devices");
+        let dax_root = sys.join("bus/dax/devices");
+        let dax: Vec<DaxDevice> = names_with_prefix(&dax_root, "dax")
+            .into_iter()
+            .map(|name| DaxDevice {
+                target_node: read(&dax_root.join(&name).join("target_node"))
+                    .and_then(|v| v.parse().ok()),
+                name,
+            })
+            .collect();
+        let cxl = Cxl {
+            bus: sys.join("bus/cxl").is_dir(),
+            memdevs: names_with_prefix(&bus, "mem")
+                .into_iter()
+                .map(|name| {
+                    let d = bus.join(&name);
+                    CxlMemdev {
+                        numa_node: read(&d.join("numa_node")).and_then(|v| v.parse().ok()),
+                        serial: read(&d.join("serial")),
+                        ram_size: read(&d.join("ram/size")).and_then(|v| parse_size(&v)),
+                        pmem_size: read(&d.join("pmem/size")).and_then(|v| parse_size(&v)),
+                        name,
+                    }
+                })
+                .collect(),
+            regions: names_with_prefix(&bus, "region"),
+            decoders: names_with_prefix(&bus, "decoder"),
+            dax,
+        };
+
+        let nodes = numbered(&node_root, "node")
+            .into_iter()
+            .filter_map(|(id, dir)| {
+                let id = u32::try_from(id).ok()?;
+                let tier = tiers.iter().find(|t| t.nodes.contains(&id)).map(|t| t.id);
+                Some(Node {
+                    id,
+                    cpus: parse_list(&read(&dir.join("cpulist")).unwrap_or_default()),
+                    mem_total_kib: mem_total_kib(&read(&dir.join("meminfo")).unwrap_or_default()),
+                    distances: read(&dir.join("distance"))
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .filter_map(|d| d.parse().ok())
+                        .collect(),
+                    tier,
+                    access: read_access(&dir),
+                    cxl: cxl.dax.iter().any(|d| d.target_node == Some(i64::from(id))),
+                    memory_blocks: numbered(&dir, "memory")
+                        .into_iter()
+                        .map(|(m, _)| m)
+                        .collect(),
+                })
+            })
+            .collect();
+
+        let settings = Settings {
+            numa_balancing: read(&proc_.join("sys/kernel/numa_balancing"))
+                .and_then(|v| v.parse().ok()),
+            promote_rate_limit_mbps: read_u64(
+                &proc_.join("sys/kernel/numa_balancing_promote_rate_limit_MBps"),
+            ),
+            hot_threshold_ms: read_u64(
+                &sys.join("kernel/debug/sched/numa_balancing/hot_threshold_ms"),
+            ),
+            demotion_enabled: read(&sys.join("kernel/mm/numa/demotion_enabled"))
+                .map(|v| v == "true" || v == "1"),
+        };
+        let memory_block_bytes = read(&sys.join("devices/system/memory/block_size_bytes"))
+            .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        let mut t = Self {
+            nodes,
+            tiers,
+            cxl,
+            settings,
+            memory_block_bytes,
+            five_level_paging: crate::model::pte::cpuinfo_la57(
+                &read(&proc_.join("cpuinfo")).unwrap_or_default(),
+            ),
+            notes: Vec::new(),
+        };
+        t.notes = t.tiering_notes();
+        t
+    }
+
+    /// Situations that make tiering do nothing, said plainly: a memory-only node in the top
+    /// tier (no demotion target: nothing is demoted to it or promoted from it), and demotion
+    /// turned off while there is a lower tier.
+    pub fn tiering_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let with_memory: Vec<&Node> = self.nodes.iter().filter(|n| n.mem_total_kib > 0).collect();
+        let top = self.tiers.first().map(|t| t.id);
+        if let Some(top) = top {
+            for n in &with_memory {
+                if n.cpus.is_empty() && n.tier == Some(top) {
+                    notes.push(format!(
+                        "node {} is in the top tier: no demotion target (it has no CPUs, yet memory_tier{top} holds it{}); kernels before 6.7 put only dax/kmem memory in lower tiers, not HMAT-described nodes",
+                        n.id,
+                        if self.tiers.len() == 1 {
+                            " with every other node"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
+        }
+        if self.tiers.len() > 1 && self.settings.demotion_enabled == Some(false) {
+            notes.push(
+                "demotion_enabled is false: reclaim frees or swaps pages instead of demoting them"
+                    .into(),
+            );
+        }
+        notes
+    }
+
+    /// The live system's topology.
+    pub fn live() -> Self {
+        Self::read(Path::new("/sys"), Path::new("/proc"))
+    }
+
+    /// A pfn-to-node map built from the memory blocks.
+    pub fn pfn_map(&self) -> PfnMap {
+        let pages_per_block = self.memory_block_bytes / 4096;
+        let mut blocks = BTreeMap::new();
+        for n in &self.nodes {
+            for &b in &n.memory_blocks {
+                blocks.insert(b, n.id);
+            }
+        }
+        PfnMap {
+            pages_per_block,
+            blocks,
+        }
+    }
+
+    /// Tier of a node.
+    pub fn tier_of(&self, node: u32) -> Option<u32> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == node)
+            .and_then(|n| n.tier)
+    }
+}
+
+/// Parses a sysfs size: decimal, or hex with 0x.
+fn parse_size(v: &str) -> Option<u64> {
+    match v.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// Maps page frame numbers to nodes: memory block M covers pfns
+/// `[M * pages_per_block, (M + 1) * pages_per_block)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PfnMap {
+    /// Pages per memory block.
+    pub pages_per_block: u64,
+    /// Memory block id to node.
+    pub blocks: BTreeMap<u64, u32>,
+}
+
+impl PfnMap {
+    /// The node holding `pfn`, if its block is online.
+    pub fn node_of(&self, pfn: u64) -> Option<u32> {
+        if self.pages_per_block == 0 {
+            return None;
+        }
+        self.blocks.get(&(pfn / self.pages_per_block)).copied()
+    }
+}
+
+/// Human-readable form for `cxl-trace topology`.
+pub fn to_text(t: &Topology) -> String {
+    let mut o = String::new();
+    o.push_str("nodes:\n");
+    for n in &t.nodes {
+        let cpus = if n.cpus.is_empty() {
+            "no CPUs".to_string()
+        } else {
+            format!("{} CPUs", n.cpus.len())
+        };
+        let tier = n
+            .tier
+            .map_or("-".to_string(), |t| format!("memory_tier{t}"));
+        o.push_str(&format!(
+            "  node{:<3} {:>10} MiB  {:<9} {:<14}{}\n",
+            n.id,
+            n.mem_total_kib / 1024,
+            cpus,
+            tier,
+            if n.cxl { "  CXL" } else { "" }
+        ));
+        for a in &n.access {
+            o.push_str(&format!(
+                "           access{}: read {} ns / {} MB/s, write {} ns / {} MB/s\n",
+                a.class,
+                opt(a.read_latency_ns),
+                opt(a.read_bandwidth_mbps),
+                opt(a.write_latency_ns),
+                opt(a.write_bandwidth_mbps)
+            ));
+        }
+    }
+    o.push_str("distances:\n");
+    for n in &t.nodes {
+        let d: Vec<String> = n.distances.iter().map(|d| format!("{d:>4}")).collect();
+        o.push_str(&format!("  node{:<3}{}\n", n.id, d.join("")));
+    }
+    o.push_str("tiers (fastest first):\n");
+    if t.tiers.is_empty() {
+        o.push_str("  none (no memory_tiering in sysfs)\n");
+    }
+    for tier in &t.tiers {
+        let nodes: Vec<String> = tier.nodes.iter().map(u32::to_string).collect();
+        o.push_str(&format!(
+            "  memory_tier{:<4} nodes {}\n",
+            tier.id,
+            nodes.join(",")
+        ));
+    }
+    o.push_str("cxl:\n");
+    if !t.cxl.bus {
+        o.push_str("  no CXL bus\n");
+    } else {
+        for m in &t.cxl.memdevs {
+            o.push_str(&format!(
+                "  {} numa_node {} serial {} ram {} pmem {}\n",
+                m.name,
+                m.numa_node.map_or("-".into(), |v| v.to_string()),
+                m.serial.as_deref().unwrap_or("-"),
+                opt(m.ram_size),
+                opt(m.pmem_size)
+            ));
+        }
+        o.push_str(&format!("  regions: {}\n", join_or_none(&t.cxl.regions)));
+        o.push_str(&format!("  decoders: {}\n", join_or_none(&t.cxl.decoders)));
+    }
+    for d in &t.cxl.dax {
+        o.push_str(&format!(
+            "  {} -> node {}\n",
+            d.name,
+            d.target_node.map_or("-".into(), |v| v.to_string())
+        ));
+    }
+    let s = &t.settings;
+    o.push_str("settings:\n");
+    o.push_str(&format!(
+        "  numa_balancing {}  promote_rate_limit_MBps {}  hot_threshold_ms {}  demotion_enabled {}\n",
+        s.numa_balancing.map_or("-".into(), |v| v.to_string()),
+        opt(s.promote_rate_limit_mbps),
+        opt(s.hot_threshold_ms),
+        s.demotion_enabled.map_or("-".into(), |v| v.to_string())
+    ));
+    o.push_str(&format!(
+        "  memory block size {} MiB\n",
+        t.memory_block_bytes >> 20
+    ));
+    if !t.notes.is_empty() {
+        o.push_str("notes:\n");
+        for n in &t.notes {
+            o.push_str(&format!("  {n}\n"));
+        }
+    }
+    o
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+fn join_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Topology {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sysfs")
+            .join(name);
+        Topology::read(&root.join("sys"), &root.join("proc"))
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(parse_list("0-3,8,10-11"), vec![0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(parse_list("\n"), Vec::<u32>::new());
+        assert_eq!(parse_list("1,x,3-2,5"), vec![1, 5]);
+        assert_eq!(parse_list("0-4000000000"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn list_format_round_trips() {
+        for s in ["0-3,8,10-11", "0", "1", "", "0,2,4"] {
+            assert_eq!(format_list(&parse_list(s)), s);
+        }
+    }
+
+    #[test]
+    fn tiers_from_a_tree_sorted_fastest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tiering = dir.path().join("sys/devices/virtual/memory_tiering");
+        for (t, nodes) in [("memory_tier22", "1\n"), ("memory_tier4", "0\n")] {
+            fs::create_dir_all(tiering.join(t)).expect("mkdir");
+            fs::write(tiering.join(t).join("nodelist"), nodes).expect("write");
+        }
+        fs::create_dir(tiering.join("power")).expect("mkdir");
+        let t = Topology::read(&dir.path().join("sys"), &dir.path().join("proc"));
+        assert_eq!(
+            t.tiers,
+            vec![
+                Tier {
+                    id: 4,
+                    nodes: vec![0]
+                },
+                Tier {
+                    id: 22,
+                    nodes: vec![1]
+                }
+            ]
+        );
+        let absent = Topology::read(&dir.path().join("absent"), &dir.path().join("proc"));
+        assert!(absent.tiers.is_empty());
+    }
+
+    #[test]
+    fn a_memory_only_node_in_the_top_tier_is_said_plainly() {
+        let mut t = fixture("two-tier");
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
+        // As 6.1 lays out the same machine: one tier holds both nodes.
+        t.tiers = vec![Tier {
+            id: 4,
+            nodes: vec![0, 1],
+        }];
+        for n in &mut t.nodes {
+            n.tier = Some(4);
+        }
+        let notes = t.tiering_notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("node 1 is in the top tier: no demotion target"),
+            "{}",
+            notes[0]
+        );
+        t.notes = notes;
+        assert!(to_text(&t).contains("notes:\n  node 1 is in the top tier"));
+        // Two tiers with demotion off.
+        let mut t = fixture("two-tier");
+        t.settings.demotion_enabled = Some(false);
+        assert_eq!(t.tiering_notes().len(), 1);
+        assert!(t.tiering_notes()[0].starts_with("demotion_enabled is false"));
+    }
+
+    #[test]
+    fn two_tier_hmat_layout() {
+        let t = fixture("two-tier");
+        assert_eq!(t.nodes.len(), 2);
+        assert_eq!(t.nodes[0].cpus, vec![0, 1]);
+        assert!(t.nodes[1].cpus.is_empty());
+        assert_eq!(t.nodes[1].mem_total_kib, 1_048_576);
+        assert_eq!(t.nodes[0].distances, vec![10, 20]);
+        assert_eq!(
+            t.tiers,
+            vec![
+                Tier {
+                    id: 4,
+                    nodes: vec![0]
+                },
+                Tier {
+                    id: 72,
+                    nodes: vec![1]
+                }
+            ]
+        );
+        assert_eq!(t.tier_of(1), Some(72));
+        assert_eq!(t.nodes[1].access[0].read_latency_ns, Some(400));
+        assert_eq!(t.nodes[1].access[0].read_bandwidth_mbps, Some(5120));
+        assert!(!t.cxl.bus);
+        assert_eq!(t.settings.numa_balancing, Some(2));
+        assert_eq!(t.settings.demotion_enabled, Some(true));
+        assert_eq!(t.memory_block_bytes, 128 << 20);
+        let map = t.pfn_map();
+        // 128 MiB blocks = 32768 pages; node1 holds blocks 8..=15.
+        assert_eq!(map.node_of(0), Some(0));
+        assert_eq!(map.node_of(8 * 32768), Some(1));
+        assert_eq!(map.node_of(16 * 32768 - 1), Some(1));
+        assert_eq!(map.node_of(16 * 32768), None);
+        let text = to_text(&t);
+        assert!(text.contains("memory_tier72   nodes 1"), "{text}");
+    }
+
+    #[test]
+    fn cxl_layout() {
+        let t = fixture("cxl");
+        assert!(t.cxl.bus);
+        assert_eq!(t.cxl.memdevs.len(), 1);
+        assert_eq!(t.cxl.memdevs[0].name, "mem0");
+        assert_eq!(t.cxl.memdevs[0].pmem_size, Some(1 << 30));
+        assert_eq!(t.cxl.regions, vec!["region0"]);
+        assert_eq!(t.cxl.decoders, vec!["decoder0.0", "decoder1.0"]);
+        assert_eq!(t.cxl.dax[0].target_node, Some(1));
+        assert!(t.nodes[1].cxl);
+        assert!(!t.nodes[0].cxl);
+        assert_eq!(t.tier_of(1), Some(22));
+        let text = to_text(&t);
+        assert!(text.contains("CXL"), "{text}");
+        assert!(text.contains("dax0.0 -> node 1"), "{text}");
+    }
+
+    #[test]
+    fn missing_tree_is_empty_not_an_error() {
+        let t = Topology::read(
+            Path::new("/nonexistent/sys"),
+            Path::new("/nonexistent/proc"),
+        );
+        assert!(t.nodes.is_empty());
+        assert!(t.pfn_map().node_of(0).is_none());
+        assert!(to_text(&t).contains("no CXL bus"));
+    }
+}
+
+#[cfg(test)]
+mod block_range_tests {
+    use super::*;
+
+    /// Recordings carry the memory blocks (as ranges), so a report attributes pfns to tiers
+    /// as the live run did; hostile ranges are refused.
+    #[test]
+    fn memory_blocks_round_trip_as_ranges() {
+        let n = Node {
+            id: 1,
+            memory_blocks: vec![9, 0, 1, 2, 3, 8, 40],
+            ..Node::default()
+        };
+        let v = serde_json::to_value(&n).expect("serialize");
+        assert_eq!(
+            v["memory_blocks"],
+            serde_json::json!([[0, 3], [8, 9], [40, 40]])
+        );
+        let back: Node = serde_json::from_value(v).expect("deserialize");
+        assert_eq!(back.memory_blocks, vec![0, 1, 2, 3, 8, 9, 40]);
+        let huge = serde_json::json!({"id": 1, "memory_blocks": [[0, u64::MAX]]});
+        let e = serde_json::from_value::<Node>(huge).expect_err("refused");
+        assert!(e.to_string().contains("exceed the limit"), "{e}");
+        let rev = serde_json::json!({"id": 1, "memory_blocks": [[5, 1]]});
+        assert!(serde_json::from_value::<Node>(rev).is_err());
+        // Recordings written before the field existed still read (no blocks: tiers unknown).
+        let old: Node = serde_json::from_value(serde_json::json!({"id": 3})).expect("old");
+        assert!(old.memory_blocks.is_empty());
+    }
+}

@@ -1,0 +1,320 @@
+//! tracefs: finding (and if needed mounting) it, and parsing event `format` files.
+//!
+//! The parser is pure and tested on captured format files; [`Tracefs`] does the I/O.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use crate::error::Error;
+
+/// One field of a tracepoint record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Field {
+    /// The C declaration before the name, e.g. `unsigned long` or `__data_loc char[]`.
+    pub ctype: String,
+    /// Byte offset in the record.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: u32,
+    /// Whether the kernel marks the field signed.
+    pub signed: bool,
+}
+
+/// A parsed `format` file: the event's name, id and fields by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Format {
+    /// Event name (`name:` line).
+    pub name: String,
+    /// Event id (`ID:` line).
+    pub id: u32,
+    /// Fields by name, common fields included.
+    pub fields: BTreeMap<String, Field>,
+    /// The value names of fields the print format shows with `__print_symbolic`, as the
+    /// kernel numbers them (`reason` of `migrate:mm_migrate_pages`: 8 -> `demotion`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub symbols: BTreeMap<String, BTreeMap<i64, String>>,
+}
+
+impl Format {
+    /// Offset of field `name`, checking that its size is `size` bytes.
+    pub fn offset(&self, name: &str, size: u32) -> Result<u32, String> {
+        match self.fields.get(name) {
+            None => Err(format!("{}: no field `{name}`", self.name)),
+            Some(f) if f.size != size => Err(format!(
+                "{}: field `{name}` is {} bytes, expected {size}",
+                self.name, f.size
+            )),
+            Some(f) => Ok(f.offset),
+        }
+    }
+}
+
+/// Parses the text of a tracefs `format` file.
+pub fn parse_format(text: &str) -> Result<Format, String> {
+    let mut fmt = Format::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("name:") {
+            fmt.name = name.trim().to_string();
+        } else if let Some(id) = line.strip_prefix("ID:") {
+            fmt.id = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad ID line `{line}`"))?;
+        } else if let Some(rest) = line.strip_prefix("field:") {
+            let (name, field) =
+                parse_field(rest).ok_or_else(|| format!("bad field line `{line}`"))?;
+            fmt.fields.insert(name, field);
+        }
+    }
+    if fmt.name.is_empty() {
+        return Err("no `name:` line".into());
+    }
+    if let Some(pf) = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("print fmt:"))
+    {
+        fmt.symbols = parse_symbolic(pf);
+    }
+    Ok(fmt)
+}
+
+/// The `__print_symbolic(REC->field, {0, "name"}, ...)` tables of a print format.
+fn parse_symbolic(pf: &str) -> BTreeMap<String, BTreeMap<i64, String>> {
+    let mut out = BTreeMap::new();
+    let mut rest = pf;
+    while let Some(i) = rest.find("__print_symbolic(REC->") {
+        rest = &rest[i + "__print_symbolic(REC->".len()..];
+        let Some(comma) = rest.find(',') else { break };
+        let field = rest[..comma].trim().to_string();
+        rest = &rest[comma + 1..];
+        let mut table = BTreeMap::new();
+        // Entries `{ value, "name" }` until the closing parenthesis.
+        loop {
+            let t = rest.trim_start();
+            let Some(body) = t.strip_prefix('{') else {
+                break;
+            };
+            let Some(close) = body.find('}') else { break };
+            let entry = &body[..close];
+            rest = body[close + 1..].trim_start();
+            if let Some((v, name)) = entry.split_once(',') {
+                let v = v.trim();
+                let parsed = v.strip_prefix("0x").map_or_else(
+                    || v.parse::<i64>().ok(),
+                    |h| i64::from_str_radix(h, 16).ok(),
+                );
+                if let Some(v) = parsed {
+                    table.insert(v, name.trim().trim_matches('"').to_string());
+                }
+            }
+            match rest.strip_prefix(',') {
+                Some(r) => rest = r,
+                None => break,
+            }
+        }
+        out.insert(field, table);
+    }
+    out
+}
+
+/// Parses `unsigned long address;\toffset:8;\tsize:8;\tsigned:0;` (after `field:`).
+fn parse_field(rest: &str) -> Option<(String, Field)> {
+    let mut parts = rest.split(';').map(str::trim);
+    let decl = parts.next()?;
+    let mut offset = None;
+    let mut size = None;
+    let mut signed = false;
+    for p in parts {
+        if let Some(v) = p.strip_prefix("offset:") {
+            offset = v.parse().ok();
+        } else if let Some(v) = p.strip_prefix("size:") {
+            size = v.parse().ok();
+        } else if let Some(v) = p.strip_prefix("signed:") {
+            signed = v == "1";
+        }
+    }
+    // The name is the last identifier of the declaration, before any array suffix:
+    // `char comm[16]` -> comm, `__data_loc char[] parent_comm` -> parent_comm.
+    let decl_no_array = match decl.rfind('[') {
+        Some(i)
+            if decl.ends_with(']') && !decl[..i].ends_with(' ') && !decl[..i].ends_with("char") =>
+        {
+            &decl[..i]
+        }
+        _ => decl,
+    };
+    let name_start = decl_no_array
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    let name = &decl_no_array[name_start..];
+    if name.is_empty() {
+        return None;
+    }
+    let ctype = decl_no_array[..name_start].trim().to_string();
+    Some((
+        name.to_string(),
+        Field {
+            ctype,
+            offset: offset?,
+            size: size?,
+            signed,
+        },
+    ))
+}
+
+/// A located tracefs mount.
+#[derive(Clone, Debug)]
+pub struct Tracefs {
+    /// Root of tracefs, e.g. `/sys/kernel/tracing`.
+    pub root: PathBuf,
+    /// Whether this process mounted it.
+    pub mounted_by_us: bool,
+}
+
+const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+impl Tracefs {
+    /// Finds tracefs; mounts it at `/sys/kernel/tracing` when it is not mounted and we may.
+    pub fn locate_or_mount() -> Result<Self, Error> {
+        for c in CANDIDATES {
+            if Path::new(c).join("events").is_dir() {
+                return Ok(Self {
+                    root: PathBuf::from(c),
+                    mounted_by_us: false,
+                });
+            }
+        }
+        let target = CANDIDATES[0];
+        match mount_tracefs(target) {
+            Ok(()) if Path::new(target).join("events").is_dir() => Ok(Self {
+                root: PathBuf::from(target),
+                mounted_by_us: true,
+            }),
+            Ok(()) => Err(Error::Tracefs(format!(
+                "mounted tracefs at {target} but it has no events/ directory"
+            ))),
+            Err(e) => Err(Error::Tracefs(format!(
+                "tracefs is not mounted and `mount -t tracefs nodev {target}` failed: {e}"
+            ))),
+        }
+    }
+
+    /// Path of an event's directory.
+    pub fn event_dir(&self, category: &str, name: &str) -> PathBuf {
+        self.root.join("events").join(category).join(name)
+    }
+
+    /// Whether the tracepoint exists.
+    pub fn has_event(&self, category: &str, name: &str) -> bool {
+        self.event_dir(category, name).join("format").is_file()
+    }
+
+    /// Reads and parses an event's format.
+    pub fn format(&self, category: &str, name: &str) -> Result<Format, String> {
+        let path = self.event_dir(category, name).join("format");
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        parse_format(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Names of the events of a category (empty when the category does not exist).
+    pub fn events_of(&self, category: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.root.join("events").join(category))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("format").is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+fn mount_tracefs(target: &str) -> std::io::Result<()> {
+    let src = c"nodev";
+    let fstype = c"tracefs";
+    let target_c = std::ffi::CString::new(target).map_err(std::io::Error::other)?;
+    // SAFETY: all pointers are valid NUL-terminated strings that outlive the call; data is NULL.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target_c.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIGRATE_6_18: &str =
+        include_str!("../../tests/fixtures/tracefs/6.18/mm_migrate_pages.format");
+    const MIGRATE_6_6: &str =
+        include_str!("../../tests/fixtures/tracefs/6.6/mm_migrate_pages.format");
+    const FORK_6_18: &str =
+        include_str!("../../tests/fixtures/tracefs/6.18/sched_process_fork.format");
+    const FORK_6_6: &str =
+        include_str!("../../tests/fixtures/tracefs/6.6/sched_process_fork.format");
+    const FAULT: &str = include_str!("../../tests/fixtures/tracefs/6.18/page_fault_user.format");
+
+    #[test]
+    fn parses_fault_format() {
+        let f = parse_format(FAULT).expect("parse");
+        assert_eq!(f.name, "page_fault_user");
+        assert_eq!(f.id, 190);
+        assert_eq!(f.offset("address", 8), Ok(8));
+        assert_eq!(f.offset("ip", 8), Ok(16));
+        assert_eq!(f.offset("error_code", 8), Ok(24));
+        assert_eq!(f.fields["common_pid"].offset, 4);
+        assert!(f.fields["common_pid"].signed);
+        assert_eq!(f.fields["error_code"].ctype, "unsigned long");
+    }
+
+    #[test]
+    fn migrate_reason_moves_between_6_6_and_6_7() {
+        let new = parse_format(MIGRATE_6_18).expect("6.18");
+        let old = parse_format(MIGRATE_6_6).expect("6.6");
+        assert_eq!(new.offset("reason", 4), Ok(60));
+        assert_eq!(old.offset("reason", 4), Ok(52));
+        assert_eq!(new.offset("large_folio_split", 8), Ok(48));
+        assert!(old.offset("large_folio_split", 8).is_err());
+    }
+
+    #[test]
+    fn fork_child_pid_moves_in_6_18() {
+        let new = parse_format(FORK_6_18).expect("6.18");
+        let old = parse_format(FORK_6_6).expect("6.6");
+        assert_eq!(new.offset("child_pid", 4), Ok(20));
+        assert_eq!(old.offset("child_pid", 4), Ok(44));
+        assert_eq!(old.fields["parent_comm"].size, 16);
+        assert_eq!(new.fields["parent_comm"].ctype, "__data_loc char[]");
+    }
+
+    #[test]
+    fn size_mismatch_is_an_error() {
+        let f = parse_format(FAULT).expect("parse");
+        let err = f.offset("address", 4).expect_err("size");
+        assert!(err.contains("8 bytes"), "{err}");
+        assert!(f.offset("nope", 8).is_err());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_format("").is_err());
+        assert!(parse_format("name: x\nID: zz\n").is_err());
+        assert!(parse_format("name: x\n\tfield:int;\toffset:zz;\tsize:4;\tsigned:1;\n").is_err());
+    }
+}

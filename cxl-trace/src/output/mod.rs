@@ -1,0 +1,18 @@
+//! Renderers of the model's types: text, Perfetto, SVG.
+
+pub mod perfetto;
+pub mod svg;
+
+use std::io::Write;
+
+use crate::error::{Error, Result};
+
+/// Writes to stdout; `Ok(false)` when stdout was closed (a reader like `head` went away).
+pub fn write_stdout(bytes: &[u8]) -> Result<bool> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Error::io("stdout", e)),
+    }
+}
