@@ -10,9 +10,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use cxl_trace::{
     model::aggregate::Aggregator,
     model::rare::RareDecoder,
+    model::sample::Sample,
     model::tiers::Availability,
     tui::{
-        state::{Dashboard, HeaderInfo, Key, Msg, Sample},
+        state::{Dashboard, HeaderInfo, Key, Msg},
         view,
     },
 };

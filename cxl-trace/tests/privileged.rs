@@ -366,7 +366,7 @@ fn cgroup_filter_keeps_only_that_subtree() {
         return;
     }
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let Some(root) = cxl_trace::session::filter::cgroup2_mount(&info) else {
+    let Some(root) = cxl_trace::model::filter::cgroup2_mount(&info) else {
         eprintln!("skipping cgroup_filter_keeps_only_that_subtree: no cgroup v2 hierarchy");
         return;
     };

@@ -76,7 +76,7 @@ fn copy(
             }
             Chunk::Snapshot(mut v) => {
                 r.snapshot(&mut v);
-                w.json(ChunkKind::Snapshot, ts, &v)
+                w.json(ChunkKind::Snapshot, ts, &*v)
                     .map_err(|e| Error::io(output, e))?;
             }
             Chunk::End(v) => {

@@ -11,169 +11,21 @@
 //! millions of events per second), so memory stays flat whatever the file size.
 
 use std::{
-    fs::File,
-    io::BufReader,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
-
 use crate::{
     cli::ReplayOpts,
-    cmd::report::{drops_of, vmstat_of, Playback},
     error::{Error, Result},
-    model::aggregate::{Aggregator, Drops, Totals},
-    model::event::decode,
-    model::recording::{open, Chunk, Header, Reader},
-    model::schema::{to_line, LineKind, Start, Window, SCHEMA_VERSION},
+    model::playback::Intervals,
+    model::schema::{to_line, LineKind, Start, SCHEMA_VERSION},
     tui::{
         header_info,
-        state::{Dashboard, Key, Msg, ReplayStatus, Sample},
+        state::{Dashboard, Key, Msg, ReplayStatus},
         to_msg, Screen,
     },
 };
-
-/// One recorded interval: what happened between two snapshots.
-pub struct Interval {
-    /// End of the interval, s since the start of the recording.
-    pub t: f64,
-    /// Length, s.
-    pub dt: f64,
-    /// Aggregated events.
-    pub totals: Totals,
-    /// Events dropped in the interval.
-    pub drops: Drops,
-    /// /proc/vmstat delta over the interval.
-    pub vmstat: std::collections::BTreeMap<String, u64>,
-}
-
-/// A recording read interval by interval.
-pub struct Intervals {
-    path: PathBuf,
-    reader: Reader<BufReader<File>>,
-    pb: Playback,
-    /// The recording's header.
-    pub header: Header,
-    /// The end chunk, once read (absent if the run did not end cleanly).
-    pub end: Option<Value>,
-    /// Records decoded.
-    pub events: u64,
-    /// Records that did not decode.
-    pub undecodable: u64,
-    done: bool,
-}
-
-impl Intervals {
-    /// Opens a recording; errors name the file.
-    pub fn open(path: &Path) -> Result<Self> {
-        let reader = open(path)?;
-        let header = reader.header.clone();
-        Ok(Self {
-            path: path.to_path_buf(),
-            pb: Playback::new(&header),
-            reader,
-            header,
-            end: None,
-            events: 0,
-            undecodable: 0,
-            done: false,
-        })
-    }
-
-    /// The next interval, or `None` at the end of the file.
-    pub fn next_interval(&mut self) -> Result<Option<Interval>> {
-        self.next_interval_each(|_| Ok(()))
-    }
-
-    /// The next interval, calling `f` for each of its events (after aggregating it).
-    pub fn next_interval_each(
-        &mut self,
-        mut f: impl FnMut(&crate::model::event::Event) -> Result<()>,
-    ) -> Result<Option<Interval>> {
-        while !self.done {
-            let chunk = self
-                .reader
-                .next_chunk()
-                .map_err(|e| Error::Usage(format!("{}: {e}", self.path.display())))?;
-            match chunk {
-                None => self.done = true,
-                Some(Chunk::Events(recs)) => {
-                    for r in &recs {
-                        match decode(r) {
-                            Ok(e) => {
-                                self.events += 1;
-                                self.pb.agg.ingest(&e);
-                                f(&e)?;
-                            }
-                            Err(_) => self.undecodable += 1,
-                        }
-                    }
-                }
-                Some(Chunk::End(v)) => self.end = Some(v),
-                Some(Chunk::Snapshot(s)) => {
-                    let (totals, prev) = self.pb.snapshot(&s);
-                    // The first snapshot is taken at the start: no interval ends there.
-                    let Some(p) = prev else { continue };
-                    let (t0, t1) = (
-                        p["t"].as_f64().unwrap_or(0.0),
-                        s["t"].as_f64().unwrap_or(0.0),
-                    );
-                    return Ok(Some(Interval {
-                        t: t1,
-                        dt: (t1 - t0).max(0.0),
-                        totals,
-                        drops: crate::cmd::top::drops_since(&drops_of(&s), &drops_of(&p)),
-                        vmstat: vmstat_of(&s).delta(&vmstat_of(&p)),
-                    }));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// The file ended inside a chunk (cut off by a crash or kill).
-    pub fn truncated(&self) -> bool {
-        self.reader.truncated
-    }
-
-    /// The aggregator the intervals were fed to.
-    pub fn agg(&self) -> &Aggregator {
-        &self.pb.agg
-    }
-
-    /// The whole run (after the last interval) as `top`'s summary line, with the recording's
-    /// facts as `report` gives them.
-    pub fn summary(&mut self, top: usize) -> Window {
-        let end = self.end.clone();
-        let mut w = self.pb.whole(LineKind::Summary, end.as_ref(), top);
-        self.facts(&mut w);
-        w
-    }
-
-    fn facts(&self, w: &mut Window) {
-        crate::cmd::report::RecordingFacts {
-            header: &self.header,
-            path: &self.path,
-            version: self.reader.version,
-            events: self.events,
-            undecodable: self.undecodable,
-            truncated: self.reader.truncated,
-            end: self.end.as_ref(),
-        }
-        .add_to(w);
-    }
-
-    /// Reads what is left and returns the whole-run report (`report --format json`). The
-    /// aggregator then holds the whole run.
-    pub fn report(&mut self, top: usize) -> Result<Window> {
-        while self.next_interval()?.is_some() {}
-        let end = self.end.clone();
-        let mut w = self.pb.whole(LineKind::Report, end.as_ref(), top);
-        self.facts(&mut w);
-        Ok(w)
-    }
-}
 
 /// Seconds skipped by `<` and `>`.
 pub const SEEK_S: f64 = 10.0;
@@ -308,7 +160,8 @@ impl Player {
             }
             Some(iv) => {
                 self.ctl.t = iv.t;
-                let s = Sample::from_totals(&iv.totals, iv.dt, iv.drops.total());
+                let s =
+                    crate::model::sample::Sample::from_totals(&iv.totals, iv.dt, iv.drops.total());
                 self.dash.update(Msg::Sample(Box::new(s)));
                 self.sync_status();
                 Ok(Some(iv.dt))
@@ -515,7 +368,7 @@ mod tests {
             n += 1;
         }
         assert!(n >= 5, "the fixture covers 6 s: {n} intervals");
-        let report = crate::cmd::report::summarize(&fixture(), 10).expect("report");
+        let report = crate::model::playback::summarize(&fixture(), 10).expect("report");
         let total = report.faults.total;
         // Faults after the last snapshot are in the report only.
         assert!(

@@ -1,171 +1,21 @@
 //! Reading recordings back: `report` (the whole-run summary) and `export` (every event).
 //! Both stream: one chunk in memory at a time.
 
-use std::{
-    io::{BufWriter, Write},
-    path::Path,
-};
+use std::io::{BufWriter, Write};
 
 use serde_json::{json, Map, Value};
 
 use crate::{
     cli::{ExportFormat, ExportOpts, ReportFormat, ReportOpts},
     error::{Error, Result},
-    model::aggregate::{Aggregator, Drops, Totals},
     model::event::Event,
     model::recording::Header,
-    model::schema::{
-        CopyTime, ExportRow, Host, LineKind, LogEntry, Percentiles, RareRow, RawRow, RecordingInfo,
-        Window,
-    },
+    model::schema::{CopyTime, ExportRow, Percentiles, RareRow, RawRow, Window},
     model::tiers::TierMap,
-    model::topology::Topology,
-    model::vmstat::Vmstat,
 };
 
-pub(crate) fn vmstat_of(v: &Value) -> Vmstat {
-    Vmstat(
-        v.get("vmstat")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, x)| Some((k.clone(), x.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    )
-}
-
-/// The drop counters of a snapshot (cumulative since the start of the recording).
-pub(crate) fn drops_of(v: &Value) -> Drops {
-    Drops {
-        by_kind: v["drops"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, x)| Some((k.clone(), x.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
-}
-
-/// A recording played into an aggregator, as the live run fed its own: events are ingested,
-/// each snapshot ends an interval and applies a topology change it carries.
-pub(crate) struct Playback {
-    pub(crate) agg: Aggregator,
-    topo: Topology,
-    first: Option<Value>,
-    last: Option<Value>,
-}
-
-impl Playback {
-    pub(crate) fn new(h: &Header) -> Self {
-        Self {
-            agg: Aggregator::with_context(
-                TierMap::from_topology(&h.topology),
-                h.rare.clone(),
-                h.availability.clone(),
-            ),
-            topo: h.topology.clone(),
-            first: None,
-            last: None,
-        }
-    }
-
-    /// Applies a snapshot; returns the interval it ends and the snapshot before it.
-    pub(crate) fn snapshot(&mut self, s: &Value) -> (Totals, Option<Value>) {
-        if let Some(t) = s
-            .get("topology")
-            .and_then(|t| serde_json::from_value::<Topology>(t.clone()).ok())
-        {
-            if let Some(change) = crate::cmd::top::topology_change(&self.topo, &t) {
-                self.agg.log(LogEntry::Topology(change));
-            }
-            self.agg.set_tiers(TierMap::from_topology(&t));
-            self.topo = t;
-        }
-        let iv = self.agg.end_interval();
-        if self.first.is_none() {
-            self.first = Some(s.clone());
-        }
-        (iv, self.last.replace(s.clone()))
-    }
-
-    /// Ends the last interval and returns the whole run's JSON window of `kind`: its length
-    /// (from the end chunk, else the last snapshot), drops and vmstat deltas between the first
-    /// and last snapshots.
-    pub(crate) fn whole(&mut self, kind: LineKind, end: Option<&Value>, top: usize) -> Window {
-        self.agg.end_interval();
-        let t = end
-            .and_then(|e| e["t"].as_f64())
-            .or_else(|| self.last.as_ref().and_then(|l| l["t"].as_f64()))
-            .unwrap_or(0.0);
-        let drops = self.last.as_ref().map(drops_of).unwrap_or_default();
-        let vm = match (&self.first, &self.last) {
-            (Some(a), Some(b)) => vmstat_of(b).delta(&vmstat_of(a)),
-            _ => Default::default(),
-        };
-        self.agg
-            .window(kind, t, t, self.agg.run(), &drops, &vm, top)
-    }
-}
-
-/// The whole-run summary of a recording, as `top`'s summary line plus `host`, `topology`,
-/// `probes` and `recording`.
-pub fn summarize(path: &Path, top: usize) -> Result<Window> {
-    crate::cmd::replay::Intervals::open(path)?.report(top)
-}
-
-/// What a report adds to the whole-run window: where and how the recording was taken, and
-/// how much of it was read.
-pub(crate) struct RecordingFacts<'a> {
-    pub(crate) header: &'a Header,
-    pub(crate) path: &'a Path,
-    pub(crate) version: u16,
-    pub(crate) events: u64,
-    pub(crate) undecodable: u64,
-    pub(crate) truncated: bool,
-    pub(crate) end: Option<&'a Value>,
-}
-
-impl RecordingFacts<'_> {
-    /// Adds `host`, `topology`, `probes` and `recording` to a whole-run window.
-    pub(crate) fn add_to(&self, w: &mut Window) {
-        let h = self.header;
-        w.host = Some(Host {
-            hostname: h.hostname.clone(),
-            kernel: h.kernel.clone(),
-            boot_id: h.boot_id.clone(),
-            tool_version: h.tool_version.clone(),
-            command_line: h.command_line.clone(),
-            target_command: h.target_command.clone(),
-            scope: h.scope.clone(),
-            start_unix_ns: h.start_unix_ns,
-            redacted: h.redacted,
-            privileges: h.privileges.clone(),
-        });
-        w.topology = Some(h.topology.clone());
-        w.probes = Some(h.probes.clone());
-        w.recording = Some(RecordingInfo {
-            file: self.path.display().to_string(),
-            format_version: self.version,
-            events: self.events,
-            undecodable: self.undecodable,
-            truncated: self.truncated,
-            clean_end: self.end.is_some(),
-            exit_code: self
-                .end
-                .and_then(|e| e.get("exit_code"))
-                .and_then(Value::as_i64)
-                .and_then(|c| i32::try_from(c).ok()),
-        });
-    }
-}
-
-/// `cxl-trace report`.
 pub fn run(o: &ReportOpts) -> Result<i32> {
-    let v = summarize(&o.file, o.top)?;
+    let v = crate::model::playback::summarize(&o.file, o.top)?;
     let out = match o.format {
         ReportFormat::Json => crate::model::schema::to_pretty(&v)?,
         ReportFormat::Text => to_text(&v),
@@ -470,7 +320,7 @@ fn quiet_pipe(r: Result<i32>) -> Result<i32> {
 
 /// `export --format perfetto`: events on per-CPU tracks, counters per recorded interval.
 fn perfetto(
-    mut src: crate::cmd::replay::Intervals,
+    mut src: crate::model::playback::Intervals,
     o: &ExportOpts,
     out: impl Write,
     name: &str,
@@ -521,7 +371,7 @@ fn export_sink(o: &ExportOpts) -> Result<(BufWriter<Box<dyn Write>>, String)> {
 /// is created.
 pub fn export(o: &ExportOpts) -> Result<i32> {
     if o.format == ExportFormat::Perfetto {
-        let src = crate::cmd::replay::Intervals::open(&o.file)?;
+        let src = crate::model::playback::Intervals::open(&o.file)?;
         let (out, name) = export_sink(o)?;
         return quiet_pipe(perfetto(src, o, out, &name));
     }

@@ -499,6 +499,22 @@ impl Aggregator {
     }
 }
 
+/// Drops counted since `before`, per kind.
+pub fn drops_since(now: &Drops, before: &Drops) -> Drops {
+    Drops {
+        by_kind: now
+            .by_kind
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.saturating_sub(before.by_kind.get(k).copied().unwrap_or(0)),
+                )
+            })
+            .collect(),
+    }
+}
+
 /// Kernel-side counters that come with a window: drops per event kind name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Drops {

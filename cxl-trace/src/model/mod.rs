@@ -9,11 +9,15 @@
 pub mod aggregate;
 pub mod diff;
 pub mod event;
+pub mod filter;
+pub mod playback;
 pub mod pte;
 pub mod rare;
 pub mod recording;
 pub mod redact;
+pub mod sample;
 pub mod schema;
+pub mod status;
 pub mod tiers;
 pub mod topology;
 pub mod tracefs;

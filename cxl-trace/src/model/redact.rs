@@ -30,7 +30,6 @@ use cxl_trace_common::{
     MigrateEvent, MigrateStartEvent, MigrationPteEvent, NumaFaultEvent, PromoteDecisionEvent,
     RawTpEvent, COMM_LEN,
 };
-use serde_json::Value;
 use siphasher::sip::SipHasher24;
 
 use crate::{
@@ -637,17 +636,12 @@ impl Redactor {
     }
 
     /// Redacts a snapshot chunk's JSON: a topology it carries.
-    pub fn snapshot(&self, v: &mut Value) {
+    pub fn snapshot(&self, s: &mut crate::model::recording::Snapshot) {
         if self.key.is_none() {
             return;
         }
-        if let Some(t) = v.get_mut("topology") {
-            if let Ok(mut topo) = serde_json::from_value::<Topology>(t.clone()) {
-                self.topology(&mut topo);
-                if let Ok(n) = serde_json::to_value(&topo) {
-                    *t = n;
-                }
-            }
+        if let Some(t) = s.topology.as_mut() {
+            self.topology(t);
         }
     }
 }

@@ -592,6 +592,46 @@ fn join_or_none(v: &[String]) -> String {
     }
 }
 
+/// What changed between two topologies (nodes, tiers, memory blocks), as a log entry.
+pub fn topology_change(
+    old: &Topology,
+    new: &Topology,
+) -> Option<crate::model::schema::TopologyChange> {
+    let ids = |t: &Topology| t.nodes.iter().map(|n| n.id).collect::<Vec<_>>();
+    let blocks = |t: &Topology| t.nodes.iter().map(|n| n.memory_blocks.len()).sum::<usize>();
+    if ids(old) == ids(new) && old.tiers == new.tiers && blocks(old) == blocks(new) {
+        return None;
+    }
+    let nodes_added = new
+        .nodes
+        .iter()
+        .filter(|n| !old.nodes.iter().any(|o| o.id == n.id))
+        .map(|n| crate::model::schema::NodeAdded {
+            node: n.id,
+            tier: n.tier,
+            cxl: n.cxl,
+            mem_total_kib: n.mem_total_kib,
+        })
+        .collect();
+    let nodes_removed = old
+        .nodes
+        .iter()
+        .filter(|o| !new.nodes.iter().any(|n| n.id == o.id))
+        .map(|o| o.id)
+        .collect();
+    Some(crate::model::schema::TopologyChange {
+        event: "topology_changed".into(),
+        class: "hotplug".into(),
+        nodes_added,
+        nodes_removed,
+        memory_blocks: crate::model::schema::BlockCount {
+            before: blocks(old),
+            after: blocks(new),
+        },
+        tiers: new.tiers.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -769,5 +809,42 @@ mod block_range_tests {
         // Recordings written before the field existed still read (no blocks: tiers unknown).
         let old: Node = serde_json::from_value(serde_json::json!({"id": 3})).expect("old");
         assert!(old.memory_blocks.is_empty());
+    }
+
+    fn topo_of(nodes: &[(u32, u32, usize)]) -> Topology {
+        let mut t = Topology::default();
+        for &(id, tier, blocks) in nodes {
+            t.nodes.push(Node {
+                id,
+                tier: Some(tier),
+                memory_blocks: (0..blocks as u64).collect(),
+                ..Node::default()
+            });
+        }
+        let mut tiers: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &(id, tier, _) in nodes {
+            tiers.entry(tier).or_default().push(id);
+        }
+        t.tiers = tiers
+            .into_iter()
+            .map(|(id, nodes)| Tier { id, nodes })
+            .collect();
+        t
+    }
+
+    #[test]
+    fn topology_changes_are_reported_once() {
+        let before = topo_of(&[(0, 4, 8)]);
+        assert_eq!(topology_change(&before, &before.clone()), None);
+        let after = topo_of(&[(0, 4, 8), (1, 22, 4)]);
+        let change = topology_change(&before, &after).expect("a node appeared");
+        assert_eq!(change.event, "topology_changed");
+        assert_eq!(change.nodes_added[0].node, 1);
+        assert_eq!(change.nodes_added[0].tier, Some(22));
+        assert_eq!(change.memory_blocks.after, 12);
+        let offlined = topo_of(&[(0, 4, 6)]);
+        let change = topology_change(&before, &offlined).expect("blocks went away");
+        assert_eq!(change.memory_blocks.before, 8);
+        assert!(change.nodes_removed.is_empty());
     }
 }

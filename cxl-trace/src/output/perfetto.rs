@@ -19,7 +19,7 @@ use crate::{
     model::aggregate::Totals,
     model::event::{Event, FaultMode, MigrateStart},
     model::recording::Header,
-    tui::state::Sample,
+    model::sample::Sample,
 };
 
 /// Pseudo process id of the per-CPU tracks.

@@ -5,6 +5,7 @@ pub mod caps;
 pub mod facts;
 pub mod signature;
 
+pub use crate::model::status::{ProbeStatus, Status};
 use std::{
     collections::BTreeMap,
     os::fd::{AsRawFd, RawFd},
@@ -22,7 +23,6 @@ use cxl_trace_common::{
     FORK_LAYOUT_GLOBAL, HOOK_ARGS_GLOBAL, KERNEL_LAYOUT_GLOBAL, MIGRATE_LAYOUT_GLOBAL,
     RAW_LAYOUT_GLOBAL, STATS_MAP,
 };
-use serde::Serialize;
 
 use crate::{
     error::{Error, Result},
@@ -38,54 +38,6 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// Whether this binary carries its eBPF programs.
 pub fn has_bpf_object() -> bool {
     !BPF_OBJECT.is_empty()
-}
-
-/// Live or not.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Attached (or, for a capability, available).
-    Live,
-    /// Not attached; `reason` says why.
-    Unavailable,
-}
-
-/// The state of one probe or capability, as `doctor` and the dashboard report it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct ProbeStatus {
-    /// e.g. `tracepoint:exceptions:page_fault_user`.
-    pub name: String,
-    /// Live or unavailable.
-    pub status: Status,
-    /// Why it is unavailable, or a detail when live.
-    pub reason: String,
-}
-
-impl ProbeStatus {
-    /// A live probe.
-    pub fn live(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            status: Status::Live,
-            reason: detail.into(),
-        }
-    }
-
-    /// An unavailable probe.
-    pub fn unavailable(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            status: Status::Unavailable,
-            reason: reason.into(),
-        }
-    }
-
-    /// Whether it is live.
-    pub fn is_live(&self) -> bool {
-        self.status == Status::Live
-    }
 }
 
 /// What to attach.
@@ -108,7 +60,7 @@ pub struct TraceConfig {
     /// Attach the function hooks as kprobe/kretprobe even where fentry/fexit would work.
     pub prefer_kprobes: bool,
     /// Only faults of tasks in this cgroup v2 subtree.
-    pub cgroup: Option<crate::session::filter::CgroupFilter>,
+    pub cgroup: Option<crate::model::filter::CgroupFilter>,
     /// Only faults of threads with this name.
     pub comm: Option<[u8; cxl_trace_common::COMM_LEN]>,
     /// The ring-buffer benchmark's source: synthetic fault records on `getpgid(2)`.

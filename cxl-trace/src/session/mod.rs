@@ -1,4 +1,407 @@
-//! A live run: setting up the probes, the event loop, and where the events go.
+//! A live run: [`setup`] attaches the probes and opens the window, [`run`] is the event loop,
+//! and a [`Sink`] is where the run goes: JSON lines ([`lines`]), a recording ([`recorder`]) or
+//! the dashboard (in the tui layer, above this one).
 
-pub mod filter;
+pub mod child;
+pub mod clock;
+pub mod lines;
 pub mod privs;
+pub mod recorder;
+pub mod setup;
+
+use std::{path::Path, time::Duration};
+
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::mpsc::UnboundedReceiver,
+    time::Instant,
+};
+
+use crate::{
+    error::{Error, Result},
+    model::{
+        aggregate::{drops_since, Aggregator, Drops, Totals},
+        event::{decode, Event},
+        schema::{Errors, LineKind, LogEntry, Start, Window},
+        tiers::TierMap,
+        topology::{topology_change, Topology},
+    },
+    probe::{Ring, Tracer},
+};
+use child::{exit_code, wait_child};
+use clock::monotonic_ns;
+pub use setup::Live;
+
+/// What the event loop needs to know besides the probes.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Seconds per interval.
+    pub interval_s: f64,
+    /// Stop after this many seconds.
+    pub duration_s: Option<f64>,
+    /// Stop when this process exits (`--pid`).
+    pub pid: Option<u32>,
+    /// Processes listed in the JSON windows.
+    pub top: usize,
+    /// A command was given after `--` (the run's exit code is its).
+    pub command: bool,
+    /// The ring buffer's size, for the advice when records were dropped.
+    pub ringbuf_mib: u32,
+}
+
+/// One interval as the event loop hands it to a sink.
+pub struct Tick<'a> {
+    /// When it ended, CLOCK_MONOTONIC ns.
+    pub now_ns: u64,
+    /// Seconds since the start of the run.
+    pub t_s: f64,
+    /// Its length, s.
+    pub interval_s: f64,
+    /// What it aggregated.
+    pub totals: &'a Totals,
+    /// Records dropped in it.
+    pub dropped: &'a Drops,
+    /// Records dropped since the start.
+    pub dropped_total: &'a Drops,
+    /// The topology, when it changed in this interval.
+    pub topology: Option<&'a Topology>,
+    /// The aggregator (whole run so far).
+    pub agg: &'a Aggregator,
+    /// The probes.
+    pub tracer: &'a Tracer,
+}
+
+/// The end of a run as the event loop hands it to a sink.
+pub struct Finish<'a> {
+    /// When it ended, CLOCK_MONOTONIC ns.
+    pub end_ns: u64,
+    /// Its length, s.
+    pub t_s: f64,
+    /// The whole run.
+    pub summary: &'a Window,
+    /// The aggregator.
+    pub agg: &'a Aggregator,
+    /// Records dropped over the run.
+    pub dropped: &'a Drops,
+    /// The command's exit code.
+    pub exit_code: Option<i32>,
+}
+
+/// Where a run's events and intervals go.
+pub trait Sink {
+    /// Input the sink reads while the run goes (keys, for the dashboard).
+    type Input: Send + 'static;
+
+    /// The input channel, taken once at the start; `None` for sinks without input.
+    fn take_input(&mut self) -> Option<UnboundedReceiver<Self::Input>> {
+        None
+    }
+    /// The run has started. `Ok(false)` ends it (the reader went away).
+    fn start(&mut self, _start: &Start) -> Result<bool> {
+        Ok(true)
+    }
+    /// A raw record the run counts (after the window and the filters).
+    fn record(&mut self, _raw: &[u8]) {}
+    /// Why the sink cannot go on (a recording's disk failed), checked between intervals.
+    fn failure(&mut self) -> Option<Error> {
+        None
+    }
+    /// An interval ended. `Ok(false)` ends the run.
+    fn interval(&mut self, tick: &Tick) -> Result<bool>;
+    /// Input arrived. `Ok(false)` ends the run.
+    fn input(&mut self, _input: Self::Input) -> Result<bool> {
+        Ok(true)
+    }
+    /// The run ended; `open`: the sink had not ended it.
+    fn finish(self, end: &Finish, open: bool) -> Result<()>;
+}
+
+/// Counters of the read side.
+#[derive(Debug, Default)]
+struct ReadStats {
+    decode_errors: u64,
+    before_window: u64,
+}
+
+/// The event loop's state between intervals.
+struct Loop {
+    agg: Aggregator,
+    topo: Topology,
+    rs: ReadStats,
+    start_ns: u64,
+    last_ns: u64,
+    drops_start: Drops,
+    drops_last: Drops,
+    skip_pid: Option<u32>,
+}
+
+impl Loop {
+    /// Drains every record currently in the ring buffer into the aggregator (and the sink:
+    /// exactly the records the aggregator counts).
+    fn drain<S: Sink>(&mut self, ring: &mut Ring, sink: &mut S) {
+        while let Some(item) = ring.0.next() {
+            match decode(&item) {
+                Ok(ev) if ev.ts_ns() < self.start_ns => self.rs.before_window += 1,
+                // cxl-trace's own faults while it spawns the command (see `spawn_followed`).
+                Ok(Event::Fault(f)) if Some(f.pid) == self.skip_pid => {}
+                Ok(ev) => {
+                    self.agg.ingest(&ev);
+                    sink.record(&item);
+                }
+                Err(e) => {
+                    self.rs.decode_errors += 1;
+                    if self.rs.decode_errors == 1 {
+                        log::warn!("undecodable record: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends an interval: re-reads the topology (a change is logged and used from now on),
+    /// then hands the interval to the sink.
+    fn interval<S: Sink>(&mut self, tracer: &Tracer, sink: &mut S) -> Result<bool> {
+        let now = monotonic_ns();
+        let drops = tracer.drops();
+        let live = Topology::live();
+        let changed = match topology_change(&self.topo, &live) {
+            Some(change) => {
+                self.agg.set_tiers(TierMap::from_topology(&live));
+                self.agg.log(LogEntry::Topology(change));
+                self.topo = live;
+                true
+            }
+            None => false,
+        };
+        let totals = self.agg.end_interval();
+        let tick = Tick {
+            now_ns: now,
+            t_s: (now - self.start_ns) as f64 / 1e9,
+            interval_s: (now - self.last_ns) as f64 / 1e9,
+            totals: &totals,
+            dropped: &drops_since(&drops, &self.drops_last),
+            dropped_total: &drops_since(&drops, &self.drops_start),
+            topology: changed.then_some(&self.topo),
+            agg: &self.agg,
+            tracer,
+        };
+        let open = sink.interval(&tick);
+        self.drops_last = drops;
+        self.last_ns = now;
+        open
+    }
+}
+
+/// Runs the event loop until `--duration`, the command's or `--pid`'s exit, a signal, or the
+/// sink ends it; returns the exit code (the command's when one was given, else 0).
+pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i32> {
+    let start = live.start_line(cfg.interval_s);
+    let Live {
+        tracer,
+        mut ring,
+        mut child,
+        start_ns,
+        vm_start,
+        drops_start,
+        topology,
+        skip_pid,
+        ..
+    } = live;
+    let mut input = sink.take_input();
+    let mut open = sink.start(&start)?;
+    let mut lp = Loop {
+        agg: Aggregator::with_context(
+            TierMap::from_topology(&topology),
+            tracer.rare.clone(),
+            tracer.availability.clone(),
+        ),
+        topo: topology,
+        rs: ReadStats::default(),
+        start_ns,
+        last_ns: start_ns,
+        drops_last: drops_start.clone(),
+        drops_start,
+        skip_pid,
+    };
+    let period = Duration::from_secs_f64(cfg.interval_s);
+    let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = cfg
+        .duration_s
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|e| Error::Runtime(format!("SIGTERM handler: {e}")))?;
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|e| Error::Runtime(format!("SIGINT handler: {e}")))?;
+    let mut signals_seen = 0u32;
+    let mut code = 0;
+    // The kernel side wakes us only once the ring holds 1/32 of its size (see the eBPF
+    // `submit_flags`); below that, records are collected on this timer.
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while open {
+        if let Some(failed) = sink.failure() {
+            // A full disk or an I/O error: stop at once rather than trace into nothing. The
+            // command after -- is ended as on a second Ctrl-C; dropping the tracer on return
+            // detaches every program; the file reads back up to its last complete chunk.
+            if let Some(mut c) = child.take() {
+                let _ = c.start_kill();
+                let _ = c.wait().await;
+            }
+            return Err(failed);
+        }
+        tokio::select! {
+            _ = poll.tick() => lp.drain(ring.get_mut(), &mut sink),
+            guard = ring.readable_mut() => {
+                let mut g = guard.map_err(|e| Error::Runtime(format!("polling the ring buffer: {e}")))?;
+                lp.drain(g.get_inner_mut(), &mut sink);
+                g.clear_ready();
+            }
+            _ = ticker.tick() => {
+                lp.drain(ring.get_mut(), &mut sink);
+                open = lp.interval(&tracer, &mut sink)?;
+                if let Some(pid) = cfg.pid {
+                    if !Path::new(&format!("/proc/{pid}")).exists() {
+                        eprintln!("cxl-trace: process {pid} exited");
+                        break;
+                    }
+                }
+            }
+            status = wait_child(&mut child) => {
+                code = match status {
+                    Ok(s) => exit_code(s),
+                    Err(e) => {
+                        eprintln!("cxl-trace: waiting for the command failed: {e}");
+                        1
+                    }
+                };
+                child = None;
+                break;
+            }
+            msg = next_input(&mut input) => {
+                let Some(msg) = msg else {
+                    // The input thread ended (terminal gone): keep tracing without keys.
+                    input = None;
+                    continue;
+                };
+                if !sink.input(msg)? {
+                    break;
+                }
+            }
+            _ = sleep_until_opt(deadline) => break,
+            sig = async { tokio::select! { _ = sigint.recv() => libc::SIGINT, _ = sigterm.recv() => libc::SIGTERM } } => {
+                signals_seen += 1;
+                match (&child, signals_seen) {
+                    // First signal with a command: pass it on and wait for the command to exit.
+                    (Some(c), 1) => {
+                        if let Some(pid) = c.id() {
+                            // SAFETY: kill(2) with a pid we spawned and still own; no memory involved.
+                            unsafe { libc::kill(pid as libc::pid_t, sig) };
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    if let Some(mut c) = child.take() {
+        // Stopped by --duration or a second signal: end the command too.
+        let _ = c.start_kill();
+        code = match c.wait().await {
+            Ok(s) => exit_code(s),
+            Err(_) => 1,
+        };
+    }
+    // Everything the kernel submitted before this point is in the ring buffer now.
+    lp.drain(ring.get_mut(), &mut sink);
+    // A last, partial interval, unless the run ended right on a tick with nothing new.
+    let partial =
+        lp.agg.interval().events > 0 || monotonic_ns().saturating_sub(lp.last_ns) >= 1_000_000;
+    if open && partial {
+        open = lp.interval(&tracer, &mut sink)?;
+    }
+    finish(lp, &tracer, &vm_start, sink, open, cfg, code)?;
+    Ok(code)
+}
+
+/// The whole run's window, handed to the sink; then what the user must know on stderr.
+fn finish<S: Sink>(
+    lp: Loop,
+    tracer: &Tracer,
+    vm_start: &crate::model::vmstat::Vmstat,
+    sink: S,
+    open: bool,
+    cfg: &RunConfig,
+    code: i32,
+) -> Result<()> {
+    let end_ns = monotonic_ns();
+    let t_s = (end_ns - lp.start_ns) as f64 / 1e9;
+    let vm_end = crate::model::vmstat::read()?;
+    let dropped = drops_since(&tracer.drops(), &lp.drops_start);
+    let (field_read, follow_map_full) = tracer.errors();
+    let exit_code = cfg.command.then_some(code);
+    let mut summary = lp.agg.window(
+        LineKind::Summary,
+        t_s,
+        t_s,
+        lp.agg.run(),
+        &dropped,
+        &vm_end.delta(vm_start),
+        cfg.top,
+    );
+    summary.produced = Some(tracer.produced());
+    let skipped = tracer.skipped_runs();
+    summary.kernel_skipped_runs = Some(skipped.clone());
+    summary.errors = Some(Errors {
+        decode: lp.rs.decode_errors,
+        field_read,
+        follow_map_full,
+    });
+    summary.before_window = Some(lp.rs.before_window);
+    summary.exit_code = exit_code;
+    let finished = sink.finish(
+        &Finish {
+            end_ns,
+            t_s,
+            summary: &summary,
+            agg: &lp.agg,
+            dropped: &dropped,
+            exit_code,
+        },
+        open,
+    );
+    if !skipped.is_empty() {
+        eprintln!(
+            "cxl-trace: warning: the kernel skipped {} program runs (its recursion guard: {}); events of those runs are neither received nor counted as dropped",
+            skipped.values().sum::<u64>(),
+            skipped
+                .iter()
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if dropped.total() > 0 {
+        eprintln!(
+            "cxl-trace: warning: {} events were dropped (ring buffer full); counts are incomplete, try --ringbuf-mib {}",
+            dropped.total(),
+            (cfg.ringbuf_mib * 4).min(1024)
+        );
+    }
+    finished
+}
+
+/// The next input from the sink's channel; never resolves without one.
+async fn next_input<T>(input: &mut Option<UnboundedReceiver<T>>) -> Option<T> {
+    match input {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

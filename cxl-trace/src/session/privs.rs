@@ -18,21 +18,8 @@
 
 use std::{fs::File, os::unix::fs::fchown};
 
+use crate::model::status::Privileges;
 use caps::CapSet;
-use serde::{Deserialize, Serialize};
-
-/// What was dropped, for the start line, the recording's header and the user.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Privileges {
-    /// uid after the drop.
-    pub uid: u32,
-    /// Capabilities left in the effective set of every thread (0 once dropped).
-    pub capabilities: u32,
-    /// no_new_privs is set.
-    pub no_new_privs: bool,
-    /// One line for people.
-    pub summary: String,
-}
 
 /// The invoking user under sudo: (uid, gid), if SUDO_UID and SUDO_GID name a non-root user.
 pub fn sudo_user(uid: Option<&str>, gid: Option<&str>) -> Option<(u32, u32)> {

@@ -12,20 +12,16 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use hdrhistogram::Histogram;
 
 use crate::{
-    model::aggregate::{new_histogram, Totals},
+    model::aggregate::new_histogram,
     model::event::FaultClass,
-    model::rare::FieldValue,
-    model::schema::{Cause, LogEntry, RefusalCause},
-    model::tiers::add_counts,
+    model::sample::{record_into, Churn, LatKey, ProcSample, Sample},
+    model::schema::RefusalCause,
 };
 
 /// Samples kept (at the default 1 s interval: ten minutes).
 pub const HISTORY: usize = 600;
 /// Event log entries kept.
 pub const LOG_KEEP: usize = 200;
-/// Per-process rows kept per sample (the busiest).
-pub const PROCS_PER_SAMPLE: usize = 64;
-
 /// Windows of keys `1`..`9`, in samples; `None` is the whole run.
 pub const WINDOWS: [Option<usize>; 9] = [
     Some(1),
@@ -38,9 +34,6 @@ pub const WINDOWS: [Option<usize>; 9] = [
     Some(600),
     None,
 ];
-
-/// A latency histogram key: (tier, class).
-pub type LatKey = (Option<u32>, FaultClass);
 
 /// Static facts shown in the header.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -65,232 +58,6 @@ pub struct HeaderInfo {
     pub scope: String,
     /// Whether the kernel's BPF run-time statistics are on (the header's `bpf` share).
     pub bpf_stats: bool,
-}
-
-/// Per-process counts of one sample.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProcSample {
-    /// Thread name.
-    pub comm: String,
-    /// Faults.
-    pub faults: u64,
-    /// NUMA hinting faults.
-    pub hint_faults: u64,
-    /// Pages promoted by migrations this process performed (NUMA balancing runs in the
-    /// faulting task).
-    pub promoted: u64,
-    /// Pages demoted by migrations this process performed (as a reclaimer: kswapd, direct).
-    pub demoted: u64,
-    /// Ping-pong bounces of pages this process promoted back.
-    pub pingpong: u64,
-}
-
-/// Pages moving between tiers and why: one interval, or summed over a window.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Churn {
-    /// Pages promoted by cause.
-    pub promotions: BTreeMap<Cause, u64>,
-    /// Pages demoted by cause.
-    pub demotions: BTreeMap<Cause, u64>,
-    /// Pages by (source tier, destination tier).
-    pub pairs: BTreeMap<(Option<u32>, Option<u32>), u64>,
-    /// Pages migrated by reason.
-    pub by_reason: BTreeMap<String, u64>,
-    /// Pages migrated, all reasons.
-    pub migrated: u64,
-    /// Pages that failed to migrate.
-    pub failed: u64,
-    /// Promotion refusals by cause.
-    pub refused: BTreeMap<RefusalCause, u64>,
-    /// Ping-pong bounces.
-    pub bounces: u64,
-    /// NUMA hinting faults.
-    pub hint_faults: u64,
-}
-
-impl Churn {
-    /// Adds another interval.
-    pub fn add(&mut self, o: &Churn) {
-        add_counts(&mut self.promotions, &o.promotions);
-        add_counts(&mut self.demotions, &o.demotions);
-        add_counts(&mut self.pairs, &o.pairs);
-        add_counts(&mut self.by_reason, &o.by_reason);
-        add_counts(&mut self.refused, &o.refused);
-        self.migrated += o.migrated;
-        self.failed += o.failed;
-        self.bounces += o.bounces;
-        self.hint_faults += o.hint_faults;
-    }
-
-    /// Pages promoted, all causes.
-    pub fn promoted(&self) -> u64 {
-        self.promotions.values().sum()
-    }
-
-    /// Pages demoted, all causes.
-    pub fn demoted(&self) -> u64 {
-        self.demotions.values().sum()
-    }
-}
-
-/// One interval, as the dashboard keeps it.
-#[derive(Clone, Debug, Default)]
-pub struct Sample {
-    /// Seconds covered.
-    pub interval_s: f64,
-    /// Events aggregated.
-    pub events: u64,
-    /// Faults (exception tracepoints).
-    pub faults: u64,
-    /// Records dropped by the kernel side.
-    pub drops: u64,
-    /// Pages moving between tiers and why.
-    pub churn: Churn,
-    /// CPU time the tool used, seconds.
-    pub tool_cpu_s: f64,
-    /// BPF program run time, ns (0 when BPF stats are off).
-    pub bpf_run_ns: u64,
-    /// Latency histograms (recorded buckets).
-    pub latency: BTreeMap<LatKey, Buckets>,
-    /// Migration batch latency (recorded buckets).
-    pub batch_latency: Buckets,
-    /// Ping-pong residency (recorded buckets).
-    pub residency: Buckets,
-    /// Busiest processes.
-    pub procs: HashMap<u32, ProcSample>,
-    /// Event log entries (RAS, hotplug, topology).
-    pub log: Vec<String>,
-}
-
-/// The recorded buckets of a histogram: (value, count) pairs.
-pub type Buckets = Vec<(u64, u64)>;
-
-fn recorded(h: &Histogram<u64>) -> Buckets {
-    h.iter_recorded()
-        .map(|v| (v.value_iterated_to(), v.count_at_value()))
-        .collect()
-}
-
-fn record_into(b: &Buckets, into: &mut Histogram<u64>) {
-    for &(value, count) in b {
-        // Values came out of a histogram with the same bounds, so they fit.
-        let _ = into.record_n(value, count);
-    }
-}
-
-impl Sample {
-    /// Builds a sample from an interval's totals.
-    pub fn from_totals(t: &Totals, interval_s: f64, drops: u64) -> Self {
-        let mut latency = BTreeMap::new();
-        for (k, h) in &t.tiers.latency.by {
-            if !h.is_empty() {
-                latency.insert(*k, recorded(h));
-            }
-        }
-        let mut rows: Vec<(&u32, &crate::model::aggregate::ProcRow)> = t.processes.iter().collect();
-        rows.sort_by(|a, b| {
-            let w = |r: &crate::model::aggregate::ProcRow| r.faults.total + r.promoted + r.demoted;
-            w(b.1).cmp(&w(a.1)).then(a.0.cmp(b.0))
-        });
-        let procs = rows
-            .into_iter()
-            .take(PROCS_PER_SAMPLE)
-            .map(|(pid, r)| {
-                (
-                    *pid,
-                    ProcSample {
-                        comm: r.comm.as_string(),
-                        faults: r.faults.total,
-                        hint_faults: r.hint_faults,
-                        promoted: r.promoted,
-                        demoted: r.demoted,
-                        pingpong: t.tiers.pingpong.by_pid.get(pid).copied().unwrap_or(0),
-                    },
-                )
-            })
-            .collect();
-        let total = t.migrations.total();
-        Self {
-            interval_s,
-            events: t.events,
-            faults: t.faults.total,
-            drops,
-            churn: Churn {
-                promotions: t.tiers.moves.promotions.clone(),
-                demotions: t.tiers.moves.demotions.clone(),
-                pairs: t.tiers.moves.pairs.clone(),
-                by_reason: t
-                    .migrations
-                    .by_reason
-                    .iter()
-                    .map(|(r, c)| (r.name(), c.pages_succeeded))
-                    .collect(),
-                migrated: total.pages_succeeded,
-                failed: total.pages_failed,
-                refused: t.tiers.decisions.refused.clone(),
-                bounces: t.tiers.pingpong.bounces,
-                hint_faults: t.tiers.hints.total(),
-            },
-            tool_cpu_s: 0.0,
-            bpf_run_ns: 0,
-            latency,
-            batch_latency: recorded(&t.migrations.batch_latency),
-            residency: recorded(&t.tiers.pingpong.residency),
-            procs,
-            log: t.tiers.rare.log.iter().map(log_line).collect(),
-        }
-    }
-}
-
-/// One event log entry as a line of text.
-pub fn log_line(e: &LogEntry) -> String {
-    let opt = |v: Option<u32>| v.map_or("?".to_string(), |v| v.to_string());
-    match e {
-        LogEntry::Ras(r) => {
-            let fields: Vec<String> = r
-                .fields
-                .iter()
-                .map(|(k, v)| match v {
-                    FieldValue::Int(x) => format!("{k}={x}"),
-                    FieldValue::UInt(x) => format!("{k}={x}"),
-                    FieldValue::Str(x) => format!("{k}={x}"),
-                })
-                .collect();
-            format!(
-                "{} node={} tier={} {}",
-                r.event,
-                opt(r.node),
-                opt(r.tier),
-                fields.join(" ")
-            )
-            .trim_end()
-            .to_string()
-        }
-        LogEntry::Topology(t) => {
-            let added: Vec<String> = t
-                .nodes_added
-                .iter()
-                .map(|n| format!("{}(tier {})", n.node, opt(n.tier)))
-                .collect();
-            let removed: Vec<String> = t.nodes_removed.iter().map(u32::to_string).collect();
-            format!(
-                "{} nodes_added={} nodes_removed={} memory_blocks={}->{}",
-                t.event,
-                list(&added),
-                list(&removed),
-                t.memory_blocks.before,
-                t.memory_blocks.after
-            )
-        }
-    }
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "-".into()
-    } else {
-        items.join(",")
-    }
 }
 
 /// Panels that take focus with `tab`.

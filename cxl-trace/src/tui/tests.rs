@@ -4,6 +4,7 @@ use ratatui::{backend::TestBackend, Terminal};
 
 use super::state::*;
 use super::view;
+use crate::model::sample::{log_line, Sample};
 use crate::{
     model::aggregate::{new_histogram, ProcRow, Totals},
     model::event::FaultClass,

@@ -10,8 +10,8 @@ use std::{collections::BTreeMap, path::Path};
 use hdrhistogram::Histogram;
 
 use crate::{
-    cmd::replay::Intervals, error::Result, model::aggregate::new_histogram,
-    model::recording::Header, model::topology::Topology, tui::state::Sample,
+    error::Result, model::aggregate::new_histogram, model::playback::Intervals,
+    model::recording::Header, model::sample::Sample, model::topology::Topology,
 };
 
 /// Page size used for "GB touched" (faults x 4 KiB).

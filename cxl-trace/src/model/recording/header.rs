@@ -3,8 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::rare::RareDecoder, model::tiers::Availability, model::topology::Topology,
-    probe::ProbeStatus, session::privs::Privileges,
+    model::rare::RareDecoder,
+    model::status::{Privileges, ProbeStatus},
+    model::tiers::Availability,
+    model::topology::Topology,
 };
 
 /// Everything needed to read a recording elsewhere, after a reboot into another kernel:

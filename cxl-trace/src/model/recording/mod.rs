@@ -18,12 +18,14 @@
 //! A `snapshot` payload is one JSON object (vmstat, per-node meminfo, drop counters, topology
 //! when it changed); an `end` payload is the JSON summary of a run that finished cleanly.
 
+mod chunks;
 mod files;
 pub mod fuzzing;
 pub mod header;
 mod reader;
 mod writer;
 
+pub use chunks::{End, NodeMeminfo, Snapshot};
 pub use files::{create_new_file, create_output, for_each_event, open};
 pub use header::Header;
 pub use reader::{Chunk, Reader, Record};

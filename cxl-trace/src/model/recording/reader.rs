@@ -3,8 +3,6 @@
 
 use std::io::{ErrorKind, Read};
 
-use serde_json::Value;
-
 use super::{
     ChunkKind, Delta, Header, CHUNK_HEADER_LEN, CHUNK_MAGIC, MAGIC, MAX_CHUNK_LEN, MAX_HEADER_LEN,
     VERSION,
@@ -44,9 +42,9 @@ pub enum Chunk {
     /// Records in order.
     Events(Vec<Record>),
     /// A periodic snapshot.
-    Snapshot(Value),
+    Snapshot(Box<super::Snapshot>),
     /// The summary of a clean end.
-    End(Value),
+    End(super::End),
 }
 
 /// A recording opened for reading.

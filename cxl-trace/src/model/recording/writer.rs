@@ -4,8 +4,6 @@
 
 use std::io::Write;
 
-use serde_json::Value;
-
 use super::{
     ChunkKind, Delta, Header, CHUNK_MAGIC, CHUNK_TARGET, MAGIC, MAX_CHUNK_LEN, VERSION, ZSTD_LEVEL,
 };
@@ -91,7 +89,12 @@ impl<W: Write> Writer<W> {
 
     /// Writes a JSON chunk (a snapshot or the end summary) stamped `ts`, after closing the
     /// events chunk in progress, and flushes the file.
-    pub fn json(&mut self, kind: ChunkKind, ts: u64, v: &Value) -> std::io::Result<()> {
+    pub fn json<T: serde::Serialize + ?Sized>(
+        &mut self,
+        kind: ChunkKind,
+        ts: u64,
+        v: &T,
+    ) -> std::io::Result<()> {
         self.flush_events()?;
         let json = serde_json::to_vec(v).map_err(std::io::Error::other)?;
         self.chunk(kind, &json, 1, ts, ts)?;

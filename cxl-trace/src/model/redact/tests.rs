@@ -644,7 +644,7 @@ fn normalised(mut v: Value) -> Value {
 }
 
 fn report(path: &Path) -> Value {
-    match crate::cmd::report::summarize(path, 10) {
+    match crate::model::playback::summarize(path, 10) {
         Ok(v) => serde_json::to_value(v).expect("serialises"),
         Err(e) => panic!("{}: {e}", path.display()),
     }

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::LineKind;
 use crate::{
+    model::status::Privileges,
+    model::status::ProbeStatus,
     model::topology::{Settings, Tier, Topology},
-    probe::ProbeStatus,
-    session::privs::Privileges,
 };
 
 /// The first line of `top --no-tui`, `record`'s log and `replay --no-tui`.

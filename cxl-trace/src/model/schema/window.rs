@@ -10,9 +10,9 @@ use super::{Avail, Cause, LineKind, Percentiles, RefusalCause};
 use crate::{
     model::event::{FaultClass, FaultKind, MigrateReason},
     model::rare::{FieldValue, RareClass},
+    model::status::Privileges,
+    model::status::ProbeStatus,
     model::topology::{Tier, Topology},
-    probe::ProbeStatus,
-    session::privs::Privileges,
 };
 
 /// One window of counts: an interval, or a whole run (`summary`, `report`).
