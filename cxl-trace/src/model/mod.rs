@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod diff;
 pub mod event;
 pub mod filter;
+pub mod hist;
 pub mod playback;
 pub mod pte;
 pub mod rare;

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use hdrhistogram::Histogram;
 
 use crate::{
-    model::aggregate::new_histogram,
     model::event::FaultClass,
+    model::hist::new_histogram,
     model::sample::{record_into, Churn, LatKey, ProcSample, Sample},
     model::schema::RefusalCause,
 };

@@ -6,8 +6,9 @@ use super::state::*;
 use super::view;
 use crate::model::sample::{log_line, Sample};
 use crate::{
-    model::aggregate::{new_histogram, ProcRow, Totals},
+    model::aggregate::{ProcRow, Totals},
     model::event::FaultClass,
+    model::hist::new_histogram,
     model::schema::{Cause, LogEntry, RefusalCause},
     testutil::comm,
 };
@@ -314,7 +315,7 @@ fn histogram_edge_cases() {
     assert_eq!(b.iter().map(|x| x.1).sum::<u64>(), 1);
     // Overflow values are clamped by the aggregator to the 10 s bound and still count.
     let mut h = new_histogram();
-    let _ = h.record(crate::model::aggregate::MAX_LATENCY_NS);
+    let _ = h.record(crate::model::hist::MAX_LATENCY_NS);
     let _ = h.record(1);
     let b = view::buckets(&h, 12);
     assert_eq!(b.iter().map(|x| x.1).sum::<u64>(), 2);

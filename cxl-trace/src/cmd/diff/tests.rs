@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 use rand::{rngs::SmallRng, Rng as _, SeedableRng as _};
 
 use super::*;
-use crate::{model::aggregate::new_histogram, model::recording::Header, model::topology::Tier};
+use crate::{model::hist::new_histogram, model::recording::Header, model::topology::Tier};
 
 fn latencies(seed: u64, n: usize, median: f64) -> Histogram<u64> {
     let mut rng = SmallRng::seed_from_u64(seed);

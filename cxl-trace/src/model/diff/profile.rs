@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, path::Path};
 use hdrhistogram::Histogram;
 
 use crate::{
-    error::Result, model::aggregate::new_histogram, model::playback::Intervals,
+    error::Result, model::hist::new_histogram, model::playback::Intervals,
     model::recording::Header, model::sample::Sample, model::topology::Topology,
 };
 

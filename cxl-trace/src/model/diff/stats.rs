@@ -179,7 +179,7 @@ pub fn compare_rates(base: Series, new: Series, min_effect_pct: f64) -> (f64, f6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::aggregate::new_histogram;
+    use crate::model::hist::new_histogram;
     use rand::distr::{Distribution as _, Uniform};
 
     /// Log-normal-ish latencies around `median` ns (a spread like real fault latencies),

@@ -1,0 +1,84 @@
+//! Tests of the parent module.
+
+use super::*;
+use core::mem::size_of;
+
+#[test]
+fn sizes_are_multiples_of_eight() {
+    // The ring buffer rounds records up to 8 bytes; keeping every record a multiple of
+    // eight wastes nothing and keeps u64 fields aligned when userspace reads them in place.
+    for size in [
+        size_of::<EventHeader>(),
+        size_of::<FaultEvent>(),
+        size_of::<MigrateStartEvent>(),
+        size_of::<MigrateEvent>(),
+        size_of::<FaultLatencyEvent>(),
+        size_of::<FolioMigrateEvent>(),
+        size_of::<NumaFaultEvent>(),
+        size_of::<RawTpEvent>(),
+        size_of::<PromoteDecisionEvent>(),
+        size_of::<DemoteBatchEvent>(),
+        size_of::<MigrationPteEvent>(),
+    ] {
+        assert_eq!(size % 8, 0, "record size {size} is not a multiple of 8");
+    }
+}
+
+#[test]
+fn stat_slots_do_not_overlap() {
+    let slots = [
+        (stat::PRODUCED, u32::from(kind::MAX)),
+        (stat::DROPPED, u32::from(kind::MAX)),
+        (stat::FOLLOW_FULL, 1),
+        (stat::READ_ERRORS, 1),
+    ];
+    let mut end = 0;
+    for (start, len) in slots {
+        assert!(
+            start >= end,
+            "slot at {start} overlaps the previous one ending at {end}"
+        );
+        end = start + len;
+    }
+    assert!(end <= stat::NR, "slots end at {end}, past NR {}", stat::NR);
+}
+
+#[test]
+fn folio_size_codes_pack_beside_the_reason() {
+    use folio_size::*;
+    assert_eq!(
+        unpack(u32::MAX),
+        (None, UNKNOWN),
+        "records written before sizes"
+    );
+    assert_eq!(unpack(8), (Some(8), UNKNOWN), "a reason alone");
+    assert_eq!(unpack(pack(8, SMALL)), (Some(8), SMALL));
+    assert_eq!(unpack(pack(u32::MAX, LARGE)), (None, LARGE));
+    assert_eq!(
+        unpack(pack(0, SMALL)),
+        (Some(0), SMALL),
+        "compaction is reason 0"
+    );
+    assert_eq!(pages(SMALL), Some(1));
+    assert_eq!(pages(10), Some(512), "code 10 is order 9, a PMD THP");
+    assert_eq!((pages(UNKNOWN), pages(LARGE)), (None, None));
+    assert_eq!(
+        KernelLayout::folio_order_offset_for("6.12.48+deb13-amd64"),
+        0
+    );
+    assert_eq!(KernelLayout::folio_order_offset_for("6.6.0"), 0);
+    assert_eq!(
+        KernelLayout::folio_order_offset_for("7.3.4+deb13-amd64"),
+        u32::MAX,
+        "7.3's tail pages read differently: no size rather than a wrong one"
+    );
+    assert_eq!(KernelLayout::folio_order_offset_for("6.1.0-57-amd64"), 17);
+    assert_eq!(KernelLayout::folio_order_offset_for("nonsense"), u32::MAX);
+}
+
+#[test]
+fn default_layouts_match_known_kernels() {
+    // 6.18 values read from tracefs on the development machine.
+    assert_eq!(MigrateLayout::DEFAULT.reason, 60);
+    assert_eq!(FaultLayout::DEFAULT.error_code, 24);
+}
