@@ -22,10 +22,13 @@ use std::{
 };
 
 use super::{
+    attach::TpSpec,
     caps,
+    faults::{ALLOC_TP, FAULT_TPS},
+    layout::KALLSYMS,
+    migrate::{MIGRATE_TPS, MIGRATION_PTE_TPS},
+    process::{FOLLOW_TPS, RING_BENCH_TP},
     signature::{self, Signature},
-    TpSpec, ALLOC_TP, FAULT_TPS, FOLLOW_TPS, KALLSYMS, MIGRATE_TPS, MIGRATION_PTE_TPS,
-    RING_BENCH_TP,
 };
 use crate::{
     error::{Error, Result},

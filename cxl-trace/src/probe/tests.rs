@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::model::tracefs::parse_format;
+use cxl_trace_common::{FaultLayout, MigrateLayout};
 
 #[test]
 fn layouts_from_fixtures() {
