@@ -24,108 +24,62 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::{cargo, run, step, target_dir};
+use crate::{cargo, run, step, table::Row, target_dir};
 
-/// One measured figure and its target.
-pub(crate) struct Row {
-    pub(crate) name: String,
-    pub(crate) value: f64,
-    pub(crate) unit: std::borrow::Cow<'static, str>,
-    /// (comparison, bound): "<" or ">".
-    pub(crate) target: Option<(&'static str, f64)>,
-    pub(crate) note: String,
+/// Criterion's estimates of one benchmark (`new/estimates.json`), as far as they are read.
+#[derive(serde::Deserialize)]
+struct Estimates {
+    median: Estimate,
 }
 
-impl Row {
-    pub(crate) fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "value": self.value,
-            "unit": self.unit,
-            "target": self.target.map(|(op, b)| format!("{op} {b}")),
-            "verdict": self.verdict(),
-            "note": self.note,
-        })
-    }
-
-    /// A row written by [`Row::to_json`] (by the benchmark inside the VM).
-    pub(crate) fn from_json(v: &Value) -> Result<Row> {
-        let target = match v["target"].as_str() {
-            None => None,
-            Some(t) => {
-                let (op, b) = t.split_once(' ').context("target without bound")?;
-                let op = match op {
-                    "<" => "<",
-                    ">" => ">",
-                    _ => bail!("unknown target relation {op:?}"),
-                };
-                Some((op, b.parse::<f64>().context("target bound")?))
-            }
-        };
-        Ok(Row {
-            name: v["name"].as_str().context("row name")?.to_string(),
-            value: v["value"].as_f64().unwrap_or(f64::NAN),
-            unit: v["unit"].as_str().unwrap_or("").to_string().into(),
-            target,
-            note: v["note"].as_str().unwrap_or("").to_string(),
-        })
-    }
-
-    fn verdict(&self) -> &'static str {
-        match self.target {
-            None => "",
-            Some(("<", b)) if self.value < b => "ok",
-            Some((">", b)) if self.value > b => "ok",
-            Some(_) => "MISSED",
-        }
-    }
+#[derive(serde::Deserialize)]
+struct Estimate {
+    point_estimate: f64,
+    confidence_interval: Interval,
 }
 
-fn machine() -> Value {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_string())
-        .unwrap_or_default();
-    let cpus = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("processor"))
-        .count();
-    let mem_kib = fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0);
-    json!({
-        "cpu": model,
-        "cpus": cpus,
-        "mem_gib": mem_kib / (1 << 20),
-        "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-        "virtualised": cpuinfo.contains(" hypervisor"),
-    })
+#[derive(serde::Deserialize)]
+struct Interval {
+    lower_bound: f64,
+    upper_bound: f64,
+}
+
+/// Criterion's `new/benchmark.json`: the throughput, when the benchmark declared one.
+#[derive(serde::Deserialize, Default)]
+struct Benchmark {
+    #[serde(default)]
+    throughput: Option<Throughput>,
+}
+
+#[derive(serde::Deserialize)]
+enum Throughput {
+    Elements(u64),
+    #[serde(other)]
+    Other,
 }
 
 /// Criterion's median (ns per iteration) and its 95% interval for one benchmark.
 fn estimate(dir: &Path) -> Result<(f64, f64, f64, Option<u64>)> {
-    let est: Value = serde_json::from_str(
+    let est: Estimates = serde_json::from_str(
         &fs::read_to_string(dir.join("new/estimates.json"))
             .with_context(|| format!("no criterion estimates in {}", dir.display()))?,
-    )?;
-    let m = &est["median"];
-    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-    let bench: Value = serde_json::from_str(
-        &fs::read_to_string(dir.join("new/benchmark.json")).unwrap_or_else(|_| "{}".into()),
-    )?;
-    let elements = bench["throughput"]["Elements"].as_u64();
+    )
+    .with_context(|| format!("criterion estimates in {}", dir.display()))?;
+    let bench: Benchmark = fs::read_to_string(dir.join("new/benchmark.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let elements = match bench.throughput {
+        Some(Throughput::Elements(n)) => Some(n),
+        _ => None,
+    };
+    let m = est.median;
     Ok((
-        f(&m["point_estimate"]),
-        f(&m["confidence_interval"]["lower_bound"]),
-        f(&m["confidence_interval"]["upper_bound"]),
+        m.point_estimate,
+        m.confidence_interval.lower_bound,
+        m.confidence_interval.upper_bound,
         elements,
     ))
 }
@@ -388,13 +342,10 @@ pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
         crate::overhead::footprint(&mut rows, if quick { 20 } else { 600 })?;
     }
 
-    let m = machine();
+    let m = crate::table::Machine::this();
     println!(
         "\ncxl-trace bench on {} ({} CPUs, {} GiB, kernel {})",
-        m["cpu"].as_str().unwrap_or("?"),
-        m["cpus"],
-        m["mem_gib"],
-        m["kernel"].as_str().unwrap_or("?")
+        m.cpu, m.cpus, m.mem_gib, m.kernel
     );
     println!(
         "{:<52} {:>12} {:<16} {:>10} {:>7}  note",
@@ -415,52 +366,11 @@ pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
             r.note
         );
     }
-    let out = json!({
-        "machine": m,
-        "quick": quick,
-        "results": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
-    });
+    let out = crate::table::latest_json(&m, quick, &rows)?;
     let dir = target_dir().join("bench");
     fs::create_dir_all(&dir)?;
     let path = dir.join("latest.json");
-    fs::write(&path, serde_json::to_string_pretty(&out)?)?;
+    fs::write(&path, out)?;
     step(&format!("results written to {}", path.display()));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The rows the VM guest writes come back as they were, target included.
-    #[test]
-    fn rows_survive_the_trip_through_json() {
-        let rows = [
-            Row {
-                name: "added per migrated page: cxl-trace record".into(),
-                value: 3731.5,
-                unit: "ns/migrated page".into(),
-                target: Some(("<", 3630.7)),
-                note: "+23.5% of the run time".into(),
-            },
-            Row {
-                name: "no tracer".into(),
-                value: 1041.6,
-                unit: "ms".into(),
-                target: None,
-                note: String::new(),
-            },
-        ];
-        for r in &rows {
-            let back = Row::from_json(&r.to_json()).expect("row");
-            assert_eq!(back.name, r.name);
-            assert_eq!(back.value, r.value);
-            assert_eq!(back.unit, r.unit);
-            assert_eq!(back.target, r.target);
-            assert_eq!(back.note, r.note);
-            assert_eq!(back.verdict(), r.verdict());
-        }
-        assert!(Row::from_json(&json!({"name": "x", "target": "~ 3"})).is_err());
-        assert!(Row::from_json(&json!({"value": 1.0})).is_err());
-    }
 }

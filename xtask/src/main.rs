@@ -19,6 +19,7 @@ mod fuzz;
 mod guest;
 mod kernels;
 mod overhead;
+mod table;
 mod vm;
 
 #[derive(Parser)]
@@ -481,4 +482,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cxl-trace diff ARGS` with `tool`: its exit code and stdout (stderr passes through).
+pub(crate) fn run_diff<S: AsRef<std::ffi::OsStr>>(
+    tool: &std::path::Path,
+    args: &[S],
+) -> Result<(Option<i32>, String)> {
+    let out = std::process::Command::new(tool)
+        .arg("diff")
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot start cxl-trace diff")?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }

@@ -23,7 +23,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
-use crate::{bench::Row, step, target_dir};
+use crate::{step, table::Row, target_dir};
 
 const FAULT_PAGES: &str = "100000";
 const FAULT_ROUNDS: &str = "5";

@@ -24,6 +24,7 @@ use anyhow::{bail, Context as _, Result};
 
 use std::collections::BTreeSet;
 
+use crate::table::Row;
 use crate::{
     ensure_apt,
     kernels::{self, Apt, Release, Selector},
@@ -709,7 +710,7 @@ fn cross_kernel_diff(recorded: &[(String, PathBuf)]) -> Result<()> {
     let diff = |args: &[&str]| {
         let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
         all.extend([b.as_os_str(), n.as_os_str()]);
-        crate::guest::run_diff(&tool, &all)
+        crate::run_diff(&tool, &all)
     };
     let (code, text) = diff(&[])?;
     println!("{text}");
@@ -817,7 +818,7 @@ fn absorb_facts(k: &GuestKernel) -> Result<()> {
 
 /// The migration-bound overhead benchmark, in the `hmat` guest (two nodes; the host has one):
 /// the rows the guest wrote, marked as measured there.
-pub fn bench_migration(rows: &mut Vec<crate::bench::Row>, quick: bool) -> Result<()> {
+pub fn bench_migration(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     let (k, initrd, xtask) = guest_parts(&DEFAULT_KERNEL)?;
     let m = Machine::Hmat;
     let guest_cmd = format!(
@@ -841,9 +842,8 @@ pub fn bench_migration(rows: &mut Vec<crate::bench::Row>, quick: bool) -> Result
     let path = run_dir(m).join("bench.json");
     let text = fs::read_to_string(&path)
         .with_context(|| format!("the guest wrote no {}", path.display()))?;
-    let list: Vec<serde_json::Value> = serde_json::from_str(&text).context("bench.json")?;
-    for v in &list {
-        let mut r = crate::bench::Row::from_json(v)?;
+    let list: Vec<Row> = serde_json::from_str(&text).context("bench.json")?;
+    for mut r in list {
         r.name = format!("[VM {accel}] {}", r.name);
         rows.push(r);
     }

@@ -1,0 +1,209 @@
+//! Recordings made in the guest: redaction keeps every derived result, and diff finds a regression between two runs.
+
+use super::*;
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::Duration,
+};
+
+use anyhow::{bail, Result};
+use serde_json::Value;
+
+/// `cxl-trace record` in the background until SIGINT, its stderr in `/results/NAME.err`.
+pub(crate) fn background_record(name: &str, args: &[&str]) -> Result<Child> {
+    let err = PathBuf::from(format!("/results/{name}.err"));
+    let mut child = Command::new(bin("cxl-trace"))
+        .arg("record")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&err)?)
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    wait_for_line(&err, "live probes", &mut child, Duration::from_secs(120))?;
+    Ok(child)
+}
+
+pub(crate) fn report_json(path: &str) -> Result<Value> {
+    let out = sh(Command::new(bin("cxl-trace")).args(["report", "--format", "json", path]))?;
+    serde_json::from_str(&out).with_context(|| format!("report of {path}"))
+}
+
+/// Issue 16: the same kswapd + direct demotion and promotion ping-pong, recorded at once with
+/// and without `--redact`, and the plain file redacted afterwards with `cxl-trace redact`:
+/// demotion and promotion causes, tier pairs and ping-pong must be the same in all three.
+pub(crate) fn redact_scenario(c: &mut Checks) -> Result<()> {
+    say("redaction: kswapd + direct demotion and ping-pong, recorded with and without --redact");
+    write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
+    let (plain, red, copy) = ("/tmp/r-plain.cxlt", "/tmp/r-red.cxlt", "/tmp/r-copy.cxlt");
+    for f in [plain, red, copy] {
+        let _ = fs::remove_file(f);
+    }
+    let a = background_record("record-plain", &["-o", plain])?;
+    let b = background_record("record-redact", &["--redact", "-o", red])?;
+    // kswapd: memory pressure on node 0.
+    pressure_on_node0()?;
+    // Direct (proactive) demotion and promotion back: ping-pong.
+    write("/proc/sys/kernel/numa_balancing", "2")?;
+    reclaim_pingpong("cxltrace-redact", 3)?;
+    write("/proc/sys/kernel/numa_balancing", "0")?;
+    // Let kswapd and the last migrations settle inside both windows.
+    sleep(Duration::from_secs(3));
+    // Both stopped at once, so their windows differ by as little as possible.
+    signal(&a, libc::SIGINT);
+    signal(&b, libc::SIGINT);
+    for (mut child, name) in [(a, "plain"), (b, "redacted")] {
+        let st = child.wait()?;
+        if !st.success() {
+            bail!("record ({name}) exited with {st}");
+        }
+    }
+    sh(Command::new(bin("cxl-trace")).args(["redact", plain, "-o", copy]))?;
+    let (p, r, k) = (report_json(plain)?, report_json(red)?, report_json(copy)?);
+    let part = |v: &Value, path: &[&str]| -> Value {
+        path.iter()
+            .fold(v.clone(), |x, k| x.get(*k).cloned().unwrap_or(Value::Null))
+    };
+    let kswapd = get(&p, "migrations.demotions.by_cause.kswapd");
+    let direct = get(&p, "migrations.demotions.by_cause.direct");
+    c.truth(
+        "redaction scenario demoted by kswapd and by direct reclaim",
+        format!("kswapd {kswapd}, direct {direct}"),
+        kswapd > 0 && direct > 0,
+    );
+    // The workload's migrations happen inside both recorders' windows: equal in all three.
+    // Promotion decisions also come from the recorders' own hinting faults, so the two live
+    // windows differ there by a few; the redacted copy of one file must still match exactly.
+    for (what, live_too) in [
+        (&["migrations", "demotions"][..], true),
+        (&["migrations", "promotions"][..], true),
+        (&["migrations", "tier_pairs"][..], true),
+        (&["pingpong"][..], true),
+        (&["promotion_decisions"][..], false),
+        (&["faults", "by_tier"][..], false),
+        (&["fault_latency", "by_tier"][..], false),
+    ] {
+        let name = what.join(".");
+        let (vp, vr, vk) = (part(&p, what), part(&r, what), part(&k, what));
+        c.truth(
+            &format!(
+                "{} give the plain {name}",
+                if live_too {
+                    "--redact and redact"
+                } else {
+                    "redact"
+                }
+            ),
+            format!("plain {vp}, --redact {vr}, redact {vk}"),
+            vp == vk && (!live_too || vp == vr),
+        );
+    }
+    let events = sh(Command::new(bin("cxl-trace")).args(["export", red, "--format", "jsonl"]))?;
+    let leaked = events.contains("cxl-trace-work");
+    c.truth(
+        "the --redact file does not name the workload",
+        format!("{leaked}"),
+        !leaked,
+    );
+    Ok(())
+}
+
+/// Promotion under a steady supply of cold pages: 64 MiB written in a loop in a cgroup whose
+/// memory.reclaim demotes it once a second (20 cycles), recorded with `cxl-trace record`.
+pub(crate) fn record_promotion_cycles(out: &str) -> Result<()> {
+    let cg = make_cgroup("cxltrace-diff")?;
+    let script = format!(
+        "echo $$ > {cg}/cgroup.procs\n\
+         {w} hold --mib 64 --node 0 --unbind --hot --seconds 22 > /dev/null &\n\
+         p=$!\nsleep 1\n\
+         for i in $(seq 20); do echo 64M > {cg}/memory.reclaim 2>/dev/null; sleep 1; done\n\
+         wait $p\n",
+        w = bin("cxl-trace-workload").display()
+    );
+    sh(Command::new(bin("cxl-trace"))
+        .args(["record", "--force", "-o", out, "--", "sh", "-c", &script]))?;
+    Ok(())
+}
+
+/// Issue 7: two recordings of the same promotion scenario, the second with the promote rate
+/// limit throttled to 1 MB/s. `diff` must flag the configuration, call the promotion drop
+/// significant and fail `--fail-on promotions:-20%` (exit 1); a recording against itself is
+/// "no change" everywhere (exit 0).
+pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
+    let rate = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps";
+    tiering_mode("1000")?;
+    write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
+    let dbg = "/sys/kernel/debug/sched/numa_balancing";
+    let _ = write(&format!("{dbg}/scan_period_min_ms"), "100");
+    // The scan period backs off towards scan_period_max (60 s) while the task's faults are
+    // local, i.e. once its pages were promoted: then the pages demoted by the next cycles were
+    // not rescanned in time, the base run promoted in a cycle or two only, and the bootstrap
+    // over its intervals (promotions in 2 of 29) could not call even a -88% change significant.
+    let _ = write(&format!("{dbg}/scan_period_max_ms"), "1000");
+    let (base, thr) = ("/tmp/diff-base.cxlt", "/tmp/diff-throttled.cxlt");
+    say("diff: recording promotion cycles at the default rate limit");
+    write(rate, "65536")?;
+    record_promotion_cycles(base)?;
+    // For the host's cross-kernel diff: the same workload recorded on each kernel.
+    if let Err(e) = fs::copy(base, "/results/promotion.cxlt") {
+        say(&format!("cannot keep the promotion recording: {e}"));
+    }
+    say("diff: recording the same with the rate limit at 1 MB/s");
+    write(rate, "1")?;
+    let recorded = record_promotion_cycles(thr);
+    write(rate, "65536")?;
+    write("/proc/sys/kernel/numa_balancing", "0")?;
+    recorded?;
+
+    let tool = bin("cxl-trace");
+    let diff = |args: &[&str]| crate::run_diff(&tool, args);
+    let (code, text) = diff(&[base, thr])?;
+    println!("{text}");
+    c.truth(
+        "diff exits 0 without --fail-on",
+        format!("{code:?}"),
+        code == Some(0),
+    );
+    let (_, json) = diff(&["--format", "json", base, thr])?;
+    let v: Value = serde_json::from_str(&json).context("diff --format json")?;
+    let first = v["config_differences"][0]["what"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string();
+    c.truth(
+        "diff flags the rate limit first",
+        first.clone(),
+        first == "numa_balancing_promote_rate_limit_MBps",
+    );
+    let row = v["rows"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["id"] == "promotions"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let pct = row["change_pct"].as_f64().unwrap_or(0.0);
+    c.truth(
+        "diff: promotions dropped significantly",
+        format!(
+            "{pct:.1}% [{:.1}%, {:.1}%]",
+            row["change_lo_pct"].as_f64().unwrap_or(f64::NAN),
+            row["change_hi_pct"].as_f64().unwrap_or(f64::NAN)
+        ),
+        row["significant"] == true && pct <= -20.0,
+    );
+    let (code, _) = diff(&["--fail-on", "promotions:-20%", base, thr])?;
+    c.truth(
+        "diff --fail-on promotions:-20% exits 1",
+        format!("{code:?}"),
+        code == Some(1),
+    );
+    let (code, same) = diff(&["--fail-on", "promotions:-20%", base, base])?;
+    let changed = same.lines().filter(|l| l.contains("SIGNIFICANT")).count();
+    c.truth(
+        "diff of a recording with itself: no change, exit 0",
+        format!("exit {code:?}, {changed} significant"),
+        code == Some(0) && changed == 0,
+    );
+    Ok(())
+}
