@@ -400,3 +400,18 @@ pub fn flatten_error(e: &dyn std::error::Error) -> String {
         s
     }
 }
+
+/// The kernel symbols the hooks need: the hooked functions and the variables they read.
+pub(crate) const KALLSYMS: &[&str] = &[
+    "vmemmap_base",
+    "handle_mm_fault",
+    "task_numa_fault",
+    "move_to_new_folio",
+    "node_data",
+    "should_numa_migrate_memory",
+    "mod_node_page_state",
+    "migrate_misplaced_folio_prepare",
+    "folio_isolate_lru",
+    "demote_folio_list",
+    "demote_page_list",
+];

@@ -22,10 +22,9 @@ use std::{
 };
 
 use super::{
-    attach::TpSpec,
+    attach::{TpSpec, KALLSYMS},
     caps,
     faults::{ALLOC_TP, FAULT_TPS},
-    layout::KALLSYMS,
     migrate::{MIGRATE_TPS, MIGRATION_PTE_TPS},
     process::{FOLLOW_TPS, RING_BENCH_TP},
     signature::{self, Signature},

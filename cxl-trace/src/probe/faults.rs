@@ -3,8 +3,10 @@
 //! (`task_numa_fault`), with the page allocation tracepoint naming the node of pages
 //! allocated during a fault.
 
+use cxl_trace_common::FaultLayout;
+
 use crate::{
-    model::tiers::Availability,
+    model::{tiers::Availability, tracefs::Format},
     probe::attach::{unavailable_reason, Attach, FnHooks, Hook, TpSpec},
 };
 
@@ -53,4 +55,14 @@ pub(crate) fn attach_hooks(at: &mut Attach, hooks: &FnHooks, avail: &mut Availab
     let st = at.hook(hooks, HOOK_NUMA_FAULT, None);
     avail.numa = unavailable_reason(&st);
     at.statuses.extend(st);
+}
+
+/// Offsets for the fault programs from the tracefs format.
+pub fn fault_layout(f: &Format) -> std::result::Result<FaultLayout, String> {
+    Ok(FaultLayout {
+        address: f.offset("address", 8)?,
+        ip: f.offset("ip", 8)?,
+        error_code: f.offset("error_code", 8)?,
+        _reserved: 0,
+    })
 }

@@ -10,99 +10,16 @@ use cxl_trace_common::{
 
 use crate::{
     error::{Error, Result},
-    model::tracefs::{Format, Tracefs},
+    model::tracefs::Tracefs,
     probe::{
         attach::{tp_name, TpSpec},
         caps, facts,
-        faults::FAULT_TPS,
-        migrate::MIGRATE_TPS,
+        faults::{fault_layout, FAULT_TPS},
+        migrate::{migrate_layout, reason_drift, MIGRATE_TPS},
+        process::fork_layout,
         signature, ProbeStatus, TraceConfig,
     },
 };
-
-/// Offsets for the fault programs from the tracefs format.
-pub fn fault_layout(f: &Format) -> std::result::Result<FaultLayout, String> {
-    Ok(FaultLayout {
-        address: f.offset("address", 8)?,
-        ip: f.offset("ip", 8)?,
-        error_code: f.offset("error_code", 8)?,
-        _reserved: 0,
-    })
-}
-
-/// Offsets for the fork program from the tracefs format.
-pub fn fork_layout(f: &Format) -> std::result::Result<ForkLayout, String> {
-    Ok(ForkLayout {
-        child_pid: f.offset("child_pid", 4)?,
-        _reserved: 0,
-    })
-}
-
-/// Offsets for the migration programs from the tracefs formats of `mm_migrate_pages` and
-/// `mm_migrate_pages_start`.
-pub fn migrate_layout(end: &Format, start: &Format) -> std::result::Result<MigrateLayout, String> {
-    Ok(MigrateLayout {
-        succeeded: end.offset("succeeded", 8)?,
-        failed: end.offset("failed", 8)?,
-        thp_succeeded: end.offset("thp_succeeded", 8)?,
-        thp_failed: end.offset("thp_failed", 8)?,
-        thp_split: end.offset("thp_split", 8)?,
-        large_folio_split: end
-            .offset("large_folio_split", 8)
-            .unwrap_or(MigrateLayout::ABSENT),
-        mode: end.offset("mode", 4)?,
-        reason: end.offset("reason", 4)?,
-        start_mode: start.offset("mode", 4)?,
-        start_reason: start.offset("reason", 4)?,
-    })
-}
-
-/// A warning when the kernel numbers `enum migrate_reason` differently from this build
-/// (read from the `reason` table of the `mm_migrate_pages` print format).
-pub fn reason_drift(f: &Format) -> Option<String> {
-    let drift = crate::model::event::MigrateReason::numbering_drift(f.symbols.get("reason")?);
-    (!drift.is_empty()).then(|| {
-        format!(
-            "migration reasons are numbered differently on this kernel ({}): those reasons are misnamed",
-            drift.join("; ")
-        )
-    })
-}
-
-/// Checks a migration-entry tracepoint's format against the fixed offsets the programs read:
-/// `addr` at 8 and the entry (`pte`/`pmd`) at 16, 8 bytes each, and a 4-byte `order` at 24
-/// for the PTE events.
-pub fn check_migration_entry_format(f: &Format, entry: &str) -> std::result::Result<(), String> {
-    let want = |name: &str, off: u32, size: u32| match f.offset(name, size) {
-        Ok(o) if o == off => Ok(()),
-        Ok(o) => Err(format!(
-            "{}: field `{name}` at {o}, the program reads it at {off}",
-            f.name
-        )),
-        Err(e) => Err(e),
-    };
-    want("addr", 8, 8)?;
-    want(entry, 16, 8)?;
-    if entry == "pte" {
-        want("order", 24, 4)?;
-    }
-    Ok(())
-}
-
-/// The kernel symbols the hooks need: the hooked functions and the variables they read.
-pub(crate) const KALLSYMS: &[&str] = &[
-    "vmemmap_base",
-    "handle_mm_fault",
-    "task_numa_fault",
-    "move_to_new_folio",
-    "node_data",
-    "should_numa_migrate_memory",
-    "mod_node_page_state",
-    "migrate_misplaced_folio_prepare",
-    "folio_isolate_lru",
-    "demote_folio_list",
-    "demote_page_list",
-];
 
 /// Where every hook finds its arguments on the running kernel, from the prototypes in its
 /// BTF, and the hooks whose prototype drifted. Without BTF (no fentry either; kprobes read the

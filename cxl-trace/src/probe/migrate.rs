@@ -2,11 +2,12 @@
 //! moves from `move_to_new_folio` where function hooks are allowed, else from the
 //! migration-entry tracepoints (no copy time then).
 
+use cxl_trace_common::MigrateLayout;
+
 use crate::{
-    model::tiers::Availability,
+    model::{tiers::Availability, tracefs::Format},
     probe::{
         attach::{tp_name, unavailable_reason, Attach, FnHooks, Hook, TpSpec},
-        layout::check_migration_entry_format,
         ProbeStatus,
     },
 };
@@ -115,4 +116,55 @@ pub(crate) fn attach_entry_fallback(at: &mut Attach, avail: &mut Availability) {
         ));
     }
     at.statuses.append(&mut st);
+}
+
+/// Offsets for the migration programs from the tracefs formats of `mm_migrate_pages` and
+/// `mm_migrate_pages_start`.
+pub fn migrate_layout(end: &Format, start: &Format) -> std::result::Result<MigrateLayout, String> {
+    Ok(MigrateLayout {
+        succeeded: end.offset("succeeded", 8)?,
+        failed: end.offset("failed", 8)?,
+        thp_succeeded: end.offset("thp_succeeded", 8)?,
+        thp_failed: end.offset("thp_failed", 8)?,
+        thp_split: end.offset("thp_split", 8)?,
+        large_folio_split: end
+            .offset("large_folio_split", 8)
+            .unwrap_or(MigrateLayout::ABSENT),
+        mode: end.offset("mode", 4)?,
+        reason: end.offset("reason", 4)?,
+        start_mode: start.offset("mode", 4)?,
+        start_reason: start.offset("reason", 4)?,
+    })
+}
+
+/// A warning when the kernel numbers `enum migrate_reason` differently from this build
+/// (read from the `reason` table of the `mm_migrate_pages` print format).
+pub fn reason_drift(f: &Format) -> Option<String> {
+    let drift = crate::model::event::MigrateReason::numbering_drift(f.symbols.get("reason")?);
+    (!drift.is_empty()).then(|| {
+        format!(
+            "migration reasons are numbered differently on this kernel ({}): those reasons are misnamed",
+            drift.join("; ")
+        )
+    })
+}
+
+/// Checks a migration-entry tracepoint's format against the fixed offsets the programs read:
+/// `addr` at 8 and the entry (`pte`/`pmd`) at 16, 8 bytes each, and a 4-byte `order` at 24
+/// for the PTE events.
+pub fn check_migration_entry_format(f: &Format, entry: &str) -> std::result::Result<(), String> {
+    let want = |name: &str, off: u32, size: u32| match f.offset(name, size) {
+        Ok(o) if o == off => Ok(()),
+        Ok(o) => Err(format!(
+            "{}: field `{name}` at {o}, the program reads it at {off}",
+            f.name
+        )),
+        Err(e) => Err(e),
+    };
+    want("addr", 8, 8)?;
+    want(entry, 16, 8)?;
+    if entry == "pte" {
+        want("order", 24, 4)?;
+    }
+    Ok(())
 }

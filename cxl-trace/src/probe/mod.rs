@@ -31,10 +31,10 @@ use cxl_trace_common::{kind, raw, stat, RawLayout, EVENTS_MAP, FOLLOW_MAP, STATS
 
 pub use crate::model::status::{ProbeStatus, Status};
 pub use attach::flatten_error;
-pub use layout::{
-    check_migration_entry_format, fault_layout, fork_layout, migrate_layout, reason_drift,
-};
+pub use faults::fault_layout;
+pub use migrate::{check_migration_entry_format, migrate_layout, reason_drift};
 pub use object::{has_bpf_object, missing_from_bpf_object};
+pub use process::fork_layout;
 
 use crate::{
     error::{Error, Result},
@@ -167,7 +167,7 @@ impl Tracer {
         let tracefs = Tracefs::locate_or_mount()?;
         let mut statuses = Vec::new();
         let formats = layout::read_formats(&tracefs, cfg, &mut statuses, &mut warnings)?;
-        let syms = caps::kallsyms(layout::KALLSYMS);
+        let syms = caps::kallsyms(attach::KALLSYMS);
         // The kernel's BTF, parsed once for the prototypes, struct layouts and enum values
         // (only where function hooks are wanted: tracepoints need none of it).
         let kbtf = cfg.functions.then(|| signature::btf::load().ok()).flatten();

@@ -1,8 +1,11 @@
 //! Following processes (fork and exit, which keep the in-kernel follow set) and the
 //! ring-buffer benchmark's synthetic source.
 
+use cxl_trace_common::ForkLayout;
+
 use crate::{
     error::{Error, Result},
+    model::tracefs::Format,
     probe::attach::{Attach, TpSpec},
 };
 
@@ -52,4 +55,12 @@ pub(crate) fn attach_ring_bench(at: &mut Attach) -> Result<()> {
     }
     at.statuses.push(st);
     Ok(())
+}
+
+/// Offsets for the fork program from the tracefs format.
+pub fn fork_layout(f: &Format) -> std::result::Result<ForkLayout, String> {
+    Ok(ForkLayout {
+        child_pid: f.offset("child_pid", 4)?,
+        _reserved: 0,
+    })
 }
