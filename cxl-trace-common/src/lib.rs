@@ -38,7 +38,6 @@ pub const HOOK_ARGS_GLOBAL: &str = "HOOK_ARGS";
 /// Maximum number of followed processes (size of [`FOLLOW_MAP`]).
 pub const FOLLOW_MAX: u32 = 16_384;
 
-/// Event kinds, the `kind` field of [`EventHeader`].
 /// Records the ring-buffer benchmark's program writes per `getpgid(2)` of a followed process
 /// (attached only for `--ring-bench`).
 pub const RING_BENCH_BATCH: u64 = 16;
@@ -47,6 +46,7 @@ pub const RING_BENCH_BATCH: u64 = 16;
 /// resumed on another CPU, or another thread took this CPU's slot meanwhile).
 pub const COPY_UNKNOWN: u64 = u64::MAX;
 
+/// Event kinds, the `kind` field of [`EventHeader`], as numbers (what the programs write).
 pub mod kind {
     /// A [`FaultEvent`](super::FaultEvent) from `exceptions:page_fault_user`.
     pub const FAULT_USER: u16 = 1;
@@ -75,6 +75,98 @@ pub mod kind {
     pub const MIGRATION_PTE: u16 = 11;
     /// One past the highest kind; sizes the per-kind stat slots.
     pub const MAX: u16 = 12;
+}
+
+/// Every kind of record in the ring buffer, the table userspace dispatches on: a kind's
+/// number, name and wire size live here and nowhere else, and a `match` over it is checked
+/// for completeness by the compiler (decoding, redaction).
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// [`FaultEvent`], user mode.
+    FaultUser = kind::FAULT_USER,
+    /// [`FaultEvent`], kernel mode.
+    FaultKernel = kind::FAULT_KERNEL,
+    /// [`MigrateStartEvent`].
+    MigrateStart = kind::MIGRATE_START,
+    /// [`MigrateEvent`].
+    Migrate = kind::MIGRATE,
+    /// [`FaultLatencyEvent`].
+    FaultLatency = kind::FAULT_LATENCY,
+    /// [`FolioMigrateEvent`].
+    FolioMigrate = kind::FOLIO_MIGRATE,
+    /// [`NumaFaultEvent`].
+    NumaFault = kind::NUMA_FAULT,
+    /// [`RawTpEvent`].
+    RawTp = kind::RAW_TP,
+    /// [`PromoteDecisionEvent`].
+    PromoteDecision = kind::PROMOTE_DECISION,
+    /// [`DemoteBatchEvent`].
+    DemoteBatch = kind::DEMOTE_BATCH,
+    /// [`MigrationPteEvent`].
+    MigrationPte = kind::MIGRATION_PTE,
+}
+
+impl Kind {
+    /// Every kind, in number order.
+    pub const ALL: [Kind; 11] = [
+        Kind::FaultUser,
+        Kind::FaultKernel,
+        Kind::MigrateStart,
+        Kind::Migrate,
+        Kind::FaultLatency,
+        Kind::FolioMigrate,
+        Kind::NumaFault,
+        Kind::RawTp,
+        Kind::PromoteDecision,
+        Kind::DemoteBatch,
+        Kind::MigrationPte,
+    ];
+
+    /// The kind of a record's `kind` number (`None`: a newer object than this build).
+    pub const fn from_u16(k: u16) -> Option<Kind> {
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            if Self::ALL[i] as u16 == k {
+                return Some(Self::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Its name in drop and production counts (`fault_user`, `migrate`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::FaultUser => "fault_user",
+            Kind::FaultKernel => "fault_kernel",
+            Kind::MigrateStart => "migrate_start",
+            Kind::Migrate => "migrate",
+            Kind::FaultLatency => "fault_latency",
+            Kind::FolioMigrate => "folio_migrate",
+            Kind::NumaFault => "numa_fault",
+            Kind::RawTp => "rare",
+            Kind::PromoteDecision => "promote_decision",
+            Kind::DemoteBatch => "demote_batch",
+            Kind::MigrationPte => "migration_pte",
+        }
+    }
+
+    /// Bytes of its record on the wire (for [`Kind::RawTp`], the fixed part before `data`).
+    pub const fn wire_size(self) -> usize {
+        match self {
+            Kind::FaultUser | Kind::FaultKernel => core::mem::size_of::<FaultEvent>(),
+            Kind::MigrateStart => core::mem::size_of::<MigrateStartEvent>(),
+            Kind::Migrate => core::mem::size_of::<MigrateEvent>(),
+            Kind::FaultLatency => core::mem::size_of::<FaultLatencyEvent>(),
+            Kind::FolioMigrate => core::mem::size_of::<FolioMigrateEvent>(),
+            Kind::NumaFault => core::mem::size_of::<NumaFaultEvent>(),
+            Kind::RawTp => core::mem::offset_of!(RawTpEvent, data),
+            Kind::PromoteDecision => core::mem::size_of::<PromoteDecisionEvent>(),
+            Kind::DemoteBatch => core::mem::size_of::<DemoteBatchEvent>(),
+            Kind::MigrationPte => core::mem::size_of::<MigrationPteEvent>(),
+        }
+    }
 }
 
 /// Indexes into the per-CPU `STATS` array.
@@ -110,6 +202,7 @@ pub mod config_flags {
 
 /// Runtime configuration handed to the programs as a global at load time.
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     /// `config_flags::*` bits.
@@ -129,6 +222,7 @@ pub struct Config {
 
 /// Offsets of the fields of `exceptions:page_fault_{user,kernel}` (from the tracefs format).
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FaultLayout {
     /// `unsigned long address`.
@@ -153,6 +247,7 @@ impl FaultLayout {
 
 /// Offsets of the fields of `sched:sched_process_fork` the follow filter needs.
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForkLayout {
     /// `pid_t child_pid` (44 up to 6.17, 20 from 6.18 where the comms became `__data_loc`).
@@ -171,6 +266,7 @@ impl ForkLayout {
 
 /// Offsets of the fields of `migrate:mm_migrate_pages` and `mm_migrate_pages_start`.
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MigrateLayout {
     /// `unsigned long succeeded`.
@@ -215,6 +311,7 @@ impl MigrateLayout {
 
 /// Addresses and layout facts of the running kernel for the function hooks.
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelLayout {
     /// Address of the `vmemmap_base` variable (from /proc/kallsyms), or 0 when the kernel has a
@@ -308,6 +405,7 @@ pub mod raw {
 /// slots instead of making the programs read a pointer as a page count. The defaults are the
 /// 6.12 prototypes.
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HookArgs {
     /// `handle_mm_fault`: `address`, `regs`, return slot.
@@ -377,6 +475,7 @@ impl HookArgs {
 
 /// Bytes to copy of each raw tracepoint's record (from its format; at most [`raw::DATA`]).
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawLayout {
     /// Indexed by the `raw::*` ids.
@@ -415,6 +514,7 @@ pub mod fault_flags {
 
 /// A page fault with its latency (fentry/fexit `handle_mm_fault`; retries are folded in).
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FaultLatencyEvent {
     /// Common header; `kind` is `FAULT_LATENCY`; `ts_ns` is the end of the fault.
@@ -439,6 +539,7 @@ pub struct FaultLatencyEvent {
 
 /// One folio migrated (fentry/fexit `move_to_new_folio`).
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FolioMigrateEvent {
     /// Common header; `kind` is `FOLIO_MIGRATE`.
@@ -506,6 +607,7 @@ pub mod folio_size {
 /// the source again when the folio stayed). One event per folio: further mappings of the same
 /// folio by the same thread are not sent. Only emitted inside a migration batch.
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MigrationPteEvent {
     /// Common header; `kind` is `MIGRATION_PTE`.
@@ -551,6 +653,7 @@ pub mod isolate {
 
 /// One step of the NUMA balancing migration decision of a hinting fault.
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PromoteDecisionEvent {
     /// Common header; `kind` is `PROMOTE_DECISION`.
@@ -574,6 +677,7 @@ pub struct PromoteDecisionEvent {
 
 /// A demotion batch (fexit `demote_folio_list`).
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DemoteBatchEvent {
     /// Common header; `kind` is `DEMOTE_BATCH`.
@@ -586,6 +690,7 @@ pub struct DemoteBatchEvent {
 
 /// A NUMA hinting fault (fentry `task_numa_fault`).
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NumaFaultEvent {
     /// Common header; `kind` is `NUMA_FAULT`.
@@ -602,6 +707,7 @@ pub struct NumaFaultEvent {
 
 /// The raw record of a rare tracepoint (see [`raw`]), decoded in userspace.
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawTpEvent {
     /// Common header; `kind` is `RAW_TP`.
@@ -618,6 +724,7 @@ pub struct RawTpEvent {
 
 /// The common start of every record in the ring buffer.
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventHeader {
     /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
@@ -636,6 +743,7 @@ pub struct EventHeader {
 
 /// A page fault exception (`exceptions:page_fault_user` / `page_fault_kernel`).
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FaultEvent {
     /// Common header; `kind` is `FAULT_USER` or `FAULT_KERNEL`.
@@ -652,6 +760,7 @@ pub struct FaultEvent {
 
 /// Start of a migration batch (`migrate:mm_migrate_pages_start`).
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MigrateStartEvent {
     /// Common header; `kind` is `MIGRATE_START`.
@@ -666,6 +775,7 @@ pub struct MigrateStartEvent {
 
 /// End of a migration batch (`migrate:mm_migrate_pages`).
 #[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MigrateEvent {
     /// Common header; `kind` is `MIGRATE`.
@@ -690,48 +800,31 @@ pub struct MigrateEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// `aya::Pod` for the globals userspace sets, proven by `bytemuck::Pod` (derived above, which
+/// checks at compile time that the type has no padding and only plain fields).
 #[cfg(feature = "user")]
-mod pod {
-    use super::*;
-    // SAFETY: every type below is `#[repr(C)]`, `Copy`, made only of integers and integer
-    // arrays with explicit padding fields, so any bit pattern is valid and there are no
-    // uninitialised padding bytes.
-    unsafe impl aya::Pod for Config {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for FaultLayout {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for ForkLayout {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for MigrateLayout {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for EventHeader {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for FaultEvent {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for MigrateStartEvent {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for MigrateEvent {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for KernelLayout {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for RawLayout {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for HookArgs {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for FaultLatencyEvent {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for FolioMigrateEvent {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for NumaFaultEvent {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for RawTpEvent {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for PromoteDecisionEvent {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for DemoteBatchEvent {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for MigrationPteEvent {}
+macro_rules! aya_pod {
+    ($($t:ty),* $(,)?) => {$(
+        const _: () = {
+            const fn proof<T: bytemuck::Pod>() {}
+            proof::<$t>()
+        };
+        // SAFETY: `$t` is `bytemuck::Pod` (checked by the `proof` above): `#[repr(C)]`,
+        // `Copy`, no padding, every bit pattern valid; that is what `aya::Pod` requires.
+        unsafe impl aya::Pod for $t {}
+    )*};
 }
+
+#[cfg(feature = "user")]
+aya_pod!(
+    Config,
+    FaultLayout,
+    ForkLayout,
+    MigrateLayout,
+    KernelLayout,
+    RawLayout,
+    HookArgs,
+);
 
 // Layout checks, evaluated at compile time on both targets.
 const _: () = {

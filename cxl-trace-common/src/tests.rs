@@ -82,3 +82,22 @@ fn default_layouts_match_known_kernels() {
     assert_eq!(MigrateLayout::DEFAULT.reason, 60);
     assert_eq!(FaultLayout::DEFAULT.error_code, 24);
 }
+
+/// The kind table covers every number below `kind::MAX` and reads back.
+#[test]
+fn kinds_cover_every_number_and_read_back() {
+    for k in 1..kind::MAX {
+        let kind = Kind::from_u16(k).expect("every number below MAX is a kind");
+        assert_eq!(kind as u16, k);
+        assert!(kind.wire_size() >= core::mem::size_of::<EventHeader>());
+    }
+    assert_eq!(Kind::from_u16(0), None);
+    assert_eq!(Kind::from_u16(kind::MAX), None);
+    assert_eq!(Kind::ALL.len(), usize::from(kind::MAX) - 1);
+    let mut names: [&str; 11] = [""; 11];
+    for (i, k) in Kind::ALL.iter().enumerate() {
+        names[i] = k.name();
+    }
+    names.sort_unstable();
+    assert!(names.windows(2).all(|w| w[0] != w[1]), "names are unique");
+}

@@ -26,7 +26,7 @@
 use std::{hash::Hasher, mem::offset_of, mem::size_of};
 
 use cxl_trace_common::{
-    kind, raw, DemoteBatchEvent, EventHeader, FaultEvent, FaultLatencyEvent, FolioMigrateEvent,
+    raw, DemoteBatchEvent, EventHeader, FaultEvent, FaultLatencyEvent, FolioMigrateEvent, Kind,
     MigrateEvent, MigrateStartEvent, MigrationPteEvent, NumaFaultEvent, PromoteDecisionEvent,
     RawTpEvent, COMM_LEN,
 };
@@ -90,8 +90,8 @@ pub struct FieldRule {
 /// The rules of one record kind.
 #[derive(Clone, Copy, Debug)]
 pub struct KindRule {
-    /// `kind::*`.
-    pub kinds: &'static [u16],
+    /// The kinds whose records have this layout.
+    pub kinds: &'static [Kind],
     /// Name of the record struct.
     pub name: &'static str,
     /// Size of the record struct.
@@ -124,7 +124,7 @@ pub const HEADER_FIELDS: &[FieldRule] = &[
 /// Every record kind and what redaction does to each of its fields.
 pub const TABLE: &[KindRule] = &[
     KindRule {
-        kinds: &[kind::FAULT_USER, kind::FAULT_KERNEL],
+        kinds: &[Kind::FaultUser, Kind::FaultKernel],
         name: "FaultEvent",
         size: size_of::<FaultEvent>(),
         fields: &[
@@ -135,7 +135,7 @@ pub const TABLE: &[KindRule] = &[
         ],
     },
     KindRule {
-        kinds: &[kind::MIGRATE_START],
+        kinds: &[Kind::MigrateStart],
         name: "MigrateStartEvent",
         size: size_of::<MigrateStartEvent>(),
         fields: &[
@@ -145,7 +145,7 @@ pub const TABLE: &[KindRule] = &[
         ],
     },
     KindRule {
-        kinds: &[kind::MIGRATE],
+        kinds: &[Kind::Migrate],
         name: "MigrateEvent",
         size: size_of::<MigrateEvent>(),
         fields: &[
@@ -161,7 +161,7 @@ pub const TABLE: &[KindRule] = &[
         ],
     },
     KindRule {
-        kinds: &[kind::FAULT_LATENCY],
+        kinds: &[Kind::FaultLatency],
         name: "FaultLatencyEvent",
         size: size_of::<FaultLatencyEvent>(),
         fields: &[
@@ -176,7 +176,7 @@ pub const TABLE: &[KindRule] = &[
         ],
     },
     KindRule {
-        kinds: &[kind::FOLIO_MIGRATE],
+        kinds: &[Kind::FolioMigrate],
         name: "FolioMigrateEvent",
         size: size_of::<FolioMigrateEvent>(),
         fields: &[
@@ -190,7 +190,7 @@ pub const TABLE: &[KindRule] = &[
         ],
     },
     KindRule {
-        kinds: &[kind::NUMA_FAULT],
+        kinds: &[Kind::NumaFault],
         name: "NumaFaultEvent",
         size: size_of::<NumaFaultEvent>(),
         fields: &[
@@ -201,7 +201,7 @@ pub const TABLE: &[KindRule] = &[
         ],
     },
     KindRule {
-        kinds: &[kind::RAW_TP],
+        kinds: &[Kind::RawTp],
         name: "RawTpEvent",
         size: size_of::<RawTpEvent>(),
         fields: &[
@@ -212,7 +212,7 @@ pub const TABLE: &[KindRule] = &[
         ],
     },
     KindRule {
-        kinds: &[kind::PROMOTE_DECISION],
+        kinds: &[Kind::PromoteDecision],
         name: "PromoteDecisionEvent",
         size: size_of::<PromoteDecisionEvent>(),
         fields: &[
@@ -226,7 +226,7 @@ pub const TABLE: &[KindRule] = &[
         ],
     },
     KindRule {
-        kinds: &[kind::DEMOTE_BATCH],
+        kinds: &[Kind::DemoteBatch],
         name: "DemoteBatchEvent",
         size: size_of::<DemoteBatchEvent>(),
         fields: &[
@@ -235,7 +235,7 @@ pub const TABLE: &[KindRule] = &[
         ],
     },
     KindRule {
-        kinds: &[kind::MIGRATION_PTE],
+        kinds: &[Kind::MigrationPte],
         name: "MigrationPteEvent",
         size: size_of::<MigrationPteEvent>(),
         fields: &[
@@ -253,6 +253,7 @@ pub const TABLE: &[KindRule] = &[
 
 /// The rule of a record kind.
 pub fn rule_of(k: u16) -> Option<&'static KindRule> {
+    let k = Kind::from_u16(k)?;
     TABLE.iter().find(|r| r.kinds.contains(&k))
 }
 
@@ -488,24 +489,20 @@ impl Redactor {
     pub fn record(&mut self, rec: &mut [u8]) -> bool {
         let k = rec
             .get(offset_of!(EventHeader, kind)..offset_of!(EventHeader, kind) + 2)
-            .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
-        if k == kind::FAULT_KERNEL && !self.kernel_ips {
+            .map(bytemuck::pod_read_unaligned::<u16>)
+            .and_then(Kind::from_u16);
+        if k == Some(Kind::FaultKernel) && !self.kernel_ips {
             zero(rec, offset_of!(FaultEvent, ip), 8);
         }
         if self.key.is_none() {
             self.stats.records += 1;
             return true;
         }
-        let Some(rule) = rule_of(k) else {
+        let Some((k, rule)) = k.and_then(|k| Some((k, rule_of(k as u16)?))) else {
             self.stats.left_out += 1;
             return false;
         };
-        let fixed = if k == kind::RAW_TP {
-            offset_of!(RawTpEvent, data)
-        } else {
-            rule.size
-        };
-        if rec.len() < fixed {
+        if rec.len() < k.wire_size() {
             self.stats.left_out += 1;
             return false;
         }
@@ -538,7 +535,7 @@ impl Redactor {
             }
         }
         // Bytes past the struct (none in records the tool writes) are not known: dropped.
-        if k != kind::RAW_TP && rec.len() > rule.size {
+        if k != Kind::RawTp && rec.len() > rule.size {
             let n = rec.len() - rule.size;
             zero(rec, rule.size, n);
         }

@@ -27,7 +27,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     Btf, Ebpf,
 };
-use cxl_trace_common::{kind, raw, stat, RawLayout, EVENTS_MAP, FOLLOW_MAP, STATS_MAP};
+use cxl_trace_common::{raw, stat, Kind, RawLayout, EVENTS_MAP, FOLLOW_MAP, STATS_MAP};
 
 pub use crate::model::status::{ProbeStatus, Status};
 pub use attach::flatten_error;
@@ -115,24 +115,6 @@ pub struct Tracer {
     ring: Option<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
     follow: BpfHashMap<MapData, u32, u8>,
-}
-
-/// Names of event kinds, for drop reports.
-pub fn kind_name(k: u16) -> &'static str {
-    match k {
-        kind::FAULT_USER => "fault_user",
-        kind::FAULT_KERNEL => "fault_kernel",
-        kind::MIGRATE_START => "migrate_start",
-        kind::MIGRATE => "migrate",
-        kind::FAULT_LATENCY => "fault_latency",
-        kind::FOLIO_MIGRATE => "folio_migrate",
-        kind::NUMA_FAULT => "numa_fault",
-        kind::RAW_TP => "rare",
-        kind::PROMOTE_DECISION => "promote_decision",
-        kind::DEMOTE_BATCH => "demote_batch",
-        kind::MIGRATION_PTE => "migration_pte",
-        _ => "other",
-    }
 }
 
 /// Raises RLIMIT_MEMLOCK; returns a warning when the kernel refuses (not fatal: kernels
@@ -366,25 +348,21 @@ impl Tracer {
 
     /// Cumulative drops per event kind since attach.
     pub fn drops(&self) -> Drops {
-        let mut by_kind = BTreeMap::new();
-        for k in 1..kind::MAX {
-            by_kind.insert(
-                kind_name(k).to_string(),
-                self.stat(stat::DROPPED + u32::from(k)),
-            );
+        Drops {
+            by_kind: self.per_kind(stat::DROPPED),
         }
-        Drops { by_kind }
     }
 
     /// Cumulative records submitted per event kind since attach.
     pub fn produced(&self) -> BTreeMap<String, u64> {
-        (1..kind::MAX)
-            .map(|k| {
-                (
-                    kind_name(k).to_string(),
-                    self.stat(stat::PRODUCED + u32::from(k)),
-                )
-            })
+        self.per_kind(stat::PRODUCED)
+    }
+
+    /// One counter per kind, from the slots that start at `base`.
+    fn per_kind(&self, base: u32) -> BTreeMap<String, u64> {
+        Kind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), self.stat(base + u32::from(*k as u16))))
             .collect()
     }
 

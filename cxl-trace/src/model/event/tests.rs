@@ -1,6 +1,7 @@
 //! Tests of the parent module.
 
 use super::*;
+use cxl_trace_common::kind;
 
 fn comm(s: &str) -> [u8; COMM_LEN] {
     let mut c = [0u8; COMM_LEN];
