@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Top(o) => runtime()?.block_on(cmd::top::run(o)),
         Command::Record(o) => runtime()?.block_on(cmd::record::run(o)),
         Command::Report(o) => cmd::report::run(&o),
-        Command::Export(o) => cmd::report::export(&o),
+        Command::Export(o) => cmd::export::run(&o),
         Command::Replay(o) => cmd::replay::run(&o),
         Command::Diff(o) => cmd::diff::run(&o),
         Command::Redact(o) => cmd::redact::run(&o),

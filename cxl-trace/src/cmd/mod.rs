@@ -2,6 +2,7 @@
 
 pub mod diff;
 pub mod doctor;
+pub mod export;
 pub mod record;
 pub mod redact;
 pub mod replay;

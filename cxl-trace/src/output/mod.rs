@@ -1,6 +1,8 @@
 //! Renderers of the model's types: text, Perfetto, SVG.
 
+pub mod export;
 pub mod perfetto;
+pub mod report;
 pub mod svg;
 
 use std::io::Write;

@@ -13,14 +13,84 @@
 
 use std::{collections::HashMap, io::Write};
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::{
     model::aggregate::Totals,
     model::event::{Event, FaultMode, MigrateStart},
     model::recording::Header,
     model::sample::Sample,
+    model::schema::ExportRow,
 };
+
+/// One entry of the trace event format (only the members this writer uses).
+#[derive(Serialize)]
+struct TraceEvent<'a, A: Serialize> {
+    /// Phase: `M` metadata, `i` instant, `X` complete slice, `C` counter.
+    ph: &'static str,
+    /// Scope of an instant: `t`, the thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    s: Option<&'static str>,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cat: Option<&'a str>,
+    /// Microseconds since the start of the recording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts: Option<f64>,
+    /// Microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dur: Option<f64>,
+    pid: u32,
+    tid: u32,
+    args: A,
+}
+
+impl<'a, A: Serialize> TraceEvent<'a, A> {
+    fn meta(name: &'a str, pid: u32, tid: u32, args: A) -> Self {
+        Self {
+            ph: "M",
+            s: None,
+            name,
+            cat: None,
+            ts: None,
+            dur: None,
+            pid,
+            tid,
+            args,
+        }
+    }
+}
+
+/// Arguments of a naming metadata entry.
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
+}
+
+/// Arguments of a sorting metadata entry.
+#[derive(Serialize)]
+struct Sorted {
+    sort_index: u16,
+}
+
+/// What the trace says about where it came from (`otherData`).
+#[derive(Serialize)]
+pub struct TraceInfo<'a> {
+    /// Always `cxl-trace`.
+    pub tool: &'static str,
+    /// Version of the recorder.
+    pub tool_version: &'a str,
+    /// Kernel of the recording.
+    pub kernel: &'a str,
+    /// Host of the recording.
+    pub hostname: &'a str,
+    /// What was traced.
+    pub scope: &'a str,
+    /// The recording's file.
+    pub recording: String,
+    /// The recording ends inside a chunk.
+    pub truncated: bool,
+}
 
 /// Pseudo process id of the per-CPU tracks.
 const CPUS_PID: u32 = 0;
@@ -52,15 +122,12 @@ impl<W: Write> PerfettoWriter<W> {
             written: 0,
         };
         for (pid, name) in [(CPUS_PID, "CPUs"), (COUNTERS_PID, "cxl-trace counters")] {
-            w.put(
-                &json!({"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
-                "args": {"name": name}}),
-            )?;
+            w.put(&TraceEvent::meta("process_name", pid, 0, Named { name }))?;
         }
         Ok(w)
     }
 
-    fn put(&mut self, v: &Value) -> std::io::Result<()> {
+    fn put<T: Serialize>(&mut self, v: &T) -> std::io::Result<()> {
         if !self.first {
             self.out.write_all(b",\n")?;
         }
@@ -83,12 +150,20 @@ impl<W: Write> PerfettoWriter<W> {
         }
         if !self.cpus_named[i] {
             self.cpus_named[i] = true;
-            self.put(&json!({"ph": "M", "name": "thread_name", "pid": CPUS_PID,
-                "tid": u32::from(cpu) + 1, "args": {"name": format!("CPU {cpu}")}}))?;
-            self.put(
-                &json!({"ph": "M", "name": "thread_sort_index", "pid": CPUS_PID,
-                "tid": u32::from(cpu) + 1, "args": {"sort_index": cpu}}),
-            )?;
+            let tid = u32::from(cpu) + 1;
+            let name = format!("CPU {cpu}");
+            self.put(&TraceEvent::meta(
+                "thread_name",
+                CPUS_PID,
+                tid,
+                Named { name: &name },
+            ))?;
+            self.put(&TraceEvent::meta(
+                "thread_sort_index",
+                CPUS_PID,
+                tid,
+                Sorted { sort_index: cpu },
+            ))?;
         }
         Ok(u32::from(cpu) + 1)
     }
@@ -99,14 +174,21 @@ impl<W: Write> PerfettoWriter<W> {
         cat: &str,
         ts_ns: u64,
         cpu: u16,
-        args: Value,
+        args: &ExportRow,
     ) -> std::io::Result<()> {
         let tid = self.track(cpu)?;
         let ts = self.us(ts_ns);
-        self.put(
-            &json!({"ph": "i", "s": "t", "name": name, "cat": cat, "ts": ts,
-            "pid": CPUS_PID, "tid": tid, "args": args}),
-        )
+        self.put(&TraceEvent {
+            ph: "i",
+            s: Some("t"),
+            name,
+            cat: Some(cat),
+            ts: Some(ts),
+            dur: None,
+            pid: CPUS_PID,
+            tid,
+            args,
+        })
     }
 
     fn slice(
@@ -116,16 +198,25 @@ impl<W: Write> PerfettoWriter<W> {
         start_ns: u64,
         dur_ns: u64,
         cpu: u16,
-        args: Value,
+        args: &ExportRow,
     ) -> std::io::Result<()> {
         let tid = self.track(cpu)?;
         let ts = self.us(start_ns);
-        self.put(&json!({"ph": "X", "name": name, "cat": cat, "ts": ts,
-            "dur": dur_ns as f64 / 1000.0, "pid": CPUS_PID, "tid": tid, "args": args}))
+        self.put(&TraceEvent {
+            ph: "X",
+            s: None,
+            name,
+            cat: Some(cat),
+            ts: Some(ts),
+            dur: Some(dur_ns as f64 / 1000.0),
+            pid: CPUS_PID,
+            tid,
+            args,
+        })
     }
 
-    /// One event. `args` is its flat JSON (as `export --format jsonl` writes it).
-    pub fn event(&mut self, e: &Event, args: Value) -> std::io::Result<()> {
+    /// One event, with its export row (as `export --format jsonl` writes it) as arguments.
+    pub fn event(&mut self, e: &Event, args: &ExportRow) -> std::io::Result<()> {
         match e {
             Event::Fault(f) => {
                 let name = format!(
@@ -172,10 +263,10 @@ impl<W: Write> PerfettoWriter<W> {
             }
             Event::Demote(d) => self.instant("demote batch", "reclaim", d.ts_ns, 0, args),
             Event::Raw(r) => {
-                let name = args
-                    .get("event")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| format!("tracepoint {}", r.tp), str::to_string);
+                let name = match args {
+                    ExportRow::Rare(row) => row.entry.event.clone(),
+                    _ => format!("tracepoint {}", r.tp),
+                };
                 self.instant(&name, "ras", r.ts_ns, r.cpu, args)
             }
         }
@@ -193,42 +284,53 @@ impl<W: Write> PerfettoWriter<W> {
         let s = Sample::from_totals(totals, dt, drops);
         let rate = |x: u64| if dt > 0.0 { x as f64 / dt } else { 0.0 };
         let ts = t0 * 1e6;
-        let tracks = [
-            ("faults/s", json!({"faults": rate(s.faults)})),
+        let tracks: [(&str, &[(&str, f64)]); 6] = [
+            ("faults/s", &[("faults", rate(s.faults))]),
             (
                 "pages migrated/s",
-                json!({"succeeded": rate(s.churn.migrated), "failed": rate(s.churn.failed)}),
+                &[
+                    ("succeeded", rate(s.churn.migrated)),
+                    ("failed", rate(s.churn.failed)),
+                ],
             ),
             (
                 "tier churn pages/s",
-                json!({"promoted": rate(s.churn.promoted()), "demoted": rate(s.churn.demoted())}),
+                &[
+                    ("promoted", rate(s.churn.promoted())),
+                    ("demoted", rate(s.churn.demoted())),
+                ],
             ),
-            (
-                "ping-pong folios/s",
-                json!({"bounces": rate(s.churn.bounces)}),
-            ),
+            ("ping-pong folios/s", &[("bounces", rate(s.churn.bounces))]),
             (
                 "numa hint faults/s",
-                json!({"hint faults": rate(s.churn.hint_faults)}),
+                &[("hint faults", rate(s.churn.hint_faults))],
             ),
-            ("events dropped", json!({"dropped": drops})),
+            ("events dropped", &[("dropped", drops as f64)]),
         ];
-        for (name, args) in tracks {
-            self.put(
-                &json!({"ph": "C", "name": name, "ts": ts, "pid": COUNTERS_PID,
-                "tid": 0, "args": args}),
-            )?;
+        for (name, values) in tracks {
+            let args: std::collections::BTreeMap<&str, f64> = values.iter().copied().collect();
+            self.put(&TraceEvent {
+                ph: "C",
+                s: None,
+                name,
+                cat: None,
+                ts: Some(ts),
+                dur: None,
+                pid: COUNTERS_PID,
+                tid: 0,
+                args,
+            })?;
         }
         Ok(())
     }
 
     /// Closes the trace (the batches still open are dropped: they never ended in the
     /// recording) and returns the writer.
-    pub fn finish(mut self, other: Value) -> std::io::Result<W> {
-        write!(
-            self.out,
-            "\n],\"displayTimeUnit\":\"ns\",\"otherData\":{other}}}\n"
-        )?;
+    pub fn finish(mut self, other: &TraceInfo) -> std::io::Result<W> {
+        self.out
+            .write_all(b"\n],\"displayTimeUnit\":\"ns\",\"otherData\":")?;
+        serde_json::to_writer(&mut self.out, other)?;
+        self.out.write_all(b"}\n")?;
         self.out.flush()?;
         Ok(self.out)
     }

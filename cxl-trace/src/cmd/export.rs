@@ -1,0 +1,135 @@
+//! `cxl-trace export`: every event of a recording as JSON lines, CSV or a Perfetto trace.
+//! Streams: one chunk in memory at a time.
+
+use std::io::{BufWriter, Write};
+
+use serde_json::{Map, Value};
+
+use crate::{
+    cli::{ExportFormat, ExportOpts},
+    error::{Error, Result},
+    model::tiers::TierMap,
+    output::{
+        export::{cell, event_json, export_row, CSV_COLUMNS},
+        perfetto::{PerfettoWriter, TraceInfo},
+    },
+};
+
+/// A closed pipe (`| head`) is a normal end.
+fn quiet_pipe(r: Result<i32>) -> Result<i32> {
+    match r {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        other => other,
+    }
+}
+
+/// `export --format perfetto`: events on per-CPU tracks, counters per recorded interval.
+fn perfetto(
+    mut src: crate::model::playback::Intervals,
+    o: &ExportOpts,
+    out: impl Write,
+    name: &str,
+) -> Result<i32> {
+    let io = |e: std::io::Error| Error::io(name, e);
+    let h = src.header.clone();
+    let tiers = TierMap::from_topology(&h.topology);
+    let mut w = PerfettoWriter::new(out, &h).map_err(io)?;
+    while let Some(iv) =
+        src.next_interval_each(|e| w.event(e, &export_row(e, &h, &tiers)).map_err(io))?
+    {
+        w.counters(iv.t - iv.dt, iv.dt, &iv.totals, iv.drops.total())
+            .map_err(io)?;
+    }
+    let truncated = src.truncated();
+    w.finish(&TraceInfo {
+        tool: "cxl-trace",
+        tool_version: &h.tool_version,
+        kernel: &h.kernel,
+        hostname: &h.hostname,
+        scope: &h.scope,
+        recording: o.file.display().to_string(),
+        truncated,
+    })
+    .map_err(io)?;
+    if truncated {
+        eprintln!(
+            "cxl-trace: warning: {} ends inside a chunk (cut off by a crash or kill): exported up to the last complete chunk",
+            o.file.display()
+        );
+    }
+    Ok(0)
+}
+
+/// The output of `export`: `-o` (created, never replaced) or stdout, and its name for errors.
+fn export_sink(o: &ExportOpts) -> Result<(BufWriter<Box<dyn Write>>, String)> {
+    let (sink, name): (Box<dyn Write>, String) = match &o.output {
+        Some(p) => (
+            Box::new(crate::model::recording::create_new_file(p)?),
+            p.display().to_string(),
+        ),
+        None => (Box::new(std::io::stdout().lock()), "stdout".into()),
+    };
+    Ok((BufWriter::with_capacity(1 << 20, sink), name))
+}
+
+/// `cxl-trace export`. The recording is opened (and its header checked) before the output
+/// is created.
+pub fn run(o: &ExportOpts) -> Result<i32> {
+    if o.format == ExportFormat::Perfetto {
+        let src = crate::model::playback::Intervals::open(&o.file)?;
+        let (out, name) = export_sink(o)?;
+        return quiet_pipe(perfetto(src, o, out, &name));
+    }
+    let mut reader = crate::model::recording::open(&o.file)?;
+    let h = reader.header.clone();
+    let tiers = TierMap::from_topology(&h.topology);
+    let (out, name) = export_sink(o)?;
+    let io = |e: std::io::Error| Error::io(&name, e);
+    let csv_err = |e: csv::Error| Error::Runtime(format!("{name}: {e}"));
+    let fmt = o.format;
+    // JSON lines or CSV (Perfetto returned above).
+    let (mut json_out, mut csv_out) = if fmt == ExportFormat::Csv {
+        (None, Some(csv::Writer::from_writer(out)))
+    } else {
+        (Some(out), None)
+    };
+    if let Some(w) = csv_out.as_mut() {
+        let mut head: Vec<&str> = CSV_COLUMNS.to_vec();
+        head.push("extra");
+        w.write_record(&head).map_err(csv_err)?;
+    }
+    let written = crate::model::recording::for_each_event(&o.file, &mut reader, |e| {
+        let v = event_json(e, &h, &tiers);
+        if let Some(w) = json_out.as_mut() {
+            writeln!(w, "{v}").map_err(io)?;
+        }
+        if let Some(w) = csv_out.as_mut() {
+            let obj = v.as_object().cloned().unwrap_or_default();
+            let mut row: Vec<String> = CSV_COLUMNS.iter().map(|c| cell(obj.get(*c))).collect();
+            let extra: Map<String, Value> = obj
+                .into_iter()
+                .filter(|(k, _)| !CSV_COLUMNS.contains(&k.as_str()))
+                .collect();
+            row.push(if extra.is_empty() {
+                String::new()
+            } else {
+                Value::Object(extra).to_string()
+            });
+            w.write_record(&row).map_err(|e| match e.into_kind() {
+                csv::ErrorKind::Io(x) => io(x),
+                other => Error::Runtime(format!("{name}: {other:?}")),
+            })?;
+        }
+        Ok(())
+    })
+    .and_then(|()| {
+        match (json_out, csv_out) {
+            (Some(mut w), _) => w.flush(),
+            (_, Some(mut w)) => w.flush(),
+            _ => Ok(()),
+        }
+        .map_err(io)
+    });
+    // A closed pipe (`| head`) is a normal end.
+    quiet_pipe(written.map(|()| 0))
+}
