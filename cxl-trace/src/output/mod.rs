@@ -1,5 +1,6 @@
 //! Renderers of the model's types: text, Perfetto, SVG.
 
+pub mod diff;
 pub mod export;
 pub mod perfetto;
 pub mod report;

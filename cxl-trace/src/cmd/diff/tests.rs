@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use rand::{rngs::SmallRng, Rng as _, SeedableRng as _};
 
 use super::*;
+use crate::model::diff::compare::*;
 use crate::{model::hist::new_histogram, model::recording::Header, model::topology::Tier};
 
 fn latencies(seed: u64, n: usize, median: f64) -> Histogram<u64> {
