@@ -2,6 +2,10 @@
 
 use super::*;
 use crate::testutil::comm;
+use crate::{
+    model::event::{DemoteBatch, FaultClass, MigrateReason, PromoteDecision, Verdict},
+    model::schema::{self, Cause, RefusalCause},
+};
 
 fn step(src: Option<u32>, cand: i64, verdict: Verdict) -> PromoteDecision {
     PromoteDecision {
