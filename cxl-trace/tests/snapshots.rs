@@ -51,7 +51,7 @@ fn topology_of_the_sysfs_fixtures() {
         let t = cxl_trace::model::topology::Topology::read(&root.join("sys"), &root.join("proc"));
         insta::assert_snapshot!(
             format!("topology_text_{name}"),
-            cxl_trace::model::topology::to_text(&t)
+            cxl_trace::output::topology::to_text(&t)
         );
         insta::assert_snapshot!(
             format!("topology_json_{name}"),

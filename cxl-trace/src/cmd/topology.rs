@@ -14,7 +14,7 @@ pub fn run(o: &crate::cli::DoctorOpts) -> Result<i32> {
             topology: t,
         })?
     } else {
-        topology::to_text(&t)
+        crate::output::topology::to_text(&t)
     };
     write_stdout(out.as_bytes())?;
     Ok(0)

@@ -5,6 +5,7 @@ pub mod export;
 pub mod perfetto;
 pub mod report;
 pub mod svg;
+pub mod topology;
 
 use std::io::Write;
 

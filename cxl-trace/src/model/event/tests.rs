@@ -1,7 +1,11 @@
 //! Tests of the parent module.
 
 use super::*;
-use cxl_trace_common::kind;
+use cxl_trace_common::{
+    decision_stage, isolate, kind, DemoteBatchEvent, EventHeader, FaultEvent, FaultLatencyEvent,
+    FolioMigrateEvent, MigrateEvent, MigrationPteEvent, NumaFaultEvent, PromoteDecisionEvent,
+    RawTpEvent,
+};
 
 fn comm(s: &str) -> [u8; COMM_LEN] {
     let mut c = [0u8; COMM_LEN];

@@ -1,6 +1,7 @@
 //! Tests of the parent module.
 
 use super::*;
+use crate::output::topology::to_text;
 
 fn fixture(name: &str) -> Topology {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
