@@ -1,11 +1,25 @@
-//! Page fault exceptions: `exceptions:page_fault_user` and `exceptions:page_fault_kernel`.
+//! Page faults: the exception tracepoints `exceptions:page_fault_user` and
+//! `exceptions:page_fault_kernel` (every fault), and where the kernel allows function hooks,
+//! fault latency (fentry/fexit `handle_mm_fault`, `VM_FAULT_RETRY` folded into one fault;
+//! `kmem:mm_page_alloc` remembers the movable page allocated during a fault, whose pfn names
+//! the node in userspace) and NUMA hinting faults (fentry `task_numa_fault`).
 
 use aya_ebpf::{
-    helpers::bpf_get_current_comm, macros::tracepoint, programs::TracePointContext, Global,
+    helpers::bpf_get_current_comm,
+    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
+    maps::LruHashMap,
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    Global,
 };
-use cxl_trace_common::{config_flags, kind, stat, FaultEvent, FaultLayout, COMM_LEN};
+use cxl_trace_common::{
+    config_flags, fault_flags, kind, stat, FaultEvent, FaultLatencyEvent, FaultLayout,
+    NumaFaultEvent, COMM_LEN,
+};
 
-use crate::shared::{bump, current_ids, emit, flag, followed, header};
+use crate::shared::{
+    arg_at, bump, current_ids, emit, flag, followed, header, header_at, kprobe_arg, now, HOOK_ARGS,
+    KERNEL_LAYOUT, NONE,
+};
 
 #[unsafe(no_mangle)]
 static FAULT_LAYOUT: Global<FaultLayout> = Global::new(FaultLayout::DEFAULT);
@@ -76,4 +90,207 @@ fn try_handle(ctx: &TracePointContext, kind: u16) -> Result<(), i64> {
         },
     );
     Ok(())
+}
+
+/// A fault in progress on a thread.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct FaultState {
+    start_ns: u64,
+    alloc_pfn: u64,
+    address: u64,
+    flags: u32,
+    numa_node: u32,
+    retries: u32,
+    _pad: u32,
+}
+
+#[map]
+static FAULT_STATE: LruHashMap<u32, FaultState> = LruHashMap::with_max_entries(16_384, 0);
+
+const VM_FAULT_RETRY: u32 = 0x400;
+const VM_FAULT_MAJOR: u32 = 0x4;
+const GFP_MOVABLE: u32 = 0x08;
+const TNF_MIGRATED: i32 = 0x01;
+const TNF_FAULT_LOCAL: i32 = 0x08;
+const TNF_MIGRATE_FAIL: i32 = 0x10;
+
+#[fentry(function = "handle_mm_fault")]
+pub fn handle_mm_fault_entry(ctx: FEntryContext) -> u32 {
+    let a = HOOK_ARGS.load();
+    fault_enter(arg_at(&ctx, a.fault_address), arg_at(&ctx, a.fault_regs));
+    0
+}
+
+#[fexit(function = "handle_mm_fault")]
+pub fn handle_mm_fault_exit(ctx: FExitContext) -> u32 {
+    fault_exit(arg_at(&ctx, HOOK_ARGS.load().fault_ret) as u32);
+    0
+}
+
+#[kprobe]
+pub fn handle_mm_fault_kprobe(ctx: ProbeContext) -> u32 {
+    let a = HOOK_ARGS.load();
+    fault_enter(
+        kprobe_arg(&ctx, a.fault_address),
+        kprobe_arg(&ctx, a.fault_regs),
+    );
+    0
+}
+
+#[kretprobe]
+pub fn handle_mm_fault_kretprobe(ctx: RetProbeContext) -> u32 {
+    fault_exit(ctx.ret::<u64>() as u32);
+    0
+}
+
+/// Entry of `handle_mm_fault(vma, address, flags, regs)`: starts a fault, or folds a retry
+/// round into the one in progress.
+#[inline(always)]
+fn fault_enter(address: u64, regs: u64) {
+    let (pid, tid) = current_ids();
+    if !followed(pid) {
+        return;
+    }
+    if let Some(st) = FAULT_STATE.get_ptr_mut(&tid) {
+        // SAFETY: a pointer from a successful lookup in an LRU hash map of this thread's
+        // key; only this thread writes its own entry, and it is not running anything else.
+        let st = unsafe { &mut *st };
+        if st.flags & fault_flags::RETRY_PENDING != 0 {
+            st.flags &= !fault_flags::RETRY_PENDING;
+            st.retries += 1;
+            return;
+        }
+    }
+    let st = FaultState {
+        start_ns: now(),
+        alloc_pfn: NONE,
+        address,
+        flags: if regs == 0 { fault_flags::GUP } else { 0 },
+        numa_node: u32::MAX,
+        retries: 0,
+        _pad: 0,
+    };
+    let _ = FAULT_STATE.insert(&tid, &st, 0);
+}
+
+/// Return of `handle_mm_fault` with its `vm_fault_t`.
+#[inline(always)]
+fn fault_exit(ret: u32) {
+    let (pid, tid) = current_ids();
+    let Some(st) = FAULT_STATE.get_ptr_mut(&tid) else {
+        return;
+    };
+    // SAFETY: as in fault_enter: this thread's own entry.
+    let st = unsafe { &mut *st };
+    if ret & VM_FAULT_MAJOR != 0 {
+        // I/O done in a round that then asked for a retry still makes the fault major.
+        st.flags |= fault_flags::MAJOR;
+    }
+    if ret & VM_FAULT_RETRY != 0 {
+        st.flags |= fault_flags::RETRY_PENDING;
+        return;
+    }
+    let t = now();
+    let ev = FaultLatencyEvent {
+        hdr: header_at(kind::FAULT_LATENCY, pid, tid, t),
+        address: st.address,
+        latency_ns: t.saturating_sub(st.start_ns),
+        alloc_pfn: st.alloc_pfn,
+        ret,
+        flags: st.flags,
+        numa_node: st.numa_node,
+        retries: st.retries,
+        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+    };
+    let _ = FAULT_STATE.remove(&tid);
+    emit(kind::FAULT_LATENCY, ev);
+}
+
+/// Remembers the movable page allocated by a fault in progress (page tables and kernel
+/// allocations are not movable, user data pages are).
+#[tracepoint]
+pub fn mm_page_alloc(ctx: TracePointContext) -> u32 {
+    let (_, tid) = current_ids();
+    let Some(st) = FAULT_STATE.get_ptr_mut(&tid) else {
+        return 0;
+    };
+    let l = KERNEL_LAYOUT.load();
+    // SAFETY: offsets from this kernel's tracefs format of kmem:mm_page_alloc.
+    let read = unsafe {
+        (
+            ctx.read_at::<u64>(l.alloc_pfn as usize),
+            ctx.read_at::<u32>(l.alloc_gfp as usize),
+        )
+    };
+    let (Ok(pfn), Ok(gfp)) = read else {
+        bump(stat::READ_ERRORS);
+        return 0;
+    };
+    if gfp & GFP_MOVABLE != 0 {
+        // SAFETY: this thread's own entry, from a successful lookup.
+        let st = unsafe { &mut *st };
+        st.alloc_pfn = pfn;
+        st.flags |= fault_flags::ALLOC;
+    }
+    0
+}
+
+#[fentry(function = "task_numa_fault")]
+pub fn task_numa_fault(ctx: FEntryContext) -> u32 {
+    let a = HOOK_ARGS.load();
+    numa_fault(
+        arg_at(&ctx, a.numa_last_cpupid) as i32,
+        arg_at(&ctx, a.numa_mem_node) as i32,
+        arg_at(&ctx, a.numa_pages) as i32,
+        arg_at(&ctx, a.numa_flags) as i32,
+    );
+    0
+}
+
+#[kprobe]
+pub fn task_numa_fault_kprobe(ctx: ProbeContext) -> u32 {
+    let a = HOOK_ARGS.load();
+    let arg = |n| kprobe_arg(&ctx, n) as i32;
+    numa_fault(
+        arg(a.numa_last_cpupid),
+        arg(a.numa_mem_node),
+        arg(a.numa_pages),
+        arg(a.numa_flags),
+    );
+    0
+}
+
+/// `task_numa_fault(last_cpupid, mem_node, pages, flags)`.
+#[inline(always)]
+fn numa_fault(last_cpupid: i32, mem_node: i32, pages: i32, flags: i32) {
+    let (pid, tid) = current_ids();
+    if !followed(pid) {
+        return;
+    }
+    if let Some(st) = FAULT_STATE.get_ptr_mut(&tid) {
+        // SAFETY: this thread's own entry, from a successful lookup.
+        let st = unsafe { &mut *st };
+        st.flags |= fault_flags::NUMA_HINT;
+        if flags & TNF_MIGRATED != 0 {
+            st.flags |= fault_flags::NUMA_MIGRATED;
+        }
+        if flags & TNF_MIGRATE_FAIL != 0 {
+            st.flags |= fault_flags::NUMA_MIGRATE_FAIL;
+        }
+        if flags & TNF_FAULT_LOCAL != 0 {
+            st.flags |= fault_flags::NUMA_LOCAL;
+        }
+        st.numa_node = mem_node as u32;
+    }
+    emit(
+        kind::NUMA_FAULT,
+        NumaFaultEvent {
+            hdr: header(kind::NUMA_FAULT, pid, tid),
+            mem_node,
+            pages,
+            flags,
+            last_cpupid,
+        },
+    );
 }

@@ -19,7 +19,6 @@ mod caps;
 mod faults;
 mod follow;
 mod migrate;
-mod promote;
 mod ptes;
 mod rare;
 mod shared;

@@ -21,8 +21,8 @@ use aya_ebpf::{
 use cxl_trace_common::{kind, stat, MigrationPteEvent};
 
 use crate::{
+    migrate::BATCH_REASON,
     shared::{bump, current_ids, emit, header, now},
-    tiering::BATCH_REASON,
 };
 
 /// Field offsets, the same in every kernel that has these tracepoints (checked against tracefs

@@ -202,3 +202,11 @@ pub fn kprobe_arg(ctx: &aya_ebpf::programs::ProbeContext, n: u8) -> u64 {
 /// Where the hooked functions' arguments are on this kernel (set by userspace from BTF).
 #[unsafe(no_mangle)]
 pub static HOOK_ARGS: Global<HookArgs> = Global::new(HookArgs::DEFAULT);
+
+/// Addresses and struct layouts of this kernel (set by userspace before load).
+#[unsafe(no_mangle)]
+pub static KERNEL_LAYOUT: Global<cxl_trace_common::KernelLayout> =
+    Global::new(cxl_trace_common::KernelLayout::DEFAULT);
+
+/// A pfn or address that is not known.
+pub const NONE: u64 = u64::MAX;

@@ -1,452 +1,363 @@
-//! Function hooks where the kernel allows them (fentry/fexit), plus the tracepoints that feed
-//! them:
+//! Why NUMA balancing did or did not migrate a page, and demotion batches per source node.
 //!
-//! - fault latency: fentry/fexit `handle_mm_fault`, with `VM_FAULT_RETRY` folded into one
-//!   fault; `kmem:mm_page_alloc` remembers the movable page allocated during a fault (its pfn
-//!   names the node in userspace) and fentry `task_numa_fault` marks NUMA hinting faults;
-//! - per-folio migration: fentry/fexit `move_to_new_folio` gives source and destination pfn,
-//!   the page's identity (mapping, index) and the copy time; the reason comes from the batch
-//!   in progress on the thread (`mm_migrate_pages_start`, see `migrate.rs`).
-//!
-//! Struct pages become pfns through the vmemmap: `pfn = (page - vmemmap) / sizeof(struct page)`,
-//! with the vmemmap base read from the kernel's `vmemmap_base` variable when it is randomised.
+//! - `should_numa_migrate_memory` (fentry/fexit) is the decision. In tiering mode a folio on a
+//!   slow node first has to be hot enough (its hint-fault latency under the threshold); a hot one
+//!   is counted in its target node's `pgpromote_candidate` (via `mod_node_page_state`, the only
+//!   node counter the decision touches) and then passes the promotion rate limiter or not. So a
+//!   refusal with candidate pages is the rate limit, one without is the threshold (or, outside
+//!   tiering, the placement heuristics).
+//! - `migrate_misplaced_folio_prepare` (fentry/fexit) refuses an approved folio when the target
+//!   node is short of free memory, when `folio_isolate_lru` fails (fexit, seen only inside a
+//!   prepare of the same thread), or for shared executable file folios (-EACCES).
+//! - `demote_folio_list` (fexit) returns the pages demoted from the node being reclaimed; its
+//!   pgdat pointer is turned into a node id by finding it in `node_data[]`.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_probe_read_kernel},
-    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
-    maps::{Array, LruHashMap, PerCpuArray},
-    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
-    Global,
+    helpers::bpf_probe_read_kernel,
+    macros::{fentry, fexit, kprobe, kretprobe, map},
+    maps::{LruHashMap, PerCpuArray},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use cxl_trace_common::{
-    fault_flags, folio_size, kind, stat, FaultLatencyEvent, FolioMigrateEvent, KernelLayout,
-    NumaFaultEvent, COMM_LEN, COPY_UNKNOWN,
-};
+use cxl_trace_common::{decision_stage, isolate, kind, DemoteBatchEvent, PromoteDecisionEvent};
 
-use crate::shared::{
-    arg_at, bump, current_ids, emit, followed, header, header_at, kprobe_arg, now, HOOK_ARGS,
+use crate::{
+    shared::KERNEL_LAYOUT,
+    shared::{arg_at, current_ids, emit, header, kprobe_arg, HOOK_ARGS},
 };
 
-#[unsafe(no_mangle)]
-pub static KERNEL_LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::DEFAULT);
-
-/// A fault in progress on a thread.
+/// A decision or prepare in progress on a thread: candidate pages counted so far and the
+/// arguments a kretprobe cannot see.
 #[derive(Clone, Copy)]
 #[repr(C)]
-pub struct FaultState {
-    start_ns: u64,
-    alloc_pfn: u64,
-    address: u64,
-    flags: u32,
-    numa_node: u32,
-    retries: u32,
+pub struct Step {
+    candidate_pages: i64,
+    src_nid: i32,
+    target: i32,
+    isolate: u32,
     _pad: u32,
+    pgdat: u64,
 }
 
-#[map]
-static FAULT_STATE: LruHashMap<u32, FaultState> = LruHashMap::with_max_entries(16_384, 0);
+impl Step {
+    const fn new(src_nid: i32, target: i32, pgdat: u64) -> Self {
+        Self {
+            candidate_pages: 0,
+            src_nid,
+            target,
+            isolate: isolate::NOT_CALLED,
+            _pad: 0,
+            pgdat,
+        }
+    }
+}
 
-/// `move_to_new_folio` in progress on this CPU.
+/// A step in progress on this CPU and the thread that runs it (0: none).
 #[derive(Clone, Copy)]
 #[repr(C)]
-pub struct FolioStart {
-    start_ns: u64,
-    dst: u64,
-    src: u64,
-    /// The thread that entered (0: the slot is free).
+pub struct Slot {
     tid: u32,
     _pad: u32,
+    step: Step,
 }
 
-/// `move_to_new_folio` entry, one slot per CPU: a per-CPU array costs a fraction of a hash
-/// insert on the per-folio path. A thread that sleeps in the copy and resumes elsewhere, or
-/// whose slot another thread took meanwhile, finds no matching entry (thread and source folio):
-/// its copy time is then unknown (`COPY_UNKNOWN`), never another folio's.
+/// The decision in progress, one slot per CPU. `should_numa_migrate_memory` and
+/// `migrate_misplaced_folio_prepare` run under the page table lock (no sleeping, no moving to
+/// another CPU), and the hooks inside them, `mod_node_page_state` and `folio_isolate_lru`,
+/// run far more often outside them (every page move_pages, compaction or reclaim isolates,
+/// every node counter update): a per-CPU slot answers "not in a decision" without a hash
+/// lookup. The thread is checked anyway, so a slot left by a thread that did move is ignored.
 #[map]
-static FOLIO_START: PerCpuArray<FolioStart> = PerCpuArray::with_max_entries(1, 0);
+static DECIDING: PerCpuArray<Slot> = PerCpuArray::with_max_entries(1, 0);
 
-/// The kernel's `vmemmap_base`, read once (it is set at boot and never changes).
+/// The prepare in progress, one slot per CPU (see `DECIDING`).
 #[map]
-static VMEMMAP_BASE: Array<u64> = Array::with_max_entries(1, 0);
+static PREPARING: PerCpuArray<Slot> = PerCpuArray::with_max_entries(1, 0);
 
-/// `enum migrate_reason` of the batch in progress by thread (set and cleared by migrate.rs).
+/// The demotion batch in progress (kprobe form only), by thread.
 #[map]
-pub static BATCH_REASON: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4_096, 0);
+static DEMOTING: LruHashMap<u32, Step> = LruHashMap::with_max_entries(1_024, 0);
 
-const VM_FAULT_RETRY: u32 = 0x400;
-const VM_FAULT_MAJOR: u32 = 0x4;
-const GFP_MOVABLE: u32 = 0x08;
-const TNF_MIGRATED: i32 = 0x01;
-const TNF_FAULT_LOCAL: i32 = 0x08;
-const TNF_MIGRATE_FAIL: i32 = 0x10;
-const NONE: u64 = u64::MAX;
-
-#[fentry(function = "handle_mm_fault")]
-pub fn handle_mm_fault_entry(ctx: FEntryContext) -> u32 {
-    let a = HOOK_ARGS.load();
-    fault_enter(arg_at(&ctx, a.fault_address), arg_at(&ctx, a.fault_regs));
-    0
-}
-
-#[fexit(function = "handle_mm_fault")]
-pub fn handle_mm_fault_exit(ctx: FExitContext) -> u32 {
-    fault_exit(arg_at(&ctx, HOOK_ARGS.load().fault_ret) as u32);
-    0
-}
-
-#[kprobe]
-pub fn handle_mm_fault_kprobe(ctx: ProbeContext) -> u32 {
-    let a = HOOK_ARGS.load();
-    fault_enter(
-        kprobe_arg(&ctx, a.fault_address),
-        kprobe_arg(&ctx, a.fault_regs),
-    );
-    0
-}
-
-#[kretprobe]
-pub fn handle_mm_fault_kretprobe(ctx: RetProbeContext) -> u32 {
-    fault_exit(ctx.ret::<u64>() as u32);
-    0
-}
-
-/// Entry of `handle_mm_fault(vma, address, flags, regs)`: starts a fault, or folds a retry
-/// round into the one in progress.
-#[inline(always)]
-fn fault_enter(address: u64, regs: u64) {
-    let (pid, tid) = current_ids();
-    if !followed(pid) {
-        return;
-    }
-    if let Some(st) = FAULT_STATE.get_ptr_mut(&tid) {
-        // SAFETY: a pointer from a successful lookup in an LRU hash map of this thread's
-        // key; only this thread writes its own entry, and it is not running anything else.
-        let st = unsafe { &mut *st };
-        if st.flags & fault_flags::RETRY_PENDING != 0 {
-            st.flags &= !fault_flags::RETRY_PENDING;
-            st.retries += 1;
-            return;
-        }
-    }
-    let st = FaultState {
-        start_ns: now(),
-        alloc_pfn: NONE,
-        address,
-        flags: if regs == 0 { fault_flags::GUP } else { 0 },
-        numa_node: u32::MAX,
-        retries: 0,
-        _pad: 0,
-    };
-    let _ = FAULT_STATE.insert(&tid, &st, 0);
-}
-
-/// Return of `handle_mm_fault` with its `vm_fault_t`.
-#[inline(always)]
-fn fault_exit(ret: u32) {
-    let (pid, tid) = current_ids();
-    let Some(st) = FAULT_STATE.get_ptr_mut(&tid) else {
-        return;
-    };
-    // SAFETY: as in fault_enter: this thread's own entry.
-    let st = unsafe { &mut *st };
-    if ret & VM_FAULT_MAJOR != 0 {
-        // I/O done in a round that then asked for a retry still makes the fault major.
-        st.flags |= fault_flags::MAJOR;
-    }
-    if ret & VM_FAULT_RETRY != 0 {
-        st.flags |= fault_flags::RETRY_PENDING;
-        return;
-    }
-    let t = now();
-    let ev = FaultLatencyEvent {
-        hdr: header_at(kind::FAULT_LATENCY, pid, tid, t),
-        address: st.address,
-        latency_ns: t.saturating_sub(st.start_ns),
-        alloc_pfn: st.alloc_pfn,
-        ret,
-        flags: st.flags,
-        numa_node: st.numa_node,
-        retries: st.retries,
-        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
-    };
-    let _ = FAULT_STATE.remove(&tid);
-    emit(kind::FAULT_LATENCY, ev);
-}
-
-/// Remembers the movable page allocated by a fault in progress (page tables and kernel
-/// allocations are not movable, user data pages are).
-#[tracepoint]
-pub fn mm_page_alloc(ctx: TracePointContext) -> u32 {
+fn begin_here(map: &PerCpuArray<Slot>, step: Step) {
     let (_, tid) = current_ids();
-    let Some(st) = FAULT_STATE.get_ptr_mut(&tid) else {
-        return 0;
-    };
-    let l = KERNEL_LAYOUT.load();
-    // SAFETY: offsets from this kernel's tracefs format of kmem:mm_page_alloc.
-    let read = unsafe {
-        (
-            ctx.read_at::<u64>(l.alloc_pfn as usize),
-            ctx.read_at::<u32>(l.alloc_gfp as usize),
-        )
-    };
-    let (Ok(pfn), Ok(gfp)) = read else {
-        bump(stat::READ_ERRORS);
-        return 0;
-    };
-    if gfp & GFP_MOVABLE != 0 {
-        // SAFETY: this thread's own entry, from a successful lookup.
-        let st = unsafe { &mut *st };
-        st.alloc_pfn = pfn;
-        st.flags |= fault_flags::ALLOC;
+    if let Some(slot) = map.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, from a successful lookup; no other program writes it while
+        // this one runs on this CPU.
+        unsafe { *slot = Slot { tid, _pad: 0, step } };
     }
-    0
 }
 
-#[fentry(function = "task_numa_fault")]
-pub fn task_numa_fault(ctx: FEntryContext) -> u32 {
-    let a = HOOK_ARGS.load();
-    numa_fault(
-        arg_at(&ctx, a.numa_last_cpupid) as i32,
-        arg_at(&ctx, a.numa_mem_node) as i32,
-        arg_at(&ctx, a.numa_pages) as i32,
-        arg_at(&ctx, a.numa_flags) as i32,
-    );
+/// This CPU's slot if this thread runs its step; the common case (no step) costs no helper
+/// call.
+#[inline(always)]
+fn mine(map: &PerCpuArray<Slot>) -> Option<*mut Slot> {
+    let slot = map.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, from a successful lookup.
+    let busy = unsafe { (*slot).tid };
+    (busy != 0 && busy == current_ids().1).then_some(slot)
+}
+
+/// This CPU's step if this thread runs it, freed.
+fn take_here(map: &PerCpuArray<Slot>) -> Option<Step> {
+    let slot = mine(map)?;
+    // SAFETY: this thread's slot on this CPU, from `mine`.
+    unsafe {
+        (*slot).tid = 0;
+        Some((*slot).step)
+    }
+}
+
+/// This CPU's step if this thread runs one.
+#[inline(always)]
+fn here(map: &PerCpuArray<Slot>) -> Option<*mut Step> {
+    // SAFETY: the field pointer stays inside the map value `mine` found.
+    mine(map).map(|slot| unsafe { &raw mut (*slot).step })
+}
+
+fn begin(map: &LruHashMap<u32, Step>, step: Step) {
+    let (_, tid) = current_ids();
+    let _ = map.insert(&tid, &step, 0);
+}
+
+/// Removes and returns this thread's step.
+fn take(map: &LruHashMap<u32, Step>) -> Option<Step> {
+    let (_, tid) = current_ids();
+    // SAFETY: this thread's own entry, copied out before it is removed.
+    let step = map.get_ptr(&tid).map(|s| unsafe { *s });
+    let _ = map.remove(&tid);
+    step
+}
+
+#[fentry(function = "should_numa_migrate_memory")]
+pub fn should_migrate_entry(_ctx: FEntryContext) -> u32 {
+    begin_here(&DECIDING, Step::new(0, 0, 0));
     0
 }
 
 #[kprobe]
-pub fn task_numa_fault_kprobe(ctx: ProbeContext) -> u32 {
+pub fn should_migrate_kprobe(ctx: ProbeContext) -> u32 {
     let a = HOOK_ARGS.load();
     let arg = |n| kprobe_arg(&ctx, n) as i32;
-    numa_fault(
-        arg(a.numa_last_cpupid),
-        arg(a.numa_mem_node),
-        arg(a.numa_pages),
-        arg(a.numa_flags),
+    begin_here(
+        &DECIDING,
+        Step::new(arg(a.should_src_nid), arg(a.should_dst_cpu), 0),
     );
     0
 }
 
-/// `task_numa_fault(last_cpupid, mem_node, pages, flags)`.
-#[inline(always)]
-fn numa_fault(last_cpupid: i32, mem_node: i32, pages: i32, flags: i32) {
-    let (pid, tid) = current_ids();
-    if !followed(pid) {
-        return;
-    }
-    if let Some(st) = FAULT_STATE.get_ptr_mut(&tid) {
-        // SAFETY: this thread's own entry, from a successful lookup.
-        let st = unsafe { &mut *st };
-        st.flags |= fault_flags::NUMA_HINT;
-        if flags & TNF_MIGRATED != 0 {
-            st.flags |= fault_flags::NUMA_MIGRATED;
-        }
-        if flags & TNF_MIGRATE_FAIL != 0 {
-            st.flags |= fault_flags::NUMA_MIGRATE_FAIL;
-        }
-        if flags & TNF_FAULT_LOCAL != 0 {
-            st.flags |= fault_flags::NUMA_LOCAL;
-        }
-        st.numa_node = mem_node as u32;
-    }
-    emit(
-        kind::NUMA_FAULT,
-        NumaFaultEvent {
-            hdr: header(kind::NUMA_FAULT, pid, tid),
-            mem_node,
-            pages,
-            flags,
-            last_cpupid,
-        },
-    );
-}
-
-#[fentry(function = "move_to_new_folio")]
-pub fn move_to_new_folio_entry(ctx: FEntryContext) -> u32 {
+#[fentry(function = "mod_node_page_state")]
+pub fn node_stat_mod(ctx: FEntryContext) -> u32 {
     let a = HOOK_ARGS.load();
-    folio_enter(arg_at(&ctx, a.folio_dst), arg_at(&ctx, a.folio_src));
-    0
-}
-
-#[fexit(function = "move_to_new_folio")]
-pub fn move_to_new_folio_exit(ctx: FExitContext) -> u32 {
-    // The verifier types the folio arguments as BTF pointers and refuses the arithmetic that
-    // turns them into pfns; read them as plain numbers instead.
-    let a = HOOK_ARGS.load();
-    folio_exit(
-        arg_at(&ctx, a.folio_dst),
-        arg_at(&ctx, a.folio_src),
-        arg_at(&ctx, a.folio_ret) as i32,
+    count_candidates(
+        arg_at(&ctx, a.node_stat_item),
+        arg_at(&ctx, a.node_stat_delta) as i64,
     );
     0
 }
 
 #[kprobe]
-pub fn move_to_new_folio_kprobe(ctx: ProbeContext) -> u32 {
+pub fn node_stat_mod_kprobe(ctx: ProbeContext) -> u32 {
     let a = HOOK_ARGS.load();
-    folio_enter(kprobe_arg(&ctx, a.folio_dst), kprobe_arg(&ctx, a.folio_src));
+    count_candidates(
+        kprobe_arg(&ctx, a.node_stat_item),
+        kprobe_arg(&ctx, a.node_stat_delta) as i64,
+    );
+    0
+}
+
+#[inline(always)]
+fn count_candidates(item: u64, delta: i64) {
+    let want = HOOK_ARGS.load().promote_candidate_item;
+    if want != u16::MAX && item != u64::from(want) {
+        return;
+    }
+    if let Some(step) = here(&DECIDING) {
+        // SAFETY: this thread's step in this CPU's slot.
+        unsafe { (*step).candidate_pages += delta };
+    }
+}
+
+#[fexit(function = "should_numa_migrate_memory")]
+pub fn should_migrate_exit(ctx: FExitContext) -> u32 {
+    let cand = take_here(&DECIDING).map_or(0, |s| s.candidate_pages);
+    let a = HOOK_ARGS.load();
+    emit_decision(
+        decision_stage::SHOULD_MIGRATE,
+        (arg_at(&ctx, a.should_ret) & 1) as i32,
+        arg_at(&ctx, a.should_src_nid) as i32,
+        arg_at(&ctx, a.should_dst_cpu) as i32,
+        cand,
+        isolate::NOT_CALLED,
+    );
     0
 }
 
 #[kretprobe]
-pub fn move_to_new_folio_kretprobe(ctx: RetProbeContext) -> u32 {
-    let rc = ctx.ret::<u64>() as i32;
-    let (_, tid) = current_ids();
-    let (dst, src) = match FOLIO_START.get_ptr(0) {
-        // SAFETY: this CPU's slot, from a successful lookup; only read.
-        Some(s) if unsafe { (*s).tid } == tid => unsafe { ((*s).dst, (*s).src) },
-        // Another thread's entry, or none: the arguments are lost with it.
-        _ => return 0,
+pub fn should_migrate_kretprobe(ctx: RetProbeContext) -> u32 {
+    let Some(step) = take_here(&DECIDING) else {
+        return 0;
     };
-    folio_exit(dst, src, rc);
+    emit_decision(
+        decision_stage::SHOULD_MIGRATE,
+        (ctx.ret::<u64>() & 1) as i32,
+        step.src_nid,
+        step.target,
+        step.candidate_pages,
+        isolate::NOT_CALLED,
+    );
     0
 }
 
-/// Entry of `move_to_new_folio(dst, src, mode)`; a kretprobe does not see the arguments, so
-/// they are kept here (and they identify the entry for fexit).
+#[fentry(function = "migrate_misplaced_folio_prepare")]
+pub fn prepare_entry(_ctx: FEntryContext) -> u32 {
+    begin_here(&PREPARING, Step::new(-1, 0, 0));
+    0
+}
+
+#[kprobe]
+pub fn prepare_kprobe(ctx: ProbeContext) -> u32 {
+    begin_here(
+        &PREPARING,
+        Step::new(
+            -1,
+            kprobe_arg(&ctx, HOOK_ARGS.load().prepare_node) as i32,
+            0,
+        ),
+    );
+    0
+}
+
+#[fexit(function = "folio_isolate_lru")]
+pub fn isolate_exit(ctx: FExitContext) -> u32 {
+    isolated(arg_at(&ctx, HOOK_ARGS.load().isolate_ret) & 1 != 0);
+    0
+}
+
+#[kretprobe]
+pub fn isolate_kretprobe(ctx: RetProbeContext) -> u32 {
+    isolated(ctx.ret::<u64>() & 1 != 0);
+    0
+}
+
 #[inline(always)]
-fn folio_enter(dst: u64, src: u64) {
-    let (_, tid) = current_ids();
-    if let Some(slot) = FOLIO_START.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot, from a successful lookup; programs on one CPU do not run
-        // concurrently with each other for the same hook, and the write is a plain store.
-        unsafe {
-            *slot = FolioStart {
-                start_ns: now(),
-                dst,
-                src,
-                tid,
-                _pad: 0,
-            }
-        };
+fn isolated(ok: bool) {
+    if let Some(step) = here(&PREPARING) {
+        // SAFETY: this thread's step in this CPU's slot.
+        unsafe { (*step).isolate = if ok { isolate::OK } else { isolate::FAILED } };
     }
 }
 
-/// The kernel's `vmemmap_base`, from the cache or read once into it; `None` when unreadable.
-#[inline(always)]
-fn vmemmap_base(addr: u64) -> Option<u64> {
-    let slot = VMEMMAP_BASE.get_ptr_mut(0)?;
-    // SAFETY: the single slot of an array map, from a successful lookup.
-    let cached = unsafe { *slot };
-    if cached != 0 {
-        return Some(cached);
-    }
-    // SAFETY: reads the kernel's `vmemmap_base` variable at the address kallsyms gave;
-    // bpf_probe_read_kernel fails cleanly if it is not readable.
-    let v = unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()?;
-    // SAFETY: the array slot from the lookup above; racing CPUs store the same value.
-    unsafe { *slot = v };
-    Some(v)
+#[fexit(function = "migrate_misplaced_folio_prepare")]
+pub fn prepare_exit(ctx: FExitContext) -> u32 {
+    let iso = take_here(&PREPARING).map_or(isolate::NOT_CALLED, |s| s.isolate);
+    let a = HOOK_ARGS.load();
+    emit_decision(
+        decision_stage::PREPARE,
+        arg_at(&ctx, a.prepare_ret) as i32,
+        -1,
+        arg_at(&ctx, a.prepare_node) as i32,
+        0,
+        iso,
+    );
+    0
 }
 
-/// pfn of a `struct page`/`struct folio` pointer.
-#[inline(always)]
-fn pfn_of(page: u64, l: &KernelLayout, vmemmap: u64) -> u64 {
-    if l.page_struct_size == 0 || page < vmemmap {
-        return NONE;
-    }
-    (page - vmemmap) / l.page_struct_size
-}
-
-/// Size code of a large folio: `order + 1` when its order byte reads as plausible (1 to 20,
-/// and both folios aligned to it, as every folio is), else [`folio_size::LARGE`].
-#[inline(always)]
-fn large_folio_size(named: u64, src_pfn: u64, dst_pfn: u64, l: &KernelLayout) -> u32 {
-    let at = named + l.page_struct_size + u64::from(l.folio_order_offset);
-    // SAFETY: a byte of the first tail page of a large folio; bpf_probe_read_kernel fails
-    // cleanly.
-    let Ok(order) = (unsafe { bpf_probe_read_kernel(at as *const u8) }) else {
-        return folio_size::LARGE;
+#[kretprobe]
+pub fn prepare_kretprobe(ctx: RetProbeContext) -> u32 {
+    let Some(step) = take_here(&PREPARING) else {
+        return 0;
     };
-    let order = u64::from(order);
-    let mask = (1u64 << (order & 31)) - 1;
-    let aligned = |pfn: u64| pfn != NONE && pfn & mask == 0;
-    if (1..=20).contains(&order) && aligned(src_pfn) && aligned(dst_pfn) {
-        order as u32 + 1
-    } else {
-        folio_size::LARGE
-    }
+    emit_decision(
+        decision_stage::PREPARE,
+        ctx.ret::<u64>() as i32,
+        -1,
+        step.target,
+        0,
+        step.isolate,
+    );
+    0
 }
 
-/// Return of `move_to_new_folio` (0 on success).
 #[inline(always)]
-fn folio_exit(dst: u64, src: u64, rc: i32) {
+fn emit_decision(
+    stage: u32,
+    result: i32,
+    src_nid: i32,
+    target: i32,
+    candidate_pages: i64,
+    iso: u32,
+) {
+    let (pid, tid) = current_ids();
+    emit(
+        kind::PROMOTE_DECISION,
+        PromoteDecisionEvent {
+            hdr: header(kind::PROMOTE_DECISION, pid, tid),
+            stage,
+            result,
+            src_nid,
+            target,
+            candidate_pages,
+            isolate: iso,
+            _reserved: 0,
+        },
+    );
+}
+
+/// Most node ids searched in `node_data[]`.
+const MAX_NODES: u32 = 64;
+
+#[fexit(function = "demote_folio_list")]
+pub fn demote_folio_list_exit(ctx: FExitContext) -> u32 {
+    let a = HOOK_ARGS.load();
+    demoted(
+        arg_at(&ctx, a.demote_pgdat),
+        arg_at(&ctx, a.demote_ret) as u32,
+    );
+    0
+}
+
+#[kprobe]
+pub fn demote_folio_list_kprobe(ctx: ProbeContext) -> u32 {
+    begin(
+        &DEMOTING,
+        Step::new(-1, 0, kprobe_arg(&ctx, HOOK_ARGS.load().demote_pgdat)),
+    );
+    0
+}
+
+#[kretprobe]
+pub fn demote_folio_list_kretprobe(ctx: RetProbeContext) -> u32 {
+    if let Some(step) = take(&DEMOTING) {
+        demoted(step.pgdat, ctx.ret::<u64>() as u32);
+    }
+    0
+}
+
+/// `demote_folio_list(list, pgdat)` returned `nr_succeeded`.
+#[inline(always)]
+fn demoted(pgdat: u64, nr_succeeded: u32) {
     let (pid, tid) = current_ids();
     let l = KERNEL_LAYOUT.load();
-    let vmemmap = if l.vmemmap_base_addr != 0 {
-        match vmemmap_base(l.vmemmap_base_addr) {
-            Some(v) => v,
-            None => {
-                bump(stat::READ_ERRORS);
-                return;
+    let mut src_nid = -1i32;
+    if l.node_data_addr != 0 {
+        for i in 0..MAX_NODES {
+            if i >= l.nr_node_ids {
+                break;
+            }
+            let slot = (l.node_data_addr + 8 * u64::from(i)) as *const u64;
+            // SAFETY: `node_data` is the kernel's array of pgdat pointers at the address
+            // kallsyms gave, with at least nr_node_ids entries; the read fails cleanly.
+            if unsafe { bpf_probe_read_kernel(slot) } == Ok(pgdat) {
+                src_nid = i as i32;
+                break;
             }
         }
-    } else {
-        l.vmemmap
-    };
-    // On success the destination carries the page's mapping and index; on failure the
-    // source still does.
-    let named = if rc == 0 { dst } else { src };
-    // SAFETY: `named` is a struct folio pointer argument of move_to_new_folio; `mapping` and
-    // `index` are at 24 and 32 in struct page/folio on every 64-bit kernel since 4.x (so one
-    // read of both); bpf_probe_read_kernel fails cleanly.
-    let [mapping, index] =
-        unsafe { bpf_probe_read_kernel((named + 24) as *const [u64; 2]) }.unwrap_or([0, 0]);
-    let t = now();
-    let copy_ns = match FOLIO_START.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot, from a successful lookup. It is this folio's entry only if
-        // the thread and the source folio match; it is freed once used.
-        Some(s) => unsafe {
-            if (*s).tid == tid && (*s).src == src {
-                (*s).tid = 0;
-                t.saturating_sub((*s).start_ns)
-            } else {
-                COPY_UNKNOWN
-            }
-        },
-        None => COPY_UNKNOWN,
-    };
-    let reason = match BATCH_REASON.get_ptr(&tid) {
-        // SAFETY: this thread's own entry, from a successful lookup.
-        Some(r) => unsafe { *r },
-        None => u32::MAX,
-    };
-    // A large folio's first tail page has bit 0 set in its second word (`PageTail`), and the
-    // rest names the head: its address (`compound_head`, and `compound_info` without a mask)
-    // or a mask that the tail's own address ANDs down to the head (`compound_info` with HVO
-    // and a power-of-2 struct page, 7.x). The `struct page` after a small folio is never a
-    // tail of it.
-    let tail = named + l.page_struct_size;
-    let size = if l.folio_order_offset == u32::MAX || l.page_struct_size == 0 {
-        // A kernel whose struct page layout is not known to hold: no size, never a wrong one.
-        folio_size::UNKNOWN
-    } else {
-        // SAFETY: the word after `named`'s struct page; bpf_probe_read_kernel fails cleanly.
-        match unsafe { bpf_probe_read_kernel((tail + 8) as *const u64) } {
-            Ok(info) if info & 1 == 1 && (info == named | 1 || tail & info == named) => {
-                large_folio_size(
-                    named,
-                    pfn_of(src, &l, vmemmap),
-                    pfn_of(dst, &l, vmemmap),
-                    &l,
-                )
-            }
-            Ok(_) => folio_size::SMALL,
-            Err(_) => folio_size::UNKNOWN,
-        }
-    };
-    let reason = folio_size::pack(reason, size);
+    }
     emit(
-        kind::FOLIO_MIGRATE,
-        FolioMigrateEvent {
-            hdr: header_at(kind::FOLIO_MIGRATE, pid, tid, t),
-            src_pfn: pfn_of(src, &l, vmemmap),
-            dst_pfn: pfn_of(dst, &l, vmemmap),
-            mapping,
-            index,
-            copy_ns,
-            rc,
-            reason,
+        kind::DEMOTE_BATCH,
+        DemoteBatchEvent {
+            hdr: header(kind::DEMOTE_BATCH, pid, tid),
+            src_nid,
+            nr_succeeded,
         },
     );
 }
