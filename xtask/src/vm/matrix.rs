@@ -1,0 +1,304 @@
+//! The kernel matrix: every selected kernel's scenarios, the cross-kernel diff, kernel facts absorbed as fixtures, and the migration benchmark.
+
+use super::*;
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+
+use std::collections::BTreeSet;
+
+use crate::table::Row;
+use crate::{kernels::Selector, step, target_dir};
+
+/// The kernel the benchmarks boot, and the base of the cross-kernel `diff`.
+pub const DEFAULT_KERNEL: Selector = Selector::Series(6, 12);
+
+/// The kernels the suite boots: the oldest Debian stable kernel, the one the benchmarks use,
+/// and the newest stable Debian has.
+pub const MATRIX: [Selector; 3] = [
+    Selector::Series(6, 1),
+    Selector::Series(6, 12),
+    Selector::Newest,
+];
+
+/// `cargo xtask vm-test`: everything from packages to the verdict, for every kernel named.
+pub fn vm_test(
+    kernels: &[Selector],
+    machines: &[Machine],
+    script: Option<PathBuf>,
+    keep: bool,
+) -> Result<()> {
+    if !Path::new("/proc/self").exists() {
+        bail!("no /proc: cannot run the VM tests here");
+    }
+    crate::build(true)?;
+    let mut failed = Vec::new();
+    let mut recorded = Vec::new();
+    for sel in kernels {
+        let (k, initrd, xtask) = match guest_parts(sel) {
+            Ok(p) => p,
+            Err(e) => {
+                failed.push(format!("kernel {}: {e:#}", sel.label()));
+                continue;
+            }
+        };
+        let started = Instant::now();
+        failed.extend(
+            vm_test_kernel(&k, &initrd, &xtask, machines, script.as_ref(), keep)
+                .into_iter()
+                .map(|f| format!("{}: {f}", k.release)),
+        );
+        step(&format!(
+            "vm-test: {} done in {:.0} s",
+            k.release,
+            started.elapsed().as_secs_f64()
+        ));
+        if let Some(r) = keep_promotion_recording(&k) {
+            recorded.push((k.release.clone(), r));
+        }
+    }
+    if script.is_none() {
+        if let Err(e) = cross_kernel_diff(&recorded) {
+            failed.push(format!("cross-kernel diff: {e:#}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("vm-test failed: {}", failed.join("; "));
+    }
+    step("vm-test: all scenarios passed");
+    Ok(())
+}
+
+/// Every machine on one kernel; the failures.
+pub(crate) fn vm_test_kernel(
+    k: &GuestKernel,
+    initrd: &Path,
+    xtask: &Path,
+    machines: &[Machine],
+    script: Option<&PathBuf>,
+    keep: bool,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for &m in machines {
+        let guest_cmd = format!(
+            "CARGO_TARGET_DIR='{}' {} vm-guest --machine {}",
+            target_dir().display(),
+            xtask.display(),
+            m.name()
+        );
+        let opts = VmRun {
+            machine: m,
+            script: script.cloned(),
+            keep,
+            timeout: Duration::from_secs(match m {
+                Machine::Hmat => 600,
+                Machine::Cxl => 480,
+            }),
+        };
+        let mut result = boot(k, initrd, &opts, &guest_cmd);
+        if let Err(e) = &result {
+            if e.downcast_ref::<GuestKernelCrash>().is_some() {
+                // Once, loudly: a second crash fails the run like any other error. The
+                // crashed console is kept beside the run directory.
+                let kept = vm_dir().join(format!("{}-crash-console.log", m.name()));
+                let _ = fs::copy(run_dir(m).join("console.log"), &kept);
+                step(&format!(
+                    "{e:#}; kept as {}; booting the guest once more",
+                    kept.display()
+                ));
+                result = boot(k, initrd, &opts, &guest_cmd);
+            }
+        }
+        match result {
+            Ok(0) => {}
+            Ok(code) => failed.push(format!("{}: guest exit code {code}", m.name())),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+        // Only the cxl guest captures them (with the CXL drivers loaded), into the run
+        // directory its boot emptied first.
+        if m == Machine::Cxl {
+            if let Err(e) = absorb_facts(k) {
+                failed.push(format!("{e:#}"));
+            }
+        }
+    }
+    failed
+}
+
+/// The promotion workload the `hmat` guest recorded (the base run of its `diff` scenario),
+/// kept as `target/vm/recordings/<release>.cxlt` for the cross-kernel `diff`.
+pub(crate) fn keep_promotion_recording(k: &GuestKernel) -> Option<PathBuf> {
+    let src = run_dir(Machine::Hmat).join("promotion.cxlt");
+    if !src.exists() {
+        return None;
+    }
+    let dir = vm_dir().join("recordings");
+    let dst = dir.join(format!("{}.cxlt", k.release));
+    let ok = fs::create_dir_all(&dir).is_ok() && fs::copy(&src, &dst).is_ok();
+    let _ = fs::remove_file(&src);
+    ok.then_some(dst)
+}
+
+/// The regression workflow across kernels: the same promotion workload recorded on 6.12 and
+/// on the newest kernel of this run, compared with `diff`. Asserted is only what is robust:
+/// the kernel comes first among the configuration differences, `diff` exits 0 without
+/// `--fail-on`, and with `--fail-on` it exits 1 exactly when its own verdict says crossed.
+/// The text goes to `target/vm/diff-<base>-vs-<new>.txt` (docs/examples has one committed).
+pub(crate) fn cross_kernel_diff(recorded: &[(String, PathBuf)]) -> Result<()> {
+    let series = |r: &str| crate::kernels::Release::parse(r).map_or((0, 0), |r| r.series());
+    let base = recorded.iter().find(|(r, _)| series(r) == (6, 12));
+    let newest = recorded.iter().max_by_key(|(r, _)| series(r));
+    let (Some((rb, b)), Some((rn, n))) = (base, newest) else {
+        return Ok(());
+    };
+    if rb == rn {
+        return Ok(());
+    }
+    step(&format!("cross-kernel diff: {rb} -> {rn}"));
+    let tool = target_dir().join("release/cxl-trace");
+    let diff = |args: &[&str]| {
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        all.extend([b.as_os_str(), n.as_os_str()]);
+        crate::run_diff(&tool, &all)
+    };
+    let (code, text) = diff(&[])?;
+    println!("{text}");
+    let out = vm_dir().join(format!("diff-{rb}-vs-{rn}.txt"));
+    fs::write(&out, &text)?;
+    if code != Some(0) {
+        bail!("diff without --fail-on exited {code:?}");
+    }
+    let spec = "promotions:-20%";
+    let (_, json) = diff(&["--format", "json", "--fail-on", spec])?;
+    let v: serde_json::Value = serde_json::from_str(&json).context("diff --format json")?;
+    let first = v["config_differences"][0]["what"].as_str().unwrap_or("-");
+    if first != "kernel" {
+        bail!("the first configuration difference is {first:?}, not the kernel");
+    }
+    let crossed = v["fail_on"][0]["crossed"] == true;
+    let (code, _) = diff(&["--fail-on", spec])?;
+    if code != Some(i32::from(crossed)) {
+        bail!("diff --fail-on {spec} exited {code:?} while its verdict says crossed={crossed}");
+    }
+    step(&format!(
+        "cross-kernel diff: kernel listed first; exit 0 without --fail-on, {} with --fail-on {spec} (crossed={crossed}); text in {}",
+        i32::from(crossed),
+        out.display()
+    ));
+    Ok(())
+}
+
+/// Where a kernel's captured facts are committed.
+pub fn fixture_dir(release: &str) -> PathBuf {
+    crate::root()
+        .join("cxl-trace/tests/fixtures/kernels")
+        .join(release)
+}
+
+/// Files under `dir`, relative, with their bytes.
+pub(crate) fn tree(dir: &Path) -> Result<std::collections::BTreeMap<PathBuf, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).to_path_buf();
+                out.insert(rel, fs::read(&p)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The facts the guest captured (`doctor --capture`, the `cxl` machine) against the
+/// committed fixture of that kernel: a new kernel's are added to the tree (to be committed),
+/// a differing capture of a kernel already there fails the run, naming the files.
+pub(crate) fn absorb_facts(k: &GuestKernel) -> Result<()> {
+    let captured = run_dir(Machine::Cxl).join("facts");
+    if !captured.join("release").exists() {
+        return Ok(());
+    }
+    let fixture = fixture_dir(&k.release);
+    let new = tree(&captured)?;
+    if !fixture.exists() {
+        for (rel, bytes) in &new {
+            let dst = fixture.join(rel);
+            if let Some(parent) = dst.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::write(&dst, bytes)?;
+        }
+        step(&format!(
+            "kernel facts of {}: new fixture written to {} ({} files); commit it",
+            k.release,
+            fixture.display(),
+            new.len()
+        ));
+    } else {
+        let old = tree(&fixture)?;
+        let differ: Vec<String> = new
+            .keys()
+            .chain(old.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|rel| new.get(*rel) != old.get(*rel))
+            .map(|rel| rel.display().to_string())
+            .collect();
+        if !differ.is_empty() {
+            bail!(
+                "kernel facts of {} differ from the fixture {} in: {} (the capture is in {})",
+                k.release,
+                fixture.display(),
+                differ.join(", "),
+                captured.display()
+            );
+        }
+        step(&format!(
+            "kernel facts of {}: same as the fixture",
+            k.release
+        ));
+    }
+    let _ = fs::remove_dir_all(&captured);
+    Ok(())
+}
+
+/// The migration-bound overhead benchmark, in the `hmat` guest (two nodes; the host has one):
+/// the rows the guest wrote, marked as measured there.
+pub fn bench_migration(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let (k, initrd, xtask) = guest_parts(&DEFAULT_KERNEL)?;
+    let m = Machine::Hmat;
+    let guest_cmd = format!(
+        "CARGO_TARGET_DIR='{}' {} vm-guest --machine {} --bench{}",
+        target_dir().display(),
+        xtask.display(),
+        m.name(),
+        if quick { " --quick" } else { "" }
+    );
+    let opts = VmRun {
+        machine: m,
+        script: None,
+        keep: true,
+        timeout: Duration::from_secs(if quick { 900 } else { 1800 }),
+    };
+    let (accel, _) = accel();
+    let code = boot(&k, &initrd, &opts, &guest_cmd)?;
+    if code != 0 {
+        bail!("the migration benchmark failed in the guest (exit code {code})");
+    }
+    let path = run_dir(m).join("bench.json");
+    let text = fs::read_to_string(&path)
+        .with_context(|| format!("the guest wrote no {}", path.display()))?;
+    let list: Vec<Row> = serde_json::from_str(&text).context("bench.json")?;
+    for mut r in list {
+        r.name = format!("[VM {accel}] {}", r.name);
+        rows.push(r);
+    }
+    Ok(())
+}
