@@ -1,7 +1,8 @@
 //! Builds the eBPF programs (cxl-trace-ebpf) for the BPF target with aya-build and places the
 //! object in OUT_DIR, where `src/probe` embeds it.
 //!
-//! When `bpf-linker` is missing (a plain `cargo check` or clippy on a machine that has not run
+//! Without the `ebpf` feature (on by default; xtask turns it off) the object is empty. When
+//! `bpf-linker` is missing (a plain `cargo check` or clippy on a machine that has not run
 //! `cargo xtask setup`), or `AYA_BUILD_SKIP=1` is set, an empty object is written instead and a
 //! warning printed: the binary then builds, and refuses to trace with a message that says how
 //! to get the real programs.
@@ -15,6 +16,11 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=PATH");
     println!("cargo:rerun-if-changed=../cxl-trace-ebpf/rust-toolchain.toml");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?);
+    if env::var_os("CARGO_FEATURE_EBPF").is_none() {
+        // Built as a library of types (xtask): no programs wanted, nothing to warn about.
+        fs::write(out_dir.join("cxl-trace"), b"").context("writing stub eBPF object")?;
+        return Ok(());
+    }
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let have_linker = env::var_os("PATH")
         .map(|paths| env::split_paths(&paths).any(|dir| dir.join("bpf-linker").is_file()))

@@ -4,6 +4,7 @@ use super::*;
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use cxl_trace::model::schema::{Line, LineKind, Moves, Percentiles, ReasonCounts};
 use serde_json::Value;
 
 /// Checks collected over a scenario, printed as one table.
@@ -58,11 +59,48 @@ impl Checks {
     }
 }
 
-pub(crate) fn get(v: &Value, path: &str) -> u64 {
-    path.split('.')
-        .try_fold(v, |v, k| v.get(k))
-        .and_then(Value::as_u64)
+/// A /proc/vmstat delta of a window (0 when the kernel has no such counter).
+pub(crate) fn vm(s: &Window, counter: &str) -> u64 {
+    s.vmstat_delta.get(counter).copied().unwrap_or(0)
+}
+
+/// The batches of one migration reason (zero when none happened).
+pub(crate) fn by_reason(s: &Window, r: MigrateReason) -> ReasonCounts {
+    s.migrations.by_reason.get(&r).cloned().unwrap_or_default()
+}
+
+/// Pages moved for one cause.
+pub(crate) fn by_cause(m: &Moves, c: Cause) -> u64 {
+    m.by_cause.get(&c).copied().unwrap_or(0)
+}
+
+/// Promotions refused for one cause.
+pub(crate) fn refused(s: &Window, c: RefusalCause) -> u64 {
+    s.promotion_decisions.refused.get(&c).copied().unwrap_or(0)
+}
+
+/// Pages moved from tier `a` to tier `b`.
+pub(crate) fn tier_pair(s: &Window, a: u64, b: u64) -> u64 {
+    s.migrations
+        .tier_pairs
+        .get(&format!("tier{a}->tier{b}"))
+        .copied()
         .unwrap_or(0)
+}
+
+/// Fault latency of all classes in tier `t` (all zero without it).
+pub(crate) fn tier_latency(s: &Window, t: u64) -> Percentiles {
+    s.fault_latency
+        .by_tier
+        .get(&format!("tier{t}"))
+        .map(|l| l.all)
+        .unwrap_or_default()
+}
+
+/// The JSON lines of `top --no-tui` (or `replay --no-tui`), typed; other lines are skipped.
+pub(crate) fn lines(out: &str) -> impl Iterator<Item = Line> + '_ {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
 }
 
 /// The kernel's `enum migrate_reason` numbers of the tool's reason names.
@@ -96,31 +134,45 @@ pub(crate) fn bpftrace_map(out: &str, name: &str) -> BTreeMap<u32, u64> {
         .collect()
 }
 
-pub(crate) fn summary(out: &str) -> Result<Value> {
-    out.lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v.get("type").and_then(Value::as_str) == Some("summary"))
+/// The summary line of `top --no-tui` output.
+pub(crate) fn summary(out: &str) -> Result<Window> {
+    lines(out)
+        .filter_map(|l| match l {
+            Line::Window(w) if w.kind == LineKind::Summary => Some(*w),
+            _ => None,
+        })
+        .last()
         .context("cxl-trace printed no summary line")
 }
 
+/// The start line of `top --no-tui` output.
+pub(crate) fn start_line(out: &str) -> Result<Start> {
+    lines(out)
+        .find_map(|l| match l {
+            Line::Start(s) => Some(*s),
+            Line::Window(_) => None,
+        })
+        .context("cxl-trace printed no start line")
+}
+
 /// Common checks: exact migration totals against vmstat and per-reason sums against bpftrace.
-pub(crate) fn check_migrations(c: &mut Checks, s: &Value, bt: &str, expect: &[&str]) {
+pub(crate) fn check_migrations(c: &mut Checks, s: &Window, bt: &str, expect: &[&str]) {
     c.eq(
         "pgmigrate_success",
-        get(s, "migrations.pages_succeeded"),
-        get(s, "vmstat_delta.pgmigrate_success"),
+        s.migrations.pages_succeeded,
+        vm(s, "pgmigrate_success"),
     );
     c.eq(
         "pgmigrate_fail",
-        get(s, "migrations.pages_failed"),
-        get(s, "vmstat_delta.pgmigrate_fail"),
+        s.migrations.pages_failed,
+        vm(s, "pgmigrate_fail"),
     );
     let ok = bpftrace_map(bt, "@ok");
     let fail = bpftrace_map(bt, "@fail");
     for (name, num) in REASONS {
-        let tool_ok = get(s, &format!("migrations.by_reason.{name}.pages_succeeded"));
-        let tool_fail = get(s, &format!("migrations.by_reason.{name}.pages_failed"));
+        let counts = MigrateReason::from_name(name).map(|r| by_reason(s, r));
+        let tool_ok = counts.as_ref().map_or(0, |x| x.pages_succeeded);
+        let tool_fail = counts.as_ref().map_or(0, |x| x.pages_failed);
         let bt_ok = ok.get(num).copied().unwrap_or(0);
         let bt_fail = fail.get(num).copied().unwrap_or(0);
         if expect.contains(name) || tool_ok + bt_ok + tool_fail + bt_fail > 0 {
@@ -135,16 +187,16 @@ pub(crate) fn check_migrations(c: &mut Checks, s: &Value, bt: &str, expect: &[&s
             );
         }
     }
-    c.eq("drops", get(s, "drops.total"), 0);
+    c.eq("drops", s.drops.total, 0);
     // Runs the kernel's recursion guard skipped are lost without a drop: shown for diagnosis.
     say(&format!(
-        "program runs skipped by the kernel: {}",
-        s["kernel_skipped_runs"]
+        "program runs skipped by the kernel: {:?}",
+        s.kernel_skipped_runs.clone().unwrap_or_default()
     ));
 }
 
 /// Demotions by direct and by proactive reclaim (memory.reclaim): one counter up to 6.13,
 /// `pgdemote_direct` and `pgdemote_proactive` after (the tool's cause `direct` is both).
-pub(crate) fn pgdemote_direct(s: &Value) -> u64 {
-    get(s, "vmstat_delta.pgdemote_direct") + get(s, "vmstat_delta.pgdemote_proactive")
+pub(crate) fn pgdemote_direct(s: &Window) -> u64 {
+    vm(s, "pgdemote_direct") + vm(s, "pgdemote_proactive")
 }

@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use serde_json::Value;
 
 pub(crate) fn cxl_prepare() -> Result<()> {
     say("loading the CXL, nvdimm and dax drivers");
@@ -85,24 +84,14 @@ pub(crate) fn scenario_cxl(c: &mut Checks) -> Result<()> {
     cxl_online()?;
     sleep(Duration::from_secs(2));
     let topo = topology()?;
-    let cxl_node = topo
-        .get("nodes")
-        .and_then(Value::as_array)
-        .and_then(|ns| ns.iter().find(|n| n.get("cxl") == Some(&Value::Bool(true))))
-        .and_then(|n| n.get("id")?.as_u64());
+    let cxl_node = topo.nodes.iter().find(|n| n.cxl).map(|n| u64::from(n.id));
     c.truth(
         "CXL node onlined",
         format!("{cxl_node:?}"),
         cxl_node.is_some(),
     );
-    let memdevs = topo
-        .pointer("/cxl/memdevs")
-        .map(Value::to_string)
-        .unwrap_or_default();
-    let regions = topo
-        .pointer("/cxl/regions")
-        .map(Value::to_string)
-        .unwrap_or_default();
+    let memdevs = serde_json::to_string(&topo.cxl.memdevs).unwrap_or_default();
+    let regions = serde_json::to_string(&topo.cxl.regions).unwrap_or_default();
     c.truth(
         "topology lists mem0",
         memdevs.clone(),

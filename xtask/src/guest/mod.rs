@@ -9,9 +9,15 @@
 use std::{fs, io::BufRead as _, path::PathBuf, process::Command};
 
 use anyhow::{bail, Context as _, Result};
-use serde_json::Value;
 
 use crate::vm::Machine;
+/// The tool's output types, which every check reads its JSON through.
+pub(crate) use cxl_trace::model::{
+    event::MigrateReason,
+    schema::{Cause, DiffDoc, Doctor, RefusalCause, Start, TopologyDoc, Window},
+    status::Status,
+    topology::Topology,
+};
 
 mod util;
 use util::*;
@@ -41,14 +47,14 @@ fn machine_ready(machine: Machine) -> Result<()> {
 pub fn bench(machine: Machine, quick: bool) -> Result<()> {
     machine_ready(machine)?;
     // Which per-folio hook cxl-trace uses here decides which bpftrace is its equivalent.
-    let doctor: Value = serde_json::from_str(&sh(
+    let doctor: Doctor = serde_json::from_str(&sh(
         Command::new(bin("cxl-trace")).args(["doctor", "--json"])
     )?)
     .context("doctor --json")?;
-    let fentry = doctor["probes"].as_array().is_some_and(|a| {
-        a.iter()
-            .any(|p| p["name"] == "fentry:move_to_new_folio" && p["status"] == "live")
-    });
+    let fentry = doctor
+        .probes
+        .iter()
+        .any(|p| p.name == "fentry:move_to_new_folio" && p.is_live());
     say(&format!(
         "per-folio hook: {}",
         if fentry {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use serde_json::Value;
+use cxl_trace::model::schema::Pct;
 
 /// `cxl-trace record` in the background until SIGINT, its stderr in `/results/NAME.err`.
 pub(crate) fn background_record(name: &str, args: &[&str]) -> Result<Child> {
@@ -26,7 +26,7 @@ pub(crate) fn background_record(name: &str, args: &[&str]) -> Result<Child> {
     Ok(child)
 }
 
-pub(crate) fn report_json(path: &str) -> Result<Value> {
+pub(crate) fn report_json(path: &str) -> Result<Window> {
     let out = sh(Command::new(bin("cxl-trace")).args(["report", "--format", "json", path]))?;
     serde_json::from_str(&out).with_context(|| format!("report of {path}"))
 }
@@ -62,12 +62,8 @@ pub(crate) fn redact_scenario(c: &mut Checks) -> Result<()> {
     }
     sh(Command::new(bin("cxl-trace")).args(["redact", plain, "-o", copy]))?;
     let (p, r, k) = (report_json(plain)?, report_json(red)?, report_json(copy)?);
-    let part = |v: &Value, path: &[&str]| -> Value {
-        path.iter()
-            .fold(v.clone(), |x, k| x.get(*k).cloned().unwrap_or(Value::Null))
-    };
-    let kswapd = get(&p, "migrations.demotions.by_cause.kswapd");
-    let direct = get(&p, "migrations.demotions.by_cause.direct");
+    let kswapd = by_cause(&p.migrations.demotions, Cause::Kswapd);
+    let direct = by_cause(&p.migrations.demotions, Cause::Direct);
     c.truth(
         "redaction scenario demoted by kswapd and by direct reclaim",
         format!("kswapd {kswapd}, direct {direct}"),
@@ -76,17 +72,38 @@ pub(crate) fn redact_scenario(c: &mut Checks) -> Result<()> {
     // The workload's migrations happen inside both recorders' windows: equal in all three.
     // Promotion decisions also come from the recorders' own hinting faults, so the two live
     // windows differ there by a few; the redacted copy of one file must still match exactly.
-    for (what, live_too) in [
-        (&["migrations", "demotions"][..], true),
-        (&["migrations", "promotions"][..], true),
-        (&["migrations", "tier_pairs"][..], true),
-        (&["pingpong"][..], true),
-        (&["promotion_decisions"][..], false),
-        (&["faults", "by_tier"][..], false),
-        (&["fault_latency", "by_tier"][..], false),
-    ] {
-        let name = what.join(".");
-        let (vp, vr, vk) = (part(&p, what), part(&r, what), part(&k, what));
+    type Part = fn(&Window) -> String;
+    let parts: [(&str, Part, bool); 7] = [
+        (
+            "migrations.demotions",
+            |w| shown(&w.migrations.demotions),
+            true,
+        ),
+        (
+            "migrations.promotions",
+            |w| shown(&w.migrations.promotions),
+            true,
+        ),
+        (
+            "migrations.tier_pairs",
+            |w| shown(&w.migrations.tier_pairs),
+            true,
+        ),
+        ("pingpong", |w| shown(&w.pingpong), true),
+        (
+            "promotion_decisions",
+            |w| shown(&w.promotion_decisions),
+            false,
+        ),
+        ("faults.by_tier", |w| shown(&w.faults.by_tier), false),
+        (
+            "fault_latency.by_tier",
+            |w| shown(&w.fault_latency.by_tier),
+            false,
+        ),
+    ];
+    for (name, part, live_too) in parts {
+        let (vp, vr, vk) = (part(&p), part(&r), part(&k));
         c.truth(
             &format!(
                 "{} give the plain {name}",
@@ -167,30 +184,30 @@ pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
         code == Some(0),
     );
     let (_, json) = diff(&["--format", "json", base, thr])?;
-    let v: Value = serde_json::from_str(&json).context("diff --format json")?;
-    let first = v["config_differences"][0]["what"]
-        .as_str()
-        .unwrap_or("-")
-        .to_string();
+    let v: DiffDoc = serde_json::from_str(&json).context("diff --format json")?;
+    let first = v
+        .config_differences
+        .first()
+        .map_or("-".to_string(), |d| d.what.clone());
     c.truth(
         "diff flags the rate limit first",
         first.clone(),
         first == "numa_balancing_promote_rate_limit_MBps",
     );
-    let row = v["rows"]
-        .as_array()
-        .and_then(|r| r.iter().find(|r| r["id"] == "promotions"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let pct = row["change_pct"].as_f64().unwrap_or(0.0);
+    let row = v.rows.iter().find(|r| r.id == "promotions");
+    let pct = |p: Option<&Pct>, or: f64| match p {
+        Some(Pct::Finite(x)) => *x,
+        _ => or,
+    };
+    let change = pct(row.map(|r| &r.change_pct), 0.0);
     c.truth(
         "diff: promotions dropped significantly",
         format!(
-            "{pct:.1}% [{:.1}%, {:.1}%]",
-            row["change_lo_pct"].as_f64().unwrap_or(f64::NAN),
-            row["change_hi_pct"].as_f64().unwrap_or(f64::NAN)
+            "{change:.1}% [{:.1}%, {:.1}%]",
+            pct(row.map(|r| &r.change_lo_pct), f64::NAN),
+            pct(row.map(|r| &r.change_hi_pct), f64::NAN)
         ),
-        row["significant"] == true && pct <= -20.0,
+        row.is_some_and(|r| r.significant) && change <= -20.0,
     );
     let (code, _) = diff(&["--fail-on", "promotions:-20%", base, thr])?;
     c.truth(
@@ -206,4 +223,9 @@ pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
         code == Some(0) && changed == 0,
     );
     Ok(())
+}
+
+/// A part of a window as JSON, to compare and to show.
+fn shown<T: serde::Serialize>(part: &T) -> String {
+    serde_json::to_string(part).unwrap_or_default()
 }

@@ -4,7 +4,6 @@ use super::*;
 use std::{process::Command, thread::sleep, time::Duration};
 
 use anyhow::Result;
-use serde_json::Value;
 
 pub(crate) struct Session {
     bpftrace: Background,
@@ -38,17 +37,12 @@ pub(crate) fn start_session_with(extra: &[&str]) -> Result<Session> {
 }
 
 /// The summary line, the start line (probes) and bpftrace's output.
-pub(crate) fn stop_session_full(s: Session) -> Result<(Value, Value, String)> {
+pub(crate) fn stop_session_full(s: Session) -> Result<(Window, Start, String)> {
     // Let in-flight work (kswapd, deferred frees) settle inside both windows.
     sleep(Duration::from_secs(1));
     let tool = s.tool.stop()?;
     let bt = s.bpftrace.stop()?;
-    let start = tool
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v.get("type").and_then(Value::as_str) == Some("start"))
-        .context("cxl-trace printed no start line")?;
-    Ok((summary(&tool)?, start, bt))
+    Ok((summary(&tool)?, start_line(&tool)?, bt))
 }
 
 /// The same hooks attached as kprobe/kretprobe (`--kprobes`): syscall moves, demotion by
@@ -83,8 +77,8 @@ pub(crate) fn kprobe_session(c: &mut Checks, fast: Option<u64>, slow: Option<u64
     let (Some(fast), Some(slow)) = (fast, slow) else {
         return Ok(());
     };
-    let pair = |a: u64, b: u64| get(&s, &format!("migrations.tier_pairs.tier{a}->tier{b}"));
-    let all = get(&s, "migrations.pages_succeeded");
+    let pair = |a: u64, b: u64| tier_pair(&s, a, b);
+    let all = s.migrations.pages_succeeded;
     c.truth(
         &format!("[kprobe] moves are tier{fast}->tier{slow} (per-folio kretprobe)"),
         format!("{} of {all}", pair(fast, slow)),
@@ -92,29 +86,28 @@ pub(crate) fn kprobe_session(c: &mut Checks, fast: Option<u64>, slow: Option<u64
     );
     c.eq(
         "[kprobe] demote_folio_list pages from node 0",
-        get(&s, "demotion_batches.by_source_node.node0.pages"),
-        pgdemote_direct(&s) + get(&s, "vmstat_delta.pgdemote_kswapd"),
+        s.demotion_batches
+            .by_source_node
+            .get("node0")
+            .map_or(0, |n| n.pages),
+        pgdemote_direct(&s) + vm(&s, "pgdemote_kswapd"),
     );
     c.truth(
         "[kprobe] fault latency on tier of node 0",
-        get(&s, &format!("fault_latency.by_tier.tier{fast}.all.count")).to_string(),
-        get(&s, &format!("fault_latency.by_tier.tier{fast}.all.count")) > 0,
+        tier_latency(&s, fast).count.to_string(),
+        tier_latency(&s, fast).count > 0,
     );
     Ok(())
 }
 
 /// Names of the probes the start line reports live.
-pub(crate) fn live_probes(start: &Value) -> Vec<String> {
+pub(crate) fn live_probes(start: &Start) -> Vec<String> {
     start
-        .get("probes")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter(|p| p.get("status").and_then(Value::as_str) == Some("live"))
-                .filter_map(|p| p.get("name").and_then(Value::as_str).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+        .probes
+        .iter()
+        .filter(|p| p.is_live())
+        .map(|p| p.name.clone())
+        .collect()
 }
 
 /// Tracepoints only (`--tracepoints-only`), as on a kernel that refuses fentry and kprobes:
@@ -155,19 +148,19 @@ pub(crate) fn tracepoint_session(
     check_migrations(c, &s, &bt, &["syscall", "demotion"]);
     c.eq(
         "[tracepoints] folios seen = pages moved (small anonymous pages, all mapped)",
-        get(&s, "migrations.per_folio.folios"),
-        get(&s, "migrations.pages_succeeded"),
+        s.migrations.per_folio.folios,
+        s.migrations.pages_succeeded,
     );
     c.eq(
         "[tracepoints] decoded pfns outside every node",
-        get(&s, "migrations.per_folio.unmapped_pfns"),
+        s.migrations.per_folio.unmapped_pfns,
         0,
     );
     let (Some(fast), Some(slow)) = (fast, slow) else {
         return Ok(());
     };
-    let pair = |a: u64, b: u64| get(&s, &format!("migrations.tier_pairs.tier{a}->tier{b}"));
-    let all = get(&s, "migrations.pages_succeeded");
+    let pair = |a: u64, b: u64| tier_pair(&s, a, b);
+    let all = s.migrations.pages_succeeded;
     c.truth(
         &format!("[tracepoints] moves are tier{fast}->tier{slow} (migration entries)"),
         format!("{} of {all}", pair(fast, slow)),
@@ -175,40 +168,34 @@ pub(crate) fn tracepoint_session(
     );
     c.eq(
         "[tracepoints] demotions by kswapd + direct = pgdemote",
-        get(&s, "migrations.demotions.by_cause.kswapd")
-            + get(&s, "migrations.demotions.by_cause.direct"),
-        pgdemote_direct(&s) + get(&s, "vmstat_delta.pgdemote_kswapd"),
+        by_cause(&s.migrations.demotions, Cause::Kswapd)
+            + by_cause(&s.migrations.demotions, Cause::Direct),
+        pgdemote_direct(&s) + vm(&s, "pgdemote_kswapd"),
     );
     c.eq(
         "[tracepoints] move_pages(2) pages demoted by cause syscall",
-        get(&s, "migrations.demotions.by_cause.syscall"),
+        by_cause(
+            &s.migrations.demotions,
+            Cause::Other(MigrateReason::Syscall),
+        ),
         4096,
     );
     Ok(())
 }
 
 /// `(status, reason)` of a probe in the start line.
-pub(crate) fn probe_status(start: &Value, name: &str) -> Option<(String, String)> {
-    start.get("probes")?.as_array()?.iter().find_map(|p| {
-        (p.get("name")?.as_str()? == name).then(|| {
-            (
-                p.get("status")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                p.get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
-    })
+pub(crate) fn probe_status(start: &Start, name: &str) -> Option<(Status, String)> {
+    start
+        .probes
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| (p.status, p.reason.clone()))
 }
 
 /// Every function hook is live where the kernel has the function, and unavailable with the
 /// kernel's own reason where it does not (`migrate_misplaced_folio_prepare` is new in 6.11;
 /// before it, `folio_isolate_lru` returned an errno-style int, which the hook refuses).
-pub(crate) fn expect_hooks(c: &mut Checks, start: &Value) {
+pub(crate) fn expect_hooks(c: &mut Checks, start: &Start) {
     let v = kernel_version();
     let since_6_11 = v >= (6, 11);
     let table: [(&str, bool, &str); 6] = [
@@ -227,10 +214,10 @@ pub(crate) fn expect_hooks(c: &mut Checks, start: &Value) {
         let st = probe_status(start, name);
         let shown = st
             .as_ref()
-            .map_or("not listed".to_string(), |(s, r)| format!("{s}: {r}"));
+            .map_or("not listed".to_string(), |(s, r)| format!("{s:?}: {r}"));
         let ok = match &st {
-            Some((s, _)) if live => s == "live",
-            Some((s, r)) => s == "unavailable" && r.contains(why),
+            Some((s, _)) if live => *s == Status::Live,
+            Some((s, r)) => *s == Status::Unavailable && r.contains(why),
             None => false,
         };
         let what = if live {

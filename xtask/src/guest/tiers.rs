@@ -4,7 +4,6 @@ use super::*;
 use std::{fs, process::Command, thread::sleep, time::Duration};
 
 use anyhow::Result;
-use serde_json::Value;
 
 /// Migrations by system call from node 0 to node 1: move_pages(2) of 64 MiB,
 /// `migratepages` of a 64 MiB process, mbind(2) with MPOL_MF_MOVE of 32 MiB.
@@ -96,8 +95,8 @@ pub(crate) fn scenario_hmat(c: &mut Checks) -> Result<()> {
     );
     c.eq(
         "DAMON migrate_cold pages are demotions by damon",
-        get(&s, "migrations.demotions.by_cause.damon"),
-        get(&s, "migrations.by_reason.damon.pages_succeeded"),
+        by_cause(&s.migrations.demotions, Cause::Other(MigrateReason::Damon)),
+        by_reason(&s, MigrateReason::Damon).pages_succeeded,
     );
     kprobe_session(c, t0, t1)?;
     tracepoint_session(c, t0, t1)?;
@@ -110,8 +109,8 @@ pub(crate) fn scenario_hmat(c: &mut Checks) -> Result<()> {
 /// with node 0, so nothing is demoted to it or promoted from it. The tool must say so, and
 /// the migrations that need no tiers are still checked exactly; the `cxl` machine carries the
 /// tiering checks on such kernels (its memory is onlined through dax/kmem).
-pub(crate) fn scenario_hmat_one_tier(c: &mut Checks, topo: &Value) -> Result<()> {
-    let notes = topo.get("notes").map(Value::to_string).unwrap_or_default();
+pub(crate) fn scenario_hmat_one_tier(c: &mut Checks, topo: &Topology) -> Result<()> {
+    let notes = topo.notes.join("; ");
     c.truth(
         "tool says: node 1 is in the top tier: no demotion target",
         notes.chars().take(60).collect(),
@@ -137,7 +136,7 @@ pub(crate) fn scenario_hmat_one_tier(c: &mut Checks, topo: &Value) -> Result<()>
     expect_hooks(c, &start);
     c.eq(
         "nothing counted as demotion or promotion (one tier)",
-        get(&s, "migrations.demotions.pages") + get(&s, "migrations.promotions.pages"),
+        s.migrations.demotions.pages + s.migrations.promotions.pages,
         0,
     );
     say("skipped on this kernel: demotion, promotion, ping-pong and DAMON checks (no lower tier here; the cxl machine carries them)");
@@ -161,9 +160,9 @@ pub(crate) fn thp_pingpong(c: &mut Checks) -> Result<()> {
         ]))?;
     say(&format!("thp pingpong: {}", out.trim()));
     let v = report_json(file)?;
-    let pp = &v["pingpong"];
-    let (bounces, pages) = (get(pp, "bounces"), get(pp, "pages"));
-    let thp = get(&v, "migrations.by_reason.syscall.thp_succeeded");
+    let pp = &v.pingpong;
+    let (bounces, pages) = (pp.bounces, pp.pages.unwrap_or(0));
+    let thp = by_reason(&v, MigrateReason::Syscall).thp_succeeded;
     c.eq(
         "ping-pong base pages of 3 bounces of 8192 pages",
         pages,
@@ -171,7 +170,7 @@ pub(crate) fn thp_pingpong(c: &mut Checks) -> Result<()> {
     );
     c.eq(
         "ping-pong folios of unknown size",
-        get(pp, "folios_of_unknown_size"),
+        pp.folios_of_unknown_size,
         0,
     );
     c.truth(
@@ -287,8 +286,8 @@ pub(crate) struct Ran {
 
 pub(crate) fn scenario_tier_checks(
     c: &mut Checks,
-    s: &Value,
-    start: &Value,
+    s: &Window,
+    start: &Start,
     fast: Option<u64>,
     slow: Option<u64>,
     ran: Ran,
@@ -296,56 +295,49 @@ pub(crate) fn scenario_tier_checks(
     expect_hooks(c, start);
     let promo = ran.promotion;
     let decisions = probe_status(start, "fexit:migrate_misplaced_folio_prepare")
-        .is_some_and(|(st, _)| st == "live");
+        .is_some_and(|(st, _)| st == Status::Live);
     let (Some(fast), Some(slow)) = (fast, slow) else {
         c.truth("two tiers known", "no".into(), false);
         return;
     };
     c.eq(
         "per-folio hook live",
-        u64::from(s.pointer("/migrations/per_folio/available") == Some(&Value::Bool(true))),
+        u64::from(s.migrations.per_folio.avail.available),
         1,
     );
     c.eq(
         "pgpromote_success (promotions by numa_balancing)",
-        get(s, "migrations.promotions.by_cause.numa_balancing"),
-        get(s, "vmstat_delta.pgpromote_success"),
+        by_cause(&s.migrations.promotions, Cause::NumaBalancing),
+        vm(s, "pgpromote_success"),
     );
     c.eq(
         "pgdemote_kswapd (demotions by kswapd)",
-        get(s, "migrations.demotions.by_cause.kswapd"),
-        get(s, "vmstat_delta.pgdemote_kswapd"),
+        by_cause(&s.migrations.demotions, Cause::Kswapd),
+        vm(s, "pgdemote_kswapd"),
     );
     c.eq(
         "pgdemote_direct+proactive (demotions by direct/proactive reclaim)",
-        get(s, "migrations.demotions.by_cause.direct"),
+        by_cause(&s.migrations.demotions, Cause::Direct),
         pgdemote_direct(s),
     );
-    let pair = |a: u64, b: u64| {
-        s.pointer(&format!("/migrations/tier_pairs/tier{a}->tier{b}"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    let pairs = s
-        .pointer("/migrations/tier_pairs")
-        .map(Value::to_string)
-        .unwrap_or_default();
-    if pair(fast, slow) * 1000 < get(s, "migrations.demotions.pages") * 999 {
+    let pair = |a: u64, b: u64| tier_pair(s, a, b);
+    let pairs = format!("{:?}", s.migrations.tier_pairs);
+    if pair(fast, slow) * 1000 < s.migrations.demotions.pages * 999 {
         say(&format!("tier pairs: {pairs}"));
         say(&format!(
             "per folio: {}",
-            s.pointer("/migrations/per_folio")
-                .map(Value::to_string)
-                .unwrap_or_default()
+            serde_json::to_string(&s.migrations.per_folio).unwrap_or_default()
         ));
     }
     // Every demoted page with known tiers went fast -> slow; the rest came in batches without
     // per-folio events (tiers unknown, counted as demotions by their reason).
     let unknown = s
-        .pointer("/migrations/tier_pairs/unknown->unknown")
-        .and_then(Value::as_u64)
+        .migrations
+        .tier_pairs
+        .get("unknown->unknown")
+        .copied()
         .unwrap_or(0);
-    let demoted = get(s, "migrations.demotions.pages");
+    let demoted = s.migrations.demotions.pages;
     c.eq(
         &format!("demotions = tier{fast}->tier{slow} + tiers unknown"),
         pair(fast, slow) + unknown,
@@ -359,82 +351,76 @@ pub(crate) fn scenario_tier_checks(
         format!("{} of {demoted}", pair(fast, slow)),
         demoted == 0 || pair(fast, slow) * 100 >= demoted * floor,
     );
-    let demoted_kernel = get(s, "vmstat_delta.pgdemote_kswapd")
-        + pgdemote_direct(s)
-        + get(s, "vmstat_delta.pgdemote_khugepaged");
+    let demoted_kernel =
+        vm(s, "pgdemote_kswapd") + pgdemote_direct(s) + vm(s, "pgdemote_khugepaged");
     c.eq(
         "demote_folio_list pages = pgdemote_kswapd+direct+khugepaged",
-        get(s, "demotion_batches.pages"),
+        s.demotion_batches.pages,
         demoted_kernel,
     );
     c.eq(
         "demotions from source node 0",
-        get(s, "demotion_batches.by_source_node.node0.pages"),
+        s.demotion_batches
+            .by_source_node
+            .get("node0")
+            .map_or(0, |n| n.pages),
         demoted_kernel,
     );
     c.truth(
         "no unattributed pages",
-        get(s, "migrations.unattributed_pages").to_string(),
-        get(s, "migrations.unattributed_pages") == 0,
+        s.migrations.unattributed_pages.to_string(),
+        s.migrations.unattributed_pages == 0,
     );
     if promo {
         c.truth(
             &format!("promotions are tier{slow}->tier{fast}"),
-            format!(
-                "{} of {}",
-                pair(slow, fast),
-                get(s, "migrations.promotions.pages")
-            ),
-            get(s, "migrations.promotions.pages") > 0
-                && pair(slow, fast) >= get(s, "migrations.promotions.pages"),
+            format!("{} of {}", pair(slow, fast), s.migrations.promotions.pages),
+            s.migrations.promotions.pages > 0 && pair(slow, fast) >= s.migrations.promotions.pages,
         );
         c.within(
             "numa_hint_faults",
-            get(s, "numa_hint_faults.total"),
-            get(s, "vmstat_delta.numa_hint_faults"),
+            s.numa_hint_faults.total,
+            vm(s, "numa_hint_faults"),
             1.0,
         );
     }
     if promo && decisions {
         c.eq(
             "pgpromote_candidate (decisions that passed the hot threshold)",
-            get(s, "promotion_decisions.candidate_pages"),
-            get(s, "vmstat_delta.pgpromote_candidate"),
+            u64::try_from(s.promotion_decisions.candidate_pages).unwrap_or(0),
+            vm(s, "pgpromote_candidate"),
         );
         if ran.throttled {
             c.truth(
                 "promotions refused by the rate limit (throttled phase)",
-                get(s, "promotion_decisions.refused.rate_limit").to_string(),
-                get(s, "promotion_decisions.refused.rate_limit") > 0,
+                refused(s, RefusalCause::RateLimit).to_string(),
+                refused(s, RefusalCause::RateLimit) > 0,
             );
         }
         // Tiering-only mode scans slow-tier pages only, so every approved folio goes on to
         // migrate_misplaced_folio_prepare, which prepares or refuses it.
         c.within(
             "approved = prepared + refused by prepare",
-            get(s, "promotion_decisions.approved"),
-            get(s, "promotion_decisions.prepared")
-                + get(s, "promotion_decisions.refused.target_full")
-                + get(s, "promotion_decisions.refused.isolation")
-                + get(s, "promotion_decisions.refused.shared_exec"),
+            s.promotion_decisions.approved,
+            s.promotion_decisions.prepared
+                + refused(s, RefusalCause::TargetFull)
+                + refused(s, RefusalCause::Isolation)
+                + refused(s, RefusalCause::SharedExec),
             1.0,
         );
     }
     if ran.pingpong {
         c.truth(
             "ping-pong bounces seen",
-            get(s, "pingpong.bounces").to_string(),
-            get(s, "pingpong.bounces") > 0,
+            s.pingpong.bounces.to_string(),
+            s.pingpong.bounces > 0,
         );
     }
     for t in [fast, slow] {
-        let n = get(s, &format!("fault_latency.by_tier.tier{t}.all.count"));
+        let n = tier_latency(s, t).count;
         c.truth(
             &format!("fault latency histogram of tier{t} non-empty"),
-            format!(
-                "{n} faults, p99 {} ns",
-                get(s, &format!("fault_latency.by_tier.tier{t}.all.p99"))
-            ),
+            format!("{n} faults, p99 {} ns", tier_latency(s, t).p99),
             n > 0,
         );
     }

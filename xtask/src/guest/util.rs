@@ -248,18 +248,19 @@ pub(crate) fn kernel_version() -> (u64, u64) {
     crate::kernels::Release::parse(r.trim()).map_or((0, 0), |r| r.series())
 }
 
-pub(crate) fn topology() -> Result<Value> {
+pub(crate) fn topology() -> Result<Topology> {
     let out = sh(Command::new(bin("cxl-trace")).args(["topology", "--json"]))?;
-    serde_json::from_str(&out).context("topology --json printed no JSON")
+    serde_json::from_str::<TopologyDoc>(&out)
+        .map(|d| d.topology)
+        .context("topology --json printed no topology")
 }
 
-pub(crate) fn node_tier(topo: &Value, node: u64) -> Option<u64> {
-    topo.get("nodes")?
-        .as_array()?
+pub(crate) fn node_tier(topo: &Topology, node: u64) -> Option<u64> {
+    topo.nodes
         .iter()
-        .find(|n| n.get("id").and_then(Value::as_u64) == Some(node))?
-        .get("tier")?
-        .as_u64()
+        .find(|n| u64::from(n.id) == node)?
+        .tier
+        .map(u64::from)
 }
 
 /// Demotion turned on, a process of `mib` MiB on node 0 in cgroup `name`, and `amount`

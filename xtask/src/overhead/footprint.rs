@@ -8,7 +8,6 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use serde_json::Value;
 
 use crate::{step, table::Row, target_dir};
 
@@ -35,12 +34,9 @@ pub fn accounting(rows: &mut Vec<Row>) -> Result<()> {
         ])
         .output()
         .context("cannot start cxl-trace")?;
-    let summary: Value = json_lines(&out.stdout)
-        .into_iter()
-        .find(|v| v["type"] == "summary")
-        .context("no summary line")?;
+    let summary = summary_of(&out.stdout)?;
     let t = tally(&summary);
-    let secs = summary["t"].as_f64().unwrap_or(1.0);
+    let secs = summary.t;
     rows.push(Row {
         name: "ring buffer 1 MiB, 2 fault-bound programs: received".into(),
         value: t.received as f64 / secs / 1e6,
@@ -55,7 +51,7 @@ pub fn accounting(rows: &mut Vec<Row>) -> Result<()> {
         ),
     });
     if !t.adds_up {
-        bail!("ring buffer accounting: produced != received (+ outside the window): {summary}");
+        bail!("ring buffer accounting: produced != received (+ outside the window): {summary:?}");
     }
     Ok(())
 }

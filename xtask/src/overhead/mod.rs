@@ -21,6 +21,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
+use cxl_trace::model::schema::{Line, LineKind, Window};
 use serde_json::Value;
 
 use crate::target_dir;
@@ -282,6 +283,18 @@ fn fault_run() -> Result<(f64, u64)> {
 /// The page faults the workload counted for itself (getrusage: minor + major).
 fn own_faults(v: &Value) -> u64 {
     v["minflt"].as_u64().unwrap_or(0) + v["majflt"].as_u64().unwrap_or(0)
+}
+
+/// The summary line of `top --no-tui` in a tracer's stdout.
+pub(crate) fn summary_of(stdout: &[u8]) -> Result<Window> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .find_map(|l| match l {
+            Line::Window(w) if w.kind == LineKind::Summary => Some(*w),
+            _ => None,
+        })
+        .context("no summary line")
 }
 
 /// The JSON lines of a tracer's (and its command's) stdout.

@@ -9,7 +9,6 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use serde_json::Value;
 
 use crate::{step, table::Row, target_dir};
 
@@ -130,10 +129,7 @@ pub(crate) fn ring_run(ring_mib: u32, offered: f64, threads: u32, secs: f64) -> 
         .output()
         .context("cannot start cxl-trace")?;
     let lines = json_lines(&out.stdout);
-    let summary = lines
-        .iter()
-        .find(|v| v["type"] == "summary")
-        .context("no summary line")?;
+    let summary = summary_of(&out.stdout)?;
     let load = lines
         .iter()
         .find(|v| v.get("calls").is_some())
@@ -141,13 +137,13 @@ pub(crate) fn ring_run(ring_mib: u32, offered: f64, threads: u32, secs: f64) -> 
     let calls = load["calls"].as_u64().unwrap_or(0);
     let own_faults = own_faults(load);
     let wsecs = load["seconds"].as_f64().unwrap_or(secs);
-    let t = tally(summary);
+    let t = tally(&summary);
     let expected = calls * cxl_trace_common::RING_BENCH_BATCH + own_faults;
     // The workload reads its fault count just before printing; the few faults of printing
     // and exiting come after.
     let seen = t.received + t.dropped;
     if !(t.adds_up && seen >= expected && seen - expected <= 64) {
-        bail!("ring buffer accounting at {offered} records/s: {expected} generated, {seen} received + dropped: {summary}");
+        bail!("ring buffer accounting at {offered} records/s: {expected} generated, {seen} received + dropped: {summary:?}");
     }
     Ok(RingRun {
         expected,
@@ -187,8 +183,11 @@ pub fn overflow(rows: &mut Vec<Row>) -> Result<()> {
         BufReader::new(out)
             .lines()
             .map_while(std::result::Result::ok)
-            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
-            .find(|v| v["type"] == "summary")
+            .filter_map(|l| serde_json::from_str::<Line>(&l).ok())
+            .find_map(|l| match l {
+                Line::Window(w) if w.kind == LineKind::Summary => Some(*w),
+                _ => None,
+            })
     });
     wait_ready(&mut child, "privileges:")?;
     let pid = child.id() as libc::pid_t;
@@ -220,7 +219,7 @@ pub fn overflow(rows: &mut Vec<Row>) -> Result<()> {
         ),
     });
     if !ok {
-        bail!("overflow accounting: {summary}");
+        bail!("overflow accounting: {summary:?}");
     }
     Ok(())
 }
@@ -255,16 +254,14 @@ impl Tally {
 
 /// The kernel counts what it submitted (produced) and what found the ring full (dropped);
 /// everything submitted is received, or arrived before the window opened, or after its end.
-pub(crate) fn tally(summary: &Value) -> Tally {
-    let received = summary["events"]["received"].as_u64().unwrap_or(0);
-    let produced: Option<u64> = summary["produced"]
-        .as_object()
-        .map(|m| m.values().filter_map(Value::as_u64).sum());
-    let before = summary["before_window"].as_u64().unwrap_or(0);
+pub(crate) fn tally(summary: &Window) -> Tally {
+    let received = summary.events.received;
+    let produced: Option<u64> = summary.produced.as_ref().map(|m| m.values().sum());
+    let before = summary.before_window.unwrap_or(0);
     let after = produced.map_or(0, |p| p.saturating_sub(received + before));
     Tally {
         received,
-        dropped: summary["drops"]["total"].as_u64().unwrap_or(0),
+        dropped: summary.drops.total,
         produced: produced.unwrap_or(0),
         before,
         after,

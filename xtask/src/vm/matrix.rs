@@ -174,12 +174,16 @@ pub(crate) fn cross_kernel_diff(recorded: &[(String, PathBuf)]) -> Result<()> {
     }
     let spec = "promotions:-20%";
     let (_, json) = diff(&["--format", "json", "--fail-on", spec])?;
-    let v: serde_json::Value = serde_json::from_str(&json).context("diff --format json")?;
-    let first = v["config_differences"][0]["what"].as_str().unwrap_or("-");
+    let v: cxl_trace::model::schema::DiffDoc =
+        serde_json::from_str(&json).context("diff --format json")?;
+    let first = v
+        .config_differences
+        .first()
+        .map_or("-", |d| d.what.as_str());
     if first != "kernel" {
         bail!("the first configuration difference is {first:?}, not the kernel");
     }
-    let crossed = v["fail_on"][0]["crossed"] == true;
+    let crossed = v.fail_on.first().is_some_and(|f| f.crossed);
     let (code, _) = diff(&["--fail-on", spec])?;
     if code != Some(i32::from(crossed)) {
         bail!("diff --fail-on {spec} exited {code:?} while its verdict says crossed={crossed}");
