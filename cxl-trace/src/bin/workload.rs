@@ -321,141 +321,165 @@ fn run(cmd: Cmd) -> Result<String, String> {
             pages,
             rounds,
             node,
-        } => {
-            let bytes = pages.checked_mul(PAGE as u64).ok_or("too many pages")?;
-            for _ in 0..rounds {
-                let r = Region::new(bytes)?;
-                if node.is_some() {
-                    r.mbind(node, 0)?;
-                }
-                r.touch(1);
-            }
-            let (minflt, majflt) = rusage();
-            Ok(format!(
-                "{{\"pages\":{pages},\"rounds\":{rounds},\"minflt\":{minflt},\"majflt\":{majflt}}}"
-            ))
-        }
-        Cmd::Move(Transfer { mib, from, to }) => {
-            let r = placed(mib, Some(from))?;
-            // The binding would pin the pages to `from`; move_pages ignores it, but drop it
-            // anyway so the result does not depend on that.
-            r.mbind(None, 0)?;
-            let before = r.nodes()?;
-            let (rc, _) = r.move_pages(Some(to), MPOL_MF_MOVE)?;
-            let after = r.nodes()?;
-            Ok(format!(
-                "{{\"pages\":{},\"not_moved\":{rc},\"before\":{},\"after\":{}}}",
-                r.pages(),
-                nodes_json(&before),
-                nodes_json(&after)
-            ))
-        }
-        Cmd::Mbind(Transfer { mib, from, to }) => {
-            let r = placed(mib, Some(from))?;
-            let before = r.nodes()?;
-            r.mbind(Some(to), MPOL_MF_MOVE)?;
-            let after = r.nodes()?;
-            Ok(format!(
-                "{{\"pages\":{},\"before\":{},\"after\":{}}}",
-                r.pages(),
-                nodes_json(&before),
-                nodes_json(&after)
-            ))
-        }
+        } => touch(pages, rounds, node),
+        Cmd::Move(t) => move_pages(t),
+        Cmd::Mbind(t) => mbind_pages(t),
         Cmd::Pingpong {
             mib,
             a,
             b,
             rounds,
             thp,
-        } => {
-            if a == b {
-                return Err("--a and --b must be different nodes".into());
-            }
-            let r = placed_thp(mib, Some(a), thp)?;
-            r.mbind(None, 0)?;
-            let before = pgmigrate_success()?;
-            let start = Instant::now();
-            let mut moved = 0u64;
-            for _ in 0..rounds {
-                for to in [b, a] {
-                    let (_, status) = r.move_pages(Some(to), MPOL_MF_MOVE)?;
-                    moved += status.iter().filter(|&&s| s == to as i32).count() as u64;
-                }
-            }
-            let seconds = start.elapsed().as_secs_f64();
-            let migrated = pgmigrate_success()?.saturating_sub(before);
-            Ok(format!(
-                "{{\"pages\":{},\"rounds\":{rounds},\"moved\":{moved},\"pgmigrate_success\":{migrated},\"seconds\":{seconds:.6},\"nodes\":{}}}",
-                r.pages(),
-                nodes_json(&r.nodes()?)
-            ))
-        }
+        } => pingpong(mib, a, b, rounds, thp),
         Cmd::Getpgid {
             rate,
             seconds,
             threads,
-        } => {
-            if !(rate.is_finite() && rate > 0.0 && seconds.is_finite() && seconds > 0.0) {
-                return Err("--rate and --seconds must be positive".into());
-            }
-            if !(1..=64).contains(&threads) {
-                return Err("--threads must be between 1 and 64".into());
-            }
-            let start = Instant::now();
-            let per_thread = rate / f64::from(threads);
-            let workers: Vec<_> = (0..threads)
-                .map(|_| std::thread::spawn(move || paced_getpgid(start, per_thread, seconds)))
-                .collect();
-            let mut calls = 0u64;
-            for w in workers {
-                calls += w.join().map_err(|_| "a getpgid thread panicked")?;
-            }
-            let secs = start.elapsed().as_secs_f64();
-            let (minflt, majflt) = rusage();
-            Ok(format!(
-                "{{\"calls\":{calls},\"seconds\":{secs:.6},\"rate\":{:.1},\"threads\":{threads},\"minflt\":{minflt},\"majflt\":{majflt}}}",
-                calls as f64 / secs
-            ))
-        }
+        } => getpgid(rate, seconds, threads),
         Cmd::Hold {
             mib,
             node,
             unbind,
             hot,
             seconds,
-        } => {
-            let r = placed(mib, node)?;
-            if unbind {
-                r.mbind(None, 0)?;
-            }
-            // A reader that went away is no reason to stop holding the memory.
-            let _ = writeln!(
-                std::io::stdout(),
-                "{{\"ready\":true,\"pid\":{},\"pages\":{},\"nodes\":{}}}",
-                std::process::id(),
-                r.pages(),
-                nodes_json(&r.nodes()?)
-            );
-            let _ = std::io::stdout().flush();
-            let start = Instant::now();
-            let until = seconds.map(Duration::from_secs_f64);
-            let mut rounds = 0u64;
-            while until.is_none_or(|u| start.elapsed() < u) {
-                if hot {
-                    r.touch((rounds & 0xff) as u8);
-                    rounds += 1;
-                } else {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-            Ok(format!(
-                "{{\"pages\":{},\"rounds\":{rounds},\"nodes\":{}}}",
-                r.pages(),
-                nodes_json(&r.nodes()?)
-            ))
+        } => hold(mib, node, unbind, hot, seconds),
+    }
+}
+
+/// Page faults: PAGES pages touched ROUNDS times, optionally bound to a node.
+fn touch(pages: u64, rounds: u64, node: Option<u32>) -> Result<String, String> {
+    let bytes = pages.checked_mul(PAGE as u64).ok_or("too many pages")?;
+    for _ in 0..rounds {
+        let r = Region::new(bytes)?;
+        if node.is_some() {
+            r.mbind(node, 0)?;
+        }
+        r.touch(1);
+    }
+    let (minflt, majflt) = rusage();
+    Ok(format!(
+        "{{\"pages\":{pages},\"rounds\":{rounds},\"minflt\":{minflt},\"majflt\":{majflt}}}"
+    ))
+}
+
+/// move_pages(2) of MIB MiB from one node to another.
+fn move_pages(Transfer { mib, from, to }: Transfer) -> Result<String, String> {
+    let r = placed(mib, Some(from))?;
+    // The binding would pin the pages to `from`; move_pages ignores it, but drop it
+    // anyway so the result does not depend on that.
+    r.mbind(None, 0)?;
+    let before = r.nodes()?;
+    let (rc, _) = r.move_pages(Some(to), MPOL_MF_MOVE)?;
+    let after = r.nodes()?;
+    Ok(format!(
+        "{{\"pages\":{},\"not_moved\":{rc},\"before\":{},\"after\":{}}}",
+        r.pages(),
+        nodes_json(&before),
+        nodes_json(&after)
+    ))
+}
+
+/// mbind(2) with MPOL_MF_MOVE of MIB MiB from one node to another.
+fn mbind_pages(Transfer { mib, from, to }: Transfer) -> Result<String, String> {
+    let r = placed(mib, Some(from))?;
+    let before = r.nodes()?;
+    r.mbind(Some(to), MPOL_MF_MOVE)?;
+    let after = r.nodes()?;
+    Ok(format!(
+        "{{\"pages\":{},\"before\":{},\"after\":{}}}",
+        r.pages(),
+        nodes_json(&before),
+        nodes_json(&after)
+    ))
+}
+
+/// MIB MiB moved between two nodes ROUNDS times, timed.
+fn pingpong(mib: u64, a: u32, b: u32, rounds: u64, thp: bool) -> Result<String, String> {
+    if a == b {
+        return Err("--a and --b must be different nodes".into());
+    }
+    let r = placed_thp(mib, Some(a), thp)?;
+    r.mbind(None, 0)?;
+    let before = pgmigrate_success()?;
+    let start = Instant::now();
+    let mut moved = 0u64;
+    for _ in 0..rounds {
+        for to in [b, a] {
+            let (_, status) = r.move_pages(Some(to), MPOL_MF_MOVE)?;
+            moved += status.iter().filter(|&&s| s == to as i32).count() as u64;
         }
     }
+    let seconds = start.elapsed().as_secs_f64();
+    let migrated = pgmigrate_success()?.saturating_sub(before);
+    Ok(format!(
+        "{{\"pages\":{},\"rounds\":{rounds},\"moved\":{moved},\"pgmigrate_success\":{migrated},\"seconds\":{seconds:.6},\"nodes\":{}}}",
+        r.pages(),
+        nodes_json(&r.nodes()?)
+    ))
+}
+
+/// getpgid(2) at a steady rate (the ring benchmark's source).
+fn getpgid(rate: f64, seconds: f64, threads: u32) -> Result<String, String> {
+    if !(rate.is_finite() && rate > 0.0 && seconds.is_finite() && seconds > 0.0) {
+        return Err("--rate and --seconds must be positive".into());
+    }
+    if !(1..=64).contains(&threads) {
+        return Err("--threads must be between 1 and 64".into());
+    }
+    let start = Instant::now();
+    let per_thread = rate / f64::from(threads);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| std::thread::spawn(move || paced_getpgid(start, per_thread, seconds)))
+        .collect();
+    let mut calls = 0u64;
+    for w in workers {
+        calls += w.join().map_err(|_| "a getpgid thread panicked")?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (minflt, majflt) = rusage();
+    Ok(format!(
+        "{{\"calls\":{calls},\"seconds\":{secs:.6},\"rate\":{:.1},\"threads\":{threads},\"minflt\":{minflt},\"majflt\":{majflt}}}",
+        calls as f64 / secs
+    ))
+}
+
+/// MIB MiB held (and kept hot) until SECONDS or a signal.
+fn hold(
+    mib: u64,
+    node: Option<u32>,
+    unbind: bool,
+    hot: bool,
+    seconds: Option<f64>,
+) -> Result<String, String> {
+    let r = placed(mib, node)?;
+    if unbind {
+        r.mbind(None, 0)?;
+    }
+    // A reader that went away is no reason to stop holding the memory.
+    let _ = writeln!(
+        std::io::stdout(),
+        "{{\"ready\":true,\"pid\":{},\"pages\":{},\"nodes\":{}}}",
+        std::process::id(),
+        r.pages(),
+        nodes_json(&r.nodes()?)
+    );
+    let _ = std::io::stdout().flush();
+    let start = Instant::now();
+    let until = seconds.map(Duration::from_secs_f64);
+    let mut rounds = 0u64;
+    while until.is_none_or(|u| start.elapsed() < u) {
+        if hot {
+            r.touch((rounds & 0xff) as u8);
+            rounds += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(format!(
+        "{{\"pages\":{},\"rounds\":{rounds},\"nodes\":{}}}",
+        r.pages(),
+        nodes_json(&r.nodes()?)
+    ))
 }
 
 fn main() -> ExitCode {

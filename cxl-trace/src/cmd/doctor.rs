@@ -69,6 +69,34 @@ pub struct Report {
 pub fn gather() -> Report {
     let kernel =
         caps::read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into());
+    let tracefs = Tracefs::locate_or_mount();
+    let (mut capabilities, privileged) = capabilities(&tracefs);
+    let probes = probes(privileged, &mut capabilities);
+    let topo = Topology::live();
+    let tiers = topo
+        .tiers
+        .iter()
+        .map(|t| (format!("memory_tier{}", t.id), format_list(&t.nodes)))
+        .collect();
+    let cxl = topo
+        .cxl
+        .bus
+        .then(|| topo.cxl.memdevs.iter().map(|m| m.name.clone()).collect());
+    Report {
+        kernel,
+        capabilities,
+        probes,
+        tracepoints: tracepoints(&tracefs),
+        settings: settings(),
+        tiers,
+        cxl,
+    }
+}
+
+/// Privileges, BTF, tracefs and the embedded object; whether the privileges suffice.
+fn capabilities(
+    tracefs: &std::result::Result<Tracefs, crate::error::Error>,
+) -> (Vec<ProbeStatus>, bool) {
     let mut capabilities = Vec::new();
     let privileged = match caps::require_bpf_privileges() {
         Ok(()) => {
@@ -85,8 +113,7 @@ pub fn gather() -> Report {
         Ok(size) => ProbeStatus::live("btf", format!("/sys/kernel/btf/vmlinux ({size} bytes)")),
         Err(e) => ProbeStatus::unavailable("btf", e),
     });
-    let tracefs = Tracefs::locate_or_mount();
-    capabilities.push(match &tracefs {
+    capabilities.push(match tracefs {
         Ok(t) => ProbeStatus::live(
             "tracefs",
             format!(
@@ -107,11 +134,16 @@ pub fn gather() -> Report {
         ProbeStatus::unavailable("bpf_object", crate::error::Error::NoEbpfObject.to_string())
     });
 
-    let tracepoints = TRACEPOINTS
+    (capabilities, privileged)
+}
+
+/// Every tracepoint the probes use, present or not, and the CXL ones this kernel has.
+fn tracepoints(tracefs: &std::result::Result<Tracefs, crate::error::Error>) -> Vec<ProbeStatus> {
+    TRACEPOINTS
         .iter()
         .map(|(cat, name)| {
             let n = format!("tracepoint:{cat}:{name}");
-            match &tracefs {
+            match tracefs {
                 Ok(t) if t.has_event(cat, name) => ProbeStatus::live(n, "present"),
                 Ok(_) => {
                     ProbeStatus::unavailable(n, "not in this kernel (or its module is not loaded)")
@@ -119,7 +151,7 @@ pub fn gather() -> Report {
                 Err(_) => ProbeStatus::unavailable(n, "tracefs unavailable"),
             }
         })
-        .chain(match &tracefs {
+        .chain(match tracefs {
             Ok(t) => {
                 let cxl = t.events_of("cxl");
                 if cxl.is_empty() {
@@ -136,8 +168,11 @@ pub fn gather() -> Report {
                 "tracefs unavailable",
             )],
         })
-        .collect();
+        .collect()
+}
 
+/// Every probe attached once (then detached), with the ring buffer and memlock it needed.
+fn probes(privileged: bool, capabilities: &mut Vec<ProbeStatus>) -> Vec<ProbeStatus> {
     let mut probes = Vec::new();
     if privileged && probe::has_bpf_object() {
         let cfg = TraceConfig {
@@ -171,6 +206,11 @@ pub fn gather() -> Report {
         probes.push(ProbeStatus::unavailable("probes", why));
     }
 
+    probes
+}
+
+/// The tiering settings of this kernel, as (name, value).
+fn settings() -> Vec<(String, String)> {
     let mut settings = Vec::new();
     let nb = caps::read_trimmed("/proc/sys/kernel/numa_balancing");
     settings.push((
@@ -198,25 +238,7 @@ pub fn gather() -> Report {
             caps::read_trimmed(path).unwrap_or_else(|| "absent".into()),
         ));
     }
-    let topo = Topology::live();
-    let tiers = topo
-        .tiers
-        .iter()
-        .map(|t| (format!("memory_tier{}", t.id), format_list(&t.nodes)))
-        .collect();
-    let cxl = topo
-        .cxl
-        .bus
-        .then(|| topo.cxl.memdevs.iter().map(|m| m.name.clone()).collect());
-    Report {
-        kernel,
-        capabilities,
-        probes,
-        tracepoints,
-        settings,
-        tiers,
-        cxl,
-    }
+    settings
 }
 
 /// The `doctor --json` document.

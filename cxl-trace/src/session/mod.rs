@@ -136,6 +136,29 @@ struct Loop {
 }
 
 impl Loop {
+    fn new(
+        tracer: &Tracer,
+        topo: Topology,
+        start_ns: u64,
+        drops_start: Drops,
+        skip_pid: Option<u32>,
+    ) -> Self {
+        Self {
+            agg: Aggregator::with_context(
+                TierMap::from_topology(&topo),
+                tracer.rare.clone(),
+                tracer.availability.clone(),
+            ),
+            topo,
+            rs: ReadStats::default(),
+            start_ns,
+            last_ns: start_ns,
+            drops_last: drops_start.clone(),
+            drops_start,
+            skip_pid,
+        }
+    }
+
     /// Drains every record currently in the ring buffer into the aggregator (and the sink:
     /// exactly the records the aggregator counts).
     fn drain<S: Sink>(&mut self, ring: &mut Ring, sink: &mut S) {
@@ -209,45 +232,22 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
     } = live;
     let mut input = sink.take_input();
     let mut open = sink.start(&start)?;
-    let mut lp = Loop {
-        agg: Aggregator::with_context(
-            TierMap::from_topology(&topology),
-            tracer.rare.clone(),
-            tracer.availability.clone(),
-        ),
-        topo: topology,
-        rs: ReadStats::default(),
-        start_ns,
-        last_ns: start_ns,
-        drops_last: drops_start.clone(),
-        drops_start,
-        skip_pid,
-    };
-    let period = Duration::from_secs_f64(cfg.interval_s);
-    let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let deadline = cfg
-        .duration_s
-        .map(|d| Instant::now() + Duration::from_secs_f64(d));
-    let mut sigterm = signal(SignalKind::terminate())
-        .map_err(|e| Error::Runtime(format!("SIGTERM handler: {e}")))?;
-    let mut sigint = signal(SignalKind::interrupt())
-        .map_err(|e| Error::Runtime(format!("SIGINT handler: {e}")))?;
+    let mut lp = Loop::new(&tracer, topology, start_ns, drops_start, skip_pid);
+    let Timers {
+        mut ticker,
+        mut poll,
+        deadline,
+        mut sigterm,
+        mut sigint,
+    } = Timers::new(cfg)?;
     let mut signals_seen = 0u32;
     let mut code = 0;
-    // The kernel side wakes us only once the ring holds 1/32 of its size (see the eBPF
-    // `submit_flags`); below that, records are collected on this timer.
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while open {
         if let Some(failed) = sink.failure() {
             // A full disk or an I/O error: stop at once rather than trace into nothing. The
             // command after -- is ended as on a second Ctrl-C; dropping the tracer on return
             // detaches every program; the file reads back up to its last complete chunk.
-            if let Some(mut c) = child.take() {
-                let _ = c.start_kill();
-                let _ = c.wait().await;
-            }
+            end_child(child.take()).await;
             return Err(failed);
         }
         tokio::select! {
@@ -291,26 +291,15 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
             _ = sleep_until_opt(deadline) => break,
             sig = async { tokio::select! { _ = sigint.recv() => libc::SIGINT, _ = sigterm.recv() => libc::SIGTERM } } => {
                 signals_seen += 1;
-                match (&child, signals_seen) {
-                    // First signal with a command: pass it on and wait for the command to exit.
-                    (Some(c), 1) => {
-                        if let Some(pid) = c.id() {
-                            // SAFETY: kill(2) with a pid we spawned and still own; no memory involved.
-                            unsafe { libc::kill(pid as libc::pid_t, sig) };
-                        }
-                    }
-                    _ => break,
+                if !pass_on(child.as_ref(), signals_seen, sig) {
+                    break;
                 }
             }
         }
     }
-    if let Some(mut c) = child.take() {
-        // Stopped by --duration or a second signal: end the command too.
-        let _ = c.start_kill();
-        code = match c.wait().await {
-            Ok(s) => exit_code(s),
-            Err(_) => 1,
-        };
+    // Stopped by --duration or a second signal: end the command too.
+    if let Some(c) = end_child(child.take()).await {
+        code = c;
     }
     // Everything the kernel submitted before this point is in the ring buffer now.
     lp.drain(ring.get_mut(), &mut sink);
@@ -322,6 +311,65 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
     }
     finish(lp, &tracer, &vm_start, sink, open, cfg, code)?;
     Ok(code)
+}
+
+/// Ends the command, if it still runs; its exit code.
+async fn end_child(child: Option<tokio::process::Child>) -> Option<i32> {
+    let mut c = child?;
+    let _ = c.start_kill();
+    Some(match c.wait().await {
+        Ok(s) => exit_code(s),
+        Err(_) => 1,
+    })
+}
+
+/// The event loop's clocks and signals.
+struct Timers {
+    /// One tick per interval.
+    ticker: tokio::time::Interval,
+    /// The kernel side wakes us only once the ring holds 1/32 of its size (see the eBPF
+    /// `submit_flags`); below that, records are collected on this timer.
+    poll: tokio::time::Interval,
+    /// `--duration`.
+    deadline: Option<Instant>,
+    sigterm: tokio::signal::unix::Signal,
+    sigint: tokio::signal::unix::Signal,
+}
+
+impl Timers {
+    fn new(cfg: &RunConfig) -> Result<Self> {
+        let period = Duration::from_secs_f64(cfg.interval_s);
+        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll = tokio::time::interval(Duration::from_millis(50));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ok(Self {
+            ticker,
+            poll,
+            deadline: cfg
+                .duration_s
+                .map(|d| Instant::now() + Duration::from_secs_f64(d)),
+            sigterm: signal(SignalKind::terminate())
+                .map_err(|e| Error::Runtime(format!("SIGTERM handler: {e}")))?,
+            sigint: signal(SignalKind::interrupt())
+                .map_err(|e| Error::Runtime(format!("SIGINT handler: {e}")))?,
+        })
+    }
+}
+
+/// The first signal with a command is passed on, and the run waits for the command to exit;
+/// false: end the run now.
+fn pass_on(child: Option<&tokio::process::Child>, seen: u32, sig: i32) -> bool {
+    match (child, seen) {
+        (Some(c), 1) => {
+            if let Some(pid) = c.id() {
+                // SAFETY: kill(2) with a pid we spawned and still own; no memory involved.
+                unsafe { libc::kill(pid as libc::pid_t, sig) };
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The whole run's window, handed to the sink; then what the user must know on stderr.

@@ -271,8 +271,6 @@ fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
 fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
     let focused = d.focus == Panel::Churn;
     let v = &d.view.churn;
-    let bl = &d.view.batch_latency;
-    let res = &d.view.residency;
     let outer = block(" Migration churn ".into(), focused);
     let inner = outer.inner(area);
     f.render_widget(outer, area);
@@ -318,6 +316,16 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
             .style(Style::default().fg(Color::Magenta)),
         parts[3],
     );
+    let lines = churn_lines(d);
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), parts[4]);
+}
+
+/// The text lines of the churn panel: causes, tier pairs, batches, refusals, ping-pong.
+fn churn_lines(d: &Dashboard) -> Vec<Line<'static>> {
+    let v = &d.view.churn;
+    let bl = &d.view.batch_latency;
+    let res = &d.view.residency;
+    let secs = d.view.seconds.max(1e-9);
     let mut lines = Vec::new();
     let causes: Vec<String> = v
         .promotions
@@ -381,7 +389,7 @@ fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
         },
         human(v.hint_faults as f64),
     )));
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), parts[4]);
+    lines
 }
 
 /// The items joined by two spaces, or `empty` when there are none.

@@ -179,6 +179,18 @@ pub fn config_diffs(b: &Profile, n: &Profile) -> Vec<ConfigDiff> {
 
 /// Lines the two runs up.
 pub fn compare(b: &Profile, n: &Profile, min_effect_pct: f64) -> Diff {
+    let mut rows = latency_rows(b, n, min_effect_pct);
+    rows.extend(rate_rows(b, n, min_effect_pct));
+    Diff {
+        config: config_diffs(b, n),
+        warnings: warnings(b, n),
+        rows,
+        min_effect_pct,
+    }
+}
+
+/// What limits the comparison: drops, cut files, few intervals, no latency.
+fn warnings(b: &Profile, n: &Profile) -> Vec<String> {
     let mut warnings = Vec::new();
     for p in [b, n] {
         if p.drops > 0 {
@@ -210,6 +222,11 @@ pub fn compare(b: &Profile, n: &Profile, min_effect_pct: f64) -> Diff {
         }
     }
     warnings.dedup();
+    warnings
+}
+
+/// Latency percentiles of every (tier, class) both runs measured, and ping-pong residency.
+fn latency_rows(b: &Profile, n: &Profile, min_effect_pct: f64) -> Vec<Row> {
     let mut rows = Vec::new();
     // Latency: every (tier, class) both runs measured.
     let keys: BTreeSet<&(String, String)> = b
@@ -250,6 +267,13 @@ pub fn compare(b: &Profile, n: &Profile, min_effect_pct: f64) -> Diff {
             method: QUANTILE_METHOD,
         });
     }
+    rows
+}
+
+/// Rates per second of the main counts and of every qualified series either run has, and per
+/// GB touched where the runs touched different amounts of memory.
+fn rate_rows(b: &Profile, n: &Profile, min_effect_pct: f64) -> Vec<Row> {
+    let mut rows = Vec::new();
     // Rates: the main counts, then every qualified series either run has.
     let mut ids: Vec<String> = COUNTS.iter().map(|(id, _)| id.to_string()).collect();
     let qualified: BTreeSet<&String> = b
@@ -292,12 +316,7 @@ pub fn compare(b: &Profile, n: &Profile, min_effect_pct: f64) -> Diff {
             }
         }
     }
-    Diff {
-        config: config_diffs(b, n),
-        warnings,
-        rows,
-        min_effect_pct,
-    }
+    rows
 }
 
 /// One `--fail-on` condition: `METRIC[:KEY=VALUE]...:(+|-)N%`.
