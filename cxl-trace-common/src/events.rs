@@ -309,4 +309,3 @@ pub struct MigrateEvent {
     /// `comm` of the current thread.
     pub comm: [u8; COMM_LEN],
 }
-

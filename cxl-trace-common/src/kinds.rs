@@ -143,4 +143,3 @@ pub mod stat {
     /// Number of slots.
     pub const NR: u32 = 2 * kind::MAX as u32 + 2;
 }
-

@@ -306,4 +306,3 @@ impl RawLayout {
         _reserved: [0; 2],
     };
 }
-

@@ -320,6 +320,28 @@ pub(crate) fn scenario_tier_checks(
         by_cause(&s.migrations.demotions, Cause::Direct),
         pgdemote_direct(s),
     );
+    demotion_checks(c, s, fast, slow);
+    promotion_checks(c, s, fast, slow, promo, promo && decisions, ran.throttled);
+    if ran.pingpong {
+        c.truth(
+            "ping-pong bounces seen",
+            s.pingpong.bounces.to_string(),
+            s.pingpong.bounces > 0,
+        );
+    }
+    for t in [fast, slow] {
+        let n = tier_latency(s, t).count;
+        c.truth(
+            &format!("fault latency histogram of tier{t} non-empty"),
+            format!("{n} faults, p99 {} ns", tier_latency(s, t).p99),
+            n > 0,
+        );
+    }
+}
+
+/// Demotions: every page with known tiers went fast -> slow, and the batches agree with the
+/// kernel's counters and come from node 0.
+fn demotion_checks(c: &mut Checks, s: &Window, fast: u64, slow: u64) {
     let pair = |a: u64, b: u64| tier_pair(s, a, b);
     let pairs = format!("{:?}", s.migrations.tier_pairs);
     if pair(fast, slow) * 1000 < s.migrations.demotions.pages * 999 {
@@ -371,6 +393,20 @@ pub(crate) fn scenario_tier_checks(
         s.migrations.unattributed_pages.to_string(),
         s.migrations.unattributed_pages == 0,
     );
+}
+
+/// Promotions: their tier pair, hint faults, and with the decision hooks the candidate
+/// counter, the rate limit's refusals and approved = prepared + refused.
+fn promotion_checks(
+    c: &mut Checks,
+    s: &Window,
+    fast: u64,
+    slow: u64,
+    promo: bool,
+    decisions: bool,
+    throttled: bool,
+) {
+    let pair = |a: u64, b: u64| tier_pair(s, a, b);
     if promo {
         c.truth(
             &format!("promotions are tier{slow}->tier{fast}"),
@@ -384,13 +420,13 @@ pub(crate) fn scenario_tier_checks(
             1.0,
         );
     }
-    if promo && decisions {
+    if decisions {
         c.eq(
             "pgpromote_candidate (decisions that passed the hot threshold)",
             u64::try_from(s.promotion_decisions.candidate_pages).unwrap_or(0),
             vm(s, "pgpromote_candidate"),
         );
-        if ran.throttled {
+        if throttled {
             c.truth(
                 "promotions refused by the rate limit (throttled phase)",
                 refused(s, RefusalCause::RateLimit).to_string(),
@@ -407,21 +443,6 @@ pub(crate) fn scenario_tier_checks(
                 + refused(s, RefusalCause::Isolation)
                 + refused(s, RefusalCause::SharedExec),
             1.0,
-        );
-    }
-    if ran.pingpong {
-        c.truth(
-            "ping-pong bounces seen",
-            s.pingpong.bounces.to_string(),
-            s.pingpong.bounces > 0,
-        );
-    }
-    for t in [fast, slow] {
-        let n = tier_latency(s, t).count;
-        c.truth(
-            &format!("fault latency histogram of tier{t} non-empty"),
-            format!("{n} faults, p99 {} ns", tier_latency(s, t).p99),
-            n > 0,
         );
     }
 }

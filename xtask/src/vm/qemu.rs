@@ -142,16 +142,7 @@ pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Re
     let rundir = run_dir(opts.machine);
     let _ = fs::remove_dir_all(&rundir);
     fs::create_dir_all(&rundir)?;
-    let mut script = String::from("set -u\ncd /results\n");
-    if let Some(user) = &opts.script {
-        let body = fs::read_to_string(user)
-            .with_context(|| format!("cannot read the guest script {}", user.display()))?;
-        fs::write(rundir.join("user.sh"), body)?;
-        script.push_str(&format!("{guest_cmd} --script /results/user.sh\n"));
-    } else {
-        script.push_str(&format!("{guest_cmd}\n"));
-    }
-    fs::write(rundir.join("guest.sh"), script)?;
+    write_script(&rundir, opts, guest_cmd)?;
 
     let (accel, cpu) = accel();
     let (margs, extra_append) = machine_args(opts.machine, cpu);
@@ -199,49 +190,8 @@ pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Re
     ));
     let started = Instant::now();
     let mut child = cmd.spawn().context("cannot start qemu-system-x86_64")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
-                let _ = tx.send(line);
-            }
-        }));
-    }
-    if let Some(err) = child.stderr.take() {
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
-                let _ = tx.send(format!("qemu: {line}"));
-            }
-        }));
-    }
-    drop(tx);
-    let mut console = String::new();
-    let mut timed_out = false;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                // The serial console ends lines with \r\n and may carry terminal escapes.
-                let clean = strip_escapes(line.trim_end_matches('\r'));
-                println!("[guest {name}] {clean}");
-                console.push_str(&clean);
-                console.push('\n');
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if started.elapsed() > opts.timeout {
-            timed_out = true;
-            let _ = child.kill();
-            break;
-        }
-    }
+    let (console, timed_out) = read_console(&mut child, name, started, opts.timeout);
     let status = child.wait().context("waiting for qemu")?;
-    for r in readers {
-        let _ = r.join();
-    }
     fs::write(rundir.join("console.log"), &console)?;
     let elapsed = started.elapsed().as_secs_f64();
     if timed_out {
@@ -280,6 +230,74 @@ pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Re
         let _ = fs::remove_file(rundir.join("user.sh"));
     }
     Ok(code)
+}
+
+/// `/results/guest.sh` (and the user's script): what the guest runs.
+fn write_script(rundir: &Path, opts: &VmRun, guest_cmd: &str) -> Result<()> {
+    let mut script = String::from("set -u\ncd /results\n");
+    if let Some(user) = &opts.script {
+        let body = fs::read_to_string(user)
+            .with_context(|| format!("cannot read the guest script {}", user.display()))?;
+        fs::write(rundir.join("user.sh"), body)?;
+        script.push_str(&format!("{guest_cmd} --script /results/user.sh\n"));
+    } else {
+        script.push_str(&format!("{guest_cmd}\n"));
+    }
+    fs::write(rundir.join("guest.sh"), script)?;
+    Ok(())
+}
+
+/// The guest's console (and QEMU's stderr) line by line until QEMU exits or `timeout` passes
+/// (then QEMU is killed); the console text and whether it timed out.
+fn read_console(
+    child: &mut std::process::Child,
+    name: &str,
+    started: Instant,
+    timeout: Duration,
+) -> (String, bool) {
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(line);
+            }
+        }));
+    }
+    if let Some(err) = child.stderr.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(format!("qemu: {line}"));
+            }
+        }));
+    }
+    drop(tx);
+    let mut console = String::new();
+    let mut timed_out = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                // The serial console ends lines with \r\n and may carry terminal escapes.
+                let clean = strip_escapes(line.trim_end_matches('\r'));
+                println!("[guest {name}] {clean}");
+                console.push_str(&clean);
+                console.push('\n');
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if started.elapsed() > timeout {
+            timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    (console, timed_out)
 }
 
 /// The guest kernel oopsed or panicked before the scenario finished.
