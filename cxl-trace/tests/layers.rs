@@ -151,3 +151,97 @@ fn names_crate(text: &str, c: &str) -> bool {
             .is_some_and(|p| p.is_alphanumeric() || p == '_')
     })
 }
+
+/// Most lines a source file may have, and a function.
+const FILE_MAX: usize = 600;
+const FN_MAX: usize = 110;
+
+/// Lengths of the functions in `text`: (name, lines), by brace matching from each `fn`.
+fn function_lengths(text: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let t = t
+            .strip_prefix("pub(crate) ")
+            .or_else(|| t.strip_prefix("pub "))
+            .unwrap_or(t);
+        let t = t.strip_prefix("async ").unwrap_or(t);
+        let t = t.strip_prefix("const ").unwrap_or(t);
+        let Some(rest) = t.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let (mut depth, mut opened) = (0i64, false);
+        for (j, l) in lines.iter().enumerate().skip(i) {
+            let code = l.split("//").next().unwrap_or("");
+            let mut in_str = false;
+            let mut prev = ' ';
+            for c in code.chars() {
+                match c {
+                    '"' if prev != '\\' => in_str = !in_str,
+                    '{' if !in_str => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' if !in_str => depth -= 1,
+                    _ => {}
+                }
+                prev = c;
+            }
+            if opened && depth <= 0 {
+                out.push((name.clone(), j - i + 1));
+                break;
+            }
+            if !opened && code.trim_end().ends_with(';') {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn files_and_functions_stay_small() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for dir in [
+        "cxl-trace/src",
+        "cxl-trace-common/src",
+        "cxl-trace-ebpf/src",
+        "xtask/src",
+    ] {
+        sources(&root.join(dir), &mut files);
+    }
+    let mut big = Vec::new();
+    for f in &files {
+        let text = fs::read_to_string(f).expect("readable");
+        let n = text.lines().count();
+        if n > FILE_MAX {
+            big.push(format!("{}: {n} lines (at most {FILE_MAX})", f.display()));
+        }
+        for (name, len) in function_lengths(&text) {
+            if len > FN_MAX {
+                big.push(format!(
+                    "{}: fn {name} is {len} lines (at most {FN_MAX})",
+                    f.display()
+                ));
+            }
+        }
+    }
+    assert!(files.len() > 60, "only {} files found", files.len());
+    assert!(big.is_empty(), "too large:\n{}", big.join("\n"));
+}
+
+/// The function measure counts what it should.
+#[test]
+fn function_lengths_are_measured() {
+    let text = "fn a() {\n    let s = \"}\";\n}\n\npub(crate) fn b(x: u32) -> u32 {\n    if x > 1 {\n        x\n    } else {\n        0\n    }\n}\nfn decl();\n";
+    assert_eq!(
+        function_lengths(text),
+        vec![("a".to_string(), 3), ("b".to_string(), 7)]
+    );
+}
