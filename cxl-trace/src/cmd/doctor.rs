@@ -3,7 +3,7 @@
 use crate::{
     model::schema::{Doctor, DoctorCxl, DoctorTier},
     model::topology::{format_list, Topology},
-    model::tracefs::Tracefs,
+    probe::tracefs::Tracefs,
     probe::{self, caps, ProbeStatus, TraceConfig, Tracer},
 };
 

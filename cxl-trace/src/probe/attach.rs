@@ -9,7 +9,7 @@ use aya::{
 };
 use aya_obj::btf::BtfKind;
 
-use crate::{model::tracefs::Tracefs, probe::ProbeStatus};
+use crate::probe::{tracefs::Tracefs, ProbeStatus};
 
 /// Attaching after the object is loaded: the object, tracefs, and what was said so far.
 pub(crate) struct Attach<'a> {

@@ -32,7 +32,8 @@ use super::{
 use crate::{
     error::{Error, Result},
     model::rare::RARE,
-    model::tracefs::{parse_format, Format, Tracefs},
+    model::tracefs::{parse_format, Format},
+    probe::tracefs::Tracefs,
 };
 
 /// Every tracepoint the tool may attach, and the format-only `kmem:mm_page_alloc` offsets.

@@ -10,7 +10,7 @@ use cxl_trace_common::{
 
 use crate::{
     error::{Error, Result},
-    model::tracefs::Tracefs,
+    probe::tracefs::Tracefs,
     probe::{
         attach::{tp_name, TpSpec},
         caps, facts,

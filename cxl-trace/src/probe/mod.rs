@@ -17,6 +17,7 @@ pub mod process;
 pub mod rare;
 pub mod signature;
 pub mod tiering;
+pub mod tracefs;
 
 use std::{
     collections::BTreeMap,
@@ -42,10 +43,10 @@ use crate::{
         aggregate::Drops,
         rare::{RareDecoder, RARE},
         tiers::Availability,
-        tracefs::Tracefs,
     },
 };
 use attach::{Attach, FnHooks};
+use tracefs::Tracefs;
 
 /// What to attach.
 #[derive(Clone, Debug)]
