@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use cxl_trace::model::schema::{Line, LineKind, Moves, Percentiles, ReasonCounts};
-use serde_json::Value;
 
 /// Checks collected over a scenario, printed as one table.
 #[derive(Default)]
@@ -121,15 +120,21 @@ pub(crate) const BPFTRACE_MIGRATE: &str = "tracepoint:migrate:mm_migrate_pages {
 
 /// `@name` map of bpftrace's JSON output: reason number -> value.
 pub(crate) fn bpftrace_map(out: &str, name: &str) -> BTreeMap<u32, u64> {
+    /// A line of `bpftrace -f json`, as far as it is read: maps of integer keys.
+    #[derive(serde::Deserialize)]
+    struct BtLine {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        data: BTreeMap<String, BTreeMap<String, u64>>,
+    }
     out.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("type").and_then(Value::as_str) == Some("map"))
-        .filter_map(|v| v.get("data")?.get(name).cloned())
-        .filter_map(|m| m.as_object().cloned())
+        .filter_map(|l| serde_json::from_str::<BtLine>(l).ok())
+        .filter(|l| l.kind == "map")
+        .filter_map(|mut l| l.data.remove(name))
         .flat_map(|m| {
             m.into_iter()
-                .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_u64()?)))
-                .collect::<Vec<_>>()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v)))
         })
         .collect()
 }

@@ -22,7 +22,6 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use cxl_trace::model::schema::{Line, LineKind, Window};
-use serde_json::Value;
 
 use crate::target_dir;
 
@@ -243,7 +242,7 @@ fn stop(child: Option<Child>) {
 
 /// Runs the project's workload with `args`: its JSON line and the wall time it took. A run
 /// that takes over 10 minutes is killed.
-fn workload(args: &[&str]) -> Result<(Value, f64)> {
+fn workload(args: &[&str]) -> Result<(WorkloadResult, f64)> {
     let t0 = Instant::now();
     let child = Command::new(target_dir().join("release/cxl-trace-workload"))
         .args(args)
@@ -270,19 +269,38 @@ fn workload(args: &[&str]) -> Result<(Value, f64)> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let v: Value = serde_json::from_slice(&out.stdout).context("workload JSON")?;
+    let v: WorkloadResult = serde_json::from_slice(&out.stdout).context("workload JSON")?;
     Ok((v, s))
 }
 
 /// One run of the fault-bound program: (seconds, faults).
 fn fault_run() -> Result<(f64, u64)> {
     let (v, s) = workload(&["touch", "--pages", FAULT_PAGES, "--rounds", FAULT_ROUNDS])?;
-    Ok((s, own_faults(&v)))
+    Ok((s, v.own_faults()))
 }
 
-/// The page faults the workload counted for itself (getrusage: minor + major).
-fn own_faults(v: &Value) -> u64 {
-    v["minflt"].as_u64().unwrap_or(0) + v["majflt"].as_u64().unwrap_or(0)
+/// The result line `cxl-trace-workload` prints, as far as the benchmarks read it (each
+/// command prints the members that apply to it).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct WorkloadResult {
+    /// getpgid(2) calls made (`getpgid`).
+    pub(crate) calls: Option<u64>,
+    /// Seconds of the measured part.
+    pub(crate) seconds: Option<f64>,
+    /// Its own minor faults (getrusage).
+    pub(crate) minflt: u64,
+    /// Its own major faults.
+    pub(crate) majflt: u64,
+    /// pgmigrate_success over the moves (`pingpong`).
+    pub(crate) pgmigrate_success: u64,
+}
+
+impl WorkloadResult {
+    /// The page faults the workload counted for itself (getrusage: minor + major).
+    pub(crate) fn own_faults(&self) -> u64 {
+        self.minflt + self.majflt
+    }
 }
 
 /// The summary line of `top --no-tui` in a tracer's stdout.
@@ -297,12 +315,13 @@ pub(crate) fn summary_of(stdout: &[u8]) -> Result<Window> {
         .context("no summary line")
 }
 
-/// The JSON lines of a tracer's (and its command's) stdout.
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
+/// The workload's result line in a tracer's (and its command's) stdout.
+pub(crate) fn workload_result(stdout: &[u8]) -> Result<WorkloadResult> {
     String::from_utf8_lossy(stdout)
         .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect()
+        .filter(|l| l.contains("\"calls\""))
+        .find_map(|l| serde_json::from_str::<WorkloadResult>(l).ok())
+        .context("the workload printed no result")
 }
 
 /// One run of the migration-bound program: (seconds of the moves, pages migrated).
@@ -318,8 +337,8 @@ fn pingpong_run() -> Result<(f64, u64)> {
         "--rounds",
         PINGPONG_ROUNDS,
     ])?;
-    let secs = v["seconds"].as_f64().context("workload JSON: seconds")?;
-    Ok((secs, v["pgmigrate_success"].as_u64().unwrap_or(0)))
+    let secs = v.seconds.context("workload JSON: seconds")?;
+    Ok((secs, v.pgmigrate_success))
 }
 
 fn median(v: &mut [f64]) -> f64 {

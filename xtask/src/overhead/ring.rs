@@ -128,15 +128,11 @@ pub(crate) fn ring_run(ring_mib: u32, offered: f64, threads: u32, secs: f64) -> 
         .stderr(Stdio::null())
         .output()
         .context("cannot start cxl-trace")?;
-    let lines = json_lines(&out.stdout);
     let summary = summary_of(&out.stdout)?;
-    let load = lines
-        .iter()
-        .find(|v| v.get("calls").is_some())
-        .context("the workload printed no result")?;
-    let calls = load["calls"].as_u64().unwrap_or(0);
-    let own_faults = own_faults(load);
-    let wsecs = load["seconds"].as_f64().unwrap_or(secs);
+    let load = workload_result(&out.stdout)?;
+    let calls = load.calls.unwrap_or(0);
+    let own_faults = load.own_faults();
+    let wsecs = load.seconds.unwrap_or(secs);
     let t = tally(&summary);
     let expected = calls * cxl_trace_common::RING_BENCH_BATCH + own_faults;
     // The workload reads its fault count just before printing; the few faults of printing
