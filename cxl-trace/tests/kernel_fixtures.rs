@@ -261,3 +261,189 @@ fn folio_order_byte_from_each_kernels_struct_layout() {
         "a tail word moved: no size rather than a wrong one"
     );
 }
+
+/// A record of `f` with `values` written at its fields' offsets (native byte order), and a
+/// `__data_loc` string for each of `strings` after the fixed fields.
+fn record(
+    f: &cxl_trace::model::tracefs::Format,
+    values: &[(&str, u64)],
+    bytes: &[(&str, &[u8])],
+    strings: &[(&str, &str)],
+) -> Vec<u8> {
+    let end = f
+        .fields
+        .values()
+        .map(|x| (x.offset + x.size) as usize)
+        .max()
+        .unwrap_or(0);
+    let mut data = vec![0u8; end];
+    for (name, v) in values {
+        let fl = &f.fields[*name];
+        let (o, n) = (fl.offset as usize, fl.size as usize);
+        data[o..o + n].copy_from_slice(&v.to_ne_bytes()[..n]);
+    }
+    for (name, b) in bytes {
+        let fl = &f.fields[*name];
+        let o = fl.offset as usize;
+        data[o..o + b.len()].copy_from_slice(b);
+    }
+    for (name, s) in strings {
+        let Some(fl) = f.fields.get(*name) else {
+            continue;
+        };
+        let at = data.len();
+        data.extend_from_slice(s.as_bytes());
+        data.push(0);
+        let loc = (((s.len() + 1) as u32) << 16) | at as u32;
+        let o = fl.offset as usize;
+        data[o..o + 4].copy_from_slice(&loc.to_ne_bytes());
+    }
+    data
+}
+
+fn decode_one(
+    f: &Facts,
+    id: u16,
+    data: Vec<u8>,
+) -> std::collections::BTreeMap<String, cxl_trace::model::rare::FieldValue> {
+    let formats = RARE
+        .iter()
+        .map(|s| f.format(s.category, s.name).ok())
+        .collect();
+    let r = cxl_trace::model::event::RawRecord {
+        ts_ns: 1,
+        pid: 1,
+        cpu: 0,
+        tp: id,
+        data,
+    };
+    RareDecoder::new(formats)
+        .decode(&r)
+        .unwrap_or_else(|| panic!("{}: tracepoint {id} decodes", f.release))
+        .fields
+}
+
+/// RAS and CXL events decode to names on every kernel that has them, with each kernel's own
+/// tables from its print format: severities, flags, poison sources, UUIDs, memory failure
+/// types and results.
+#[test]
+fn ras_and_cxl_events_decode_to_names_on_every_kernel() {
+    use cxl_trace::model::rare::FieldValue::Str;
+    let s = |x: &str| Str(x.to_string());
+    for (_, f) in kernels() {
+        let mf = f
+            .format("ras", "memory_failure_event")
+            .expect("every matrix kernel has ras:memory_failure_event");
+        let got = decode_one(
+            &f,
+            raw::MEMORY_FAILURE,
+            record(
+                &mf,
+                &[("pfn", 0x12345), ("type", 13), ("result", 3)],
+                &[],
+                &[],
+            ),
+        );
+        assert_eq!(got["type"], s("dirty LRU page"), "{}", f.release);
+        assert_eq!(got["result"], s("Recovered"), "{}", f.release);
+        let Ok(gm) = f.format("cxl", "cxl_general_media") else {
+            continue;
+        };
+        let uuid: [u8; 16] = *b"\xfb\xcd\x0a\x77\xc2\x60\x41\x7f\x85\xa9\x08\x8b\x16\x21\xeb\xa6";
+        let got = decode_one(
+            &f,
+            raw::CXL_GENERAL_MEDIA,
+            record(
+                &gm,
+                &[
+                    ("log", 2),
+                    ("hdr_flags", (1 << 2) | (1 << 3)),
+                    ("descriptor", 1),
+                    ("type", 0),
+                    ("transaction_type", 4),
+                    ("dpa", 0x4000_0000),
+                ],
+                &[("hdr_uuid", &uuid)],
+                &[
+                    ("memdev", "mem0"),
+                    ("host", "0000:0d:00.0"),
+                    ("region_name", "region0"),
+                ],
+            ),
+        );
+        assert_eq!(got["log"], s("Failure"), "{}", f.release);
+        assert_eq!(
+            got["hdr_flags"],
+            s("PERMANENT_CONDITION|MAINTENANCE_NEEDED"),
+            "{}",
+            f.release
+        );
+        assert_eq!(got["descriptor"], s("UNCORRECTABLE_EVENT"), "{}", f.release);
+        assert_eq!(got["type"], s("ECC Error"), "{}", f.release);
+        assert_eq!(
+            got["transaction_type"],
+            s("Host Inject Poison"),
+            "{}",
+            f.release
+        );
+        assert_eq!(got["dpa_flags"], s("none"), "{}", f.release);
+        assert_eq!(
+            got["hdr_uuid"],
+            s("fbcd0a77-c260-417f-85a9-088b1621eba6"),
+            "{}",
+            f.release
+        );
+        assert_eq!(got["memdev"], s("mem0"), "{}", f.release);
+        let poison = f
+            .format("cxl", "cxl_poison")
+            .expect("poison beside general media");
+        let got = decode_one(
+            &f,
+            raw::CXL_POISON,
+            record(
+                &poison,
+                &[
+                    ("trace_type", 0),
+                    ("source", 3),
+                    ("flags", 0),
+                    ("dpa", 0x1000),
+                ],
+                &[("uuid", &uuid)],
+                &[("memdev", "mem0"), ("region", "region0")],
+            ),
+        );
+        assert_eq!(got["trace_type"], s("List"), "{}", f.release);
+        assert_eq!(got["source"], s("Injected"), "{}", f.release);
+        assert_eq!(
+            got["uuid"],
+            s("fbcd0a77-c260-417f-85a9-088b1621eba6"),
+            "{}",
+            f.release
+        );
+        let module = f.format("cxl", "cxl_memory_module").expect("module events");
+        let got = decode_one(
+            &f,
+            raw::CXL_MEMORY_MODULE,
+            record(
+                &module,
+                &[
+                    ("log", 3),
+                    ("event_type", 3),
+                    ("health_status", 1),
+                    ("media_status", 0),
+                ],
+                &[],
+                &[("memdev", "mem0")],
+            ),
+        );
+        assert_eq!(got["log"], s("Fatal"), "{}", f.release);
+        assert_eq!(got["event_type"], s("Temperature Change"), "{}", f.release);
+        assert_eq!(
+            got["health_status"],
+            s("MAINTENANCE_NEEDED"),
+            "{}",
+            f.release
+        );
+        assert_eq!(got["media_status"], s("Normal"), "{}", f.release);
+    }
+}

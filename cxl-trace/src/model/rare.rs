@@ -156,6 +156,70 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// A 16-byte UUID field: `uuid_t`, or the `char uuid[16]` the CXL poison event prints with
+/// `%pU`.
+fn is_uuid(name: &str, f: &crate::model::tracefs::Field) -> bool {
+    f.size == 16 && (f.ctype.contains("uuid_t") || name.ends_with("uuid"))
+}
+
+/// A UUID as the kernel's `%pU` prints it: the bytes in order, 8-4-4-4-12.
+fn uuid(b: &[u8]) -> String {
+    let hex = |r: std::ops::Range<usize>| {
+        b.get(r)
+            .unwrap_or_default()
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex(0..4),
+        hex(4..6),
+        hex(6..8),
+        hex(8..10),
+        hex(10..16)
+    )
+}
+
+/// A number with its name, as the print format of this kernel shows it: the
+/// `__print_symbolic` name, or the `__print_flags` bits joined by `|` (`none` for 0); a value
+/// the table lacks keeps its number beside `unknown`.
+fn named(format: &Format, field: &str, value: FieldValue) -> FieldValue {
+    let raw = match &value {
+        FieldValue::UInt(v) => *v,
+        FieldValue::Int(v) => *v as u64,
+        FieldValue::Str(_) => return value,
+    };
+    if let Some(table) = format.symbols.get(field) {
+        let key = match value {
+            FieldValue::Int(v) => v,
+            _ => i64::try_from(raw).unwrap_or(i64::MAX),
+        };
+        return FieldValue::Str(
+            table
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| format!("unknown ({key})")),
+        );
+    }
+    if let Some(bits) = format.flags.get(field) {
+        if raw == 0 {
+            return FieldValue::Str("none".into());
+        }
+        let mut names: Vec<String> = bits
+            .iter()
+            .filter(|(mask, _)| *mask != 0 && raw & mask == *mask)
+            .map(|(_, n)| n.clone())
+            .collect();
+        let known = bits.iter().fold(0, |m, (mask, _)| m | mask);
+        if raw & !known != 0 {
+            names.push(format!("{:#x}", raw & !known));
+        }
+        return FieldValue::Str(names.join("|"));
+    }
+    value
+}
+
 impl RareDecoder {
     /// `formats[id]` is the format of `RARE[id]`, when the kernel has the tracepoint.
     pub fn new(formats: Vec<Option<Format>>) -> Self {
@@ -203,7 +267,9 @@ impl RareDecoder {
             let Some(bytes) = slice(&r.data, f.offset, f.size) else {
                 continue;
             };
-            let value = if f.ctype.contains("__data_loc") {
+            let value = if is_uuid(name, f) {
+                FieldValue::Str(uuid(bytes))
+            } else if f.ctype.contains("__data_loc") {
                 // u32: offset in the low half, length in the high half.
                 let Ok(loc) = <[u8; 4]>::try_from(bytes) else {
                     continue;
@@ -228,7 +294,7 @@ impl RareDecoder {
             } else {
                 FieldValue::Str(bytes.iter().map(|b| format!("{b:02x}")).collect())
             };
-            fields.insert(name.clone(), value);
+            fields.insert(name.clone(), named(format, name, value));
         }
         Some(RareEvent {
             ts_ns: r.ts_ns,

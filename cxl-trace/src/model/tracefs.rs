@@ -29,6 +29,11 @@ pub struct Format {
     /// kernel numbers them (`reason` of `migrate:mm_migrate_pages`: 8 -> `demotion`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub symbols: BTreeMap<String, BTreeMap<i64, String>>,
+    /// The bit names of fields the print format shows with `__print_flags`, as
+    /// (mask, name) in the kernel's order (`hdr_flags` of `cxl:cxl_general_media`: 1 << 2 ->
+    /// `PERMANENT_CONDITION`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, Vec<(u64, String)>>,
 }
 
 impl Format {
@@ -70,21 +75,41 @@ pub fn parse_format(text: &str) -> Result<Format, String> {
         .lines()
         .find_map(|l| l.trim().strip_prefix("print fmt:"))
     {
-        fmt.symbols = parse_symbolic(pf);
+        fmt.symbols = parse_tables(pf, "__print_symbolic(REC->", false)
+            .into_iter()
+            .map(|(field, entries)| {
+                let table = entries
+                    .into_iter()
+                    .filter_map(|(v, name)| Some((i64::try_from(v).ok()?, name)))
+                    .collect();
+                (field, table)
+            })
+            .collect();
+        fmt.flags = parse_tables(pf, "__print_flags(REC->", true);
     }
     Ok(fmt)
 }
 
-/// The `__print_symbolic(REC->field, {0, "name"}, ...)` tables of a print format.
-fn parse_symbolic(pf: &str) -> BTreeMap<String, BTreeMap<i64, String>> {
+/// The value tables of a print format: for each `PREFIX field, [ "separator",] { value,
+/// "name" }, ...)`, the entries in order. Values are integers, shifts such as
+/// `((((1UL))) << (2))`, or the few enum constants the CXL formats name ([`constant`]).
+fn parse_tables(pf: &str, prefix: &str, separator: bool) -> BTreeMap<String, Vec<(u64, String)>> {
     let mut out = BTreeMap::new();
     let mut rest = pf;
-    while let Some(i) = rest.find("__print_symbolic(REC->") {
-        rest = &rest[i + "__print_symbolic(REC->".len()..];
+    while let Some(i) = rest.find(prefix) {
+        rest = &rest[i + prefix.len()..];
         let Some(comma) = rest.find(',') else { break };
         let field = rest[..comma].trim().to_string();
         rest = &rest[comma + 1..];
-        let mut table = BTreeMap::new();
+        if separator {
+            // The separator string: skip it and its comma.
+            let t = rest.trim_start();
+            let Some(after) = t.strip_prefix('"').and_then(|s| s.split_once('"')) else {
+                continue;
+            };
+            rest = after.1.trim_start().strip_prefix(',').unwrap_or(after.1);
+        }
+        let mut table = Vec::new();
         // Entries `{ value, "name" }` until the closing parenthesis.
         loop {
             let t = rest.trim_start();
@@ -95,13 +120,8 @@ fn parse_symbolic(pf: &str) -> BTreeMap<String, BTreeMap<i64, String>> {
             let entry = &body[..close];
             rest = body[close + 1..].trim_start();
             if let Some((v, name)) = entry.split_once(',') {
-                let v = v.trim();
-                let parsed = v.strip_prefix("0x").map_or_else(
-                    || v.parse::<i64>().ok(),
-                    |h| i64::from_str_radix(h, 16).ok(),
-                );
-                if let Some(v) = parsed {
-                    table.insert(v, name.trim().trim_matches('"').to_string());
+                if let Some(v) = constant(v) {
+                    table.push((v, name.trim().trim_matches('"').to_string()));
                 }
             }
             match rest.strip_prefix(',') {
@@ -109,9 +129,45 @@ fn parse_symbolic(pf: &str) -> BTreeMap<String, BTreeMap<i64, String>> {
                 None => break,
             }
         }
-        out.insert(field, table);
+        if !table.is_empty() {
+            out.insert(field, table);
+        }
     }
     out
+}
+
+/// The value of a constant expression of a print format: a decimal or hex integer (with
+/// `U`/`L` suffixes), `A << B`, parentheses, or an enum constant the kernel leaves unexpanded
+/// in the CXL formats (their values from `include/linux/cxl-event.h` and `drivers/cxl/cxlmem.h`).
+fn constant(expr: &str) -> Option<u64> {
+    let e: String = expr
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '(' && *c != ')')
+        .collect();
+    if let Some((a, b)) = e.split_once("<<") {
+        let (a, b) = (constant(a)?, constant(b)?);
+        return a.checked_shl(u32::try_from(b).ok()?);
+    }
+    const NAMED: &[(&str, u64)] = &[
+        ("CXL_EVENT_TYPE_INFO", 0),
+        ("CXL_EVENT_TYPE_WARN", 1),
+        ("CXL_EVENT_TYPE_FAIL", 2),
+        ("CXL_EVENT_TYPE_FATAL", 3),
+        ("CXL_POISON_TRACE_LIST", 0),
+        ("CXL_POISON_TRACE_INJECT", 1),
+        ("CXL_POISON_TRACE_CLEAR", 2),
+    ];
+    if let Some((_, v)) = NAMED.iter().find(|(n, _)| *n == e) {
+        return Some(*v);
+    }
+    let digits = e.trim_end_matches(['U', 'L', 'u', 'l']);
+    match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => digits.parse().ok(),
+    }
 }
 
 /// Parses `unsigned long address;\toffset:8;\tsize:8;\tsigned:0;` (after `field:`).
