@@ -21,6 +21,7 @@ pub fn tier_map() -> TierMap {
         },
         node_tier: [(0, 4), (1, 22)].into_iter().collect(),
         pte: cxl_trace::model::pte::PteFormat::x86_64(false),
+        regions: Vec::new(),
     }
 }
 

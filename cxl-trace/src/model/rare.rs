@@ -118,11 +118,20 @@ impl RareEvent {
         if let Some(n) = self.num("nid").or_else(|| self.num("dst_nid")) {
             return u32::try_from(n).ok();
         }
-        let pfn = self
-            .num("pfn")
-            .or_else(|| self.num("hpa").map(|a| a >> 12))
-            .or_else(|| self.num("addr").map(|a| a >> 12))?;
-        pfns.node_of(pfn)
+        pfns.node_of(self.pfn()?)
+    }
+
+    /// The page frame of its physical address: `pfn`, or `hpa`/`addr` >> 12 (an `hpa` of
+    /// all ones is the kernel's "no host address").
+    pub fn pfn(&self) -> Option<u64> {
+        self.num("pfn")
+            .or_else(|| self.num("hpa").filter(|a| *a != u64::MAX).map(|a| a >> 12))
+            .or_else(|| self.num("addr").map(|a| a >> 12))
+    }
+
+    /// Whether it names a host physical address field that says "none" (all ones).
+    pub fn unmapped(&self) -> bool {
+        self.num("hpa") == Some(u64::MAX)
     }
 
     /// For the event log, without the tier ([`crate::model::tiers::TierMap::ras_entry`] adds it).
@@ -133,6 +142,8 @@ impl RareEvent {
             ts_ns: self.ts_ns,
             node: self.node(pfns),
             tier: None,
+            pfn: self.pfn(),
+            placement: None,
             fields: self.fields.clone(),
         }
     }

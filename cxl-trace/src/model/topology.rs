@@ -122,6 +122,18 @@ pub struct CxlMemdev {
     pub pmem_size: Option<u64>,
 }
 
+/// A CXL region's host physical address range (`regionN/resource` and `size`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct CxlRegion {
+    /// e.g. `region0`.
+    pub name: String,
+    /// First host physical address.
+    pub start: u64,
+    /// Bytes.
+    pub size: u64,
+}
+
 /// A dax device and the node it was onlined as (`target_node`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
@@ -142,6 +154,8 @@ pub struct Cxl {
     pub memdevs: Vec<CxlMemdev>,
     /// Regions (`regionN`).
     pub regions: Vec<String>,
+    /// Their host physical address ranges, where sysfs gives them.
+    pub region_ranges: Vec<CxlRegion>,
     /// Decoders (`decoderX.Y`).
     pub decoders: Vec<String>,
     /// dax devices.
@@ -335,6 +349,22 @@ impl Topology {
                         pmem_size: read(&d.join("pmem/size")).and_then(|v| parse_size(&v)),
                         name,
                     }
+                })
+                .collect(),
+            region_ranges: names_with_prefix(&bus, "region")
+                .into_iter()
+                .filter_map(|name| {
+                    let d = bus.join(&name);
+                    let hex = |f: &str| {
+                        read(&d.join(f)).and_then(|v| {
+                            u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()
+                        })
+                    };
+                    Some(CxlRegion {
+                        start: hex("resource")?,
+                        size: hex("size")?,
+                        name,
+                    })
                 })
                 .collect(),
             regions: names_with_prefix(&bus, "region"),

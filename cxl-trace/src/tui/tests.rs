@@ -84,6 +84,8 @@ fn busy_totals(scale: u64) -> Totals {
             ts_ns: 1,
             node: Some(1),
             tier: Some(22),
+            pfn: None,
+            placement: None,
             fields: Default::default(),
         }));
     t
@@ -363,6 +365,8 @@ fn log_lines_read_well() {
         ts_ns: 5,
         node: Some(0),
         tier: None,
+        pfn: Some(4096),
+        placement: None,
         fields: [(
             "pfn".to_string(),
             crate::model::rare::FieldValue::UInt(4096),

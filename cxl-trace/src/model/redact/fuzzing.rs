@@ -52,6 +52,7 @@ pub fn two_tier_map() -> TierMap {
         },
         node_tier: [(0, 4), (1, 72)].into_iter().collect(),
         pte: crate::model::pte::PteFormat::x86_64(false),
+        regions: Vec::new(),
     }
 }
 

@@ -399,6 +399,13 @@ pub struct RasEntry {
     pub node: Option<u32>,
     /// Tier of that node.
     pub tier: Option<u32>,
+    /// The page frame of its physical address (`pfn`, or `hpa`/`addr` >> 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pfn: Option<u64>,
+    /// Where an address without a node lies: in a CXL region but not system RAM (its devdax
+    /// reserve, or memory not onlined), or not mapped to a host address at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
     /// Its fields, decoded with the kernel's format.
     pub fields: BTreeMap<String, FieldValue>,
 }

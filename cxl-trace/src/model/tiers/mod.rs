@@ -39,6 +39,8 @@ pub struct TierMap {
     pub node_tier: BTreeMap<u32, u32>,
     /// How page table entries encode pfns (migration-PTE fallback).
     pub pte: PteFormat,
+    /// CXL regions: (name, first pfn, end pfn), to place addresses outside system RAM.
+    pub regions: Vec<(String, u64, u64)>,
 }
 
 impl TierMap {
@@ -52,6 +54,12 @@ impl TierMap {
                 .filter_map(|n| Some((n.id, n.tier?)))
                 .collect(),
             pte: PteFormat::native(t.five_level_paging),
+            regions: t
+                .cxl
+                .region_ranges
+                .iter()
+                .map(|r| (r.name.clone(), r.start >> 12, (r.start + r.size) >> 12))
+                .collect(),
         }
     }
 
@@ -74,7 +82,34 @@ impl TierMap {
     pub fn ras_entry(&self, e: &RareEvent) -> schema::RasEntry {
         let mut entry = e.to_model(&self.pfns);
         entry.tier = entry.node.and_then(|n| self.tier(n));
+        if entry.node.is_none() {
+            entry.placement = self.placement(e);
+        }
         entry
+    }
+
+    /// Where an address without a node lies (see [`schema::RasEntry::placement`]).
+    fn placement(&self, e: &RareEvent) -> Option<String> {
+        if e.unmapped() {
+            return Some("no host address: the DPA is not mapped by a committed region".into());
+        }
+        let pfn = e.pfn()?;
+        let Some((name, start, end)) = self.regions.iter().find(|(_, s, e)| (*s..*e).contains(&pfn))
+        else {
+            return Some("not system RAM of any node, nor in a CXL region".into());
+        };
+        // dax/kmem onlines the region after its devdax reserve: below its first online block.
+        let first_online = self
+            .pfns
+            .blocks
+            .keys()
+            .map(|b| b * self.pfns.pages_per_block)
+            .filter(|p| (*start..*end).contains(p))
+            .min();
+        Some(match first_online {
+            Some(first) if pfn < first => format!("{name}, in the devdax reserve, not system RAM"),
+            _ => format!("{name}, not onlined as system RAM"),
+        })
     }
 }
 

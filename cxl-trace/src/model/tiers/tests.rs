@@ -231,3 +231,51 @@ fn latency_table_by_tier_and_class() {
     m.merge(&t);
     assert_eq!(m.tier_total(Some(4)).len(), 2);
 }
+
+/// A RAS address without a node is placed: in a region's devdax reserve (before its first
+/// online block), in a region but not onlined, outside every region, or not mapped at all.
+#[test]
+fn ras_addresses_without_a_node_are_placed() {
+    use crate::model::rare::{FieldValue, RARE};
+    let mut map = TierMap {
+        pfns: PfnMap {
+            pages_per_block: 1000,
+            blocks: [(0, 0), (2, 1)].into_iter().collect(),
+        },
+        node_tier: [(0, 4), (1, 22)].into_iter().collect(),
+        pte: PteFormat::x86_64(false),
+        regions: vec![("region0".into(), 1500, 4000)],
+    };
+    let poison = |hpa: u64| crate::model::rare::RareEvent {
+        ts_ns: 1,
+        spec: RARE[usize::from(cxl_trace_common::raw::CXL_POISON)],
+        fields: [("hpa".to_string(), FieldValue::UInt(hpa))].into(),
+    };
+    let place = |m: &TierMap, hpa: u64| {
+        let e = m.ras_entry(&poison(hpa));
+        (e.node, e.tier, e.pfn, e.placement)
+    };
+    assert_eq!(place(&map, 2500 << 12), (Some(1), Some(22), Some(2500), None));
+    assert_eq!(
+        place(&map, 1600 << 12).3.as_deref(),
+        Some("region0, in the devdax reserve, not system RAM")
+    );
+    assert_eq!(
+        place(&map, 3500 << 12).3.as_deref(),
+        Some("region0, not onlined as system RAM")
+    );
+    assert_eq!(
+        place(&map, 9000 << 12).3.as_deref(),
+        Some("not system RAM of any node, nor in a CXL region")
+    );
+    assert_eq!(
+        place(&map, u64::MAX).3.as_deref(),
+        Some("no host address: the DPA is not mapped by a committed region")
+    );
+    assert_eq!(place(&map, u64::MAX).2, None);
+    map.regions.clear();
+    assert_eq!(
+        place(&map, 1600 << 12).3.as_deref(),
+        Some("not system RAM of any node, nor in a CXL region")
+    );
+}
