@@ -135,6 +135,7 @@ impl RecordingFacts<'_> {
             truncated: self.truncated,
             clean_end: self.end.is_some(),
             exit_code: self.end.and_then(|e| e.exit_code),
+            start_monotonic_ns: h.start_monotonic_ns,
         });
     }
 }

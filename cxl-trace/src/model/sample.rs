@@ -204,12 +204,20 @@ pub fn log_line(e: &LogEntry) -> String {
                 .iter()
                 .map(|(k, v)| match v {
                     FieldValue::Int(x) => format!("{k}={x}"),
+                    // Addresses as the kernel prints them.
+                    FieldValue::UInt(x) if is_address(k) => format!("{k}={x:#x}"),
                     FieldValue::UInt(x) => format!("{k}={x}"),
+                    FieldValue::Str(x) if x.contains(' ') => format!("{k}=\"{x}\""),
                     FieldValue::Str(x) => format!("{k}={x}"),
                 })
                 .collect();
+            let place = match (&r.placement, r.pfn) {
+                (Some(p), _) => format!(" ({p})"),
+                (None, Some(pfn)) if !r.fields.contains_key("pfn") => format!(" pfn={pfn:#x}"),
+                (None, _) => String::new(),
+            };
             format!(
-                "{} node={} tier={} {}",
+                "{} node={} tier={}{place} {}",
                 r.event,
                 opt(r.node),
                 opt(r.tier),
@@ -235,6 +243,14 @@ pub fn log_line(e: &LogEntry) -> String {
             )
         }
     }
+}
+
+/// Fields that hold addresses (shown in hex).
+fn is_address(field: &str) -> bool {
+    matches!(
+        field,
+        "pfn" | "hpa" | "dpa" | "addr" | "hpa_alias0" | "dpa_length"
+    )
 }
 
 fn list(items: &[String]) -> String {

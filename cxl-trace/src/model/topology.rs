@@ -356,9 +356,8 @@ impl Topology {
                 .filter_map(|name| {
                     let d = bus.join(&name);
                     let hex = |f: &str| {
-                        read(&d.join(f)).and_then(|v| {
-                            u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()
-                        })
+                        read(&d.join(f))
+                            .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
                     };
                     Some(CxlRegion {
                         start: hex("resource")?,

@@ -1,6 +1,9 @@
 //! The text of `report`: the whole-run window, section by section.
 
-use crate::model::schema::{CopyTime, Percentiles, Window};
+use crate::model::{
+    sample::log_line,
+    schema::{CopyTime, LogEntry, Percentiles, Window},
+};
 
 fn pct_line(name: &str, p: &Percentiles) -> String {
     format!(
@@ -223,6 +226,7 @@ fn rest(v: &Window) -> String {
             s += &format!("  {k:<28} {n:>10}\n");
         }
     }
+    s += &events(v);
     s += &format!(
         "\n/proc/vmstat over the recording\n  {:<28} {:>10}\n",
         "counter", "delta"
@@ -233,4 +237,69 @@ fn rest(v: &Window) -> String {
         }
     }
     s
+}
+
+/// Every logged RAS, CXL and hotplug event with its time, decoded fields, node and tier.
+fn events(v: &Window) -> String {
+    let log = &v.events_log;
+    if log.log.is_empty() {
+        return String::new();
+    }
+    let start = v.recording.as_ref().map_or(0, |r| r.start_monotonic_ns);
+    let mut s = String::from("\nEvent log\n");
+    for e in &log.log {
+        let when = match e {
+            LogEntry::Ras(r) if start > 0 => {
+                format!("{:>+10.3} s", r.ts_ns.saturating_sub(start) as f64 / 1e9)
+            }
+            LogEntry::Ras(r) => format!("{:>10.3} s", r.ts_ns as f64 / 1e9),
+            LogEntry::Topology(_) => format!("{:>12}", "-"),
+        };
+        s += &format!("  {when}  {}\n", log_line(e));
+    }
+    if log.log_dropped > 0 {
+        s += &format!("  ({} more not kept)\n", log.log_dropped);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        rare::{FieldValue, RareClass},
+        schema::RasEntry,
+    };
+
+    /// The report text lists each logged event with its time since the start of the
+    /// recording, its placement and its decoded fields.
+    #[test]
+    fn the_event_log_is_listed_with_times_and_details() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/recordings/v1-small.cxlt");
+        let mut w = crate::model::playback::summarize(&path, 5).expect("golden recording");
+        assert!(!to_text(&w).contains("Event log"), "no events, no section");
+        let start = w.recording.as_ref().map_or(0, |r| r.start_monotonic_ns);
+        w.events_log.log.push(LogEntry::Ras(RasEntry {
+            event: "cxl:cxl_poison".into(),
+            class: RareClass::Ras,
+            ts_ns: start + 1_500_000_000,
+            node: None,
+            tier: None,
+            pfn: Some(0x390000),
+            placement: Some("region0, in the devdax reserve, not system RAM".into()),
+            fields: [
+                ("memdev".to_string(), FieldValue::Str("mem0".into())),
+                ("source".to_string(), FieldValue::Str("Injected".into())),
+                ("dpa".to_string(), FieldValue::UInt(0x1000)),
+            ]
+            .into(),
+        }));
+        let text = to_text(&w);
+        assert!(text.contains("\nEvent log\n"), "{text}");
+        assert!(
+            text.contains("    +1.500 s  cxl:cxl_poison node=? tier=? (region0, in the devdax reserve, not system RAM) dpa=0x1000 memdev=mem0 source=Injected"),
+            "{text}"
+        );
+    }
 }

@@ -375,6 +375,34 @@ fn log_lines_read_well() {
     };
     assert_eq!(
         log_line(&LogEntry::Ras(ras)),
-        "ras:memory_failure_event node=0 tier=? pfn=4096"
+        "ras:memory_failure_event node=0 tier=? pfn=0x1000"
+    );
+    let poison = crate::model::schema::RasEntry {
+        event: "cxl:cxl_poison".into(),
+        class: crate::model::rare::RareClass::Ras,
+        ts_ns: 5,
+        node: None,
+        tier: None,
+        pfn: Some(0x390000),
+        placement: Some("region0, in the devdax reserve, not system RAM".into()),
+        fields: [
+            (
+                "dpa".to_string(),
+                crate::model::rare::FieldValue::UInt(0x1000),
+            ),
+            (
+                "source".to_string(),
+                crate::model::rare::FieldValue::Str("Injected".into()),
+            ),
+            (
+                "type".to_string(),
+                crate::model::rare::FieldValue::Str("ECC Error".into()),
+            ),
+        ]
+        .into(),
+    };
+    assert_eq!(
+        log_line(&LogEntry::Ras(poison)),
+        "cxl:cxl_poison node=? tier=? (region0, in the devdax reserve, not system RAM) dpa=0x1000 source=Injected type=\"ECC Error\""
     );
 }

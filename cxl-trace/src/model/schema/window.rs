@@ -502,4 +502,7 @@ pub struct RecordingInfo {
     pub clean_end: bool,
     /// Exit status of the recorded command, if any.
     pub exit_code: Option<i32>,
+    /// CLOCK_MONOTONIC at the start of the recording, ns (event times are on this clock).
+    #[serde(default)]
+    pub start_monotonic_ns: u64,
 }

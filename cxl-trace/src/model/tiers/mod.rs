@@ -94,7 +94,10 @@ impl TierMap {
             return Some("no host address: the DPA is not mapped by a committed region".into());
         }
         let pfn = e.pfn()?;
-        let Some((name, start, end)) = self.regions.iter().find(|(_, s, e)| (*s..*e).contains(&pfn))
+        let Some((name, start, end)) = self
+            .regions
+            .iter()
+            .find(|(_, s, e)| (*s..*e).contains(&pfn))
         else {
             return Some("not system RAM of any node, nor in a CXL region".into());
         };

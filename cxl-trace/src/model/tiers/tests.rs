@@ -255,7 +255,10 @@ fn ras_addresses_without_a_node_are_placed() {
         let e = m.ras_entry(&poison(hpa));
         (e.node, e.tier, e.pfn, e.placement)
     };
-    assert_eq!(place(&map, 2500 << 12), (Some(1), Some(22), Some(2500), None));
+    assert_eq!(
+        place(&map, 2500 << 12),
+        (Some(1), Some(22), Some(2500), None)
+    );
     assert_eq!(
         place(&map, 1600 << 12).3.as_deref(),
         Some("region0, in the devdax reserve, not system RAM")
