@@ -246,6 +246,54 @@ pub fn format_list(v: &[u32]) -> String {
     parts.join(",")
 }
 
+/// The CXL bus: memory devices, regions and their address ranges, decoders, dax devices.
+fn read_cxl(sys: &Path) -> Cxl {
+    let bus = sys.join("bus/cxl/devices");
+    let dax_root = sys.join("bus/dax/devices");
+    let dax: Vec<DaxDevice> = names_with_prefix(&dax_root, "dax")
+        .into_iter()
+        .map(|name| DaxDevice {
+            target_node: read(&dax_root.join(&name).join("target_node"))
+                .and_then(|v| v.parse().ok()),
+            name,
+        })
+        .collect();
+    Cxl {
+        bus: sys.join("bus/cxl").is_dir(),
+        memdevs: names_with_prefix(&bus, "mem")
+            .into_iter()
+            .map(|name| {
+                let d = bus.join(&name);
+                CxlMemdev {
+                    numa_node: read(&d.join("numa_node")).and_then(|v| v.parse().ok()),
+                    serial: read(&d.join("serial")),
+                    ram_size: read(&d.join("ram/size")).and_then(|v| parse_size(&v)),
+                    pmem_size: read(&d.join("pmem/size")).and_then(|v| parse_size(&v)),
+                    name,
+                }
+            })
+            .collect(),
+        region_ranges: names_with_prefix(&bus, "region")
+            .into_iter()
+            .filter_map(|name| {
+                let d = bus.join(&name);
+                let hex = |f: &str| {
+                    read(&d.join(f))
+                        .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+                };
+                Some(CxlRegion {
+                    start: hex("resource")?,
+                    size: hex("size")?,
+                    name,
+                })
+            })
+            .collect(),
+        regions: names_with_prefix(&bus, "region"),
+        decoders: names_with_prefix(&bus, "decoder"),
+        dax,
+    }
+}
+
 fn read(p: &Path) -> Option<String> {
     fs::read_to_string(p).ok().map(|s| s.trim().to_string())
 }
@@ -326,50 +374,7 @@ impl Topology {
             })
             .collect();
 
-        let bus = sys.join("bus/cxl/devices");
-        let dax_root = sys.join("bus/dax/devices");
-        let dax: Vec<DaxDevice> = names_with_prefix(&dax_root, "dax")
-            .into_iter()
-            .map(|name| DaxDevice {
-                target_node: read(&dax_root.join(&name).join("target_node"))
-                    .and_then(|v| v.parse().ok()),
-                name,
-            })
-            .collect();
-        let cxl = Cxl {
-            bus: sys.join("bus/cxl").is_dir(),
-            memdevs: names_with_prefix(&bus, "mem")
-                .into_iter()
-                .map(|name| {
-                    let d = bus.join(&name);
-                    CxlMemdev {
-                        numa_node: read(&d.join("numa_node")).and_then(|v| v.parse().ok()),
-                        serial: read(&d.join("serial")),
-                        ram_size: read(&d.join("ram/size")).and_then(|v| parse_size(&v)),
-                        pmem_size: read(&d.join("pmem/size")).and_then(|v| parse_size(&v)),
-                        name,
-                    }
-                })
-                .collect(),
-            region_ranges: names_with_prefix(&bus, "region")
-                .into_iter()
-                .filter_map(|name| {
-                    let d = bus.join(&name);
-                    let hex = |f: &str| {
-                        read(&d.join(f))
-                            .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
-                    };
-                    Some(CxlRegion {
-                        start: hex("resource")?,
-                        size: hex("size")?,
-                        name,
-                    })
-                })
-                .collect(),
-            regions: names_with_prefix(&bus, "region"),
-            decoders: names_with_prefix(&bus, "decoder"),
-            dax,
-        };
+        let cxl = read_cxl(sys);
 
         let nodes = numbered(&node_root, "node")
             .into_iter()
