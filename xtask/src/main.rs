@@ -109,6 +109,8 @@ enum Task {
 enum ScenarioArg {
     Hmat,
     Cxl,
+    /// Memory errors and device events injected on the CXL machine.
+    CxlRas,
     All,
 }
 
@@ -117,6 +119,7 @@ impl ScenarioArg {
         match self {
             ScenarioArg::Hmat => vec![vm::Machine::Hmat],
             ScenarioArg::Cxl => vec![vm::Machine::Cxl],
+            ScenarioArg::CxlRas => vec![vm::Machine::CxlRas],
             ScenarioArg::All => vec![vm::Machine::Hmat, vm::Machine::Cxl],
         }
     }

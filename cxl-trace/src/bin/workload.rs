@@ -90,6 +90,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         threads: u32,
     },
+    /// Poison pages of its own on NODE as a memory error would: one soft-offlined
+    /// (MADV_SOFT_OFFLINE: the kernel migrates it away), one hard-poisoned (MADV_HWPOISON: the
+    /// kernel unmaps it; it is never touched again). Needs CAP_SYS_ADMIN.
+    Poison {
+        #[arg(long)]
+        node: u32,
+    },
     /// Place memory and keep it (optionally writing it in a hot loop).
     Hold {
         #[arg(long)]
@@ -263,6 +270,27 @@ fn nodes_json(m: &std::collections::BTreeMap<i32, u64>) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
+/// One page soft-offlined, one hard-poisoned; both on `node` first.
+fn poison(node: u32) -> Result<String, String> {
+    let r = placed(1, Some(node))?;
+    let before = r.nodes()?;
+    let advise = |i: usize, advice: libc::c_int, what: &str| {
+        // SAFETY: page `i` lies inside the live mapping `r` (1 MiB holds 256 pages); madvise
+        // reads no memory through the pointer.
+        let rc = unsafe { libc::madvise(r.page(i).cast(), PAGE, advice) };
+        if rc != 0 {
+            return Err(format!("{what}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    };
+    advise(0, libc::MADV_SOFT_OFFLINE, "madvise(MADV_SOFT_OFFLINE)")?;
+    advise(1, libc::MADV_HWPOISON, "madvise(MADV_HWPOISON)")?;
+    Ok(format!(
+        "{{\"soft_offlined\":1,\"hwpoisoned\":1,\"before\":{}}}",
+        nodes_json(&before)
+    ))
+}
+
 fn placed(mib: u64, node: Option<u32>) -> Result<Region, String> {
     placed_thp(mib, node, false)
 }
@@ -336,6 +364,7 @@ fn run(cmd: Cmd) -> Result<String, String> {
             seconds,
             threads,
         } => getpgid(rate, seconds, threads),
+        Cmd::Poison { node } => poison(node),
         Cmd::Hold {
             mib,
             node,

@@ -31,11 +31,13 @@ mod recordings;
 use recordings::*;
 mod cxl;
 use cxl::*;
+mod ras;
+use ras::*;
 
 /// For a script or the benchmark: the `cxl` machine's memory onlined as a node, as the
 /// built-in scenario does for itself.
 fn machine_ready(machine: Machine) -> Result<()> {
-    if machine == Machine::Cxl {
+    if matches!(machine, Machine::Cxl | Machine::CxlRas) {
         cxl_prepare()?;
         cxl_online()?;
     }
@@ -91,6 +93,7 @@ pub fn guest(machine: Machine, script: Option<PathBuf>) -> Result<()> {
     let result = match machine {
         Machine::Hmat => scenario_hmat(&mut checks),
         Machine::Cxl => scenario_cxl(&mut checks),
+        Machine::CxlRas => scenario_cxl_ras(&mut checks),
     };
     let after = vmstat()?;
     let delta: Vec<String> = [

@@ -97,6 +97,7 @@ pub(crate) fn vm_test_kernel(
             timeout: Duration::from_secs(match m {
                 Machine::Hmat => 600,
                 Machine::Cxl => 480,
+                Machine::CxlRas => 480,
             }),
         };
         let mut result = boot(k, initrd, &opts, &guest_cmd);

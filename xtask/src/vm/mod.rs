@@ -23,6 +23,7 @@ mod kernel;
 pub use kernel::*;
 mod matrix;
 pub use matrix::*;
+mod qmp;
 
 /// The guest machines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -31,6 +32,8 @@ pub enum Machine {
     Hmat,
     /// An emulated CXL Type-3 memory device, onlined as a NUMA node inside the guest.
     Cxl,
+    /// The `cxl` machine, with memory errors and device events injected (through QMP).
+    CxlRas,
 }
 
 impl Machine {
@@ -38,6 +41,7 @@ impl Machine {
         match self {
             Machine::Hmat => "hmat",
             Machine::Cxl => "cxl",
+            Machine::CxlRas => "cxl-ras",
         }
     }
 }

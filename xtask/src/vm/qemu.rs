@@ -115,7 +115,7 @@ pub(crate) fn machine_args(m: Machine, cpu: &str) -> (Vec<String>, &'static str)
             ]),
             "",
         ),
-        Machine::Cxl => {
+        Machine::Cxl | Machine::CxlRas => {
             // The CXL machine needs the CPU's hypervisor bit off (else region commit fails to
             // synchronise CPU caches) and room above RAM for the CXL window (maxmem).
             let cpu = format!("{cpu},hypervisor=off");
@@ -169,6 +169,11 @@ pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Re
             "-monitor",
             "none",
         ])
+        .arg("-qmp")
+        .arg(format!(
+            "unix:{},server=on,wait=off",
+            rundir.join("qmp.sock").display()
+        ))
         .arg("-kernel")
         .arg(&k.vmlinuz)
         .arg("-initrd")
@@ -190,7 +195,9 @@ pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Re
     ));
     let started = Instant::now();
     let mut child = cmd.spawn().context("cannot start qemu-system-x86_64")?;
+    let relay = super::qmp::relay(&rundir);
     let (console, timed_out) = read_console(&mut child, name, started, opts.timeout);
+    drop(relay);
     let status = child.wait().context("waiting for qemu")?;
     fs::write(rundir.join("console.log"), &console)?;
     let elapsed = started.elapsed().as_secs_f64();

@@ -288,13 +288,35 @@ impl JsonSchema for MigrateReason {
 }
 
 /// A line of `top --no-tui` or `replay --no-tui`: the start line, then windows.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+///
+/// Read by its `type` (not as an untagged enum: serde's untagged buffering cannot read the
+/// integer-keyed maps of a window, such as `kswapd_wakes_by_node`).
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Line {
     /// The first line.
     Start(Box<Start>),
     /// An interval, or the summary (the last line).
     Window(Box<Window>),
+}
+
+impl<'de> Deserialize<'de> for Line {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        let kind = v
+            .get("type")
+            .cloned()
+            .ok_or_else(|| D::Error::missing_field("type"))?;
+        match serde_json::from_value::<LineKind>(kind).map_err(D::Error::custom)? {
+            LineKind::Start => serde_json::from_value(v)
+                .map(|s| Line::Start(Box::new(s)))
+                .map_err(D::Error::custom),
+            _ => serde_json::from_value(v)
+                .map(|w| Line::Window(Box::new(w)))
+                .map_err(D::Error::custom),
+        }
+    }
 }
 
 /// What `cxl-trace schema COMMAND` describes: the JSON a command writes.
@@ -406,5 +428,30 @@ mod tests {
                 assert_eq!(Cause::from_name(&c.name()), Some(c));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    /// A window with integer-keyed maps (kswapd wake-ups and hint faults by node) reads back
+    /// as a line: serde's untagged buffering could not, and the VM checks lost every summary
+    /// of a run that woke kswapd.
+    #[test]
+    fn windows_with_integer_keyed_maps_read_back_as_lines() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/recordings/v1-small.cxlt");
+        let mut w = crate::model::playback::summarize(&path, 5).expect("golden recording");
+        w.kind = LineKind::Summary;
+        w.events_log.kswapd_wakes_by_node.insert(0, 2);
+        w.numa_hint_faults.by_node.insert(-1, Default::default());
+        let text = to_line(&w).expect("serialises");
+        let back: Line = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(back, Line::Window(Box::new(w)));
+        let bad: Result<Line, _> = serde_json::from_str(r#"{"type": "nonsense"}"#);
+        assert!(bad.is_err());
+        let untyped: Result<Line, _> = serde_json::from_str(r#"{"t": 1}"#);
+        assert!(untyped.is_err());
     }
 }

@@ -1,0 +1,283 @@
+//! The `cxl-ras` scenario: memory errors and device events on the CXL node, injected for real
+//! (the kernel's poison debugfs, QEMU's event injection through QMP, madvise) while the tool
+//! runs, each checked to appear once, decoded, on the right device, node and tier; then the
+//! CXL memory taken offline under a process.
+
+use std::{fs, io::Write as _, process::Command, thread::sleep, time::Duration};
+
+use anyhow::{bail, Result};
+use cxl_trace::model::{
+    rare::FieldValue,
+    schema::{LogEntry, RasEntry},
+};
+
+use super::*;
+
+/// The QMP path of the emulated Type-3 device (its `id=`).
+const DEVICE: &str = "/machine/peripheral/cxl-pmem0";
+
+/// Sends one QMP command through the host's relay (`/results/qmp.in` → `qmp.out`); its answer.
+fn qmp(command: &str) -> Result<String> {
+    let answers = || {
+        fs::read_to_string("/results/qmp.out")
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let before = answers().len();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/results/qmp.in")
+        .context("/results/qmp.in")?;
+    writeln!(f, "{command}")?;
+    drop(f);
+    for _ in 0..200 {
+        if let Some(a) = answers().get(before) {
+            return Ok(a.clone());
+        }
+        sleep(Duration::from_millis(100));
+    }
+    bail!("no QMP answer to {command} within 20 s")
+}
+
+/// The RAS entries of a window's event log.
+fn ras(s: &Window) -> Vec<&RasEntry> {
+    s.events_log
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::Ras(r) => Some(r),
+            LogEntry::Topology(_) => None,
+        })
+        .collect()
+}
+
+fn field<'a>(r: &'a RasEntry, name: &str) -> Option<&'a FieldValue> {
+    r.fields.get(name)
+}
+
+fn text(r: &RasEntry, name: &str) -> String {
+    match field(r, name) {
+        Some(FieldValue::Str(s)) => s.clone(),
+        Some(FieldValue::UInt(v)) => v.to_string(),
+        Some(FieldValue::Int(v)) => v.to_string(),
+        None => "-".into(),
+    }
+}
+
+fn num(r: &RasEntry, name: &str) -> Option<u64> {
+    field(r, name).and_then(FieldValue::as_u64)
+}
+
+pub(crate) fn scenario_cxl_ras(c: &mut Checks) -> Result<()> {
+    cxl_prepare()?;
+    write("/proc/sys/kernel/numa_balancing", "0")?;
+    cxl_online()?;
+    sleep(Duration::from_secs(1));
+    let topo = topology()?;
+    let Some(node) = topo.nodes.iter().find(|n| n.cxl).map(|n| n.id) else {
+        c.truth("CXL node onlined", "no".into(), false);
+        return Ok(());
+    };
+    let tier = topo
+        .nodes
+        .iter()
+        .find(|n| n.id == node)
+        .and_then(|n| n.tier);
+    let region = topo.cxl.region_ranges.first().cloned();
+    c.truth(
+        "region0's address range read",
+        format!("{region:?}"),
+        region.is_some(),
+    );
+    // A page of system RAM on the CXL node: the first online block inside the region; its
+    // DPA is its offset in the region (one device, no interleave).
+    let block = topo.memory_block_bytes.max(1);
+    let first_ram = topo
+        .nodes
+        .iter()
+        .find(|n| n.id == node)
+        .and_then(|n| n.memory_blocks.iter().min().copied())
+        .map(|b| b * block);
+    let session = start_session()?;
+    let held = hold(
+        &["--mib", "16", "--node", &node.to_string(), "--unbind"],
+        None,
+    )?;
+    let ram_dpa = match (&region, first_ram) {
+        (Some(r), Some(hpa)) => hpa.checked_sub(r.start),
+        _ => None,
+    };
+    poison_steps(c, ram_dpa)?;
+    event_steps(c)?;
+    say("madvise: one page of the CXL node soft-offlined, one hard-poisoned");
+    workload(&["poison", "--node", &node.to_string()])?;
+    say("daxctl offline-memory dax0.0 with 16 MiB held on the CXL node");
+    let offline = sh(Command::new("daxctl").args(["offline-memory", "dax0.0"]));
+    c.truth(
+        "the CXL memory went offline under a process",
+        format!("{offline:?}").chars().take(120).collect(),
+        offline.is_ok(),
+    );
+    sleep(Duration::from_secs(2));
+    held.end()?;
+    let (s, _start, bt) = stop_session_full(session)?;
+    check_events(c, &s, node, tier);
+    check_migrations(c, &s, &bt, &["memory_failure", "memory_hotplug"]);
+    let hotplug = by_reason(&s, MigrateReason::MemoryHotplug).pages_succeeded;
+    c.truth(
+        "the offline evacuated the held pages (reason memory_hotplug)",
+        hotplug.to_string(),
+        hotplug >= 16 * 256,
+    );
+    let topo_changes = s
+        .events_log
+        .log
+        .iter()
+        .filter(|e| matches!(e, LogEntry::Topology(_)))
+        .count();
+    c.truth(
+        "the offline is a topology change in the log",
+        topo_changes.to_string(),
+        topo_changes >= 1,
+    );
+    say("skipped: AER correctable/uncorrectable injection and dynamic capacity (not built yet)");
+    Ok(())
+}
+
+/// Poison at DPA 0 (the region's devdax reserve) and at the first page of system RAM on the
+/// CXL node, through the kernel's debugfs, then the poison list read.
+fn poison_steps(c: &mut Checks, ram_dpa: Option<u64>) -> Result<()> {
+    let inject = "/sys/kernel/debug/cxl/mem0/inject_poison";
+    if !std::path::Path::new(inject).exists() {
+        say(&format!(
+            "skipped: poison injection ({inject} absent on this kernel)"
+        ));
+        return Ok(());
+    }
+    let mut dpas = vec![0u64];
+    dpas.extend(ram_dpa);
+    for dpa in &dpas {
+        say(&format!("poison injected at DPA {dpa:#x}"));
+        write(inject, &format!("{dpa:#x}"))?;
+    }
+    write("/sys/bus/cxl/devices/mem0/trigger_poison_list", "1")?;
+    sleep(Duration::from_secs(1));
+    c.truth("poison injected", format!("{} DPAs", dpas.len()), true);
+    Ok(())
+}
+
+/// General media, DRAM and memory module events at each severity, through QMP.
+fn event_steps(c: &mut Checks) -> Result<()> {
+    for (i, log) in ["informational", "warning", "failure", "fatal"]
+        .iter()
+        .enumerate()
+    {
+        let dpa = 0x1000 * (i as u64 + 1);
+        let answers = [
+            qmp(&format!(
+                r#"{{"execute":"cxl-inject-general-media-event","arguments":{{"path":"{DEVICE}","log":"{log}","flags":8,"dpa":{dpa},"descriptor":1,"type":0,"transaction-type":1}}}}"#
+            ))?,
+            qmp(&format!(
+                r#"{{"execute":"cxl-inject-dram-event","arguments":{{"path":"{DEVICE}","log":"{log}","flags":8,"dpa":{dpa},"descriptor":1,"type":0,"transaction-type":1}}}}"#
+            ))?,
+            qmp(&format!(
+                r#"{{"execute":"cxl-inject-memory-module-event","arguments":{{"path":"{DEVICE}","log":"{log}","flags":8,"type":3,"health-status":1,"media-status":0,"additional-status":0,"life-used":7,"temperature":45,"dirty-shutdown-count":0,"corrected-volatile-error-count":1,"corrected-persistent-error-count":0}}}}"#
+            ))?,
+        ];
+        for a in answers {
+            c.truth(
+                &format!("QMP accepts a {log} event"),
+                a.chars().take(100).collect(),
+                a.contains("\"return\""),
+            );
+        }
+    }
+    sleep(Duration::from_secs(2));
+    Ok(())
+}
+
+/// Each injected event appears once, decoded, on its device; poison is placed.
+fn check_events(c: &mut Checks, s: &Window, node: u32, tier: Option<u32>) {
+    let events = ras(s);
+    for e in &events {
+        say(&format!(
+            "event: {} node={:?} tier={:?} placement={:?} {:?}",
+            e.event, e.node, e.tier, e.placement, e.fields
+        ));
+    }
+    let of = |name: &str| {
+        events
+            .iter()
+            .filter(|e| e.event == name)
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    let poison: Vec<_> = of("cxl:cxl_poison")
+        .into_iter()
+        .filter(|e| text(e, "trace_type") == "List")
+        .collect();
+    if !poison.is_empty() {
+        let reserve = poison.iter().find(|e| num(e, "dpa") == Some(0));
+        c.truth(
+            "poison at DPA 0: region0's devdax reserve, not system RAM",
+            format!("{:?}", reserve.map(|e| &e.placement)),
+            reserve.is_some_and(|e| {
+                e.placement.as_deref() == Some("region0, in the devdax reserve, not system RAM")
+            }),
+        );
+        let ram = poison.iter().find(|e| num(e, "dpa") != Some(0));
+        c.truth(
+            "poison in system RAM: on the CXL node and its tier",
+            format!("{:?}", ram.map(|e| (e.node, e.tier))),
+            ram.is_some_and(|e| e.node == Some(node) && e.tier == tier),
+        );
+        c.truth(
+            "poison decoded: memdev mem0, source Injected, UUID formatted",
+            poison
+                .first()
+                .map(|e| {
+                    format!(
+                        "{} {} {}",
+                        text(e, "memdev"),
+                        text(e, "source"),
+                        text(e, "uuid")
+                    )
+                })
+                .unwrap_or_default(),
+            poison
+                .iter()
+                .all(|e| text(e, "memdev") == "mem0" && text(e, "source") == "Injected"),
+        );
+    }
+    for name in [
+        "cxl:cxl_general_media",
+        "cxl:cxl_dram",
+        "cxl:cxl_memory_module",
+    ] {
+        let got = of(name);
+        let logs: Vec<String> = got.iter().map(|e| text(e, "log")).collect();
+        c.truth(
+            &format!("{name}: once at each severity, named"),
+            logs.join(","),
+            ["Informational", "Warning", "Failure", "Fatal"]
+                .iter()
+                .all(|l| logs.iter().filter(|x| x == l).count() == 1),
+        );
+    }
+    let failures = of("ras:memory_failure_event");
+    c.truth(
+        "memory_failure_event of the hard-poisoned page, named",
+        failures
+            .iter()
+            .map(|e| format!("{} {}", text(e, "type"), text(e, "result")))
+            .collect::<Vec<_>>()
+            .join("; "),
+        failures.len() == 1
+            && !text(failures[0], "result")
+                .chars()
+                .all(|ch| ch.is_ascii_digit()),
+    );
+}
