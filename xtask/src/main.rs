@@ -120,7 +120,7 @@ impl ScenarioArg {
             ScenarioArg::Hmat => vec![vm::Machine::Hmat],
             ScenarioArg::Cxl => vec![vm::Machine::Cxl],
             ScenarioArg::CxlRas => vec![vm::Machine::CxlRas],
-            ScenarioArg::All => vec![vm::Machine::Hmat, vm::Machine::Cxl],
+            ScenarioArg::All => vec![vm::Machine::Hmat, vm::Machine::Cxl, vm::Machine::CxlRas],
         }
     }
 }

@@ -124,7 +124,11 @@ pub(crate) fn scenario_cxl_ras(c: &mut Checks) -> Result<()> {
     sleep(Duration::from_secs(2));
     held.end()?;
     let (s, _start, bt) = stop_session_full(session)?;
-    check_events(c, &s, node, tier);
+    let processing = match topo_has_device_events() {
+        false => Err("this kernel has no cxl:cxl_general_media tracepoint".to_string()),
+        true => event_processing(&s),
+    };
+    check_events(c, &s, node, tier, processing);
     check_migrations(c, &s, &bt, &["memory_failure", "memory_hotplug"]);
     let hotplug = by_reason(&s, MigrateReason::MemoryHotplug).pages_succeeded;
     c.truth(
@@ -145,6 +149,17 @@ pub(crate) fn scenario_cxl_ras(c: &mut Checks) -> Result<()> {
     );
     say("skipped: AER correctable/uncorrectable injection and dynamic capacity (not built yet)");
     Ok(())
+}
+
+/// Whether this kernel has the device event tracepoints.
+fn topo_has_device_events() -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|t| {
+            std::path::Path::new(t)
+                .join("events/cxl/cxl_general_media")
+                .is_dir()
+        })
 }
 
 /// Poison at DPA 0 (the region's devdax reserve) and at the first page of system RAM on the
@@ -199,8 +214,45 @@ fn event_steps(c: &mut Checks) -> Result<()> {
     Ok(())
 }
 
+/// Whether the kernel read the device's event logs, and why not: `cxl_pci` processes event
+/// records only with native CXL error control and an event interrupt (this test bed boots
+/// with `pci=nomsi`, without which no memdev appears). Judged from the kernel's own message,
+/// else from whether any of the injected records arrived at all.
+fn event_processing(s: &Window) -> std::result::Result<(), String> {
+    let dmesg = sh(&mut Command::new("dmesg")).unwrap_or_default();
+    if let Some(line) = dmesg
+        .lines()
+        .find(|l| l.contains("disable event processing"))
+    {
+        return Err(line
+            .split_once(']')
+            .map_or(line, |(_, rest)| rest)
+            .trim()
+            .to_string());
+    }
+    let device_events = ras(s)
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.as_str(),
+                "cxl:cxl_general_media" | "cxl:cxl_dram" | "cxl:cxl_memory_module"
+            )
+        })
+        .count();
+    if device_events == 0 {
+        return Err("none of the 12 records QEMU accepted reached the kernel: it reads no event log on this machine (no event interrupt under pci=nomsi, or CXL error reporting left to firmware)".into());
+    }
+    Ok(())
+}
+
 /// Each injected event appears once, decoded, on its device; poison is placed.
-fn check_events(c: &mut Checks, s: &Window, node: u32, tier: Option<u32>) {
+fn check_events(
+    c: &mut Checks,
+    s: &Window,
+    node: u32,
+    tier: Option<u32>,
+    processing: std::result::Result<(), String>,
+) {
     let events = ras(s);
     for e in &events {
         say(&format!(
@@ -258,6 +310,15 @@ fn check_events(c: &mut Checks, s: &Window, node: u32, tier: Option<u32>) {
         "cxl:cxl_memory_module",
     ] {
         let got = of(name);
+        if let Err(why) = &processing {
+            // Accepted by the device (QMP said so above), never read by the kernel.
+            c.truth(
+                &format!("{name}: skipped, the kernel reads no event log here"),
+                format!("{} seen; {why}", got.len()),
+                got.is_empty(),
+            );
+            continue;
+        }
         let logs: Vec<String> = got.iter().map(|e| text(e, "log")).collect();
         c.truth(
             &format!("{name}: once at each severity, named"),
