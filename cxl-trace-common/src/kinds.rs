@@ -80,15 +80,22 @@ impl Kind {
     ];
 
     /// The kind of a record's `kind` number (`None`: a newer object than this build).
+    /// (A `match`, not a search of [`Kind::ALL`]: it runs once per decoded record.)
     pub const fn from_u16(k: u16) -> Option<Kind> {
-        let mut i = 0;
-        while i < Self::ALL.len() {
-            if Self::ALL[i] as u16 == k {
-                return Some(Self::ALL[i]);
-            }
-            i += 1;
-        }
-        None
+        Some(match k {
+            kind::FAULT_USER => Kind::FaultUser,
+            kind::FAULT_KERNEL => Kind::FaultKernel,
+            kind::MIGRATE_START => Kind::MigrateStart,
+            kind::MIGRATE => Kind::Migrate,
+            kind::FAULT_LATENCY => Kind::FaultLatency,
+            kind::FOLIO_MIGRATE => Kind::FolioMigrate,
+            kind::NUMA_FAULT => Kind::NumaFault,
+            kind::RAW_TP => Kind::RawTp,
+            kind::PROMOTE_DECISION => Kind::PromoteDecision,
+            kind::DEMOTE_BATCH => Kind::DemoteBatch,
+            kind::MIGRATION_PTE => Kind::MigrationPte,
+            _ => return None,
+        })
     }
 
     /// Its name in drop and production counts (`fault_user`, `migrate`, ...).
