@@ -80,7 +80,7 @@ pub fn parse_format(text: &str) -> Result<Format, String> {
             .map(|(field, entries)| {
                 let table = entries
                     .into_iter()
-                    .filter_map(|(v, name)| Some((i64::try_from(v).ok()?, name)))
+                    .map(|(v, name)| (v as i64, name))
                     .collect();
                 (field, table)
             })
@@ -159,6 +159,11 @@ fn constant(expr: &str) -> Option<u64> {
     ];
     if let Some((_, v)) = NAMED.iter().find(|(n, _)| *n == e) {
         return Some(*v);
+    }
+    // A negative value (a `__print_symbolic` of an errno) keeps its two's-complement bits, so
+    // the signed field it names reads back as the same i64.
+    if let Some(neg) = e.strip_prefix('-') {
+        return constant(neg).map(u64::wrapping_neg);
     }
     let digits = e.trim_end_matches(['U', 'L', 'u', 'l']);
     match digits
@@ -240,6 +245,24 @@ mod tests {
         assert_eq!(f.fields["common_pid"].offset, 4);
         assert!(f.fields["common_pid"].signed);
         assert_eq!(f.fields["error_code"].ctype, "unsigned long");
+    }
+
+    /// Print-format constants: integers, hex, suffixes, shifts, the CXL enum names, and
+    /// negative values (as the old `__print_symbolic` parser read them).
+    #[test]
+    fn print_format_constants_evaluate() {
+        assert_eq!(constant(" 13"), Some(13));
+        assert_eq!(constant("0x05"), Some(5));
+        assert_eq!(constant("((((1UL))) << (3))"), Some(8));
+        assert_eq!(constant("CXL_EVENT_TYPE_FATAL"), Some(3));
+        assert_eq!(constant("-11").map(|v| v as i64), Some(-11));
+        assert_eq!(constant("SOMETHING_ELSE"), None);
+        let pf = r#""%s", __print_symbolic(REC->ret, { -11, "EAGAIN" }, { 0, "ok" })"#;
+        let t = parse_tables(pf, "__print_symbolic(REC->", false);
+        assert_eq!(
+            t["ret"],
+            vec![((-11i64) as u64, "EAGAIN".into()), (0, "ok".into())]
+        );
     }
 
     #[test]
