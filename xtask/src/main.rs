@@ -18,6 +18,7 @@ mod bench;
 mod fuzz;
 mod guest;
 mod kernels;
+mod lines;
 mod overhead;
 mod table;
 mod vm;

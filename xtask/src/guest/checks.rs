@@ -3,8 +3,7 @@
 use super::*;
 use std::collections::BTreeMap;
 
-use anyhow::Result;
-use cxl_trace::model::schema::{Line, LineKind, Moves, Percentiles, ReasonCounts};
+use cxl_trace::model::schema::{Moves, Percentiles, ReasonCounts};
 
 /// Checks collected over a scenario, printed as one table.
 #[derive(Default)]
@@ -96,12 +95,6 @@ pub(crate) fn tier_latency(s: &Window, t: u64) -> Percentiles {
         .unwrap_or_default()
 }
 
-/// The JSON lines of `top --no-tui` (or `replay --no-tui`), typed; other lines are skipped.
-pub(crate) fn lines(out: &str) -> impl Iterator<Item = Line> + '_ {
-    out.lines()
-        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-}
-
 /// The kernel's `enum migrate_reason` numbers of the tool's reason names.
 pub(crate) const REASONS: &[(&str, u32)] = &[
     ("compaction", 0),
@@ -137,27 +130,6 @@ pub(crate) fn bpftrace_map(out: &str, name: &str) -> BTreeMap<u32, u64> {
                 .filter_map(|(k, v)| Some((k.parse().ok()?, v)))
         })
         .collect()
-}
-
-/// The summary line of `top --no-tui` output.
-pub(crate) fn summary(out: &str) -> Result<Window> {
-    lines(out)
-        .filter_map(|l| match l {
-            Line::Window(w) if w.kind == LineKind::Summary => Some(*w),
-            _ => None,
-        })
-        .last()
-        .context("cxl-trace printed no summary line")
-}
-
-/// The start line of `top --no-tui` output.
-pub(crate) fn start_line(out: &str) -> Result<Start> {
-    lines(out)
-        .find_map(|l| match l {
-            Line::Start(s) => Some(*s),
-            Line::Window(_) => None,
-        })
-        .context("cxl-trace printed no start line")
 }
 
 /// Common checks: exact migration totals against vmstat and per-reason sums against bpftrace.

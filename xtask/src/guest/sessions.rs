@@ -42,7 +42,11 @@ pub(crate) fn stop_session_full(s: Session) -> Result<(Window, Start, String)> {
     sleep(Duration::from_secs(1));
     let tool = s.tool.stop()?;
     let bt = s.bpftrace.stop()?;
-    Ok((summary(&tool)?, start_line(&tool)?, bt))
+    Ok((
+        crate::lines::summary(&tool)?,
+        crate::lines::start(&tool)?,
+        bt,
+    ))
 }
 
 /// The same hooks attached as kprobe/kretprobe (`--kprobes`): syscall moves, demotion by

@@ -34,7 +34,7 @@ pub fn accounting(rows: &mut Vec<Row>) -> Result<()> {
         ])
         .output()
         .context("cannot start cxl-trace")?;
-    let summary = summary_of(&out.stdout)?;
+    let summary = crate::lines::summary(&String::from_utf8_lossy(&out.stdout))?;
     let t = tally(&summary);
     let secs = summary.t;
     rows.push(Row {

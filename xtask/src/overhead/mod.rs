@@ -21,7 +21,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use cxl_trace::model::schema::{Line, LineKind, Window};
+use cxl_trace::model::schema::Window;
 
 use crate::target_dir;
 
@@ -301,18 +301,6 @@ impl WorkloadResult {
     pub(crate) fn own_faults(&self) -> u64 {
         self.minflt + self.majflt
     }
-}
-
-/// The summary line of `top --no-tui` in a tracer's stdout.
-pub(crate) fn summary_of(stdout: &[u8]) -> Result<Window> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .find_map(|l| match l {
-            Line::Window(w) if w.kind == LineKind::Summary => Some(*w),
-            _ => None,
-        })
-        .context("no summary line")
 }
 
 /// The workload's result line in a tracer's (and its command's) stdout.

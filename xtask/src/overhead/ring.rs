@@ -128,7 +128,7 @@ pub(crate) fn ring_run(ring_mib: u32, offered: f64, threads: u32, secs: f64) -> 
         .stderr(Stdio::null())
         .output()
         .context("cannot start cxl-trace")?;
-    let summary = summary_of(&out.stdout)?;
+    let summary = crate::lines::summary(&String::from_utf8_lossy(&out.stdout))?;
     let load = workload_result(&out.stdout)?;
     let calls = load.calls.unwrap_or(0);
     let own_faults = load.own_faults();
@@ -179,11 +179,7 @@ pub fn overflow(rows: &mut Vec<Row>) -> Result<()> {
         BufReader::new(out)
             .lines()
             .map_while(std::result::Result::ok)
-            .filter_map(|l| serde_json::from_str::<Line>(&l).ok())
-            .find_map(|l| match l {
-                Line::Window(w) if w.kind == LineKind::Summary => Some(*w),
-                _ => None,
-            })
+            .find_map(|l| crate::lines::summary_line(&l))
     });
     wait_ready(&mut child, "privileges:")?;
     let pid = child.id() as libc::pid_t;
