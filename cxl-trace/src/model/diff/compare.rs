@@ -237,37 +237,40 @@ fn latency_rows(b: &Profile, n: &Profile, min_effect_pct: f64) -> Vec<Row> {
     for key in keys {
         let (hb, hn) = (&b.latency[key], &n.latency[key]);
         for (label, q) in PERCENTILES {
-            if let Some((eb, en, change)) = stats::compare_quantiles(hb, hn, q, min_effect_pct) {
-                rows.push(Row {
-                    id: format!("{label}:tier={}:class={}", key.0, key.1),
-                    group: "latency",
-                    unit: "ns",
-                    base: eb.value,
-                    new: en.value,
-                    base_ci: Some((eb.lo, eb.hi)),
-                    new_ci: Some((en.lo, en.hi)),
-                    change,
-                    method: QUANTILE_METHOD,
-                });
-            }
+            let id = format!("{label}:tier={}:class={}", key.0, key.1);
+            rows.extend(quantile_row(id, hb, hn, q, min_effect_pct));
         }
     }
-    if let Some((eb, en, change)) =
-        stats::compare_quantiles(&b.residency, &n.residency, 0.5, min_effect_pct)
-    {
-        rows.push(Row {
-            id: "pingpong_residency_p50".into(),
-            group: "latency",
-            unit: "ns",
-            base: eb.value,
-            new: en.value,
-            base_ci: Some((eb.lo, eb.hi)),
-            new_ci: Some((en.lo, en.hi)),
-            change,
-            method: QUANTILE_METHOD,
-        });
-    }
+    rows.extend(quantile_row(
+        "pingpong_residency_p50".into(),
+        &b.residency,
+        &n.residency,
+        0.5,
+        min_effect_pct,
+    ));
     rows
+}
+
+/// A latency row: quantile `q` of both histograms with their intervals, when both have data.
+fn quantile_row(
+    id: String,
+    base: &hdrhistogram::Histogram<u64>,
+    new: &hdrhistogram::Histogram<u64>,
+    q: f64,
+    min_effect_pct: f64,
+) -> Option<Row> {
+    let (eb, en, change) = stats::compare_quantiles(base, new, q, min_effect_pct)?;
+    Some(Row {
+        id,
+        group: "latency",
+        unit: "ns",
+        base: eb.value,
+        new: en.value,
+        base_ci: Some((eb.lo, eb.hi)),
+        new_ci: Some((en.lo, en.hi)),
+        change,
+        method: QUANTILE_METHOD,
+    })
 }
 
 /// Rates per second of the main counts and of every qualified series either run has, and per
