@@ -124,7 +124,7 @@ pub(crate) fn scenario_cxl_ras(c: &mut Checks) -> Result<()> {
     sleep(Duration::from_secs(2));
     held.end()?;
     let (s, _start, bt) = stop_session_full(session)?;
-    let processing = match topo_has_device_events() {
+    let processing = match has_device_event_tracepoints() {
         false => Err("this kernel has no cxl:cxl_general_media tracepoint".to_string()),
         true => event_processing(&s),
     };
@@ -152,7 +152,7 @@ pub(crate) fn scenario_cxl_ras(c: &mut Checks) -> Result<()> {
 }
 
 /// Whether this kernel has the device event tracepoints.
-fn topo_has_device_events() -> bool {
+fn has_device_event_tracepoints() -> bool {
     ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
         .iter()
         .any(|t| {
