@@ -184,6 +184,11 @@ impl KernelLayout {
 
 /// Rare tracepoints captured raw ([`RawTpEvent`]) and decoded in userspace with the field
 /// offsets of their tracefs format.
+/// `enum migrate_reason` values the kernel side acts on (the same since 3.x).
+pub const MR_MEMORY_FAILURE: u32 = 1;
+/// `MR_MEMORY_HOTPLUG`.
+pub const MR_MEMORY_HOTPLUG: u32 = 2;
+
 pub mod raw {
     /// `sched:sched_move_numa`.
     pub const SCHED_MOVE_NUMA: u16 = 0;
@@ -205,8 +210,17 @@ pub mod raw {
     pub const CXL_MEMORY_MODULE: u16 = 8;
     /// `cxl:cxl_poison`.
     pub const CXL_POISON: u16 = 9;
+    /// `ras:memory_failure_event` and every id after it are memory errors or their kills.
+    pub const FIRST_URGENT: u16 = MEMORY_FAILURE;
+    /// `signal:signal_generate`, kept only for SIGBUS (the kernel's memory-error kill).
+    pub const SIGNAL_GENERATE: u16 = 10;
     /// Number of raw tracepoints.
-    pub const NR: usize = 10;
+    pub const NR: usize = 11;
+    /// Offset of `int sig` in `signal:signal_generate` (the same on every kernel since the
+    /// tracepoint was added in 3.x; userspace checks it against the format before attaching).
+    pub const SIGNAL_SIG_OFFSET: usize = 8;
+    /// The signal kept.
+    pub const SIGBUS: i32 = 7;
     /// Bytes of a record kept (longer records are cut).
     pub const DATA: usize = 256;
 }
@@ -296,13 +310,13 @@ pub struct RawLayout {
     /// Indexed by the `raw::*` ids.
     pub size: [u32; raw::NR],
     /// Reserved, zero.
-    pub _reserved: [u32; 2],
+    pub _reserved: [u32; 1],
 }
 
 impl RawLayout {
     /// Copies nothing until userspace says how long the records are.
     pub const DEFAULT: Self = Self {
         size: [0; raw::NR],
-        _reserved: [0; 2],
+        _reserved: [0; 1],
     };
 }

@@ -17,12 +17,12 @@ use aya_ebpf::{
 };
 use cxl_trace_common::{
     folio_size, kind, stat, FolioMigrateEvent, KernelLayout, MigrateEvent, MigrateLayout,
-    MigrateStartEvent, COMM_LEN, COPY_UNKNOWN,
+    MigrateStartEvent, COMM_LEN, COPY_UNKNOWN, MR_MEMORY_FAILURE, MR_MEMORY_HOTPLUG,
 };
 
 use crate::shared::{
-    arg_at, bump, current_ids, emit, header, header_at, kprobe_arg, now, HOOK_ARGS, KERNEL_LAYOUT,
-    NONE,
+    arg_at, bump, current_ids, emit, emit_with, header, header_at, kprobe_arg, now, HOOK_ARGS,
+    KERNEL_LAYOUT, NONE,
 };
 
 #[unsafe(no_mangle)]
@@ -48,7 +48,7 @@ pub fn mm_migrate_pages_start(ctx: TracePointContext) -> u32 {
     let (pid, tid) = current_ids();
     // The per-folio hook reads the reason of the batch in progress on this thread.
     let _ = BATCH_REASON.insert(&tid, &reason, 0);
-    emit(
+    emit_with(
         kind::MIGRATE_START,
         MigrateStartEvent {
             hdr: header(kind::MIGRATE_START, pid, tid),
@@ -56,6 +56,7 @@ pub fn mm_migrate_pages_start(ctx: TracePointContext) -> u32 {
             reason,
             comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
         },
+        reason == MR_MEMORY_FAILURE || reason == MR_MEMORY_HOTPLUG,
     );
     0
 }

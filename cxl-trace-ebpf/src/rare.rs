@@ -50,7 +50,13 @@ fn capture(ctx: &TracePointContext, tp: u16) -> u32 {
         entry.discard(0);
         return 0;
     }
-    entry.submit(crate::shared::submit_flags());
+    // Memory errors and kills wake the reader at once (see `emit_with`); the frequent
+    // ones (kswapd wake-ups, NUMA task moves) wait for the batch.
+    entry.submit(if tp >= raw::FIRST_URGENT {
+        u64::from(aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP)
+    } else {
+        crate::shared::submit_flags()
+    });
     bump(stat::PRODUCED + u32::from(kind::RAW_TP));
     0
 }
@@ -75,4 +81,16 @@ raw_tracepoints! {
     cxl_dram => raw::CXL_DRAM,
     cxl_memory_module => raw::CXL_MEMORY_MODULE,
     cxl_poison => raw::CXL_POISON,
+}
+
+/// `signal:signal_generate`, SIGBUS only: the kill of a process whose page has a memory
+/// error. Every other signal returns before the copy.
+#[tracepoint]
+pub fn signal_generate(ctx: TracePointContext) -> u32 {
+    // SAFETY: a 4-byte read inside the tracepoint record; userspace attaches this program
+    // only when the kernel's format has `int sig` at this offset.
+    match unsafe { ctx.read_at::<i32>(raw::SIGNAL_SIG_OFFSET) } {
+        Ok(raw::SIGBUS) => capture(&ctx, raw::SIGNAL_GENERATE),
+        _ => 0,
+    }
 }

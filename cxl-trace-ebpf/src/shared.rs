@@ -133,10 +133,21 @@ pub fn submit_flags() -> u64 {
 /// as produced or dropped for `kind`.
 #[inline(always)]
 pub fn emit<T: 'static>(kind: u16, value: T) {
+    emit_with(kind, value, false)
+}
+
+/// [`emit`], waking the reader at once when `urgent`: a memory error or an offline, whose
+/// blast radius userspace reads from /proc while it is still true.
+#[inline(always)]
+pub fn emit_with<T: 'static>(kind: u16, value: T, urgent: bool) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(value);
-            entry.submit(submit_flags());
+            entry.submit(if urgent {
+                u64::from(aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP)
+            } else {
+                submit_flags()
+            });
             bump(stat::PRODUCED + u32::from(kind));
         }
         None => bump(stat::DROPPED + u32::from(kind)),

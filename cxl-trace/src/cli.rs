@@ -38,6 +38,10 @@ pub enum Command {
     Replay(ReplayOpts),
     /// Print the JSON Schema of a command's JSON output (every command's without COMMAND).
     Schema(SchemaOpts),
+    /// Internal: the helper `top` and `record` start to read other processes' memory maps
+    /// for blast radii, keeping CAP_SYS_PTRACE only; answers requests on stdin.
+    #[command(hide = true, name = "proc-reader")]
+    ProcReader,
 }
 
 /// Options of `schema`.

@@ -43,5 +43,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Diff(o) => cmd::diff::run(&o),
         Command::Redact(o) => cmd::redact::run(&o),
         Command::Schema(o) => cmd::schema::run(&o),
+        Command::ProcReader => session::blast::serve(),
     }
 }

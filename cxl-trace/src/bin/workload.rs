@@ -92,10 +92,14 @@ enum Cmd {
     },
     /// Poison pages of its own on NODE as a memory error would: one soft-offlined
     /// (MADV_SOFT_OFFLINE: the kernel migrates it away), one hard-poisoned (MADV_HWPOISON: the
-    /// kernel unmaps it; it is never touched again). Needs CAP_SYS_ADMIN.
+    /// kernel unmaps it). Needs CAP_SYS_ADMIN.
     Poison {
         #[arg(long)]
         node: u32,
+        /// Then print the result, wait this long and read the hard-poisoned page: the kernel
+        /// kills the process with SIGBUS, as it kills a program that reads a failed page.
+        #[arg(long)]
+        touch_after_ms: Option<u64>,
     },
     /// Place memory and keep it (optionally writing it in a hot loop).
     Hold {
@@ -271,7 +275,7 @@ fn nodes_json(m: &std::collections::BTreeMap<i32, u64>) -> String {
 }
 
 /// One page soft-offlined, one hard-poisoned; both on `node` first.
-fn poison(node: u32) -> Result<String, String> {
+fn poison(node: u32, touch_after_ms: Option<u64>) -> Result<String, String> {
     let r = placed(1, Some(node))?;
     let before = r.nodes()?;
     let advise = |i: usize, advice: libc::c_int, what: &str| {
@@ -285,9 +289,22 @@ fn poison(node: u32) -> Result<String, String> {
     };
     advise(0, libc::MADV_SOFT_OFFLINE, "madvise(MADV_SOFT_OFFLINE)")?;
     advise(1, libc::MADV_HWPOISON, "madvise(MADV_HWPOISON)")?;
-    Ok(format!(
-        "{{\"soft_offlined\":1,\"hwpoisoned\":1,\"before\":{}}}",
+    let result = format!(
+        "{{\"soft_offlined\":1,\"hwpoisoned\":1,\"pid\":{},\"before\":{}}}",
+        std::process::id(),
         nodes_json(&before)
+    );
+    let Some(ms) = touch_after_ms else {
+        return Ok(result);
+    };
+    println!("{result}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    std::thread::sleep(Duration::from_millis(ms));
+    // SAFETY: page 1 is inside the live mapping; reading it is what raises the SIGBUS.
+    let v = unsafe { std::ptr::read_volatile(r.page(1)) };
+    Err(format!(
+        "read the hard-poisoned page and got {v}, not SIGBUS"
     ))
 }
 
@@ -364,7 +381,10 @@ fn run(cmd: Cmd) -> Result<String, String> {
             seconds,
             threads,
         } => getpgid(rate, seconds, threads),
-        Cmd::Poison { node } => poison(node),
+        Cmd::Poison {
+            node,
+            touch_after_ms,
+        } => poison(node, touch_after_ms),
         Cmd::Hold {
             mib,
             node,

@@ -39,6 +39,9 @@ fn perfetto(
     {
         w.counters(iv.t - iv.dt, iv.dt, &iv.totals, iv.drops.total())
             .map_err(io)?;
+        for b in &iv.blast {
+            w.blast(b).map_err(io)?;
+        }
     }
     let truncated = src.truncated();
     w.finish(&TraceInfo {

@@ -7,6 +7,7 @@
 //! machine-readable output is made of.
 
 pub mod aggregate;
+pub mod blast;
 pub mod diff;
 pub mod event;
 pub mod filter;

@@ -71,6 +71,9 @@ impl Playback {
             self.agg.set_tiers(TierMap::from_topology(&t));
             self.topo = t;
         }
+        for b in &s.blast {
+            self.agg.log(LogEntry::Blast(b.clone()));
+        }
         let iv = self.agg.end_interval();
         if self.first.is_none() {
             self.first = Some(s.clone());
@@ -153,6 +156,8 @@ pub struct Interval {
     pub drops: Drops,
     /// /proc/vmstat delta over the interval.
     pub vmstat: std::collections::BTreeMap<String, u64>,
+    /// Blast radii settled in the interval.
+    pub blast: Vec<crate::model::schema::BlastRadius>,
 }
 
 /// A recording read interval by interval.
@@ -229,6 +234,7 @@ impl Intervals {
                         totals,
                         drops: drops_since(&drops_of(&s), &drops_of(&p)),
                         vmstat: vmstat_of(&s).delta(&vmstat_of(&p)),
+                        blast: s.blast,
                     }));
                 }
             }

@@ -71,6 +71,7 @@ pub const RARE: [RareSpec; raw::NR] = [
     spec!(raw::CXL_DRAM, "cxl", "cxl_dram", Ras),
     spec!(raw::CXL_MEMORY_MODULE, "cxl", "cxl_memory_module", Ras),
     spec!(raw::CXL_POISON, "cxl", "cxl_poison", Ras),
+    spec!(raw::SIGNAL_GENERATE, "signal", "signal_generate", Ras),
 ];
 
 /// A decoded field value.

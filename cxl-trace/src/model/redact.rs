@@ -419,6 +419,38 @@ impl Redactor {
         if let Some(t) = s.topology.as_mut() {
             self.topology(t);
         }
+        for b in &mut s.blast {
+            self.blast(b);
+        }
+    }
+
+    /// Redacts a blast radius: holder names hashed as the records' names are (so they still
+    /// match), each component of a cgroup path hashed (the hierarchy is kept); pids and
+    /// page counts are kept, as in the records.
+    pub fn blast(&self, b: &mut crate::model::schema::BlastRadius) {
+        if self.key.is_none() {
+            return;
+        }
+        for h in &mut b.holders {
+            let name = self.name(h.comm.as_bytes());
+            let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+            h.comm = String::from_utf8_lossy(&name[..end]).into_owned();
+            h.cgroup = self.cgroup(&h.cgroup);
+        }
+        b.cgroups = std::mem::take(&mut b.cgroups)
+            .into_iter()
+            .map(|(k, v)| (self.cgroup(&k), v))
+            .collect();
+        if let Some(c) = &mut b.scope.page_cgroup {
+            *c = self.cgroup(c);
+        }
+    }
+
+    fn cgroup(&self, path: &str) -> String {
+        path.split('/')
+            .map(|c| self.string(c))
+            .collect::<Vec<_>>()
+            .join("/")
     }
 }
 

@@ -242,7 +242,57 @@ pub fn log_line(e: &LogEntry) -> String {
                 t.memory_blocks.after
             )
         }
+        LogEntry::Blast(b) => {
+            let shown: Vec<String> = b.holders.iter().take(3).map(holder_line).collect();
+            let more = b.holders.len().saturating_sub(3) as u64 + b.holders_left_out;
+            format!(
+                "{} of {} node={} tier={}{}{}: {} holders{}{}",
+                b.event,
+                b.cause,
+                opt(b.scope.node),
+                opt(b.scope.tier),
+                b.scope
+                    .pfn
+                    .map_or(String::new(), |p| format!(" pfn={p:#x}")),
+                b.scope
+                    .page_cgroup
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(" page_cgroup={c}")),
+                b.holders.len() as u64 + b.holders_left_out,
+                if shown.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", shown.join("; "))
+                },
+                if more > 0 {
+                    format!("; {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        }
     }
+}
+
+/// One holder of a blast radius: `comm[pid] N pages (cgroup) -> fate`.
+pub fn holder_line(h: &crate::model::schema::Holder) -> String {
+    let after = match (h.fate, h.pages_after) {
+        (crate::model::schema::Fate::Migrated, Some(a)) => format!(", {a} left"),
+        _ => String::new(),
+    };
+    format!(
+        "{}[{}] {} pages{} in {} -> {}{after}",
+        h.comm,
+        h.pid,
+        h.pages,
+        if h.page_cgroup {
+            " (the page's cgroup)"
+        } else {
+            ""
+        },
+        h.cgroup,
+        h.fate.name()
+    )
 }
 
 /// Fields that hold addresses (shown in hex).

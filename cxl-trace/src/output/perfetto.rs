@@ -168,6 +168,25 @@ impl<W: Write> PerfettoWriter<W> {
         Ok(u32::from(cpu) + 1)
     }
 
+    /// A blast radius: a global instant (a line across every track) at its event's time,
+    /// the holders and their fates as arguments.
+    pub fn blast(&mut self, b: &crate::model::schema::BlastRadius) -> std::io::Result<()> {
+        let name = format!("blast radius of {}", b.cause);
+        let tid = self.track(0)?;
+        let ts = self.us(b.ts_ns);
+        self.put(&TraceEvent {
+            ph: "i",
+            s: Some("g"),
+            name: &name,
+            cat: Some("ras"),
+            ts: Some(ts),
+            dur: None,
+            pid: CPUS_PID,
+            tid,
+            args: b,
+        })
+    }
+
     fn instant(
         &mut self,
         name: &str,

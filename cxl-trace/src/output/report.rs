@@ -253,12 +253,69 @@ fn events(v: &Window) -> String {
                 format!("{:>+10.3} s", r.ts_ns.saturating_sub(start) as f64 / 1e9)
             }
             LogEntry::Ras(r) => format!("{:>10.3} s", r.ts_ns as f64 / 1e9),
+            LogEntry::Blast(b) if start > 0 => {
+                format!("{:>+10.3} s", b.ts_ns.saturating_sub(start) as f64 / 1e9)
+            }
+            LogEntry::Blast(b) => format!("{:>10.3} s", b.ts_ns as f64 / 1e9),
             LogEntry::Topology(_) => format!("{:>12}", "-"),
         };
-        s += &format!("  {when}  {}\n", log_line(e));
+        match e {
+            LogEntry::Blast(b) => s += &blast(&when, b),
+            _ => s += &format!("  {when}  {}\n", log_line(e)),
+        }
     }
     if log.log_dropped > 0 {
         s += &format!("  ({} more not kept)\n", log.log_dropped);
+    }
+    s
+}
+
+/// A blast radius in full: the scope, then one line per holder and per cgroup.
+fn blast(when: &str, b: &crate::model::schema::BlastRadius) -> String {
+    let opt = |v: Option<u32>| v.map_or("?".to_string(), |v| v.to_string());
+    let mut s = format!(
+        "  {when}  blast radius of {} ({} event{}): node {} tier {}{}{}\n",
+        b.cause,
+        b.events,
+        if b.events == 1 { "" } else { "s" },
+        opt(b.scope.node),
+        opt(b.scope.tier),
+        b.scope
+            .pfn
+            .map_or(String::new(), |p| format!(", pfn {p:#x}")),
+        b.scope
+            .page_cgroup
+            .as_ref()
+            .map_or(String::new(), |c| format!(", page charged to {c}")),
+    );
+    let pad = " ".repeat(when.len() + 4);
+    s += &format!(
+        "{pad}read {:.0} ms after the event, fates {:.0} ms after; {}\n",
+        b.sampled_after_ms, b.settled_after_ms, b.method
+    );
+    if b.moved_before_sample > 0 {
+        s += &format!(
+            "{pad}{} pages had already moved off the node when the holders were read\n",
+            b.moved_before_sample
+        );
+    }
+    if b.holders.is_empty() {
+        s += &format!("{pad}no process had pages on the node\n");
+    }
+    for h in &b.holders {
+        s += &format!("{pad}  {}\n", crate::model::sample::holder_line(h));
+    }
+    if b.holders_left_out > 0 {
+        s += &format!("{pad}  ({} more holders)\n", b.holders_left_out);
+    }
+    for (cg, pages) in &b.cgroups {
+        s += &format!("{pad}  cgroup {cg}: {pages} pages\n");
+    }
+    if b.unreadable > 0 {
+        s += &format!(
+            "{pad}  {} processes' maps could not be read (other users', without privileges)\n",
+            b.unreadable
+        );
     }
     s
 }

@@ -175,7 +175,7 @@ impl Tracer {
             kernel: layout::kernel_layout(&tracefs, &syms, &facts),
             raw: RawLayout {
                 size: if cfg.rare { rare.sizes() } else { [0; raw::NR] },
-                _reserved: [0; 2],
+                _reserved: [0; 1],
             },
             hook_args,
         };

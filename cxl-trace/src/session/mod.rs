@@ -2,6 +2,7 @@
 //! and a [`Sink`] is where the run goes: JSON lines ([`lines`]), a recording ([`recorder`]) or
 //! the dashboard (in the tui layer, above this one).
 
+pub mod blast;
 pub mod child;
 pub mod clock;
 pub mod lines;
@@ -65,6 +66,8 @@ pub struct Tick<'a> {
     pub dropped_total: &'a Drops,
     /// The topology, when it changed in this interval.
     pub topology: Option<&'a Topology>,
+    /// Blast radii settled in this interval (logged in the aggregator too).
+    pub blast: &'a [crate::model::schema::BlastRadius],
     /// The aggregator (whole run so far).
     pub agg: &'a Aggregator,
     /// The probes.
@@ -133,6 +136,7 @@ struct Loop {
     drops_start: Drops,
     drops_last: Drops,
     skip_pid: Option<u32>,
+    blast: blast::Watch,
 }
 
 impl Loop {
@@ -142,6 +146,7 @@ impl Loop {
         start_ns: u64,
         drops_start: Drops,
         skip_pid: Option<u32>,
+        reader: blast::ProcReader,
     ) -> Self {
         Self {
             agg: Aggregator::with_context(
@@ -156,6 +161,7 @@ impl Loop {
             drops_last: drops_start.clone(),
             drops_start,
             skip_pid,
+            blast: blast::Watch::new(reader, tracer.rare.clone()),
         }
     }
 
@@ -169,6 +175,7 @@ impl Loop {
                 Ok(Event::Fault(f)) if Some(f.pid) == self.skip_pid => {}
                 Ok(ev) => {
                     self.agg.ingest(&ev);
+                    self.blast.event(&ev, self.agg.tiers());
                     sink.record(&item);
                 }
                 Err(e) => {
@@ -179,12 +186,18 @@ impl Loop {
                 }
             }
         }
+        // Who had pages where a memory error struck, read while it is still true.
+        self.blast.read_pending(monotonic_ns);
     }
 
     /// Ends an interval: re-reads the topology (a change is logged and used from now on),
     /// then hands the interval to the sink.
-    fn interval<S: Sink>(&mut self, tracer: &Tracer, sink: &mut S) -> Result<bool> {
+    fn interval<S: Sink>(&mut self, tracer: &Tracer, sink: &mut S, last: bool) -> Result<bool> {
         let now = monotonic_ns();
+        let blast = self.blast.settle(now, last);
+        for b in &blast {
+            self.agg.log(LogEntry::Blast(b.clone()));
+        }
         let drops = tracer.drops();
         let live = Topology::live();
         let changed = match topology_change(&self.topo, &live) {
@@ -205,6 +218,7 @@ impl Loop {
             dropped: &drops_since(&drops, &self.drops_last),
             dropped_total: &drops_since(&drops, &self.drops_start),
             topology: changed.then_some(&self.topo),
+            blast: &blast,
             agg: &self.agg,
             tracer,
         };
@@ -228,11 +242,19 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
         drops_start,
         topology,
         skip_pid,
+        proc_reader,
         ..
     } = live;
     let mut input = sink.take_input();
     let mut open = sink.start(&start)?;
-    let mut lp = Loop::new(&tracer, topology, start_ns, drops_start, skip_pid);
+    let mut lp = Loop::new(
+        &tracer,
+        topology,
+        start_ns,
+        drops_start,
+        skip_pid,
+        proc_reader,
+    );
     let Timers {
         mut ticker,
         mut poll,
@@ -259,7 +281,7 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
             }
             _ = ticker.tick() => {
                 lp.drain(ring.get_mut(), &mut sink);
-                open = lp.interval(&tracer, &mut sink)?;
+                open = lp.interval(&tracer, &mut sink, false)?;
                 if let Some(pid) = cfg.pid {
                     if !Path::new(&format!("/proc/{pid}")).exists() {
                         eprintln!("cxl-trace: process {pid} exited");
@@ -304,10 +326,12 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
     // Everything the kernel submitted before this point is in the ring buffer now.
     lp.drain(ring.get_mut(), &mut sink);
     // A last, partial interval, unless the run ended right on a tick with nothing new.
-    let partial =
-        lp.agg.interval().events > 0 || monotonic_ns().saturating_sub(lp.last_ns) >= 1_000_000;
+    // Open incidents settle in it: their fates are read now.
+    let partial = lp.agg.interval().events > 0
+        || lp.blast.is_open()
+        || monotonic_ns().saturating_sub(lp.last_ns) >= 1_000_000;
     if open && partial {
-        open = lp.interval(&tracer, &mut sink)?;
+        open = lp.interval(&tracer, &mut sink, true)?;
     }
     finish(lp, &tracer, &vm_start, sink, open, cfg, code)?;
     Ok(code)

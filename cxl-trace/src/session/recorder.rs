@@ -232,6 +232,7 @@ impl Recorder {
             drops: Default::default(),
             produced: live.tracer.produced(),
             topology: None,
+            blast: Vec::new(),
         };
         self.snapshot(live.start_ns, &snap);
     }
@@ -260,6 +261,7 @@ impl Sink for Recorder {
             drops: tick.dropped_total.by_kind.clone(),
             produced: tick.tracer.produced(),
             topology: tick.topology.cloned(),
+            blast: tick.blast.to_vec(),
         };
         self.snapshot(tick.now_ns, &snap);
         self.show_progress(tick.t_s, tick.dropped_total.total());

@@ -52,6 +52,8 @@ pub struct Live {
     pub skip_pid: Option<u32>,
     /// The pid followed (`--pid`, or the command's).
     pub pid: Option<u32>,
+    /// Reads blast radii (opened with privileges).
+    pub proc_reader: crate::session::blast::ProcReader,
 }
 
 impl Live {
@@ -105,7 +107,9 @@ impl Live {
         };
         // Everything privileged is done: the probes are attached, the recording is open, the
         // command is started. Before any other thread exists, drop what is left.
-        let privileges = crate::session::privs::drop_after_attach(output, child.is_some());
+        let (proc_reader, helper) = crate::session::blast::ProcReader::open();
+        let mut privileges = crate::session::privs::drop_after_attach(output, child.is_some());
+        privileges.summary = format!("{}; {helper}", privileges.summary);
         eprintln!("cxl-trace: privileges: {}", privileges.summary);
         let pid = t.pid.or_else(|| child.as_ref().and_then(|c| c.id()));
         Ok(Live {
@@ -121,6 +125,7 @@ impl Live {
             kernel: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
             skip_pid: follows.then(std::process::id),
             pid,
+            proc_reader,
         })
     }
 

@@ -31,6 +31,7 @@ mod recordings;
 use recordings::*;
 mod cxl;
 use cxl::*;
+mod blast;
 mod ras;
 use ras::*;
 

@@ -49,7 +49,7 @@ fn ras(s: &Window) -> Vec<&RasEntry> {
         .iter()
         .filter_map(|e| match e {
             LogEntry::Ras(r) => Some(r),
-            LogEntry::Topology(_) => None,
+            LogEntry::Topology(_) | LogEntry::Blast(_) => None,
         })
         .collect()
 }
@@ -92,38 +92,52 @@ pub(crate) fn scenario_cxl_ras(c: &mut Checks) -> Result<()> {
         format!("{region:?}"),
         region.is_some(),
     );
-    // A page of system RAM on the CXL node: the first online block inside the region; its
-    // DPA is its offset in the region (one device, no interleave).
-    let block = topo.memory_block_bytes.max(1);
-    let first_ram = topo
-        .nodes
-        .iter()
-        .find(|n| n.id == node)
-        .and_then(|n| n.memory_blocks.iter().min().copied())
-        .map(|b| b * block);
     let session = start_session()?;
+    // A bystander on the CXL node, in a cgroup of its own: every memory error there is in
+    // its blast radius, and it must come out unaffected (or migrated, by the offline).
+    let held_cg = make_cgroup("cxltrace-held")?;
     let held = hold(
         &["--mib", "16", "--node", &node.to_string(), "--unbind"],
-        None,
+        Some(&held_cg),
     )?;
-    let ram_dpa = match (&region, first_ram) {
-        (Some(r), Some(hpa)) => hpa.checked_sub(r.start),
-        _ => None,
-    };
-    poison_steps(c, ram_dpa)?;
+    let held_pid = held.pid();
+    // A page the bystander holds, found by its address (numa_maps, then pagemap): its DPA is
+    // its offset in the region (one device, no interleave).
+    let held_page = region
+        .as_ref()
+        .and_then(|r| super::blast::page_of(held_pid, node, r.start));
+    say(&format!("the bystander's page (pfn, DPA): {held_page:x?}"));
+    poison_steps(c, held_page.map(|(_, dpa)| dpa))?;
     event_steps(c)?;
-    say("madvise: one page of the CXL node soft-offlined, one hard-poisoned");
-    workload(&["poison", "--node", &node.to_string()])?;
+    say("madvise: one page of the CXL node soft-offlined, one hard-poisoned, then read");
+    let victim = super::blast::victim(c, node)?;
+    // Its incident settles 2 s after the error, at the next interval, before the offline.
+    sleep(Duration::from_secs(3));
     say("daxctl offline-memory dax0.0 with 16 MiB held on the CXL node");
     let offline = sh(Command::new("daxctl").args(["offline-memory", "dax0.0"]));
+    let offline_ok = offline.is_ok();
     c.truth(
         "the CXL memory went offline under a process",
         format!("{offline:?}").chars().take(120).collect(),
-        offline.is_ok(),
+        offline_ok,
     );
-    sleep(Duration::from_secs(2));
+    // The incident settles 2 s after the offline, at the next interval: the holder must
+    // still run then, its pages moved.
+    sleep(Duration::from_secs(4));
     held.end()?;
     let (s, _start, bt) = stop_session_full(session)?;
+    super::blast::check(
+        c,
+        &s,
+        &super::blast::Expect {
+            node,
+            victim,
+            held: held_pid,
+            held_pfn: held_page.map(|(pfn, _)| pfn),
+            held_cgroup: "/cxltrace-held",
+            offline: offline_ok,
+        },
+    );
     let processing = match has_device_event_tracepoints() {
         false => Err("this kernel has no cxl:cxl_general_media tracepoint".to_string()),
         true => event_processing(&s),
@@ -162,8 +176,8 @@ fn has_device_event_tracepoints() -> bool {
         })
 }
 
-/// Poison at DPA 0 (the region's devdax reserve) and at the first page of system RAM on the
-/// CXL node, through the kernel's debugfs, then the poison list read.
+/// Poison at DPA 0 (the region's devdax reserve) and at a page of system RAM on the CXL node
+/// that a process holds, through the kernel's debugfs, then the poison list read.
 fn poison_steps(c: &mut Checks, ram_dpa: Option<u64>) -> Result<()> {
     let inject = "/sys/kernel/debug/cxl/mem0/inject_poison";
     if !std::path::Path::new(inject).exists() {

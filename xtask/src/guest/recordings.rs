@@ -144,6 +144,21 @@ pub(crate) fn record_promotion_cycles(out: &str) -> Result<()> {
     Ok(())
 }
 
+/// Intervals of a recording in which the kernel counted promotions (`pgpromote_success`),
+/// and all its intervals.
+fn promoting_intervals(path: &str) -> Result<(u64, u64)> {
+    let mut it = cxl_trace::model::playback::Intervals::open(std::path::Path::new(path))
+        .with_context(|| format!("reading {path}"))?;
+    let (mut with, mut all) = (0, 0);
+    while let Some(i) = it.next_interval()? {
+        all += 1;
+        if i.vmstat.get("pgpromote_success").copied().unwrap_or(0) > 0 {
+            with += 1;
+        }
+    }
+    Ok((with, all))
+}
+
 /// Issue 7: two recordings of the same promotion scenario, the second with the promote rate
 /// limit throttled to 1 MB/s. `diff` must flag the configuration, call the promotion drop
 /// significant and fail `--fail-on promotions:-20%` (exit 1); a recording against itself is
@@ -162,7 +177,30 @@ pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
     let (base, thr) = ("/tmp/diff-base.cxlt", "/tmp/diff-throttled.cxlt");
     say("diff: recording promotion cycles at the default rate limit");
     write(rate, "65536")?;
-    record_promotion_cycles(base)?;
+    // The comparison is only as good as its base: under TCG on a loaded host a run can be
+    // starved (a third of the usual fault rate) and promote in a handful of its intervals,
+    // and no test over intervals can then call even a -90% change significant. Such a base
+    // is a failed precondition of the scenario, not a result: it is recorded again (twice at
+    // most) and the attempts are shown; the check itself is unchanged.
+    let steady = |(with, all): (u64, u64)| with * 3 >= all;
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        record_promotion_cycles(base)?;
+        let (with, all) = promoting_intervals(base)?;
+        attempts.push((with, all));
+        if steady((with, all)) {
+            break;
+        }
+        say(&format!(
+            "diff: the base run promoted in {with} of {all} intervals only; recording it again"
+        ));
+    }
+    let shown: Vec<String> = attempts.iter().map(|(w, a)| format!("{w}/{a}")).collect();
+    c.truth(
+        "diff: the base run promotes in a third of its intervals",
+        format!("per attempt: {}", shown.join(", ")),
+        attempts.last().is_some_and(|a| steady(*a)),
+    );
     // For the host's cross-kernel diff: the same workload recorded on each kernel.
     if let Err(e) = fs::copy(base, "/results/promotion.cxlt") {
         say(&format!("cannot keep the promotion recording: {e}"));

@@ -30,6 +30,9 @@ pub struct Snapshot {
     /// The topology, when it changed since the previous snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topology: Option<Topology>,
+    /// Blast radii settled in the interval this snapshot ends.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blast: Vec<crate::model::schema::BlastRadius>,
 }
 
 /// The end chunk of a recording that finished cleanly: counts only, no names (a redacted

@@ -14,9 +14,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::event::{MigrateReason, Verdict};
 
+mod blast;
 mod docs;
 mod window;
 
+pub use blast::*;
 pub use docs::*;
 pub use window::*;
 

@@ -384,6 +384,8 @@ pub enum LogEntry {
     Ras(RasEntry),
     /// Nodes, tiers or memory blocks changed (memory hotplug).
     Topology(TopologyChange),
+    /// Who had pages where a memory error struck or memory went offline.
+    Blast(super::BlastRadius),
 }
 
 /// A RAS or CXL tracepoint in the event log.
