@@ -9,7 +9,7 @@ use std::{fs, path::Path};
 use common::{cxl_trace, json_lines, of_type, stderr};
 use cxl_trace::model::{
     recording::{Chunk, ChunkKind, Reader, Writer},
-    schema::{BlastRadius, BlastScope, Fate, Holder, LogEntry, Window},
+    schema::{BlastRadius, BlastScope, Fate, Holder, Window},
 };
 
 const GOLDEN_V1: &str = concat!(
@@ -101,14 +101,7 @@ fn with_incident(dir: &Path, b: &BlastRadius) -> String {
 }
 
 fn blasts(w: &Window) -> Vec<BlastRadius> {
-    w.events_log
-        .log
-        .iter()
-        .filter_map(|e| match e {
-            LogEntry::Blast(b) => Some(b.clone()),
-            _ => None,
-        })
-        .collect()
+    w.events_log.blasts().cloned().collect()
 }
 
 fn report(path: &str) -> Window {

@@ -447,3 +447,31 @@ fn ras_and_cxl_events_decode_to_names_on_every_kernel() {
         assert_eq!(got["media_status"], s("Normal"), "{}", f.release);
     }
 }
+
+/// The kernel side's fixed reads: `int sig` of `signal:signal_generate` at the offset the
+/// SIGBUS filter reads, and the migrate reasons that wake the reader at once, on every kernel.
+#[test]
+fn sigbus_filter_and_urgent_reasons_match_every_kernel() {
+    use cxl_trace::model::event::MigrateReason;
+    for (_, f) in kernels() {
+        let fmt = f
+            .format("signal", "signal_generate")
+            .unwrap_or_else(|e| panic!("{}: signal:signal_generate: {e}", f.release));
+        let sig = fmt.fields.get("sig").expect("sig field");
+        assert_eq!(
+            (sig.offset as usize, sig.size),
+            (raw::SIGNAL_SIG_OFFSET, 4),
+            "{}",
+            f.release
+        );
+        assert!(fmt.fields.contains_key("pid"), "{}: pid", f.release);
+    }
+    assert_eq!(
+        MigrateReason::from_raw(cxl_trace_common::MR_MEMORY_FAILURE),
+        MigrateReason::MemoryFailure
+    );
+    assert_eq!(
+        MigrateReason::from_raw(cxl_trace_common::MR_MEMORY_HOTPLUG),
+        MigrateReason::MemoryHotplug
+    );
+}

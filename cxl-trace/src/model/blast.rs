@@ -7,7 +7,7 @@
 //! event. The session layer reads `/proc`; everything here is tested
 //! without it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::model::schema::{BlastRadius, BlastScope, Fate, Holder};
 
@@ -239,14 +239,10 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// The pids of the open incidents' holders.
-pub fn pids(list: &[(u32, u32)]) -> BTreeSet<u32> {
-    list.iter().map(|(p, _)| *p).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     const NUMA_MAPS: &str = "\
 55d0c0a00000 default file=/usr/bin/cat mapped=2 N0=2 kernelpagesize_kB=4
@@ -347,7 +343,8 @@ mod tests {
             "not settled yet"
         );
         let due = inc.due(1_000 + SETTLE_NS, false);
-        assert_eq!(pids(&due), [10, 11, 12].into());
+        let pids: BTreeSet<u32> = due.iter().map(|(p, _)| *p).collect();
+        assert_eq!(pids, [10, 11, 12].into());
         let after: BTreeMap<(u32, u32), u64> = [((10, 1), 5), ((12, 1), 40)].into();
         let out = inc.settle(1_000 + SETTLE_NS, false, &after);
         assert!(!inc.is_open());

@@ -67,24 +67,15 @@ pub(crate) struct Expect<'a> {
     pub(crate) offline: bool,
 }
 
-fn blasts(s: &Window) -> Vec<&BlastRadius> {
-    s.events_log
-        .log
-        .iter()
-        .filter_map(|e| match e {
-            LogEntry::Blast(b) => Some(b),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Each incident's holders and fates.
 pub(crate) fn check(c: &mut Checks, s: &Window, e: &Expect) {
-    let all = blasts(s);
+    let all: Vec<&BlastRadius> = s.events_log.blasts().collect();
     for b in &all {
         say(&format!(
-            "blast: {}",
-            log_line(&LogEntry::Blast((*b).clone()))
+            "blast: {} (read {:.1} ms after the event, fates {:.0} ms after)",
+            log_line(&LogEntry::Blast((*b).clone())),
+            b.sampled_after_ms,
+            b.settled_after_ms
         ));
     }
     let of = |cause: &str| {
@@ -124,12 +115,9 @@ pub(crate) fn check(c: &mut Checks, s: &Window, e: &Expect) {
         ));
         bystander(c, b, e, "memory failure", Fate::Unaffected);
     }
-    let sigbus = s.events_log.log.iter().any(|l| match l {
-        LogEntry::Ras(r) => {
-            r.event == "signal:signal_generate"
-                && r.fields.get("pid").and_then(|v| v.as_u64()) == e.victim.map(u64::from)
-        }
-        _ => false,
+    let sigbus = s.events_log.ras().any(|r| {
+        r.event == "signal:signal_generate"
+            && r.fields.get("pid").and_then(|v| v.as_u64()) == e.victim.map(u64::from)
     });
     c.truth(
         "the kernel's SIGBUS to the victim is in the event log",

@@ -376,6 +376,24 @@ pub struct EventsLog {
     pub log_dropped: u64,
 }
 
+impl EventsLog {
+    /// The RAS and CXL tracepoints of the log.
+    pub fn ras(&self) -> impl Iterator<Item = &RasEntry> {
+        self.log.iter().filter_map(|e| match e {
+            LogEntry::Ras(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// The blast radii of the log.
+    pub fn blasts(&self) -> impl Iterator<Item = &super::BlastRadius> {
+        self.log.iter().filter_map(|e| match e {
+            LogEntry::Blast(b) => Some(b),
+            _ => None,
+        })
+    }
+}
+
 /// One entry of the event log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
