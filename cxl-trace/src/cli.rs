@@ -38,10 +38,21 @@ pub enum Command {
     Replay(ReplayOpts),
     /// Print the JSON Schema of a command's JSON output (every command's without COMMAND).
     Schema(SchemaOpts),
-    /// Internal: the helper `top` and `record` start to read other processes' memory maps
-    /// for blast radii, keeping CAP_SYS_PTRACE only; answers requests on stdin.
-    #[command(hide = true, name = "proc-reader")]
-    ProcReader,
+    /// Print a shell completion script, e.g. `cxl-trace completions bash >
+    /// /etc/bash_completion.d/cxl-trace` (`cargo xtask install` puts them in place).
+    Completions(CompletionsOpts),
+}
+
+/// The first argument that makes cxl-trace the blast-radius helper that `top` and `record`
+/// start (not a subcommand: no completion, help or man page offers it).
+pub const PROC_READER_ARG: &str = "--internal-proc-reader";
+
+/// Options of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsOpts {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Options of `schema`.

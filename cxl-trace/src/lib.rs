@@ -30,6 +30,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| error::Error::Runtime(format!("cannot start the async runtime: {e}")))
 }
 
+/// The blast-radius helper (`cli::PROC_READER_ARG`): answers requests on stdin.
+pub fn proc_reader() -> Result<i32> {
+    session::blast::serve()
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -43,6 +48,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Diff(o) => cmd::diff::run(&o),
         Command::Redact(o) => cmd::redact::run(&o),
         Command::Schema(o) => cmd::schema::run(&o),
-        Command::ProcReader => session::blast::serve(),
+        Command::Completions(o) => cmd::completions::run(&o),
     }
 }

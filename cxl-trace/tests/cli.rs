@@ -439,3 +439,50 @@ fn every_name_userspace_uses_is_in_the_bpf_object() {
         "missing from the BPF object: {missing:?}"
     );
 }
+
+/// `completions`: a script per shell naming every visible subcommand (bash's loads in bash,
+/// and completes `cxl-trace re` to the three commands that start so); an unknown shell is a
+/// usage error.
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = cxl_trace(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for sub in [
+            "top", "record", "report", "replay", "diff", "redact", "export", "doctor",
+        ] {
+            assert!(text.contains(sub), "{shell}: {sub}");
+        }
+        assert!(
+            !text.contains("proc-reader"),
+            "{shell}: the hidden helper is offered"
+        );
+    }
+    let out = cxl_trace(&["completions", "bash"]);
+    let dir = std::env::temp_dir().join(format!("cxlt-compl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let script = dir.join("cxl-trace.bash");
+    std::fs::write(&script, &out.stdout).expect("script");
+    let probe = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}'; COMP_WORDS=(cxl-trace re); COMP_CWORD=1; COMP_LINE='cxl-trace re'; COMP_POINT=12; _cxl__trace cxl-trace re cxl-trace; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .expect("bash");
+    let mut words: Vec<String> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    words.sort();
+    assert_eq!(
+        words,
+        ["record", "redact", "replay", "report"],
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_clean_failure(&["completions", "tcsh"], 2, "invalid value 'tcsh'");
+}

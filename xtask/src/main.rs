@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod fuzz;
 mod guest;
+mod install;
 mod kernels;
 mod lines;
 mod overhead;
@@ -45,6 +46,13 @@ enum Task {
         /// Arguments for cxl-trace, e.g. `-- top --no-tui`.
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Set up, build (release), then install cxl-trace, its shell completions (bash, zsh,
+    /// fish) and its man pages under PREFIX.
+    Install {
+        /// Installation prefix: PREFIX/bin, PREFIX/share/man/man1, PREFIX/share/...completions.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
     },
     /// Set up, then run the whole suite: fmt, clippy, unit tests, privileged tests, VM tests.
     Test {
@@ -459,6 +467,19 @@ fn main() -> ExitCode {
             };
             let status = c.args(&args).status().context("cannot start cxl-trace")?;
             std::process::exit(status.code().unwrap_or(1));
+        }),
+        Task::Install { prefix } => setup().and_then(|()| build(true)).and_then(|()| {
+            let files = install::install(&target_dir().join("release"), &prefix)?;
+            for f in &files {
+                println!("{}", f.display());
+            }
+            step(&format!(
+                "installed {} files under {}; `man cxl-trace-top` needs {} in MANPATH unless it is a standard prefix",
+                files.len(),
+                prefix.display(),
+                prefix.join("share/man").display()
+            ));
+            Ok(())
         }),
         Task::Test { no_vm } => setup().and_then(|()| test(no_vm)),
         Task::VmTest {

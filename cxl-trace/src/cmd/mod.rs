@@ -1,5 +1,6 @@
 //! One file per subcommand: each parses nothing (see [`crate::cli`]) and wires the layers below.
 
+pub mod completions;
 pub mod diff;
 pub mod doctor;
 pub mod export;

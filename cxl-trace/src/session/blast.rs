@@ -177,7 +177,7 @@ pub struct ProcReader {
     local: LocalReader,
 }
 
-/// The `proc-reader` helper: a child process that keeps CAP_SYS_PTRACE (and nothing else) to
+/// The helper (`cxl-trace --internal-proc-reader`): a child process that keeps CAP_SYS_PTRACE (and nothing else) to
 /// read other processes' `numa_maps`, one JSON request and answer per line.
 #[derive(Debug)]
 struct Helper {
@@ -212,7 +212,7 @@ impl Helper {
     fn start() -> std::io::Result<Self> {
         use std::process::{Command, Stdio};
         let mut child = Command::new(std::env::current_exe()?)
-            .arg("proc-reader")
+            .arg(crate::cli::PROC_READER_ARG)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -303,7 +303,7 @@ impl ProcReader {
     }
 }
 
-/// `cxl-trace proc-reader`: keeps CAP_SYS_PTRACE only (when it has it), then answers requests
+/// `cxl-trace --internal-proc-reader`: keeps CAP_SYS_PTRACE only (when it has it), then answers requests
 /// on stdin until it closes. Dies with its parent.
 pub fn serve() -> crate::error::Result<i32> {
     use std::io::{BufRead as _, Write as _};
