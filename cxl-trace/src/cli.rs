@@ -216,6 +216,10 @@ pub struct DoctorOpts {
 pub struct DoctorCmdOpts {
     #[command(flatten)]
     pub base: DoctorOpts,
+    /// One line per probe and tracepoint with its full reason, instead of what is lost,
+    /// grouped by cause.
+    #[arg(long, short)]
+    pub verbose: bool,
     /// Write this kernel's facts that the probes depend on (tracefs formats of every
     /// tracepoint used, BTF prototypes of every hooked function, which symbols kallsyms has,
     /// the /proc/vmstat names) into DIR, for a bug report or as a test fixture.

@@ -22,7 +22,7 @@ pub fn run(o: &crate::cli::DoctorCmdOpts) -> crate::error::Result<i32> {
     let out = if o.base.json {
         crate::model::schema::to_pretty(&to_doc(&report))?
     } else {
-        to_text(&report)
+        to_text(&report, o.verbose)
     };
     crate::output::write_stdout(out.as_bytes())?;
     Ok(0)
@@ -266,7 +266,9 @@ pub fn to_doc(r: &Report) -> Doctor {
 }
 
 /// Text form: one line per capability and probe.
-pub fn to_text(r: &Report) -> String {
+/// The report as text: probes and tracepoints grouped by what is lost, or with `verbose` one
+/// line each with its full reason.
+pub fn to_text(r: &Report, verbose: bool) -> String {
     let mut out = format!("cxl-trace doctor: kernel {}\n", r.kernel);
     let line = |out: &mut String, s: &ProbeStatus| {
         let tag = if s.is_live() {
@@ -276,12 +278,30 @@ pub fn to_text(r: &Report) -> String {
         };
         out.push_str(&format!("  [{tag}] {:<42} {}\n", s.name, s.reason));
     };
+    let section = |out: &mut String, title: &str, list: &[ProbeStatus]| {
+        if verbose {
+            out.push_str(&format!("{title}:\n"));
+            list.iter().for_each(|s| line(out, s));
+            return;
+        }
+        let live = list.iter().filter(|s| s.is_live()).count();
+        out.push_str(&format!(
+            "{title}: {live} live, {} unavailable{}\n",
+            list.len() - live,
+            if live < list.len() {
+                " (--verbose: each one and its full reason)"
+            } else {
+                ""
+            }
+        ));
+        for l in crate::model::status::lost_lines(list) {
+            out.push_str(&format!("  {l}\n"));
+        }
+    };
     out.push_str("capabilities:\n");
     r.capabilities.iter().for_each(|s| line(&mut out, s));
-    out.push_str("probes:\n");
-    r.probes.iter().for_each(|s| line(&mut out, s));
-    out.push_str("tracepoints:\n");
-    r.tracepoints.iter().for_each(|s| line(&mut out, s));
+    section(&mut out, "probes", &r.probes);
+    section(&mut out, "tracepoints", &r.tracepoints);
     out.push_str("settings:\n");
     for (k, v) in &r.settings {
         out.push_str(&format!("  {k:<42} {v}\n"));
@@ -338,10 +358,22 @@ mod tests {
     }
 
     #[test]
-    fn text_marks_each_line() {
-        let t = to_text(&sample());
+    fn text_marks_each_line_when_verbose() {
+        let t = to_text(&sample(), true);
         assert!(t.contains("[live       ] tracepoint:exceptions:page_fault_user"));
         assert!(t.contains("[unavailable] attach:fentry/fexit"));
         assert!(t.contains("no CXL bus"));
+    }
+
+    /// Without `--verbose`: counts, then what is lost and why, once per cause.
+    #[test]
+    fn text_says_what_is_lost() {
+        let t = to_text(&sample(), false);
+        assert!(
+            t.contains("probes: 1 live, 1 unavailable (--verbose: each one and its full reason)\n  attach:fentry/fexit: unavailable: BPF_PROG_LOAD refused: EPERM\n"),
+            "{t}"
+        );
+        assert!(!t.contains("[live       ]  tracepoint"), "{t}");
+        assert!(t.contains("tracepoints: 0 live, 0 unavailable\n"), "{t}");
     }
 }

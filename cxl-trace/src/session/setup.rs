@@ -205,8 +205,9 @@ fn print_probes(statuses: &[ProbeStatus], warnings: &[String]) {
         .map(|s| s.name.as_str())
         .collect();
     eprintln!("cxl-trace: live probes: {}", live.join(", "));
-    for s in statuses.iter().filter(|s| !s.is_live()) {
-        eprintln!("cxl-trace: unavailable: {}: {}", s.name, s.reason);
+    // What the user loses, once per cause; `doctor --verbose` has each probe's reason.
+    for l in crate::model::status::lost_lines(statuses) {
+        eprintln!("cxl-trace: {l}");
     }
     for w in warnings {
         eprintln!("cxl-trace: warning: {w}");
