@@ -327,17 +327,21 @@ fn churn_lines(d: &Dashboard) -> Vec<Line<'static>> {
     let res = &d.view.residency;
     let secs = d.view.seconds.max(1e-9);
     let mut lines = Vec::new();
-    let causes: Vec<String> = v
-        .promotions
-        .iter()
-        .map(|(c, n)| format!("+{} {}", c.name(), human(*n as f64)))
-        .chain(
-            v.demotions
-                .iter()
-                .map(|(c, n)| format!("-{} {}", c.name(), human(*n as f64))),
-        )
-        .collect();
-    lines.push(Line::from(format!("by cause: {}", list_or(&causes, "-"))));
+    // Pages promoted and demoted, each by cause, in words (no sign to decode).
+    let by_cause =
+        |m: &std::collections::BTreeMap<crate::model::schema::Cause, u64>| -> Vec<String> {
+            m.iter()
+                .map(|(c, n)| format!("{} {}", c.name(), human(*n as f64)))
+                .collect()
+        };
+    lines.push(Line::from(format!(
+        "promoted by cause: {}",
+        list_or(&by_cause(&v.promotions), "none")
+    )));
+    lines.push(Line::from(format!(
+        "demoted by cause: {}",
+        list_or(&by_cause(&v.demotions), "none")
+    )));
     let pairs: Vec<String> = v
         .pairs
         .iter()
