@@ -406,3 +406,19 @@ fn log_lines_read_well() {
         "cxl:cxl_poison node=? tier=? (region0, in the devdax reserve, not system RAM) dpa=0x1000 source=Injected type=\"ECC Error\""
     );
 }
+
+/// Log-scaled bar heights: zero stays zero, one count is visible, a dominating bucket is at
+/// most 7.5 times the height of a bucket 100,000 times smaller, and order is kept.
+#[test]
+fn bar_heights_are_log_scaled() {
+    assert_eq!(view::log_height(0), 0);
+    assert_eq!(view::log_height(1), 1000);
+    assert_eq!(view::log_height(10), 2000);
+    let (small, big) = (view::log_height(3), view::log_height(262_144));
+    assert!(big > small && big < small * 8, "{small} {big}");
+    let hs: Vec<u64> = [0u64, 1, 2, 9, 10, 99, 1000, 262_144]
+        .iter()
+        .map(|c| view::log_height(*c))
+        .collect();
+    assert!(hs.windows(2).all(|w| w[0] < w[1]), "{hs:?}");
+}

@@ -161,6 +161,16 @@ fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
 
 /// Log-spaced buckets of a histogram from its minimum to its maximum: (upper bound label,
 /// count), at most `n` of them; every recorded value lands in exactly one bucket.
+/// A bar's height for `count` on a log scale: 0 for none, then 1000 per decade above 1, so
+/// 1 and 262k both stay visible (1000 and 6419).
+pub fn log_height(count: u64) -> u64 {
+    if count == 0 {
+        0
+    } else {
+        ((count as f64).log10() * 1000.0) as u64 + 1000
+    }
+}
+
 pub fn buckets(h: &Histogram<u64>, n: usize) -> Vec<(String, u64)> {
     if h.is_empty() || n == 0 {
         return Vec::new();
@@ -232,7 +242,7 @@ fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
         "no faults in this window".to_string()
     } else {
         format!(
-            "n {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            "n {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (bars: log scale)",
             human(h.len() as f64),
             ns(h.value_at_quantile(0.5)),
             ns(h.value_at_quantile(0.9)),
@@ -257,9 +267,16 @@ fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
     let width = parts[1].width.max(1);
     let n = ((width + 1) / 7).clamp(1, 16) as usize;
     let data = buckets(&h, n);
+    // Heights on a log scale (a first bucket of 262k would flatten every other bar), each
+    // bar's own count written on it; the first line says so.
     let bars: Vec<Bar> = data
         .iter()
-        .map(|(label, c)| Bar::default().value(*c).label(Line::from(label.clone())))
+        .map(|(label, c)| {
+            Bar::default()
+                .value(log_height(*c))
+                .text_value(human(*c as f64))
+                .label(Line::from(label.clone()))
+        })
         .collect();
     let chart = BarChart::default()
         .data(BarGroup::default().bars(&bars))
