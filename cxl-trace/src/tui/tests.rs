@@ -159,6 +159,17 @@ fn latency_unavailable_says_why() {
     let s = render(&d, 80, 24);
     assert!(s.contains("latency unavailable:"), "{s}");
     assert!(s.contains("EPERM"), "{s}");
+    // What is available instead: the fault rate, now and over time.
+    assert!(s.contains("Fault latency: unavailable"), "{s}");
+    let rate = Sample::from_totals(&busy_totals(1), 1.0, 0).faults;
+    assert!(
+        s.contains(&format!(
+            "instead, fault rate: {}/s now",
+            super::view::human(rate as f64)
+        )),
+        "{s}"
+    );
+    assert_eq!(d.fault_series(10), vec![rate]);
 }
 
 #[test]

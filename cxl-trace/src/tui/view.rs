@@ -203,21 +203,40 @@ fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
     let focused = d.focus == Panel::Latency;
     let class = d.class.map_or("all classes", |c| c.name());
     if let Some(why) = &d.header.latency_unavailable {
+        // What is available instead: the fault rate over time, with the reason in one line
+        // (`doctor --verbose` has the kernel's full refusal).
+        let outer = block(" Fault latency: unavailable ".into(), focused);
+        let inner = outer.inner(area);
+        f.render_widget(outer, area);
+        let parts = Layout::default()
+            .direction(Direction::Vertical)
+            .constraints([Constraint::Length(5), Constraint::Min(1)])
+            .split(inner);
+        let series = d.fault_series(inner.width as usize);
+        let now = series.last().copied().unwrap_or(0);
         let p = Paragraph::new(vec![
             Line::from(Span::styled(
-                "latency unavailable:",
+                format!(
+                    "latency unavailable: {}",
+                    crate::model::status::reason_in_short("", why)
+                ),
                 Style::default().fg(Color::Yellow),
             )),
-            Line::from(why.clone()),
-            Line::from(""),
             Line::from(format!(
-                "faults counted from tracepoints: {} in {:.0} s",
-                d.view.faults, d.view.seconds
+                "instead, fault rate: {}/s now, {} in {:.0} s",
+                human(now as f64),
+                human(d.view.faults as f64),
+                d.view.seconds
             )),
         ])
-        .wrap(Wrap { trim: true })
-        .block(block(" Fault latency ".into(), focused));
-        f.render_widget(p, area);
+        .wrap(Wrap { trim: true });
+        f.render_widget(p, parts[0]);
+        f.render_widget(
+            Sparkline::default()
+                .data(&series)
+                .style(Style::default().fg(Color::Cyan)),
+            parts[1],
+        );
         return;
     }
     let Some(tier) = d.selected_tier() else {
