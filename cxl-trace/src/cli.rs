@@ -21,6 +21,10 @@ pub enum Command {
     Top(TopOpts),
     /// Memory topology: nodes, distances, tiers, HMAT/CDAT numbers, CXL devices, settings.
     Topology(DoctorOpts),
+    /// Run (for --duration, until --pid exits, or a command after --), then print one summary:
+    /// faults, migrations, promotions and demotions, refusals, ping-pong, each beside the
+    /// kernel's /proc/vmstat count where it has one (the `perf stat` of tiering).
+    Stat(StatOpts),
     /// Record every event, plus /proc/vmstat and per-node meminfo once a second, to a file.
     Record(RecordOpts),
     /// Summarise a recording: latency per tier, churn, refusals, ping-pong, processes, vmstat.
@@ -46,6 +50,21 @@ pub enum Command {
 /// The first argument that makes cxl-trace the blast-radius helper that `top` and `record`
 /// start (not a subcommand: no completion, help or man page offers it).
 pub const PROC_READER_ARG: &str = "--internal-proc-reader";
+
+/// Options of `stat`.
+#[derive(Debug, Args, Clone)]
+pub struct StatOpts {
+    /// Write the summary to FILE (created; an existing file is not replaced) instead of
+    /// stderr.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// The summary as one JSON object, the schema's summary line, instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// What to trace.
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
 
 /// Options of `completions`.
 #[derive(Debug, Args)]

@@ -862,3 +862,63 @@ fn doctor_capture_is_stable_and_reads_back() {
         assert_eq!(usize::from(args.demote_ret), sig.params.len(), "{sig}");
     }
 }
+
+/// `stat -- CMD`: the command's exit status is stat's; the summary on stderr counts the
+/// command's faults (at least the pages it touched) beside a kernel column; `--json -o FILE`
+/// writes the schema's summary line to a new file; an existing `-o` file is refused before
+/// anything is traced, and left as it was.
+#[test]
+fn stat_summarises_a_command() {
+    if !require_root("stat_summarises_a_command") {
+        return;
+    }
+    let script = format!("{WORKLOAD} touch --pages 30000 >/dev/null; exit 3");
+    let out = cxl_trace(&["stat", "--", "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    let faults_line = err
+        .lines()
+        .find(|l| l.trim_end().ends_with("page faults"))
+        .unwrap_or_else(|| panic!("no faults line in\n{err}"));
+    let counted: u64 = faults_line
+        .split_whitespace()
+        .next()
+        .map(|n| n.replace(',', ""))
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!((30_000..31_000).contains(&counted), "{faults_line}");
+    assert!(err.contains("(pgmigrate_success)"), "kernel column:\n{err}");
+    assert!(err.contains("sh -c"), "the scope names the command:\n{err}");
+
+    let dir = std::env::temp_dir().join(format!("cxlt-stat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("stat.json");
+    let f = file.to_str().expect("path");
+    let out = cxl_trace(&[
+        "stat", "--json", "-o", f, "--", WORKLOAD, "touch", "--pages", "20000",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&file).expect("summary file");
+    let w: cxl_trace::model::schema::Window = serde_json::from_str(text.trim()).expect("typed");
+    assert_eq!(w.kind, cxl_trace::model::schema::LineKind::Summary);
+    assert!(
+        (20_000..21_000).contains(&w.faults.total),
+        "{}",
+        w.faults.total
+    );
+    assert_eq!(w.exit_code, Some(0));
+
+    let out = cxl_trace(&["stat", "-o", f, "--duration", "1"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("not replacing it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("live probes"),
+        "refused before attaching"
+    );
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), text);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,5 +9,6 @@ pub mod redact;
 pub mod replay;
 pub mod report;
 pub mod schema;
+pub mod stat;
 pub mod top;
 pub mod topology;

@@ -4,6 +4,7 @@ pub mod diff;
 pub mod export;
 pub mod perfetto;
 pub mod report;
+pub mod stat;
 pub mod svg;
 pub mod topology;
 
