@@ -310,6 +310,18 @@ fn keys_sort_select_focus_and_quit() {
     d.update(Msg::Key(Key::Char('?')));
     assert!(d.help);
     assert!(render(&d, 80, 24).contains("this help"));
+    // On a tall terminal it also explains what the panels abbreviate.
+    let tall = render(&d, 100, 40);
+    for term in [
+        "tierN",
+        "A->B",
+        "ev/s",
+        "thousands, millions",
+        "NUMA hint faults",
+        "pingpong",
+    ] {
+        assert!(tall.contains(term), "{term}:\n{tall}");
+    }
     assert_eq!(d.update(Msg::Key(Key::Char('x'))), Action::Continue);
     assert!(!d.help);
     assert_eq!(d.update(Msg::Resize), Action::Continue);

@@ -542,7 +542,7 @@ fn footer(f: &mut Frame, area: Rect, d: &Dashboard) {
 
 fn help(f: &mut Frame, area: Rect, replay: bool) {
     let w = area.width.min(76);
-    let h = area.height.min(if replay { 22 } else { 16 });
+    let h = area.height.min(if replay { 35 } else { 29 });
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -559,6 +559,18 @@ fn help(f: &mut Frame, area: Rect, replay: bool) {
         "s           process table: next sort column",
         "1..9        window: 1, 5, 10, 30, 60, 120, 300, 600 intervals, whole run",
         "?           this help (any key closes it)",
+        "",
+        "what the panels say:",
+        "tierN       memory tier N (lower: faster); CXL marks a CXL-backed node",
+        "A->B        pages moved from tier A to tier B",
+        "ev/s        events per second received from the kernel",
+        "tool cpu    cxl-trace's own CPU; bpf: its programs' run time, % of a core",
+        "p50 p99     percentiles: half, 99 in 100 faults took less",
+        "k M         thousands, millions",
+        "hint        NUMA hint faults (NUMA balancing's sampling faults)",
+        "pingpong    folios moved back within the ping-pong window",
+        "batch       one migrate_pages() call; its p50/p99 duration",
+        "threshold, rate_limit, placement: why a promotion was refused",
     ];
     let replay_lines = [
         "replay:",
