@@ -331,6 +331,9 @@ impl Aggregator {
             self.pingpong.window_ns as f64 / 1e9,
             self.pingpong.table_full,
         );
+        if kind == LineKind::Interval {
+            w.drop_reasons();
+        }
         w
     }
 

@@ -311,3 +311,39 @@ fn drops_sum() {
     d.by_kind.insert("migrate".into(), 4);
     assert_eq!(d.total(), 7);
 }
+
+/// Why a measurement is unavailable is said in the summary, not in every interval line;
+/// whether it is, in both.
+#[test]
+fn interval_lines_leave_the_reasons_out() {
+    let why = Some("fentry refused".to_string());
+    let avail = crate::model::tiers::Availability {
+        latency: why.clone(),
+        folio: None,
+        copy: why.clone(),
+        numa: why.clone(),
+        decision: why.clone(),
+        demote: why,
+    };
+    let mut a = Aggregator::with_context(
+        TierMap::default(),
+        crate::model::rare::RareDecoder::new(Vec::new()),
+        avail,
+    );
+    let iv = a.end_interval();
+    let line = |kind| a.window(kind, 1.0, 1.0, &iv, &Drops::default(), &BTreeMap::new(), 10);
+    let (interval, summary) = (line(LineKind::Interval), line(LineKind::Summary));
+    for w in [&interval, &summary] {
+        assert!(!w.fault_latency.avail.available);
+        assert!(!w.numa_hint_faults.avail.available);
+        assert!(!w.promotion_decisions.avail.available);
+        assert!(!w.demotion_batches.avail.available);
+    }
+    let text = |w: &crate::model::schema::Window| serde_json::to_string(w).expect("json");
+    assert!(
+        !text(&interval).contains("fentry refused"),
+        "{}",
+        text(&interval)
+    );
+    assert_eq!(text(&summary).matches("fentry refused").count(), 5);
+}

@@ -376,6 +376,21 @@ pub struct EventsLog {
     pub log_dropped: u64,
 }
 
+impl Window {
+    /// Leaves out why a measurement is unavailable, keeping whether it is: interval lines say
+    /// it once per run, in the start line's probes (and the summary), not once a second.
+    pub fn drop_reasons(&mut self) {
+        self.fault_latency.avail.reason = None;
+        self.numa_hint_faults.avail.reason = None;
+        self.promotion_decisions.avail.reason = None;
+        self.demotion_batches.avail.reason = None;
+        self.migrations.per_folio.avail.reason = None;
+        if let CopyTime::Unavailable(a) = &mut self.migrations.per_folio.copy_ns {
+            a.reason = None;
+        }
+    }
+}
+
 impl EventsLog {
     /// The RAS and CXL tracepoints of the log.
     pub fn ras(&self) -> impl Iterator<Item = &RasEntry> {
