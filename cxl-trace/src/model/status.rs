@@ -97,7 +97,15 @@ pub fn feature_of(probe: &str) -> String {
 pub fn reason_in_short(probe: &str, reason: &str) -> String {
     let eperm = reason.contains("Operation not permitted") || reason.contains("EPERM");
     if reason.contains("fentry/fexit") && eperm && reason.contains("no kprobes") {
-        return "this kernel refuses fentry (EPERM) and has no kprobes".into();
+        let short = "this kernel refuses fentry (EPERM) and has no kprobes";
+        // A reason that only cites the refusal ("per-folio moves come from ... (fentry:...)")
+        // keeps its own words.
+        let head = reason.split(" (").next().unwrap_or(reason);
+        return if head.contains("fentry") || head.contains("fexit") {
+            short.into()
+        } else {
+            format!("{head} ({short})")
+        };
     }
     let tp = probe
         .strip_prefix("tracepoint:")
@@ -194,6 +202,13 @@ mod lost_tests {
             "this kernel has no ras:memory_failure_event tracepoint",
         ));
         s.push(ProbeStatus::unavailable("tracepoint:x:y", "odd"));
+        assert_eq!(
+            reason_in_short(
+                "",
+                &format!("per-folio moves come from the migration-entry tracepoints, which have no copy time (fentry:move_to_new_folio: {hook})")
+            ),
+            "per-folio moves come from the migration-entry tracepoints, which have no copy time (this kernel refuses fentry (EPERM) and has no kprobes)"
+        );
         assert_eq!(
             lost_lines(&s),
             [

@@ -12,11 +12,18 @@ fn pct_line(name: &str, p: &Percentiles) -> String {
     )
 }
 
-/// `{prefix}{what} unavailable: {reason}` and a newline.
+/// `{prefix}{what} unavailable: {reason}` and a newline, the reason in the user's words (the
+/// kernel's full refusal is in the JSON and in `doctor --verbose`).
 fn unavailable(prefix: &str, what: &str, a: &crate::model::schema::Avail) -> String {
+    let why = a.reason.as_deref().unwrap_or("?");
+    // `fentry:handle_mm_fault: <refusal>`: the probe's name first, when it is one.
+    let (probe, rest) = match why.split_once(": ") {
+        Some((p, r)) if !p.contains(' ') => (p, r),
+        _ => ("", why),
+    };
     format!(
         "{prefix}{what} unavailable: {}\n",
-        a.reason.as_deref().unwrap_or("?")
+        crate::model::status::reason_in_short(probe, rest)
     )
 }
 
