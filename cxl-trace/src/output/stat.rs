@@ -73,6 +73,24 @@ fn percentiles(p: &Percentiles) -> String {
 /// `tool_cpu_s`: cxl-trace's own CPU time over the run (start-up left out), when known.
 pub fn to_text(w: &Window, scope: &str, tool_cpu_s: Option<f64>) -> String {
     let system_wide = scope == "all processes";
+    let (table, differ) = table(&rows(w, system_wide));
+    let mut out = format!("\n cxl-trace stat: {scope}, {:.2} s\n\n{table}\n", w.t);
+    out += &latency(w);
+    if let Some(cpu) = tool_cpu_s {
+        let share = if w.t > 0.0 { cpu / w.t * 100.0 } else { 0.0 };
+        out += &format!(" cxl-trace's own CPU: {cpu:.2} s ({share:.1}% of one core)\n");
+    }
+    if differ {
+        out += " ≠: the kernel counted otherwise (see the README, \"Accuracy\")\n";
+    }
+    if !system_wide {
+        out += " page faults and hint faults are this scope's; migrations are system-wide\n";
+    }
+    out
+}
+
+/// The counts, with the kernel's where it keeps one (fault counts only system-wide).
+fn rows(w: &Window, system_wide: bool) -> Vec<Row> {
     let mut rows = Vec::new();
     let faults = row(0, "page faults", w.faults.total);
     rows.push(if system_wide {
@@ -147,12 +165,14 @@ pub fn to_text(w: &Window, scope: &str, tool_cpu_s: Option<f64>) -> String {
     rows.push(row(0, "events received", w.events.received));
     rows.push(row(0, "events dropped", w.drops.total));
 
-    let mut out = format!(
-        "\n cxl-trace stat: {scope}, {:.2} s\n\n {:>16} {:>16}\n",
-        w.t, "counted", "kernel"
-    );
+    rows
+}
+
+/// The rows as aligned text; whether any differs from the kernel's.
+fn table(rows: &[Row]) -> (String, bool) {
+    let mut out = format!(" {:>16} {:>16}\n", "counted", "kernel");
     let mut differ = false;
-    for r in &rows {
+    for r in rows {
         let (kernel, mark, name) = match &r.kernel {
             Some((name, k)) => {
                 let d = *k != r.tool;
@@ -173,7 +193,12 @@ pub fn to_text(w: &Window, scope: &str, tool_cpu_s: Option<f64>) -> String {
             r.label
         );
     }
-    out += "\n";
+    (out, differ)
+}
+
+/// Fault latency percentiles per tier and class, or why they are unavailable.
+fn latency(w: &Window) -> String {
+    let mut out = String::new();
     match (
         w.fault_latency.avail.available,
         &w.fault_latency.avail.reason,
@@ -192,16 +217,6 @@ pub fn to_text(w: &Window, scope: &str, tool_cpu_s: Option<f64>) -> String {
                 crate::model::status::reason_in_short("", why.as_deref().unwrap_or("unknown"))
             );
         }
-    }
-    if let Some(cpu) = tool_cpu_s {
-        let share = if w.t > 0.0 { cpu / w.t * 100.0 } else { 0.0 };
-        out += &format!(" cxl-trace's own CPU: {cpu:.2} s ({share:.1}% of one core)\n");
-    }
-    if differ {
-        out += " ≠: the kernel counted otherwise (see the README, \"Accuracy\")\n";
-    }
-    if !system_wide {
-        out += " page faults and hint faults are this scope's; migrations are system-wide\n";
     }
     out
 }
