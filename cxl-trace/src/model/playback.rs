@@ -130,6 +130,9 @@ impl RecordingFacts<'_> {
         });
         w.topology = Some(h.topology.clone());
         w.probes = Some(h.probes.clone());
+        if let Some(e) = self.end.filter(|e| !e.kernel_skipped_runs.is_empty()) {
+            w.kernel_skipped_runs = Some(e.kernel_skipped_runs.clone());
+        }
         w.recording = Some(RecordingInfo {
             file: self.path.display().to_string(),
             format_version: self.version,

@@ -279,6 +279,7 @@ impl Sink for Recorder {
                 pages_migrated: run.migrations.total().pages_succeeded,
                 drops_total: end.dropped.total(),
                 exit_code: end.exit_code,
+                kernel_skipped_runs: end.summary.kernel_skipped_runs.clone().unwrap_or_default(),
             },
         );
         let (events, path) = (self.writer.events, self.path.clone());

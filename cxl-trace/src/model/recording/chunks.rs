@@ -52,4 +52,8 @@ pub struct End {
     pub drops_total: u64,
     /// The command's exit code, when one was given after `--`.
     pub exit_code: Option<i32>,
+    /// Program runs the kernel skipped (its recursion guard), by program: their events are
+    /// neither in the file nor counted as dropped. Absent when none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kernel_skipped_runs: BTreeMap<String, u64>,
 }
