@@ -102,37 +102,7 @@ pub(crate) fn redact_scenario(c: &mut Checks) -> Result<()> {
             false,
         ),
     ];
-    // Two tracers attached at once see the same events unless the kernel skipped runs of one
-    // of their programs (its recursion guard; said in each file's end chunk). Then the live
-    // comparison holds only up to what those runs could hide: one folio (at most 512 pages)
-    // per skipped per-folio run, attributed `unknown->unknown` instead of a tier pair.
-    let skipped = |w: &Window| -> u64 {
-        w.kernel_skipped_runs
-            .as_ref()
-            .map_or(0, |m| m.values().sum())
-    };
-    let skips = skipped(&p) + skipped(&r);
-    let moved = |w: &Window| -> u64 { w.migrations.tier_pairs.values().sum() };
-    if skips > 0 {
-        let gap = moved(&p).abs_diff(moved(&r));
-        let unknown = |w: &Window| {
-            w.migrations
-                .tier_pairs
-                .get("unknown->unknown")
-                .copied()
-                .unwrap_or(0)
-        };
-        let shifted = unknown(&p).abs_diff(unknown(&r));
-        c.truth(
-            "live recordings differ only by what the kernel's skipped runs hide",
-            format!(
-                "{skips} runs skipped; pages moved {} vs {}; unattributed differ by {shifted}",
-                moved(&p),
-                moved(&r)
-            ),
-            gap == 0 && shifted <= 512 * skips,
-        );
-    }
+    let skips = live_skips(c, &p, &r);
     for (name, part, live_too) in parts {
         let live_too = live_too && skips == 0;
         let (vp, vr, vk) = (part(&p), part(&r), part(&k));
@@ -293,6 +263,42 @@ pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
         code == Some(0) && changed == 0,
     );
     Ok(())
+}
+
+/// Two tracers attached at once see the same events unless the kernel skipped runs of one of
+/// their programs (its recursion guard; said in each file's end chunk). Then the live
+/// comparison holds only up to what those runs could hide: one folio (at most 512 pages) per
+/// skipped per-folio run, attributed `unknown->unknown` instead of a tier pair. Checks that
+/// bound when runs were skipped; returns how many were.
+fn live_skips(c: &mut Checks, p: &Window, r: &Window) -> u64 {
+    let skipped = |w: &Window| -> u64 {
+        w.kernel_skipped_runs
+            .as_ref()
+            .map_or(0, |m| m.values().sum())
+    };
+    let skips = skipped(p) + skipped(r);
+    if skips == 0 {
+        return 0;
+    }
+    let moved = |w: &Window| -> u64 { w.migrations.tier_pairs.values().sum() };
+    let unknown = |w: &Window| {
+        w.migrations
+            .tier_pairs
+            .get("unknown->unknown")
+            .copied()
+            .unwrap_or(0)
+    };
+    let shifted = unknown(p).abs_diff(unknown(r));
+    c.truth(
+        "live recordings differ only by what the kernel's skipped runs hide",
+        format!(
+            "{skips} runs skipped; pages moved {} vs {}; unattributed differ by {shifted}",
+            moved(p),
+            moved(r)
+        ),
+        moved(p) == moved(r) && shifted <= 512 * skips,
+    );
+    skips
 }
 
 /// A part of a window as JSON, to compare and to show.
