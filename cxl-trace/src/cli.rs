@@ -204,9 +204,12 @@ pub enum ExportFormat {
     Jsonl,
     /// One CSV row per event.
     Csv,
-    /// A Chrome/Perfetto trace (JSON trace event format): per-CPU tracks, counter tracks for
-    /// churn; opens in ui.perfetto.dev.
+    /// A native Perfetto trace (protobuf): tracks per CPU and per process, slices for timed
+    /// faults and migration batches, counter tracks for churn; opens in ui.perfetto.dev.
     Perfetto,
+    /// A Chrome trace (JSON trace event format): per-CPU tracks, counter tracks for churn;
+    /// opens in ui.perfetto.dev and chrome://tracing.
+    ChromeJson,
 }
 
 /// Options of `export`.

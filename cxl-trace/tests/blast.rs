@@ -6,7 +6,7 @@ mod common;
 
 use std::{fs, path::Path};
 
-use common::{cxl_trace, json_lines, of_type, stderr};
+use common::{cxl_trace, decode_perfetto, json_lines, of_type, stderr, track_events};
 use cxl_trace::model::{
     recording::{Chunk, ChunkKind, Reader, Writer},
     schema::{BlastRadius, BlastScope, Fate, Holder, Window},
@@ -160,12 +160,12 @@ fn a_recorded_blast_radius_reads_back_everywhere() {
     let w: Window = serde_json::from_value(with[0].clone()).expect("typed interval");
     assert_eq!(blasts(&w), vec![b.clone()]);
 
-    // Perfetto: one global instant at the event's time, holders as arguments.
+    // Chrome JSON: one global instant at the event's time, holders as arguments.
     let trace = dir.join("blast.json");
     let out = cxl_trace(&[
         "export",
         "--format",
-        "perfetto",
+        "chrome-json",
         &path,
         "-o",
         trace.to_str().expect("path"),
@@ -183,6 +183,27 @@ fn a_recorded_blast_radius_reads_back_everywhere() {
     assert_eq!(instants[0]["s"], "g");
     assert_eq!(instants[0]["ts"].as_f64(), Some(1_250_000.0));
     assert_eq!(instants[0]["args"]["holders"][0]["fate"], "killed");
+    // Native Perfetto: an instant on the RAS track, holders as an annotation.
+    let native = dir.join("blast.pftrace");
+    let n = native.to_str().expect("path");
+    let out = cxl_trace(&["export", "--format", "perfetto", &path, "-o", n]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let t = decode_perfetto(&fs::read(&native).expect("trace"));
+    let events = track_events(&t);
+    let found: Vec<_> = events
+        .iter()
+        .filter(|(_, e)| e.name() == "blast radius of ras:memory_failure_event")
+        .collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, b.ts_ns, "at the event's time, on the kernel's clock");
+    let holders = found[0]
+        .1
+        .debug_annotations
+        .iter()
+        .find(|a| a.name() == "holders")
+        .map(|a| a.string_value().to_string())
+        .unwrap_or_default();
+    assert!(holders.contains("\"killed\""), "{holders}");
 
     // redact: names and cgroup components hashed, pids, pages and fates kept.
     let red = dir.join("red.cxlt");

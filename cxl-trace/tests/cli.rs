@@ -141,16 +141,16 @@ const TIMED_V1: &str = concat!(
     "/tests/fixtures/recordings/v1-timed.cxlt"
 );
 
-/// The Perfetto export is a Chrome JSON trace: every event on its CPU's track (named), slices
+/// The Chrome JSON export is a trace in the trace event format: every event on its CPU's track (named), slices
 /// with a duration, counter tracks once per recorded interval that add up to the report.
 #[test]
-fn export_perfetto_is_a_chrome_trace_of_every_event() {
+fn export_chrome_json_is_a_chrome_trace_of_every_event() {
     let report = cxl_trace(&["report", "--format", "json", TIMED_V1]);
     let report: serde_json::Value = serde_json::from_slice(&report.stdout).expect("report json");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("trace.json");
     let p = path.to_str().expect("utf-8 path");
-    let out = cxl_trace(&["export", "--format", "perfetto", TIMED_V1, "-o", p]);
+    let out = cxl_trace(&["export", "--format", "chrome-json", TIMED_V1, "-o", p]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let trace: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("written")).expect("one JSON object");
@@ -216,7 +216,7 @@ fn export_perfetto_is_a_chrome_trace_of_every_event() {
         "{counted} vs {total}"
     );
     // An existing output is kept.
-    let again = cxl_trace(&["export", "--format", "perfetto", TIMED_V1, "-o", p]);
+    let again = cxl_trace(&["export", "--format", "chrome-json", TIMED_V1, "-o", p]);
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
 }
 

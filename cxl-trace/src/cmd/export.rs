@@ -1,4 +1,5 @@
-//! `cxl-trace export`: every event of a recording as JSON lines, CSV or a Perfetto trace.
+//! `cxl-trace export`: every event of a recording as JSON lines, CSV, a native Perfetto trace
+//! or a Chrome JSON trace.
 //! Streams: one chunk in memory at a time.
 
 use std::io::{BufWriter, Write};
@@ -8,10 +9,11 @@ use serde_json::{Map, Value};
 use crate::{
     cli::{ExportFormat, ExportOpts},
     error::{Error, Result},
-    model::tiers::TierMap,
+    model::{event::Event, schema::ExportRow, tiers::TierMap},
     output::{
+        chrome_trace::{self, ChromeTraceWriter},
         export::{cell, event_json, export_row, CSV_COLUMNS},
-        perfetto::{PerfettoWriter, TraceInfo},
+        perfetto::{self, PerfettoWriter},
     },
 };
 
@@ -23,8 +25,24 @@ fn quiet_pipe(r: Result<i32>) -> Result<i32> {
     }
 }
 
-/// `export --format perfetto`: events on per-CPU tracks, counters per recorded interval.
-fn perfetto(
+/// One of the two trace writers.
+enum TraceOut<W: Write> {
+    Native(PerfettoWriter<W>),
+    Chrome(ChromeTraceWriter<W>),
+}
+
+impl<W: Write> TraceOut<W> {
+    fn event(&mut self, e: &Event, row: &ExportRow) -> std::io::Result<()> {
+        match self {
+            Self::Native(w) => w.write_event(e, row),
+            Self::Chrome(w) => w.event(e, row),
+        }
+    }
+}
+
+/// `export --format perfetto|chrome-json`: events on per-CPU (and, natively, per-thread)
+/// tracks, counters per recorded interval.
+fn trace(
     mut src: crate::model::playback::Intervals,
     o: &ExportOpts,
     out: impl Write,
@@ -33,26 +51,53 @@ fn perfetto(
     let io = |e: std::io::Error| Error::io(name, e);
     let h = src.header.clone();
     let tiers = TierMap::from_topology(&h.topology);
-    let mut w = PerfettoWriter::new(out, &h).map_err(io)?;
+    let mut w = if o.format == ExportFormat::ChromeJson {
+        TraceOut::Chrome(ChromeTraceWriter::new(out, &h).map_err(io)?)
+    } else {
+        TraceOut::Native(PerfettoWriter::new(out, &h).map_err(io)?)
+    };
     while let Some(iv) =
         src.next_interval_each(|e| w.event(e, &export_row(e, &h, &tiers)).map_err(io))?
     {
-        w.counters(iv.t - iv.dt, iv.dt, &iv.totals, iv.drops.total())
-            .map_err(io)?;
+        let (t0, drops) = (iv.t - iv.dt, iv.drops.total());
+        match &mut w {
+            TraceOut::Native(w) => w.counters(t0, iv.dt, &iv.totals, drops),
+            TraceOut::Chrome(w) => w.counters(t0, iv.dt, &iv.totals, drops),
+        }
+        .map_err(io)?;
         for b in &iv.blast {
-            w.blast(b).map_err(io)?;
+            match &mut w {
+                TraceOut::Native(w) => w.blast(b),
+                TraceOut::Chrome(w) => w.blast(b),
+            }
+            .map_err(io)?;
         }
     }
     let truncated = src.truncated();
-    w.finish(&TraceInfo {
-        tool: "cxl-trace",
-        tool_version: &h.tool_version,
-        kernel: &h.kernel,
-        hostname: &h.hostname,
-        scope: &h.scope,
-        recording: o.file.display().to_string(),
-        truncated,
-    })
+    let recording = o.file.display().to_string();
+    match w {
+        TraceOut::Native(w) => w
+            .finish(&perfetto::TraceInfo {
+                tool_version: &h.tool_version,
+                kernel: &h.kernel,
+                hostname: &h.hostname,
+                scope: &h.scope,
+                recording,
+                truncated,
+            })
+            .map(drop),
+        TraceOut::Chrome(w) => w
+            .finish(&chrome_trace::TraceInfo {
+                tool: "cxl-trace",
+                tool_version: &h.tool_version,
+                kernel: &h.kernel,
+                hostname: &h.hostname,
+                scope: &h.scope,
+                recording,
+                truncated,
+            })
+            .map(drop),
+    }
     .map_err(io)?;
     if truncated {
         eprintln!(
@@ -78,10 +123,10 @@ fn export_sink(o: &ExportOpts) -> Result<(BufWriter<Box<dyn Write>>, String)> {
 /// `cxl-trace export`. The recording is opened (and its header checked) before the output
 /// is created.
 pub fn run(o: &ExportOpts) -> Result<i32> {
-    if o.format == ExportFormat::Perfetto {
+    if matches!(o.format, ExportFormat::Perfetto | ExportFormat::ChromeJson) {
         let src = crate::model::playback::Intervals::open(&o.file)?;
         let (out, name) = export_sink(o)?;
-        return quiet_pipe(perfetto(src, o, out, &name));
+        return quiet_pipe(trace(src, o, out, &name));
     }
     let mut reader = crate::model::recording::open(&o.file)?;
     let h = reader.header.clone();
@@ -90,7 +135,7 @@ pub fn run(o: &ExportOpts) -> Result<i32> {
     let io = |e: std::io::Error| Error::io(&name, e);
     let csv_err = |e: csv::Error| Error::Runtime(format!("{name}: {e}"));
     let fmt = o.format;
-    // JSON lines or CSV (Perfetto returned above).
+    // JSON lines or CSV (the traces returned above).
     let (mut json_out, mut csv_out) = if fmt == ExportFormat::Csv {
         (None, Some(csv::Writer::from_writer(out)))
     } else {

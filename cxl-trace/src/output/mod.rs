@@ -1,5 +1,6 @@
-//! Renderers of the model's types: text, Perfetto, SVG.
+//! Renderers of the model's types: text, Perfetto (protobuf), Chrome trace JSON, SVG.
 
+pub mod chrome_trace;
 pub mod diff;
 pub mod export;
 pub mod perfetto;

@@ -1,83 +1,163 @@
-//! `export --format perfetto`: a recording as a Chrome/Perfetto trace in the JSON trace event
-//! format, which ui.perfetto.dev and chrome://tracing open.
+//! `export --format perfetto`: a recording as a native Perfetto trace, the protobuf format
+//! (`perfetto.protos.Trace`, a sequence of `TracePacket`s) that ui.perfetto.dev and
+//! trace_processor read, built with Perfetto's own protos (the `perfetto_protos` crate).
 //!
-//! Layout of the trace:
-//! - one process "CPUs" with a thread track per CPU: every event is placed on the CPU it
-//!   happened on (faults and folio moves as instants, timed faults and migration batches as
-//!   slices with their duration), its decoded fields as arguments;
+//! Layout of the trace (every track declared by a `TrackDescriptor` before its first event):
+//! - a track per CPU ("CPU n"): every event as an instant on the CPU it happened on (faults,
+//!   folio moves, remaps, NUMA hint faults, promotion decisions, demotion batches), its
+//!   decoded fields as debug annotations;
+//! - a track per process (`ProcessDescriptor`, named by its comm) with a track per thread
+//!   (`ThreadDescriptor`): timed faults and migration batches as slices with their duration,
+//!   on the thread that took them. A thread's slices nest (a NUMA hint fault contains the
+//!   migration batch it started); one that would overlap another without nesting, or share
+//!   an end with it (a lost event, or two CPUs' clocks), is written as an instant on its CPU
+//!   instead, so that the trace stays well formed;
+//! - "RAS, CXL and hotplug": RAS, CXL and hotplug events and blast radii as instants;
 //! - counter tracks, one value per recorded interval: faults/s, pages migrated and failed/s,
-//!   promoted and demoted pages/s, ping-pong folios/s, NUMA hint faults/s, drops.
+//!   promoted and demoted pages/s, ping-pong folios/s, NUMA hint faults/s, events dropped.
 //!
-//! Written as it is read: one event at a time, memory flat. Timestamps are microseconds since
-//! the start of the recording.
+//! Timestamps are the kernel's monotonic clock in ns (what the probes read), written as the
+//! trace's clock, so a cxl-trace export lines up with other traces of the same boot.
+//! Written as it is read: one packet at a time, memory flat but for one entry per CPU,
+//! process and thread seen.
 
-use std::{collections::HashMap, io::Write};
+use std::{
+    collections::{HashMap, HashSet},
+    io::Write,
+};
 
-use serde::Serialize;
+use perfetto_protos::{
+    counter_descriptor::CounterDescriptor,
+    debug_annotation::DebugAnnotation,
+    process_descriptor::ProcessDescriptor,
+    thread_descriptor::ThreadDescriptor,
+    trace::Trace,
+    trace_packet::TracePacket,
+    track_descriptor::TrackDescriptor,
+    track_event::{track_event::Type, TrackEvent},
+};
+use protobuf::Message;
+use serde_json::Value;
 
 use crate::{
     model::aggregate::Totals,
-    model::event::{Event, FaultMode, MigrateStart},
+    model::event::{Comm, Event, FaultMode, MigrateStart},
     model::recording::Header,
     model::sample::Sample,
-    model::schema::ExportRow,
+    model::schema::{BlastRadius, ExportRow},
 };
 
-/// One entry of the trace event format (only the members this writer uses).
-#[derive(Serialize)]
-struct TraceEvent<'a, A: Serialize> {
-    /// Phase: `M` metadata, `i` instant, `X` complete slice, `C` counter.
-    ph: &'static str,
-    /// Scope of an instant: `t`, the thread.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    s: Option<&'static str>,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cat: Option<&'a str>,
-    /// Microseconds since the start of the recording.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ts: Option<f64>,
-    /// Microseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dur: Option<f64>,
-    pid: u32,
-    tid: u32,
-    args: A,
+/// Slices remembered per thread to keep its track well formed: a thread's next slice
+/// relates to its last few (the fault that contains a batch, the faults before it).
+pub const SLICES_KEPT: usize = 16;
+
+/// Whether `[a, b]` can share a track with `[c, d]`: apart, or one strictly inside the other
+/// (equal ends would make the order of their ends ambiguous once sorted by time).
+pub fn nests(a: u64, b: u64, c: u64, d: u64) -> bool {
+    b < c || d < a || (a < c && d < b) || (c < a && b < d)
 }
 
-impl<'a, A: Serialize> TraceEvent<'a, A> {
-    fn meta(name: &'a str, pid: u32, tid: u32, args: A) -> Self {
-        Self {
-            ph: "M",
-            s: None,
-            name,
-            cat: None,
-            ts: None,
-            dur: None,
-            pid,
-            tid,
-            args,
-        }
+/// The one packet sequence of the trace (a writer's id; any non-zero value).
+pub const SEQUENCE_ID: u32 = 1;
+/// `TracePacket.sequence_flags`: SEQ_INCREMENTAL_STATE_CLEARED.
+const SEQ_CLEARED: u32 = 1;
+
+/// Track uuids: a kind in the high 32 bits, the CPU, pid, tid or index in the low ones.
+pub mod uuid {
+    /// The track of a CPU.
+    pub fn cpu(cpu: u16) -> u64 {
+        (1 << 32) | u64::from(cpu)
+    }
+    /// The track of a process.
+    pub fn process(pid: u32) -> u64 {
+        (2 << 32) | u64::from(pid)
+    }
+    /// The track of a thread.
+    pub fn thread(tid: u32) -> u64 {
+        (3 << 32) | u64::from(tid)
+    }
+    /// Counter track number `i` of [`super::COUNTERS`].
+    pub fn counter(i: usize) -> u64 {
+        (4 << 32) | i as u64
+    }
+    /// RAS, CXL and hotplug events.
+    pub const RAS: u64 = 5 << 32;
+    /// The recording itself: its start and end.
+    pub const RECORDING: u64 = 6 << 32;
+}
+
+/// The counter tracks, in order, with their unit.
+pub const COUNTERS: [(&str, &str); 8] = [
+    ("faults/s", "faults/s"),
+    ("pages migrated/s", "pages/s"),
+    ("pages failed to migrate/s", "pages/s"),
+    ("pages promoted/s", "pages/s"),
+    ("pages demoted/s", "pages/s"),
+    ("ping-pong folios/s", "folios/s"),
+    ("numa hint faults/s", "faults/s"),
+    ("events dropped", "events"),
+];
+
+/// Name of the instant or slice an event becomes, and its category.
+pub fn event_name(e: &Event, args: &ExportRow) -> (String, &'static str) {
+    match e {
+        Event::Fault(f) => (
+            if f.mode == FaultMode::User {
+                "fault user"
+            } else {
+                "fault kernel"
+            }
+            .into(),
+            "fault",
+        ),
+        Event::FaultLatency(_) => ("fault (timed)".into(), "fault"),
+        Event::MigrateStart(s) => (format!("migrate {}", s.reason.name()), "migrate"),
+        Event::Migrate(m) => (format!("migrate {}", m.reason.name()), "migrate"),
+        Event::FolioMigrate(_) => ("folio moved".into(), "migrate"),
+        Event::MigrationPte(_) => ("folio remapped".into(), "migrate"),
+        Event::NumaFault(_) => ("numa hint fault".into(), "numa"),
+        Event::Decision(d) => (format!("promotion {}", d.verdict.name()), "numa"),
+        Event::Demote(_) => ("demote batch".into(), "reclaim"),
+        Event::Raw(r) => (
+            match args {
+                ExportRow::Rare(row) => row.entry.event.clone(),
+                _ => format!("tracepoint {}", r.tp),
+            },
+            "ras",
+        ),
     }
 }
 
-/// Arguments of a naming metadata entry.
-#[derive(Serialize)]
-struct Named<'a> {
-    name: &'a str,
+/// A JSON value as a debug annotation named `name` (objects and arrays as their JSON text).
+fn annotation(name: &str, v: &Value) -> Option<DebugAnnotation> {
+    let mut a = DebugAnnotation::new();
+    a.set_name(name.to_string());
+    match v {
+        Value::Null => return None,
+        Value::Bool(b) => a.set_bool_value(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => a.set_uint_value(u),
+            (_, Some(i), _) => a.set_int_value(i),
+            (_, _, Some(f)) => a.set_double_value(f),
+            _ => return None,
+        },
+        Value::String(s) => a.set_string_value(s.clone()),
+        other => a.set_string_value(other.to_string()),
+    }
+    Some(a)
 }
 
-/// Arguments of a sorting metadata entry.
-#[derive(Serialize)]
-struct Sorted {
-    sort_index: u16,
+/// Every member of a serializable value as debug annotations.
+fn annotations<T: serde::Serialize>(v: &T) -> Vec<DebugAnnotation> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => m.iter().filter_map(|(k, v)| annotation(k, v)).collect(),
+        _ => Vec::new(),
+    }
 }
 
-/// What the trace says about where it came from (`otherData`).
-#[derive(Serialize)]
+/// Where the trace came from, written on the recording's track at its end.
+#[derive(serde::Serialize)]
 pub struct TraceInfo<'a> {
-    /// Always `cxl-trace`.
-    pub tool: &'static str,
     /// Version of the recorder.
     pub tool_version: &'a str,
     /// Kernel of the recording.
@@ -92,207 +172,257 @@ pub struct TraceInfo<'a> {
     pub truncated: bool,
 }
 
-/// Pseudo process id of the per-CPU tracks.
-const CPUS_PID: u32 = 0;
-/// Pseudo process id of the counter tracks.
-const COUNTERS_PID: u32 = 1;
-
-/// A streaming writer of one trace.
+/// A streaming writer of one native Perfetto trace.
 pub struct PerfettoWriter<W: Write> {
     out: W,
     start_ns: u64,
-    first: bool,
-    cpus_named: Vec<bool>,
-    /// Open migration batches by thread: where and when they started.
+    last_ns: u64,
+    cpus: HashSet<u16>,
+    /// Processes declared, with the name they were given.
+    processes: HashMap<u32, Option<Comm>>,
+    /// Threads declared, with their comm.
+    threads: HashMap<u32, Comm>,
+    /// Open migration batches by thread.
     batches: HashMap<u32, MigrateStart>,
-    /// Trace events written.
-    pub written: u64,
+    /// The latest slices on each thread's track (at most [`SLICES_KEPT`]).
+    slices: HashMap<u32, Vec<(u64, u64)>>,
+    ras_declared: bool,
+    /// Packets written.
+    pub packets: u64,
 }
 
 impl<W: Write> PerfettoWriter<W> {
-    /// Starts the trace: the opening of the JSON object and the track names.
-    pub fn new(mut out: W, h: &Header) -> std::io::Result<Self> {
-        out.write_all(b"{\"traceEvents\":[\n")?;
+    /// Starts the trace: the recording's track and the counter tracks.
+    pub fn new(out: W, h: &Header) -> std::io::Result<Self> {
         let mut w = Self {
             out,
             start_ns: h.start_monotonic_ns,
-            first: true,
-            cpus_named: Vec::new(),
+            last_ns: h.start_monotonic_ns,
+            cpus: HashSet::new(),
+            processes: HashMap::new(),
+            threads: HashMap::new(),
             batches: HashMap::new(),
-            written: 0,
+            slices: HashMap::new(),
+            ras_declared: false,
+            packets: 0,
         };
-        for (pid, name) in [(CPUS_PID, "CPUs"), (COUNTERS_PID, "cxl-trace counters")] {
-            w.put(&TraceEvent::meta("process_name", pid, 0, Named { name }))?;
+        let mut first = TracePacket::new();
+        first.set_sequence_flags(SEQ_CLEARED);
+        first.set_track_descriptor(named_track(
+            uuid::RECORDING,
+            &format!("cxl-trace recording ({}, {})", h.hostname, h.kernel),
+        ));
+        w.put(first)?;
+        for (i, (name, unit)) in COUNTERS.iter().enumerate() {
+            let mut t = named_track(uuid::counter(i), name);
+            let mut c = CounterDescriptor::new();
+            c.set_unit_name((*unit).to_string());
+            t.counter = Some(c).into();
+            w.describe(t)?;
         }
+        let mut start = instant(uuid::RECORDING, "recording start", "recording");
+        start.debug_annotations = annotations(&serde_json::json!({
+            "tool_version": h.tool_version,
+            "kernel": h.kernel,
+            "hostname": h.hostname,
+            "scope": h.scope,
+        }));
+        w.event(h.start_monotonic_ns, start)?;
         Ok(w)
     }
 
-    fn put<T: Serialize>(&mut self, v: &T) -> std::io::Result<()> {
-        if !self.first {
-            self.out.write_all(b",\n")?;
-        }
-        self.first = false;
-        serde_json::to_writer(&mut self.out, v)?;
-        self.written += 1;
+    fn put(&mut self, mut p: TracePacket) -> std::io::Result<()> {
+        p.set_trusted_packet_sequence_id(SEQUENCE_ID);
+        // A Trace of one packet encodes as that packet in field 1: the concatenation of
+        // them is the whole trace.
+        let mut t = Trace::new();
+        t.packet.push(p);
+        t.write_to_writer(&mut self.out)
+            .map_err(std::io::Error::from)?;
+        self.packets += 1;
         Ok(())
     }
 
-    /// Microseconds since the start.
-    fn us(&self, ts_ns: u64) -> f64 {
-        ts_ns.saturating_sub(self.start_ns) as f64 / 1000.0
+    fn describe(&mut self, t: TrackDescriptor) -> std::io::Result<()> {
+        let mut p = TracePacket::new();
+        p.set_track_descriptor(t);
+        self.put(p)
     }
 
-    /// The track of `cpu`, named on first use.
-    fn track(&mut self, cpu: u16) -> std::io::Result<u32> {
-        let i = usize::from(cpu);
-        if self.cpus_named.len() <= i {
-            self.cpus_named.resize(i + 1, false);
+    fn event(&mut self, ts_ns: u64, e: TrackEvent) -> std::io::Result<()> {
+        let mut p = TracePacket::new();
+        p.set_timestamp(ts_ns);
+        self.last_ns = self.last_ns.max(ts_ns);
+        p.set_track_event(e);
+        self.put(p)
+    }
+
+    /// The track of `cpu`, declared on first use.
+    fn cpu_track(&mut self, cpu: u16) -> std::io::Result<u64> {
+        if self.cpus.insert(cpu) {
+            let mut t = named_track(uuid::cpu(cpu), &format!("CPU {cpu}"));
+            t.set_sibling_order_rank(i32::from(cpu));
+            self.describe(t)?;
         }
-        if !self.cpus_named[i] {
-            self.cpus_named[i] = true;
-            let tid = u32::from(cpu) + 1;
-            let name = format!("CPU {cpu}");
-            self.put(&TraceEvent::meta(
-                "thread_name",
-                CPUS_PID,
-                tid,
-                Named { name: &name },
-            ))?;
-            self.put(&TraceEvent::meta(
-                "thread_sort_index",
-                CPUS_PID,
-                tid,
-                Sorted { sort_index: cpu },
-            ))?;
+        Ok(uuid::cpu(cpu))
+    }
+
+    /// The process `pid`, declared on first sight and again when its name changes: named by
+    /// its main thread's comm (`tid == pid`; an exec renames it), or another thread's until
+    /// then.
+    fn process(&mut self, pid: u32, tid: u32, comm: Option<&Comm>) -> std::io::Result<()> {
+        let comm = comm.filter(|c| c.0[0] != 0);
+        let rename = match (self.processes.get(&pid), comm) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(None), Some(_)) => true,
+            (Some(Some(old)), Some(c)) if tid == pid => old != c,
+            (Some(Some(_)), Some(_)) => false,
+        };
+        if !rename {
+            return Ok(());
         }
-        Ok(u32::from(cpu) + 1)
+        self.processes.insert(pid, comm.copied());
+        let mut d = ProcessDescriptor::new();
+        d.set_pid(pid as i32);
+        if let Some(c) = comm {
+            d.set_process_name(c.as_string());
+        }
+        let mut t = TrackDescriptor::new();
+        t.set_uuid(uuid::process(pid));
+        t.process = Some(d).into();
+        self.describe(t)
     }
 
-    /// A blast radius: a global instant (a line across every track) at its event's time,
-    /// the holders and their fates as arguments.
-    pub fn blast(&mut self, b: &crate::model::schema::BlastRadius) -> std::io::Result<()> {
-        let name = format!("blast radius of {}", b.cause);
-        let tid = self.track(0)?;
-        let ts = self.us(b.ts_ns);
-        self.put(&TraceEvent {
-            ph: "i",
-            s: Some("g"),
-            name: &name,
-            cat: Some("ras"),
-            ts: Some(ts),
-            dur: None,
-            pid: CPUS_PID,
-            tid,
-            args: b,
-        })
+    /// The track of thread `tid` of `pid`, declared on first use and again when its comm
+    /// changes (an exec).
+    fn thread_track(&mut self, pid: u32, tid: u32, comm: Option<&Comm>) -> std::io::Result<u64> {
+        self.process(pid, tid, comm)?;
+        let known = self.threads.get(&tid);
+        if known.is_none() || comm.is_some_and(|c| known.is_some_and(|k| k != c)) {
+            self.threads.insert(tid, comm.copied().unwrap_or_default());
+            let mut d = ThreadDescriptor::new();
+            d.set_pid(pid as i32);
+            d.set_tid(tid as i32);
+            if let Some(c) = comm {
+                d.set_thread_name(c.as_string());
+            }
+            let mut t = TrackDescriptor::new();
+            t.set_uuid(uuid::thread(tid));
+            t.set_parent_uuid(uuid::process(pid));
+            t.thread = Some(d).into();
+            self.describe(t)?;
+        }
+        Ok(uuid::thread(tid))
     }
 
-    fn instant(
-        &mut self,
-        name: &str,
-        cat: &str,
-        ts_ns: u64,
-        cpu: u16,
-        args: &ExportRow,
-    ) -> std::io::Result<()> {
-        let tid = self.track(cpu)?;
-        let ts = self.us(ts_ns);
-        self.put(&TraceEvent {
-            ph: "i",
-            s: Some("t"),
-            name,
-            cat: Some(cat),
-            ts: Some(ts),
-            dur: None,
-            pid: CPUS_PID,
-            tid,
-            args,
-        })
+    fn ras_track(&mut self) -> std::io::Result<u64> {
+        if !self.ras_declared {
+            self.ras_declared = true;
+            self.describe(named_track(uuid::RAS, "RAS, CXL and hotplug"))?;
+        }
+        Ok(uuid::RAS)
     }
 
+    /// A slice `[start, end]` on a thread's track, or an instant on `cpu` at `end` when it
+    /// would not nest with the thread's latest slices.
+    #[allow(clippy::too_many_arguments)]
     fn slice(
         &mut self,
+        (pid, tid, comm): (u32, u32, Option<&Comm>),
+        cpu: u16,
+        start: u64,
+        end: u64,
         name: &str,
         cat: &str,
-        start_ns: u64,
-        dur_ns: u64,
-        cpu: u16,
-        args: &ExportRow,
+        notes: Vec<DebugAnnotation>,
     ) -> std::io::Result<()> {
-        let tid = self.track(cpu)?;
-        let ts = self.us(start_ns);
-        self.put(&TraceEvent {
-            ph: "X",
-            s: None,
-            name,
-            cat: Some(cat),
-            ts: Some(ts),
-            dur: Some(dur_ns as f64 / 1000.0),
-            pid: CPUS_PID,
-            tid,
-            args,
-        })
+        let kept = self.slices.entry(tid).or_default();
+        let fits = start <= end && kept.iter().all(|&(c, d)| nests(start, end, c, d));
+        if fits {
+            if kept.len() == SLICES_KEPT {
+                kept.remove(0);
+            }
+            kept.push((start, end));
+        } else {
+            let track = self.cpu_track(cpu)?;
+            let mut e = instant(track, name, cat);
+            e.debug_annotations = notes;
+            return self.event(end, e);
+        }
+        let track = self.thread_track(pid, tid, comm)?;
+        let mut b = TrackEvent::new();
+        b.set_type(Type::TYPE_SLICE_BEGIN);
+        b.set_track_uuid(track);
+        b.set_name(name.to_string());
+        b.categories.push(cat.to_string());
+        b.debug_annotations = notes;
+        self.event(start, b)?;
+        let mut x = TrackEvent::new();
+        x.set_type(Type::TYPE_SLICE_END);
+        x.set_track_uuid(track);
+        self.event(end, x)
     }
 
-    /// One event, with its export row (as `export --format jsonl` writes it) as arguments.
-    pub fn event(&mut self, e: &Event, args: &ExportRow) -> std::io::Result<()> {
-        match e {
-            Event::Fault(f) => {
-                let name = format!(
-                    "fault {}",
-                    if f.mode == FaultMode::User {
-                        "user"
-                    } else {
-                        "kernel"
-                    }
-                );
-                self.instant(&name, "fault", f.ts_ns, f.cpu, args)
+    /// One event, with its export row (as `export --format jsonl` writes it) as debug
+    /// annotations.
+    pub fn write_event(&mut self, e: &Event, args: &ExportRow) -> std::io::Result<()> {
+        let (name, cat) = event_name(e, args);
+        let notes = || annotations(args);
+        let (ts, cpu) = match e {
+            Event::FaultLatency(f) => {
+                let who = (f.pid, f.tid, Some(&f.comm));
+                let start = f.ts_ns.saturating_sub(f.latency_ns);
+                return self.slice(who, f.cpu, start, f.ts_ns, &name, cat, notes());
             }
-            Event::FaultLatency(f) => self.slice(
-                "fault (timed)",
-                "fault",
-                f.ts_ns.saturating_sub(f.latency_ns),
-                f.latency_ns,
-                f.cpu,
-                args,
-            ),
             Event::MigrateStart(s) => {
                 self.batches.insert(s.tid, *s);
-                Ok(())
+                return Ok(());
             }
             Event::Migrate(m) => {
-                let name = format!("migrate {}", m.reason.name());
-                match self.batches.remove(&m.tid) {
-                    Some(s) if s.ts_ns <= m.ts_ns => {
-                        self.slice(&name, "migrate", s.ts_ns, m.ts_ns - s.ts_ns, s.cpu, args)
-                    }
-                    _ => self.instant(&name, "migrate", m.ts_ns, m.cpu, args),
+                if let Some(s) = self.batches.remove(&m.tid) {
+                    let who = (m.pid, m.tid, Some(&m.comm));
+                    return self.slice(who, s.cpu, s.ts_ns, m.ts_ns, &name, cat, notes());
                 }
+                (m.ts_ns, m.cpu)
             }
-            Event::FolioMigrate(f) => self.instant("folio moved", "migrate", f.ts_ns, f.cpu, args),
-            Event::MigrationPte(p) => {
-                self.instant("folio remapped", "migrate", p.ts_ns, p.cpu, args)
-            }
-            Event::NumaFault(n) => self.instant("numa hint fault", "numa", n.ts_ns, n.cpu, args),
-            Event::Decision(d) => {
-                // Decisions carry the destination CPU when known; else the first track.
-                let cpu = d.dst_cpu.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
-                let name = format!("promotion {}", d.verdict.name());
-                self.instant(&name, "numa", d.ts_ns, cpu, args)
-            }
-            Event::Demote(d) => self.instant("demote batch", "reclaim", d.ts_ns, 0, args),
             Event::Raw(r) => {
-                let name = match args {
-                    ExportRow::Rare(row) => row.entry.event.clone(),
-                    _ => format!("tracepoint {}", r.tp),
-                };
-                self.instant(&name, "ras", r.ts_ns, r.cpu, args)
+                let track = self.ras_track()?;
+                let mut i = instant(track, &name, cat);
+                i.debug_annotations = notes();
+                i.debug_annotations.push(number("cpu", u64::from(r.cpu)));
+                return self.event(r.ts_ns, i);
             }
-        }
+            Event::Fault(f) => {
+                self.process(f.pid, f.tid, Some(&f.comm))?;
+                (f.ts_ns, f.cpu)
+            }
+            Event::FolioMigrate(f) => (f.ts_ns, f.cpu),
+            Event::MigrationPte(p) => (p.ts_ns, p.cpu),
+            Event::NumaFault(n) => (n.ts_ns, n.cpu),
+            // Decisions carry the destination CPU when known; else CPU 0's track.
+            Event::Decision(d) => (
+                d.ts_ns,
+                d.dst_cpu.and_then(|c| u16::try_from(c).ok()).unwrap_or(0),
+            ),
+            Event::Demote(d) => (d.ts_ns, 0),
+        };
+        let track = self.cpu_track(cpu)?;
+        let mut i = instant(track, &name, cat);
+        i.debug_annotations = notes();
+        self.event(ts, i)
     }
 
-    /// Counter values of one recorded interval `[t0, t0 + dt]` (seconds since the start),
-    /// as rates per second.
+    /// A blast radius: an instant on the RAS track, holders and fates as annotations.
+    pub fn blast(&mut self, b: &BlastRadius) -> std::io::Result<()> {
+        let track = self.ras_track()?;
+        let mut i = instant(track, &format!("blast radius of {}", b.cause), "ras");
+        i.debug_annotations = annotations(b);
+        self.event(b.ts_ns, i)
+    }
+
+    /// Counter values of one recorded interval `[t0, t0 + dt]` (seconds since the start), as
+    /// rates per second at its start.
     pub fn counters(
         &mut self,
         t0: f64,
@@ -302,55 +432,61 @@ impl<W: Write> PerfettoWriter<W> {
     ) -> std::io::Result<()> {
         let s = Sample::from_totals(totals, dt, drops);
         let rate = |x: u64| if dt > 0.0 { x as f64 / dt } else { 0.0 };
-        let ts = t0 * 1e6;
-        let tracks: [(&str, &[(&str, f64)]); 6] = [
-            ("faults/s", &[("faults", rate(s.faults))]),
-            (
-                "pages migrated/s",
-                &[
-                    ("succeeded", rate(s.churn.migrated)),
-                    ("failed", rate(s.churn.failed)),
-                ],
-            ),
-            (
-                "tier churn pages/s",
-                &[
-                    ("promoted", rate(s.churn.promoted())),
-                    ("demoted", rate(s.churn.demoted())),
-                ],
-            ),
-            ("ping-pong folios/s", &[("bounces", rate(s.churn.bounces))]),
-            (
-                "numa hint faults/s",
-                &[("hint faults", rate(s.churn.hint_faults))],
-            ),
-            ("events dropped", &[("dropped", drops as f64)]),
+        let values = [
+            rate(s.faults),
+            rate(s.churn.migrated),
+            rate(s.churn.failed),
+            rate(s.churn.promoted()),
+            rate(s.churn.demoted()),
+            rate(s.churn.bounces),
+            rate(s.churn.hint_faults),
+            drops as f64,
         ];
-        for (name, values) in tracks {
-            let args: std::collections::BTreeMap<&str, f64> = values.iter().copied().collect();
-            self.put(&TraceEvent {
-                ph: "C",
-                s: None,
-                name,
-                cat: None,
-                ts: Some(ts),
-                dur: None,
-                pid: COUNTERS_PID,
-                tid: 0,
-                args,
-            })?;
+        let ts = self.start_ns + (t0.max(0.0) * 1e9) as u64;
+        for (i, v) in values.into_iter().enumerate() {
+            let mut e = TrackEvent::new();
+            e.set_type(Type::TYPE_COUNTER);
+            e.set_track_uuid(uuid::counter(i));
+            e.set_double_counter_value(v);
+            self.event(ts, e)?;
         }
         Ok(())
     }
 
-    /// Closes the trace (the batches still open are dropped: they never ended in the
-    /// recording) and returns the writer.
-    pub fn finish(mut self, other: &TraceInfo) -> std::io::Result<W> {
-        self.out
-            .write_all(b"\n],\"displayTimeUnit\":\"ns\",\"otherData\":")?;
-        serde_json::to_writer(&mut self.out, other)?;
-        self.out.write_all(b"}\n")?;
+    /// Ends the trace with an instant carrying where it came from; the batches still open
+    /// are dropped (they never ended in the recording). Returns the writer.
+    pub fn finish(mut self, info: &TraceInfo) -> std::io::Result<W> {
+        let mut end = instant(uuid::RECORDING, "recording end", "recording");
+        end.debug_annotations = annotations(info);
+        let at = self.last_ns;
+        self.event(at, end)?;
         self.out.flush()?;
         Ok(self.out)
     }
 }
+
+fn named_track(uuid: u64, name: &str) -> TrackDescriptor {
+    let mut t = TrackDescriptor::new();
+    t.set_uuid(uuid);
+    t.set_name(name.to_string());
+    t
+}
+
+fn instant(track: u64, name: &str, cat: &str) -> TrackEvent {
+    let mut e = TrackEvent::new();
+    e.set_type(Type::TYPE_INSTANT);
+    e.set_track_uuid(track);
+    e.set_name(name.to_string());
+    e.categories.push(cat.to_string());
+    e
+}
+
+fn number(name: &str, v: u64) -> DebugAnnotation {
+    let mut a = DebugAnnotation::new();
+    a.set_name(name.to_string());
+    a.set_uint_value(v);
+    a
+}
+
+#[cfg(test)]
+mod tests;

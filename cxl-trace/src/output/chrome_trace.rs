@@ -1,0 +1,356 @@
+//! `export --format chrome-json`: a recording as a Chrome trace in the JSON trace event
+//! format, which ui.perfetto.dev and chrome://tracing open.
+//!
+//! Layout of the trace:
+//! - one process "CPUs" with a thread track per CPU: every event is placed on the CPU it
+//!   happened on (faults and folio moves as instants, timed faults and migration batches as
+//!   slices with their duration), its decoded fields as arguments;
+//! - counter tracks, one value per recorded interval: faults/s, pages migrated and failed/s,
+//!   promoted and demoted pages/s, ping-pong folios/s, NUMA hint faults/s, drops.
+//!
+//! Written as it is read: one event at a time, memory flat. Timestamps are microseconds since
+//! the start of the recording.
+
+use std::{collections::HashMap, io::Write};
+
+use serde::Serialize;
+
+use crate::{
+    model::aggregate::Totals,
+    model::event::{Event, FaultMode, MigrateStart},
+    model::recording::Header,
+    model::sample::Sample,
+    model::schema::ExportRow,
+};
+
+/// One entry of the trace event format (only the members this writer uses).
+#[derive(Serialize)]
+struct TraceEvent<'a, A: Serialize> {
+    /// Phase: `M` metadata, `i` instant, `X` complete slice, `C` counter.
+    ph: &'static str,
+    /// Scope of an instant: `t`, the thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    s: Option<&'static str>,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cat: Option<&'a str>,
+    /// Microseconds since the start of the recording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts: Option<f64>,
+    /// Microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dur: Option<f64>,
+    pid: u32,
+    tid: u32,
+    args: A,
+}
+
+impl<'a, A: Serialize> TraceEvent<'a, A> {
+    fn meta(name: &'a str, pid: u32, tid: u32, args: A) -> Self {
+        Self {
+            ph: "M",
+            s: None,
+            name,
+            cat: None,
+            ts: None,
+            dur: None,
+            pid,
+            tid,
+            args,
+        }
+    }
+}
+
+/// Arguments of a naming metadata entry.
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
+}
+
+/// Arguments of a sorting metadata entry.
+#[derive(Serialize)]
+struct Sorted {
+    sort_index: u16,
+}
+
+/// What the trace says about where it came from (`otherData`).
+#[derive(Serialize)]
+pub struct TraceInfo<'a> {
+    /// Always `cxl-trace`.
+    pub tool: &'static str,
+    /// Version of the recorder.
+    pub tool_version: &'a str,
+    /// Kernel of the recording.
+    pub kernel: &'a str,
+    /// Host of the recording.
+    pub hostname: &'a str,
+    /// What was traced.
+    pub scope: &'a str,
+    /// The recording's file.
+    pub recording: String,
+    /// The recording ends inside a chunk.
+    pub truncated: bool,
+}
+
+/// Pseudo process id of the per-CPU tracks.
+const CPUS_PID: u32 = 0;
+/// Pseudo process id of the counter tracks.
+const COUNTERS_PID: u32 = 1;
+
+/// A streaming writer of one trace.
+pub struct ChromeTraceWriter<W: Write> {
+    out: W,
+    start_ns: u64,
+    first: bool,
+    cpus_named: Vec<bool>,
+    /// Open migration batches by thread: where and when they started.
+    batches: HashMap<u32, MigrateStart>,
+    /// Trace events written.
+    pub written: u64,
+}
+
+impl<W: Write> ChromeTraceWriter<W> {
+    /// Starts the trace: the opening of the JSON object and the track names.
+    pub fn new(mut out: W, h: &Header) -> std::io::Result<Self> {
+        out.write_all(b"{\"traceEvents\":[\n")?;
+        let mut w = Self {
+            out,
+            start_ns: h.start_monotonic_ns,
+            first: true,
+            cpus_named: Vec::new(),
+            batches: HashMap::new(),
+            written: 0,
+        };
+        for (pid, name) in [(CPUS_PID, "CPUs"), (COUNTERS_PID, "cxl-trace counters")] {
+            w.put(&TraceEvent::meta("process_name", pid, 0, Named { name }))?;
+        }
+        Ok(w)
+    }
+
+    fn put<T: Serialize>(&mut self, v: &T) -> std::io::Result<()> {
+        if !self.first {
+            self.out.write_all(b",\n")?;
+        }
+        self.first = false;
+        serde_json::to_writer(&mut self.out, v)?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Microseconds since the start.
+    fn us(&self, ts_ns: u64) -> f64 {
+        ts_ns.saturating_sub(self.start_ns) as f64 / 1000.0
+    }
+
+    /// The track of `cpu`, named on first use.
+    fn track(&mut self, cpu: u16) -> std::io::Result<u32> {
+        let i = usize::from(cpu);
+        if self.cpus_named.len() <= i {
+            self.cpus_named.resize(i + 1, false);
+        }
+        if !self.cpus_named[i] {
+            self.cpus_named[i] = true;
+            let tid = u32::from(cpu) + 1;
+            let name = format!("CPU {cpu}");
+            self.put(&TraceEvent::meta(
+                "thread_name",
+                CPUS_PID,
+                tid,
+                Named { name: &name },
+            ))?;
+            self.put(&TraceEvent::meta(
+                "thread_sort_index",
+                CPUS_PID,
+                tid,
+                Sorted { sort_index: cpu },
+            ))?;
+        }
+        Ok(u32::from(cpu) + 1)
+    }
+
+    /// A blast radius: a global instant (a line across every track) at its event's time,
+    /// the holders and their fates as arguments.
+    pub fn blast(&mut self, b: &crate::model::schema::BlastRadius) -> std::io::Result<()> {
+        let name = format!("blast radius of {}", b.cause);
+        let tid = self.track(0)?;
+        let ts = self.us(b.ts_ns);
+        self.put(&TraceEvent {
+            ph: "i",
+            s: Some("g"),
+            name: &name,
+            cat: Some("ras"),
+            ts: Some(ts),
+            dur: None,
+            pid: CPUS_PID,
+            tid,
+            args: b,
+        })
+    }
+
+    fn instant(
+        &mut self,
+        name: &str,
+        cat: &str,
+        ts_ns: u64,
+        cpu: u16,
+        args: &ExportRow,
+    ) -> std::io::Result<()> {
+        let tid = self.track(cpu)?;
+        let ts = self.us(ts_ns);
+        self.put(&TraceEvent {
+            ph: "i",
+            s: Some("t"),
+            name,
+            cat: Some(cat),
+            ts: Some(ts),
+            dur: None,
+            pid: CPUS_PID,
+            tid,
+            args,
+        })
+    }
+
+    fn slice(
+        &mut self,
+        name: &str,
+        cat: &str,
+        start_ns: u64,
+        dur_ns: u64,
+        cpu: u16,
+        args: &ExportRow,
+    ) -> std::io::Result<()> {
+        let tid = self.track(cpu)?;
+        let ts = self.us(start_ns);
+        self.put(&TraceEvent {
+            ph: "X",
+            s: None,
+            name,
+            cat: Some(cat),
+            ts: Some(ts),
+            dur: Some(dur_ns as f64 / 1000.0),
+            pid: CPUS_PID,
+            tid,
+            args,
+        })
+    }
+
+    /// One event, with its export row (as `export --format jsonl` writes it) as arguments.
+    pub fn event(&mut self, e: &Event, args: &ExportRow) -> std::io::Result<()> {
+        match e {
+            Event::Fault(f) => {
+                let name = format!(
+                    "fault {}",
+                    if f.mode == FaultMode::User {
+                        "user"
+                    } else {
+                        "kernel"
+                    }
+                );
+                self.instant(&name, "fault", f.ts_ns, f.cpu, args)
+            }
+            Event::FaultLatency(f) => self.slice(
+                "fault (timed)",
+                "fault",
+                f.ts_ns.saturating_sub(f.latency_ns),
+                f.latency_ns,
+                f.cpu,
+                args,
+            ),
+            Event::MigrateStart(s) => {
+                self.batches.insert(s.tid, *s);
+                Ok(())
+            }
+            Event::Migrate(m) => {
+                let name = format!("migrate {}", m.reason.name());
+                match self.batches.remove(&m.tid) {
+                    Some(s) if s.ts_ns <= m.ts_ns => {
+                        self.slice(&name, "migrate", s.ts_ns, m.ts_ns - s.ts_ns, s.cpu, args)
+                    }
+                    _ => self.instant(&name, "migrate", m.ts_ns, m.cpu, args),
+                }
+            }
+            Event::FolioMigrate(f) => self.instant("folio moved", "migrate", f.ts_ns, f.cpu, args),
+            Event::MigrationPte(p) => {
+                self.instant("folio remapped", "migrate", p.ts_ns, p.cpu, args)
+            }
+            Event::NumaFault(n) => self.instant("numa hint fault", "numa", n.ts_ns, n.cpu, args),
+            Event::Decision(d) => {
+                // Decisions carry the destination CPU when known; else the first track.
+                let cpu = d.dst_cpu.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
+                let name = format!("promotion {}", d.verdict.name());
+                self.instant(&name, "numa", d.ts_ns, cpu, args)
+            }
+            Event::Demote(d) => self.instant("demote batch", "reclaim", d.ts_ns, 0, args),
+            Event::Raw(r) => {
+                let name = match args {
+                    ExportRow::Rare(row) => row.entry.event.clone(),
+                    _ => format!("tracepoint {}", r.tp),
+                };
+                self.instant(&name, "ras", r.ts_ns, r.cpu, args)
+            }
+        }
+    }
+
+    /// Counter values of one recorded interval `[t0, t0 + dt]` (seconds since the start),
+    /// as rates per second.
+    pub fn counters(
+        &mut self,
+        t0: f64,
+        dt: f64,
+        totals: &Totals,
+        drops: u64,
+    ) -> std::io::Result<()> {
+        let s = Sample::from_totals(totals, dt, drops);
+        let rate = |x: u64| if dt > 0.0 { x as f64 / dt } else { 0.0 };
+        let ts = t0 * 1e6;
+        let tracks: [(&str, &[(&str, f64)]); 6] = [
+            ("faults/s", &[("faults", rate(s.faults))]),
+            (
+                "pages migrated/s",
+                &[
+                    ("succeeded", rate(s.churn.migrated)),
+                    ("failed", rate(s.churn.failed)),
+                ],
+            ),
+            (
+                "tier churn pages/s",
+                &[
+                    ("promoted", rate(s.churn.promoted())),
+                    ("demoted", rate(s.churn.demoted())),
+                ],
+            ),
+            ("ping-pong folios/s", &[("bounces", rate(s.churn.bounces))]),
+            (
+                "numa hint faults/s",
+                &[("hint faults", rate(s.churn.hint_faults))],
+            ),
+            ("events dropped", &[("dropped", drops as f64)]),
+        ];
+        for (name, values) in tracks {
+            let args: std::collections::BTreeMap<&str, f64> = values.iter().copied().collect();
+            self.put(&TraceEvent {
+                ph: "C",
+                s: None,
+                name,
+                cat: None,
+                ts: Some(ts),
+                dur: None,
+                pid: COUNTERS_PID,
+                tid: 0,
+                args,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the trace (the batches still open are dropped: they never ended in the
+    /// recording) and returns the writer.
+    pub fn finish(mut self, other: &TraceInfo) -> std::io::Result<W> {
+        self.out
+            .write_all(b"\n],\"displayTimeUnit\":\"ns\",\"otherData\":")?;
+        serde_json::to_writer(&mut self.out, other)?;
+        self.out.write_all(b"}\n")?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
