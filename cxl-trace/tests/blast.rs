@@ -195,7 +195,10 @@ fn a_recorded_blast_radius_reads_back_everywhere() {
         .filter(|(_, e)| e.name() == "blast radius of ras:memory_failure_event")
         .collect();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].0, b.ts_ns, "at the event's time, on the kernel's clock");
+    assert_eq!(
+        found[0].0, b.ts_ns,
+        "at the event's time, on the kernel's clock"
+    );
     let holders = found[0]
         .1
         .debug_annotations

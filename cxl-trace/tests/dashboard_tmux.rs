@@ -1,7 +1,8 @@
 //! The dashboard as a user meets it, in a real terminal (tmux): `cxl-trace top` as root while
 //! a fault-heavy program runs (the screen shows its faults, `?` opens help, `q` leaves a clean
 //! shell with the terminal restored), and `cxl-trace replay` of a recording driven by its keys
-//! (pause, step, seek; any user).
+//! (pause, step, seek; any user), and of a two-tier recording from the VM (its latency
+//! histogram and churn).
 
 mod common;
 
@@ -204,5 +205,72 @@ fn replay_in_tmux_pauses_steps_and_seeks() {
     let start = wait_t(&session, |t| t == 0.0);
     assert_eq!(replay_t(&start), Some(0.0), "{start}");
     let help = help_then_quit(&session, marker, "step one interval", "REPLAY");
+    assert!(help.contains(marker));
+}
+
+/// The counts written on the latency bars: the row above the bucket labels (`█3877█ ██94██`).
+fn bar_counts(screen: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    // The bucket labels: the last line of the left panel with times and no bar in it.
+    let Some(i) = lines
+        .iter()
+        .rposition(|l| l.contains("us ") && l.starts_with('│') && !l.contains('█'))
+    else {
+        return Vec::new();
+    };
+    let Some(row) = i.checked_sub(1).and_then(|j| lines.get(j)) else {
+        return Vec::new();
+    };
+    // The left panel only: up to its closing border.
+    let left = row.split('│').nth(1).unwrap_or("");
+    left.split(|c: char| !c.is_ascii_alphanumeric() && c != '.')
+        .filter(|s| s.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A recording from the two-tier VM guest (7.3, fentry available) at its end: the latency
+/// histogram of the fast tier has several non-empty bars, both tiers are listed, the churn
+/// panel shows promotions and demotions between them. The screen is kept in
+/// `target/dashboard-two-tier.txt` (the README's capture comes from there).
+#[test]
+fn replay_of_a_two_tier_recording_shows_the_histogram_and_churn() {
+    // From the repository's root, so that the footer shows the path a reader has.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let file = "cxl-trace/tests/fixtures/recordings/two-tier.cxlt";
+    let session = format!("cxltrace-two-tier-{}", std::process::id());
+    let marker = "CXLTRACE_EXITED";
+    let cmd = format!("cd {root} && {CXL_TRACE} replay {file}; echo {marker} $?; sleep 60");
+    start(&session, &cmd);
+    let first = wait_for(&session, "REPLAY", Duration::from_secs(20));
+    assert!(first.contains("REPLAY"), "{first}");
+    tmux(&["send-keys", "-t", &session, "G"]);
+    let end = wait_for(&session, "[END]", Duration::from_secs(10));
+    // The end is drawn once the last interval is in.
+    sleep(Duration::from_millis(500));
+    let end = if end.contains("[END]") {
+        capture(&session)
+    } else {
+        end
+    };
+    let counts = bar_counts(&end);
+    assert!(
+        counts.len() > 1,
+        "more than one non-empty bar, got {counts:?}:\n{end}"
+    );
+    for needle in [
+        "tier4: node0",
+        "tier72: node1",
+        "bars: log height",
+        "tier4->tier72",
+        "tier72->tier4",
+        "promoted by cause: numa_balancing",
+    ] {
+        assert!(end.contains(needle), "{needle} missing:\n{end}");
+    }
+    let out =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-two-tier.txt");
+    let _ = std::fs::write(out, &end);
+    let help = help_then_quit(&session, marker, "log scale", "REPLAY");
     assert!(help.contains(marker));
 }

@@ -246,16 +246,20 @@ fn resolve_items(p: &Value, defs: &Value) -> Option<Value> {
     p.get("items").cloned()
 }
 
-/// The README's field table of `top --no-tui` names only members the schema has.
+/// The field table of `top --no-tui` in docs/json-output.md names only members the schema
+/// has.
 #[test]
-fn readme_field_table_matches_the_schema() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README");
-    let section = readme
+fn documented_field_table_matches_the_schema() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/json-output.md"
+    ))
+    .expect("docs/json-output.md");
+    let section = doc
         .split("## JSON output of `top --no-tui`")
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
-        .expect("the README has the section");
+        .expect("docs/json-output.md has the section");
     let schema = printed_schema(Document::Top);
     let defs = schema["$defs"].clone();
     let mut checked = 0;
@@ -274,13 +278,13 @@ fn readme_field_table_matches_the_schema() {
                 let parts: Vec<&str> = path.split('.').collect();
                 assert!(
                     resolves(&schema, &defs, &parts),
-                    "README names `{path}`, which the schema of `top` lacks"
+                    "docs/json-output.md names `{path}`, which the schema of `top` lacks"
                 );
                 checked += 1;
             }
         }
     }
-    assert!(checked >= 60, "only {checked} README fields found");
+    assert!(checked >= 60, "only {checked} documented fields found");
 }
 
 #[test]
@@ -290,4 +294,29 @@ fn field_paths_expand() {
         vec!["a.b".to_string(), "a.c.d".into(), "a.c.e".into()]
     );
     assert_eq!(expand("x"), vec!["x".to_string()]);
+}
+
+/// Every probe `doctor` reports is documented in docs/probes.md (by its tracepoint or
+/// function name), so the reference cannot fall behind the probes.
+#[test]
+fn every_probe_is_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/probes.md"))
+        .expect("docs/probes.md");
+    let out = cxl_trace(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    let probes = v["probes"].as_array().expect("probes");
+    let mut checked = 0;
+    for p in probes {
+        let name = p["name"].as_str().expect("name");
+        if name.starts_with("attach:") {
+            continue;
+        }
+        let last = name.rsplit(':').next().unwrap_or(name);
+        assert!(
+            doc.contains(&format!("{last}`")),
+            "docs/probes.md does not describe {name}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} probes");
 }

@@ -2,7 +2,7 @@
 //! with `--no-tui`, or when stdout is not a terminal, it prints one JSON object per interval.
 //!
 //! Lines: one `{"type":"start"}` with the live probes, one `{"type":"interval"}` per interval,
-//! one `{"type":"summary"}` with the whole run at the end. See README "JSON output".
+//! one `{"type":"summary"}` with the whole run at the end. See docs/json-output.md.
 
 use std::io::IsTerminal;
 

@@ -81,7 +81,7 @@ pub fn to_text(w: &Window, scope: &str, tool_cpu_s: Option<f64>) -> String {
         out += &format!(" cxl-trace's own CPU: {cpu:.2} s ({share:.1}% of one core)\n");
     }
     if differ {
-        out += " ≠: the kernel counted otherwise (see the README, \"Accuracy\")\n";
+        out += " ≠: the kernel counted otherwise (see docs/accuracy.md)\n";
     }
     if !system_wide {
         out += " page faults and hint faults are this scope's; migrations are system-wide\n";

@@ -1,5 +1,5 @@
 //! The JSON lines sink of `top --no-tui`: one start line, one line per interval, one summary
-//! line (see README "JSON output and its schema").
+//! line (see docs/json-output.md).
 
 use crate::{
     error::Result,

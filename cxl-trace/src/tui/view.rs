@@ -261,7 +261,7 @@ fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
         "no faults in this window".to_string()
     } else {
         format!(
-            "n {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (bars: log scale)",
+            "n {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
             human(h.len() as f64),
             ns(h.value_at_quantile(0.5)),
             ns(h.value_at_quantile(0.9)),
@@ -280,14 +280,20 @@ fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
         })
         .collect();
     f.render_widget(
-        Paragraph::new(vec![Line::from(pct), Line::from(tiers.join("  "))]),
+        Paragraph::new(vec![
+            Line::from(pct),
+            Line::from(format!(
+                "{}   bars: log height, count on each",
+                tiers.join("  ")
+            )),
+        ]),
         parts[0],
     );
     let width = parts[1].width.max(1);
     let n = ((width + 1) / 7).clamp(1, 16) as usize;
     let data = buckets(&h, n);
     // Heights on a log scale (a first bucket of 262k would flatten every other bar), each
-    // bar's own count written on it; the first line says so.
+    // bar's own count written on it; the second line says so.
     let bars: Vec<Bar> = data
         .iter()
         .map(|(label, c)| {
@@ -542,7 +548,7 @@ fn footer(f: &mut Frame, area: Rect, d: &Dashboard) {
 
 fn help(f: &mut Frame, area: Rect, replay: bool) {
     let w = area.width.min(76);
-    let h = area.height.min(if replay { 35 } else { 29 });
+    let h = area.height.min(if replay { 36 } else { 30 });
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -566,6 +572,7 @@ fn help(f: &mut Frame, area: Rect, replay: bool) {
         "ev/s        events per second received from the kernel",
         "tool cpu    cxl-trace's own CPU; bpf: its programs' run time, % of a core",
         "p50 p99     percentiles: half, 99 in 100 faults took less",
+        "bars        latency buckets; heights on a log scale, each bar's count on it",
         "k M         thousands, millions",
         "hint        NUMA hint faults (NUMA balancing's sampling faults)",
         "pingpong    folios moved back within the ping-pong window",
