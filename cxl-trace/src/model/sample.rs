@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use hdrhistogram::Histogram;
 
 use crate::model::{
-    aggregate::Totals,
+    aggregate::{FaultCounts, Totals},
     event::FaultClass,
     rare::FieldValue,
     schema::{Cause, LogEntry, RefusalCause},
@@ -94,6 +94,8 @@ pub struct Sample {
     pub events: u64,
     /// Faults (exception tracepoints).
     pub faults: u64,
+    /// The same faults by mode and access kind.
+    pub fault_split: FaultCounts,
     /// Records dropped by the kernel side.
     pub drops: u64,
     /// Pages moving between tiers and why.
@@ -166,6 +168,7 @@ impl Sample {
             interval_s,
             events: t.events,
             faults: t.faults.total,
+            fault_split: t.faults.clone(),
             drops,
             churn: Churn {
                 promotions: t.tiers.moves.promotions.clone(),

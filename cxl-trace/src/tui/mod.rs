@@ -5,6 +5,7 @@
 //! - this module: the terminal (raw mode and alternate screen, always restored: on quit, on
 //!   error through a Drop guard, on panic through a hook) and the key reader thread.
 
+pub mod latency;
 pub mod live;
 pub mod state;
 pub mod view;

@@ -567,23 +567,6 @@ impl Dashboard {
             .unzip()
     }
 
-    /// Faults per second per sample over the last `n` samples (the latency panel's stand-in
-    /// where latency cannot be measured).
-    pub fn fault_series(&self, n: usize) -> Vec<u64> {
-        let start = self.history.len().saturating_sub(n);
-        self.history
-            .iter()
-            .skip(start)
-            .map(|s| {
-                if s.interval_s > 0.0 {
-                    (s.faults as f64 / s.interval_s).round() as u64
-                } else {
-                    s.faults
-                }
-            })
-            .collect()
-    }
-
     /// Ping-pong bounces per sample over the last `n` samples.
     pub fn bounce_series(&self, n: usize) -> Vec<u64> {
         let start = self.history.len().saturating_sub(n);

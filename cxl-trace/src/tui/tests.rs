@@ -38,6 +38,10 @@ fn busy_totals(scale: u64) -> Totals {
         ..Totals::default()
     };
     t.faults.total = 900 * scale;
+    t.faults.user = 850 * scale;
+    t.faults.kernel = 50 * scale;
+    t.faults.by_kind[0] = 600 * scale;
+    t.faults.by_kind[2] = 300 * scale;
     for (tier, base) in [(Some(4), 1_000u64), (Some(22), 5_000u64)] {
         let mut h = new_histogram();
         for i in 0..100 * scale {
@@ -159,17 +163,29 @@ fn latency_unavailable_says_why() {
     let s = render(&d, 80, 24);
     assert!(s.contains("latency unavailable:"), "{s}");
     assert!(s.contains("EPERM"), "{s}");
-    // What is available instead: the fault rate, now and over time.
+    // What is available instead: the fault rate, now and over time, in all and by kind.
     assert!(s.contains("Fault latency: unavailable"), "{s}");
-    let rate = Sample::from_totals(&busy_totals(1), 1.0, 0).faults;
+    let sample = Sample::from_totals(&busy_totals(1), 1.0, 0);
+    let rate = sample.faults;
     assert!(
         s.contains(&format!(
-            "instead, fault rate: {}/s now",
+            "instead, faults per second: {}/s now",
             super::view::human(rate as f64)
         )),
         "{s}"
     );
-    assert_eq!(d.fault_series(10), vec![rate]);
+    let series = super::latency::series_of(&d, 10);
+    assert_eq!(series[0], ("all".to_string(), vec![rate]));
+    let user = sample.fault_split.user;
+    assert!(user > 0, "the fixture has user faults");
+    assert!(series.contains(&("user".to_string(), vec![user])), "{series:?}");
+    // Kinds without a fault in the window are left out.
+    assert!(series.iter().all(|(_, v)| v[0] > 0), "{series:?}");
+    let wide = render(&d, 160, 48);
+    assert!(
+        wide.contains(&format!("user: {}/s now", super::view::human(user as f64))),
+        "{wide}"
+    );
 }
 
 #[test]

@@ -1,17 +1,14 @@
 //! Drawing: a pure function of the [`Dashboard`] state onto a ratatui frame.
 
-use hdrhistogram::Histogram;
 use ratatui::{
     layout::{Constraint, Direction, Layout, Rect},
     style::{Color, Modifier, Style},
     text::{Line, Span},
-    widgets::{
-        Bar, BarChart, BarGroup, Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table,
-        Wrap,
-    },
+    widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap},
     Frame,
 };
 
+pub use super::latency::{buckets, log_height};
 use super::state::{Dashboard, Panel, CAUSES};
 use crate::model::tiers::tier_label;
 
@@ -33,7 +30,7 @@ pub fn draw(f: &mut Frame, d: &Dashboard) {
         .direction(Direction::Horizontal)
         .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
         .split(rows[1]);
-    latency(f, mid[0], d);
+    super::latency::panel(f, mid[0], d);
     churn(f, mid[1], d);
     let bottom = Layout::default()
         .direction(Direction::Horizontal)
@@ -47,7 +44,7 @@ pub fn draw(f: &mut Frame, d: &Dashboard) {
     }
 }
 
-fn block(title: String, focused: bool) -> Block<'static> {
+pub(super) fn block(title: String, focused: bool) -> Block<'static> {
     let style = if focused {
         Style::default()
             .fg(Color::Cyan)
@@ -157,157 +154,6 @@ fn header(f: &mut Frame, area: Rect, d: &Dashboard) {
         Paragraph::new(lines).block(Block::default().borders(Borders::BOTTOM)),
         area,
     );
-}
-
-/// Log-spaced buckets of a histogram from its minimum to its maximum: (upper bound label,
-/// count), at most `n` of them; every recorded value lands in exactly one bucket.
-/// A bar's height for `count` on a log scale: 0 for none, then 1000 per decade above 1, so
-/// 1 and 262k both stay visible (1000 and 6419).
-pub fn log_height(count: u64) -> u64 {
-    if count == 0 {
-        0
-    } else {
-        ((count as f64).log10() * 1000.0) as u64 + 1000
-    }
-}
-
-pub fn buckets(h: &Histogram<u64>, n: usize) -> Vec<(String, u64)> {
-    if h.is_empty() || n == 0 {
-        return Vec::new();
-    }
-    let lo = h.min().max(1) as f64;
-    let hi = h.max().max(1) as f64;
-    let n = if hi <= lo { 1 } else { n };
-    let step = ((hi / lo).ln() / n as f64).max(f64::MIN_POSITIVE);
-    let mut counts = vec![0u64; n];
-    for v in h.iter_recorded() {
-        let x = (v.value_iterated_to().max(1) as f64).clamp(lo, hi);
-        let i = ((x / lo).ln() / step) as usize;
-        counts[i.min(n - 1)] += v.count_at_value();
-    }
-    counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let upper = if i + 1 == n {
-                h.max()
-            } else {
-                (lo * ((i + 1) as f64 * step).exp()).ceil() as u64
-            };
-            (ns(upper), c)
-        })
-        .collect()
-}
-
-fn latency(f: &mut Frame, area: Rect, d: &Dashboard) {
-    let focused = d.focus == Panel::Latency;
-    let class = d.class.map_or("all classes", |c| c.name());
-    if let Some(why) = &d.header.latency_unavailable {
-        // What is available instead: the fault rate over time, with the reason in one line
-        // (`doctor --verbose` has the kernel's full refusal).
-        let outer = block(" Fault latency: unavailable ".into(), focused);
-        let inner = outer.inner(area);
-        f.render_widget(outer, area);
-        let parts = Layout::default()
-            .direction(Direction::Vertical)
-            .constraints([Constraint::Length(5), Constraint::Min(1)])
-            .split(inner);
-        let series = d.fault_series(inner.width as usize);
-        let now = series.last().copied().unwrap_or(0);
-        let p = Paragraph::new(vec![
-            Line::from(Span::styled(
-                format!(
-                    "latency unavailable: {}",
-                    crate::model::status::reason_in_short("", why)
-                ),
-                Style::default().fg(Color::Yellow),
-            )),
-            Line::from(format!(
-                "instead, fault rate: {}/s now, {} in {:.0} s",
-                human(now as f64),
-                human(d.view.faults as f64),
-                d.view.seconds
-            )),
-        ])
-        .wrap(Wrap { trim: true });
-        f.render_widget(p, parts[0]);
-        f.render_widget(
-            Sparkline::default()
-                .data(&series)
-                .style(Style::default().fg(Color::Cyan)),
-            parts[1],
-        );
-        return;
-    }
-    let Some(tier) = d.selected_tier() else {
-        let p =
-            Paragraph::new("no timed faults yet").block(block(" Fault latency ".into(), focused));
-        f.render_widget(p, area);
-        return;
-    };
-    let h = d.view.histogram(tier, d.class);
-    let title = format!(
-        " Fault latency {} / {class} (←→ tier, ↑↓ class) ",
-        tier_label(tier)
-    );
-    let outer = block(title, focused);
-    let inner = outer.inner(area);
-    f.render_widget(outer, area);
-    let parts = Layout::default()
-        .direction(Direction::Vertical)
-        .constraints([Constraint::Length(2), Constraint::Min(3)])
-        .split(inner);
-    let pct = if h.is_empty() {
-        "no faults in this window".to_string()
-    } else {
-        format!(
-            "n {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            human(h.len() as f64),
-            ns(h.value_at_quantile(0.5)),
-            ns(h.value_at_quantile(0.9)),
-            ns(h.value_at_quantile(0.99)),
-            ns(h.value_at_quantile(0.999)),
-            ns(h.max())
-        )
-    };
-    let tiers: Vec<String> = d
-        .view
-        .tiers()
-        .iter()
-        .map(|t| {
-            let n = d.view.histogram(*t, None).len();
-            format!("{} {}", tier_label(*t), human(n as f64))
-        })
-        .collect();
-    f.render_widget(
-        Paragraph::new(vec![
-            Line::from(pct),
-            Line::from(format!(
-                "{}   bars: log height, count on each",
-                tiers.join("  ")
-            )),
-        ]),
-        parts[0],
-    );
-    let width = parts[1].width.max(1);
-    let n = ((width + 1) / 7).clamp(1, 16) as usize;
-    let data = buckets(&h, n);
-    // Heights on a log scale (a first bucket of 262k would flatten every other bar), each
-    // bar's own count written on it; the second line says so.
-    let bars: Vec<Bar> = data
-        .iter()
-        .map(|(label, c)| {
-            Bar::default()
-                .value(log_height(*c))
-                .text_value(human(*c as f64))
-                .label(Line::from(label.clone()))
-        })
-        .collect();
-    let chart = BarChart::default()
-        .data(BarGroup::default().bars(&bars))
-        .bar_width(6)
-        .bar_gap(1);
-    f.render_widget(chart, parts[1]);
 }
 
 fn churn(f: &mut Frame, area: Rect, d: &Dashboard) {
