@@ -178,7 +178,10 @@ fn latency_unavailable_says_why() {
     assert_eq!(series[0], ("all".to_string(), vec![rate]));
     let user = sample.fault_split.user;
     assert!(user > 0, "the fixture has user faults");
-    assert!(series.contains(&("user".to_string(), vec![user])), "{series:?}");
+    assert!(
+        series.contains(&("user".to_string(), vec![user])),
+        "{series:?}"
+    );
     // Kinds without a fault in the window are left out.
     assert!(series.iter().all(|(_, v)| v[0] > 0), "{series:?}");
     let wide = render(&d, 160, 48);
