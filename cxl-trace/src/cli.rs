@@ -29,7 +29,8 @@ pub enum Command {
     Record(RecordOpts),
     /// Summarise a recording: latency per tier, churn, refusals, ping-pong, processes, vmstat.
     Report(ReportOpts),
-    /// Write every event of a recording as JSON lines, CSV or a Perfetto trace.
+    /// Write every event of a recording as JSON lines, CSV, a native Perfetto trace or a Chrome
+    /// JSON trace.
     Export(ExportOpts),
     /// Compare two recordings: configuration, latency percentiles per tier and class, churn,
     /// refusals, ping-pong, with significance; `--fail-on` for `git bisect run`.

@@ -320,3 +320,35 @@ fn every_probe_is_documented() {
     }
     assert!(checked >= 25, "only {checked} probes");
 }
+
+/// Every subcommand `--help` lists is in the README's command table and has its row in
+/// docs/commands.md (or, for `completions`, its paragraph in the README).
+#[test]
+fn every_command_is_documented() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README");
+    let reference =
+        std::fs::read_to_string(format!("{root}/docs/commands.md")).expect("docs/commands.md");
+    let help = cxl_trace(&["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    let commands: Vec<&str> = text
+        .split("Commands:")
+        .nth(1)
+        .expect("a command list")
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 12, "{commands:?}");
+    for c in commands {
+        let in_table = readme
+            .lines()
+            .any(|l| l.starts_with("| `") && l.contains(&format!("`{c}")));
+        assert!(in_table, "README's command table lacks {c}");
+        let documented = reference.contains(&format!("cxl-trace {c}"))
+            || readme.contains(&format!("cxl-trace {c}"));
+        assert!(documented, "docs/commands.md does not describe {c}");
+    }
+}

@@ -4,6 +4,9 @@
 
 use std::io::{BufWriter, Write};
 
+#[cfg(feature = "perfetto")]
+use crate::output::perfetto::PerfettoWriter;
+
 use serde_json::{Map, Value};
 
 use crate::{
@@ -13,7 +16,6 @@ use crate::{
     output::{
         chrome_trace::{self, ChromeTraceWriter},
         export::{cell, event_json, export_row, CSV_COLUMNS},
-        perfetto::{self, PerfettoWriter},
     },
 };
 
@@ -27,6 +29,7 @@ fn quiet_pipe(r: Result<i32>) -> Result<i32> {
 
 /// One of the two trace writers.
 enum TraceOut<W: Write> {
+    #[cfg(feature = "perfetto")]
     Native(PerfettoWriter<W>),
     Chrome(ChromeTraceWriter<W>),
 }
@@ -34,6 +37,7 @@ enum TraceOut<W: Write> {
 impl<W: Write> TraceOut<W> {
     fn event(&mut self, e: &Event, row: &ExportRow) -> std::io::Result<()> {
         match self {
+            #[cfg(feature = "perfetto")]
             Self::Native(w) => w.write_event(e, row),
             Self::Chrome(w) => w.event(e, row),
         }
@@ -51,22 +55,30 @@ fn trace(
     let io = |e: std::io::Error| Error::io(name, e);
     let h = src.header.clone();
     let tiers = TierMap::from_topology(&h.topology);
-    let mut w = if o.format == ExportFormat::ChromeJson {
-        TraceOut::Chrome(ChromeTraceWriter::new(out, &h).map_err(io)?)
-    } else {
-        TraceOut::Native(PerfettoWriter::new(out, &h).map_err(io)?)
-    };
+    let mut w =
+        match o.format {
+            #[cfg(feature = "perfetto")]
+            ExportFormat::Perfetto => TraceOut::Native(PerfettoWriter::new(out, &h).map_err(io)?),
+            #[cfg(not(feature = "perfetto"))]
+            ExportFormat::Perfetto => return Err(Error::Runtime(
+                "this cxl-trace was built without its `perfetto` feature: use --format chrome-json"
+                    .into(),
+            )),
+            _ => TraceOut::Chrome(ChromeTraceWriter::new(out, &h).map_err(io)?),
+        };
     while let Some(iv) =
         src.next_interval_each(|e| w.event(e, &export_row(e, &h, &tiers)).map_err(io))?
     {
         let (t0, drops) = (iv.t - iv.dt, iv.drops.total());
         match &mut w {
+            #[cfg(feature = "perfetto")]
             TraceOut::Native(w) => w.counters(t0, iv.dt, &iv.totals, drops),
             TraceOut::Chrome(w) => w.counters(t0, iv.dt, &iv.totals, drops),
         }
         .map_err(io)?;
         for b in &iv.blast {
             match &mut w {
+                #[cfg(feature = "perfetto")]
                 TraceOut::Native(w) => w.blast(b),
                 TraceOut::Chrome(w) => w.blast(b),
             }
@@ -76,8 +88,9 @@ fn trace(
     let truncated = src.truncated();
     let recording = o.file.display().to_string();
     match w {
+        #[cfg(feature = "perfetto")]
         TraceOut::Native(w) => w
-            .finish(&perfetto::TraceInfo {
+            .finish(&crate::output::perfetto::TraceInfo {
                 tool_version: &h.tool_version,
                 kernel: &h.kernel,
                 hostname: &h.hostname,

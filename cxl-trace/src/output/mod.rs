@@ -3,6 +3,7 @@
 pub mod chrome_trace;
 pub mod diff;
 pub mod export;
+#[cfg(feature = "perfetto")]
 pub mod perfetto;
 pub mod report;
 pub mod stat;
