@@ -86,30 +86,19 @@ fn trace(
         }
     }
     let truncated = src.truncated();
-    let recording = o.file.display().to_string();
+    let info = chrome_trace::TraceInfo {
+        tool: "cxl-trace",
+        tool_version: &h.tool_version,
+        kernel: &h.kernel,
+        hostname: &h.hostname,
+        scope: &h.scope,
+        recording: o.file.display().to_string(),
+        truncated,
+    };
     match w {
         #[cfg(feature = "perfetto")]
-        TraceOut::Native(w) => w
-            .finish(&crate::output::perfetto::TraceInfo {
-                tool_version: &h.tool_version,
-                kernel: &h.kernel,
-                hostname: &h.hostname,
-                scope: &h.scope,
-                recording,
-                truncated,
-            })
-            .map(drop),
-        TraceOut::Chrome(w) => w
-            .finish(&chrome_trace::TraceInfo {
-                tool: "cxl-trace",
-                tool_version: &h.tool_version,
-                kernel: &h.kernel,
-                hostname: &h.hostname,
-                scope: &h.scope,
-                recording,
-                truncated,
-            })
-            .map(drop),
+        TraceOut::Native(w) => w.finish(&info).map(drop),
+        TraceOut::Chrome(w) => w.finish(&info).map(drop),
     }
     .map_err(io)?;
     if truncated {

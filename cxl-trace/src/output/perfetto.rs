@@ -45,6 +45,7 @@ use crate::{
     model::recording::Header,
     model::sample::Sample,
     model::schema::{BlastRadius, ExportRow},
+    output::chrome_trace::TraceInfo,
 };
 
 /// Slices remembered per thread to keep its track well formed: a thread's next slice
@@ -153,23 +154,6 @@ fn annotations<T: serde::Serialize>(v: &T) -> Vec<DebugAnnotation> {
         Ok(Value::Object(m)) => m.iter().filter_map(|(k, v)| annotation(k, v)).collect(),
         _ => Vec::new(),
     }
-}
-
-/// Where the trace came from, written on the recording's track at its end.
-#[derive(serde::Serialize)]
-pub struct TraceInfo<'a> {
-    /// Version of the recorder.
-    pub tool_version: &'a str,
-    /// Kernel of the recording.
-    pub kernel: &'a str,
-    /// Host of the recording.
-    pub hostname: &'a str,
-    /// What was traced.
-    pub scope: &'a str,
-    /// The recording's file.
-    pub recording: String,
-    /// The recording ends inside a chunk.
-    pub truncated: bool,
 }
 
 /// A streaming writer of one native Perfetto trace.
@@ -453,7 +437,8 @@ impl<W: Write> PerfettoWriter<W> {
         Ok(())
     }
 
-    /// Ends the trace with an instant carrying where it came from; the batches still open
+    /// Ends the trace with an instant carrying where it came from (the same members as the
+    /// Chrome trace's `otherData`); the batches still open
     /// are dropped (they never ended in the recording). Returns the writer.
     pub fn finish(mut self, info: &TraceInfo) -> std::io::Result<W> {
         let mut end = instant(uuid::RECORDING, "recording end", "recording");

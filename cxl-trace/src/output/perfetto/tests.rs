@@ -35,6 +35,7 @@ fn written(events: &[Event]) -> Trace {
     w.counters(0.0, 1.0, &Totals::default(), 3)
         .expect("counters");
     let info = TraceInfo {
+        tool: "cxl-trace",
         tool_version: "test",
         kernel: "6.18.0",
         hostname: "box",
