@@ -92,6 +92,45 @@ pub struct TraceInfo<'a> {
     pub truncated: bool,
 }
 
+/// The counters of one recorded interval, per second (drops as a count), that both trace
+/// formats draw as counter tracks.
+pub struct IntervalRates {
+    /// Faults per second.
+    pub faults: f64,
+    /// Pages migrated per second.
+    pub migrated: f64,
+    /// Pages that failed to migrate per second.
+    pub failed: f64,
+    /// Pages promoted per second.
+    pub promoted: f64,
+    /// Pages demoted per second.
+    pub demoted: f64,
+    /// Ping-pong folios per second.
+    pub bounces: f64,
+    /// NUMA hint faults per second.
+    pub hint_faults: f64,
+    /// Events dropped in the interval.
+    pub dropped: f64,
+}
+
+impl IntervalRates {
+    /// The rates of an interval of `dt` seconds.
+    pub fn of(totals: &Totals, dt: f64, drops: u64) -> Self {
+        let s = Sample::from_totals(totals, dt, drops);
+        let rate = |x: u64| if dt > 0.0 { x as f64 / dt } else { 0.0 };
+        Self {
+            faults: rate(s.faults),
+            migrated: rate(s.churn.migrated),
+            failed: rate(s.churn.failed),
+            promoted: rate(s.churn.promoted()),
+            demoted: rate(s.churn.demoted()),
+            bounces: rate(s.churn.bounces),
+            hint_faults: rate(s.churn.hint_faults),
+            dropped: drops as f64,
+        }
+    }
+}
+
 /// Pseudo process id of the per-CPU tracks.
 const CPUS_PID: u32 = 0;
 /// Pseudo process id of the counter tracks.
@@ -300,31 +339,21 @@ impl<W: Write> ChromeTraceWriter<W> {
         totals: &Totals,
         drops: u64,
     ) -> std::io::Result<()> {
-        let s = Sample::from_totals(totals, dt, drops);
-        let rate = |x: u64| if dt > 0.0 { x as f64 / dt } else { 0.0 };
+        let r = IntervalRates::of(totals, dt, drops);
         let ts = t0 * 1e6;
         let tracks: [(&str, &[(&str, f64)]); 6] = [
-            ("faults/s", &[("faults", rate(s.faults))]),
+            ("faults/s", &[("faults", r.faults)]),
             (
                 "pages migrated/s",
-                &[
-                    ("succeeded", rate(s.churn.migrated)),
-                    ("failed", rate(s.churn.failed)),
-                ],
+                &[("succeeded", r.migrated), ("failed", r.failed)],
             ),
             (
                 "tier churn pages/s",
-                &[
-                    ("promoted", rate(s.churn.promoted())),
-                    ("demoted", rate(s.churn.demoted())),
-                ],
+                &[("promoted", r.promoted), ("demoted", r.demoted)],
             ),
-            ("ping-pong folios/s", &[("bounces", rate(s.churn.bounces))]),
-            (
-                "numa hint faults/s",
-                &[("hint faults", rate(s.churn.hint_faults))],
-            ),
-            ("events dropped", &[("dropped", drops as f64)]),
+            ("ping-pong folios/s", &[("bounces", r.bounces)]),
+            ("numa hint faults/s", &[("hint faults", r.hint_faults)]),
+            ("events dropped", &[("dropped", r.dropped)]),
         ];
         for (name, values) in tracks {
             let args: std::collections::BTreeMap<&str, f64> = values.iter().copied().collect();

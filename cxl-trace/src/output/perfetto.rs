@@ -43,9 +43,8 @@ use crate::{
     model::aggregate::Totals,
     model::event::{Comm, Event, FaultMode, MigrateStart},
     model::recording::Header,
-    model::sample::Sample,
     model::schema::{BlastRadius, ExportRow},
-    output::chrome_trace::TraceInfo,
+    output::chrome_trace::{IntervalRates, TraceInfo},
 };
 
 /// Slices remembered per thread to keep its track well formed: a thread's next slice
@@ -414,17 +413,17 @@ impl<W: Write> PerfettoWriter<W> {
         totals: &Totals,
         drops: u64,
     ) -> std::io::Result<()> {
-        let s = Sample::from_totals(totals, dt, drops);
-        let rate = |x: u64| if dt > 0.0 { x as f64 / dt } else { 0.0 };
+        let r = IntervalRates::of(totals, dt, drops);
+        // In the order of COUNTERS.
         let values = [
-            rate(s.faults),
-            rate(s.churn.migrated),
-            rate(s.churn.failed),
-            rate(s.churn.promoted()),
-            rate(s.churn.demoted()),
-            rate(s.churn.bounces),
-            rate(s.churn.hint_faults),
-            drops as f64,
+            r.faults,
+            r.migrated,
+            r.failed,
+            r.promoted,
+            r.demoted,
+            r.bounces,
+            r.hint_faults,
+            r.dropped,
         ];
         let ts = self.start_ns + (t0.max(0.0) * 1e9) as u64;
         for (i, v) in values.into_iter().enumerate() {
