@@ -38,8 +38,21 @@ fn wait_for(session: &str, needle: &str, timeout: Duration) -> String {
     }
 }
 
+/// A tmux session that is killed when it goes out of scope, so that a failed assertion leaves
+/// no dashboard running behind it.
+struct Session(String);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
 /// Starts `cmd` in a detached 160x48 tmux session named `session`.
-fn start(session: &str, cmd: &str) {
+#[must_use = "the session is killed when this guard is dropped"]
+fn start(session: &str, cmd: &str) -> Session {
     tmux(&[
         "new-session",
         "-d",
@@ -51,6 +64,7 @@ fn start(session: &str, cmd: &str) {
         "48",
         cmd,
     ]);
+    Session(session.to_string())
 }
 
 /// Opens help (`?`, waits for `help_text`), closes it, quits with `q` and returns the screen
@@ -100,7 +114,7 @@ fn top_in_tmux_shows_faults_and_quits_cleanly() {
     let session = format!("cxltrace-test-{}", std::process::id());
     let marker = "CXLTRACE_EXITED";
     let cmd = format!("{CXL_TRACE} top --interval 0.5; echo {marker} $?; sleep 60");
-    start(&session, &cmd);
+    let _guard = start(&session, &cmd);
     let first = wait_for(&session, "q quit", Duration::from_secs(20));
     assert!(
         first.contains("q quit"),
@@ -178,7 +192,7 @@ fn replay_in_tmux_pauses_steps_and_seeks() {
     let session = format!("cxltrace-replay-{}", std::process::id());
     let marker = "CXLTRACE_EXITED";
     let cmd = format!("{CXL_TRACE} replay {file} --speed 0.25; echo {marker} $?; sleep 60");
-    start(&session, &cmd);
+    let _guard = start(&session, &cmd);
     let first = wait_for(&session, "REPLAY", Duration::from_secs(20));
     assert!(first.contains("space pause"), "replay footer:\n{first}");
     // At a quarter of real time, the first interval (about 1 s) shows after about 4 s: pause
@@ -253,7 +267,7 @@ fn replay_of_a_two_tier_recording_shows_the_histogram_and_churn() {
     let session = format!("cxltrace-two-tier-{}", std::process::id());
     let marker = "CXLTRACE_EXITED";
     let cmd = format!("cd {root} && {CXL_TRACE} replay {file}; echo {marker} $?; sleep 60");
-    start(&session, &cmd);
+    let _guard = start(&session, &cmd);
     let first = wait_for(&session, "REPLAY", Duration::from_secs(20));
     assert!(first.contains("REPLAY"), "{first}");
     tmux(&["send-keys", "-t", &session, "G"]);
