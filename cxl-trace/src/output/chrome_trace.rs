@@ -119,7 +119,7 @@ impl IntervalRates {
         let s = Sample::from_totals(totals, dt, drops);
         let rate = |x: u64| if dt > 0.0 { x as f64 / dt } else { 0.0 };
         Self {
-            faults: rate(s.faults),
+            faults: rate(s.faults.total),
             migrated: rate(s.churn.migrated),
             failed: rate(s.churn.failed),
             promoted: rate(s.churn.promoted()),
@@ -128,6 +128,56 @@ impl IntervalRates {
             hint_faults: rate(s.churn.hint_faults),
             dropped: drops as f64,
         }
+    }
+}
+
+/// Name of the instant or slice an event becomes, and its category.
+pub fn event_name(e: &Event, args: &ExportRow) -> (String, &'static str) {
+    match e {
+        Event::Fault(f) => (
+            if f.mode == FaultMode::User {
+                "fault user"
+            } else {
+                "fault kernel"
+            }
+            .into(),
+            "fault",
+        ),
+        Event::FaultLatency(_) => ("fault (timed)".into(), "fault"),
+        Event::MigrateStart(s) => (format!("migrate {}", s.reason.name()), "migrate"),
+        Event::Migrate(m) => (format!("migrate {}", m.reason.name()), "migrate"),
+        Event::FolioMigrate(_) => ("folio moved".into(), "migrate"),
+        Event::MigrationPte(_) => ("folio remapped".into(), "migrate"),
+        Event::NumaFault(_) => ("numa hint fault".into(), "numa"),
+        Event::Decision(d) => (format!("promotion {}", d.verdict.name()), "numa"),
+        Event::Demote(_) => ("demote batch".into(), "reclaim"),
+        Event::Raw(r) => (
+            match args {
+                ExportRow::Rare(row) => row.entry.event.clone(),
+                _ => format!("tracepoint {}", r.tp),
+            },
+            "ras",
+        ),
+    }
+}
+
+/// Where an event is drawn as an instant: its time and CPU. Decisions carry the destination
+/// CPU when known, else (like demotion batches, which have none) CPU 0.
+pub fn placement(e: &Event) -> (u64, u16) {
+    match e {
+        Event::Fault(f) => (f.ts_ns, f.cpu),
+        Event::FaultLatency(f) => (f.ts_ns, f.cpu),
+        Event::MigrateStart(m) => (m.ts_ns, m.cpu),
+        Event::Migrate(m) => (m.ts_ns, m.cpu),
+        Event::FolioMigrate(f) => (f.ts_ns, f.cpu),
+        Event::MigrationPte(p) => (p.ts_ns, p.cpu),
+        Event::NumaFault(n) => (n.ts_ns, n.cpu),
+        Event::Decision(d) => (
+            d.ts_ns,
+            d.dst_cpu.and_then(|c| u16::try_from(c).ok()).unwrap_or(0),
+        ),
+        Event::Demote(d) => (d.ts_ns, 0),
+        Event::Raw(r) => (r.ts_ns, r.cpu),
     }
 }
 
@@ -275,58 +325,24 @@ impl<W: Write> ChromeTraceWriter<W> {
 
     /// One event, with its export row (as `export --format jsonl` writes it) as arguments.
     pub fn event(&mut self, e: &Event, args: &ExportRow) -> std::io::Result<()> {
+        let (name, cat) = event_name(e, args);
+        let (ts, cpu) = placement(e);
         match e {
-            Event::Fault(f) => {
-                let name = format!(
-                    "fault {}",
-                    if f.mode == FaultMode::User {
-                        "user"
-                    } else {
-                        "kernel"
-                    }
-                );
-                self.instant(&name, "fault", f.ts_ns, f.cpu, args)
+            Event::FaultLatency(f) => {
+                let start = f.ts_ns.saturating_sub(f.latency_ns);
+                self.slice(&name, cat, start, f.latency_ns, f.cpu, args)
             }
-            Event::FaultLatency(f) => self.slice(
-                "fault (timed)",
-                "fault",
-                f.ts_ns.saturating_sub(f.latency_ns),
-                f.latency_ns,
-                f.cpu,
-                args,
-            ),
             Event::MigrateStart(s) => {
                 self.batches.insert(s.tid, *s);
                 Ok(())
             }
-            Event::Migrate(m) => {
-                let name = format!("migrate {}", m.reason.name());
-                match self.batches.remove(&m.tid) {
-                    Some(s) if s.ts_ns <= m.ts_ns => {
-                        self.slice(&name, "migrate", s.ts_ns, m.ts_ns - s.ts_ns, s.cpu, args)
-                    }
-                    _ => self.instant(&name, "migrate", m.ts_ns, m.cpu, args),
+            Event::Migrate(m) => match self.batches.remove(&m.tid) {
+                Some(s) if s.ts_ns <= m.ts_ns => {
+                    self.slice(&name, cat, s.ts_ns, m.ts_ns - s.ts_ns, s.cpu, args)
                 }
-            }
-            Event::FolioMigrate(f) => self.instant("folio moved", "migrate", f.ts_ns, f.cpu, args),
-            Event::MigrationPte(p) => {
-                self.instant("folio remapped", "migrate", p.ts_ns, p.cpu, args)
-            }
-            Event::NumaFault(n) => self.instant("numa hint fault", "numa", n.ts_ns, n.cpu, args),
-            Event::Decision(d) => {
-                // Decisions carry the destination CPU when known; else the first track.
-                let cpu = d.dst_cpu.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
-                let name = format!("promotion {}", d.verdict.name());
-                self.instant(&name, "numa", d.ts_ns, cpu, args)
-            }
-            Event::Demote(d) => self.instant("demote batch", "reclaim", d.ts_ns, 0, args),
-            Event::Raw(r) => {
-                let name = match args {
-                    ExportRow::Rare(row) => row.entry.event.clone(),
-                    _ => format!("tracepoint {}", r.tp),
-                };
-                self.instant(&name, "ras", r.ts_ns, r.cpu, args)
-            }
+                _ => self.instant(&name, cat, ts, cpu, args),
+            },
+            _ => self.instant(&name, cat, ts, cpu, args),
         }
     }
 

@@ -41,10 +41,10 @@ use serde_json::Value;
 
 use crate::{
     model::aggregate::Totals,
-    model::event::{Comm, Event, FaultMode, MigrateStart},
+    model::event::{Comm, Event, MigrateStart},
     model::recording::Header,
     model::schema::{BlastRadius, ExportRow},
-    output::chrome_trace::{IntervalRates, TraceInfo},
+    output::chrome_trace::{event_name, placement, IntervalRates, TraceInfo},
 };
 
 /// Slices remembered per thread to keep its track well formed: a thread's next slice
@@ -97,36 +97,6 @@ pub const COUNTERS: [(&str, &str); 8] = [
     ("numa hint faults/s", "faults/s"),
     ("events dropped", "events"),
 ];
-
-/// Name of the instant or slice an event becomes, and its category.
-pub fn event_name(e: &Event, args: &ExportRow) -> (String, &'static str) {
-    match e {
-        Event::Fault(f) => (
-            if f.mode == FaultMode::User {
-                "fault user"
-            } else {
-                "fault kernel"
-            }
-            .into(),
-            "fault",
-        ),
-        Event::FaultLatency(_) => ("fault (timed)".into(), "fault"),
-        Event::MigrateStart(s) => (format!("migrate {}", s.reason.name()), "migrate"),
-        Event::Migrate(m) => (format!("migrate {}", m.reason.name()), "migrate"),
-        Event::FolioMigrate(_) => ("folio moved".into(), "migrate"),
-        Event::MigrationPte(_) => ("folio remapped".into(), "migrate"),
-        Event::NumaFault(_) => ("numa hint fault".into(), "numa"),
-        Event::Decision(d) => (format!("promotion {}", d.verdict.name()), "numa"),
-        Event::Demote(_) => ("demote batch".into(), "reclaim"),
-        Event::Raw(r) => (
-            match args {
-                ExportRow::Rare(row) => row.entry.event.clone(),
-                _ => format!("tracepoint {}", r.tp),
-            },
-            "ras",
-        ),
-    }
-}
 
 /// A JSON value as a debug annotation named `name` (objects and arrays as their JSON text).
 fn annotation(name: &str, v: &Value) -> Option<DebugAnnotation> {
@@ -352,7 +322,7 @@ impl<W: Write> PerfettoWriter<W> {
     pub fn write_event(&mut self, e: &Event, args: &ExportRow) -> std::io::Result<()> {
         let (name, cat) = event_name(e, args);
         let notes = || annotations(args);
-        let (ts, cpu) = match e {
+        match e {
             Event::FaultLatency(f) => {
                 let who = (f.pid, f.tid, Some(&f.comm));
                 let start = f.ts_ns.saturating_sub(f.latency_ns);
@@ -367,7 +337,6 @@ impl<W: Write> PerfettoWriter<W> {
                     let who = (m.pid, m.tid, Some(&m.comm));
                     return self.slice(who, s.cpu, s.ts_ns, m.ts_ns, &name, cat, notes());
                 }
-                (m.ts_ns, m.cpu)
             }
             Event::Raw(r) => {
                 let track = self.ras_track()?;
@@ -376,20 +345,10 @@ impl<W: Write> PerfettoWriter<W> {
                 i.debug_annotations.push(number("cpu", u64::from(r.cpu)));
                 return self.event(r.ts_ns, i);
             }
-            Event::Fault(f) => {
-                self.process(f.pid, f.tid, Some(&f.comm))?;
-                (f.ts_ns, f.cpu)
-            }
-            Event::FolioMigrate(f) => (f.ts_ns, f.cpu),
-            Event::MigrationPte(p) => (p.ts_ns, p.cpu),
-            Event::NumaFault(n) => (n.ts_ns, n.cpu),
-            // Decisions carry the destination CPU when known; else CPU 0's track.
-            Event::Decision(d) => (
-                d.ts_ns,
-                d.dst_cpu.and_then(|c| u16::try_from(c).ok()).unwrap_or(0),
-            ),
-            Event::Demote(d) => (d.ts_ns, 0),
-        };
+            Event::Fault(f) => self.process(f.pid, f.tid, Some(&f.comm))?,
+            _ => {}
+        }
+        let (ts, cpu) = placement(e);
         let track = self.cpu_track(cpu)?;
         let mut i = instant(track, &name, cat);
         i.debug_annotations = notes();
