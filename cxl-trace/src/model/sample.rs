@@ -92,10 +92,8 @@ pub struct Sample {
     pub interval_s: f64,
     /// Events aggregated.
     pub events: u64,
-    /// Faults (exception tracepoints).
-    pub faults: u64,
-    /// The same faults by mode and access kind.
-    pub fault_split: FaultCounts,
+    /// Faults (exception tracepoints): in all, by mode and by access kind.
+    pub faults: FaultCounts,
     /// Records dropped by the kernel side.
     pub drops: u64,
     /// Pages moving between tiers and why.
@@ -167,8 +165,7 @@ impl Sample {
         Self {
             interval_s,
             events: t.events,
-            faults: t.faults.total,
-            fault_split: t.faults.clone(),
+            faults: t.faults.clone(),
             drops,
             churn: Churn {
                 promotions: t.tiers.moves.promotions.clone(),

@@ -14,7 +14,7 @@ use super::{
     state::{Dashboard, Panel},
     view::{block, human, ns},
 };
-use crate::model::{aggregate::FaultCounts, event::FaultKind, sample::Sample, tiers::tier_label};
+use crate::model::{event::FaultKind, tiers::tier_label};
 
 /// A bar's height for `count` on a log scale: 0 for none, then 1000 per decade above 1, so
 /// 1 and 262k both stay visible (1000 and 6419).
@@ -135,47 +135,28 @@ pub fn panel(f: &mut Frame, area: Rect, d: &Dashboard) {
     f.render_widget(chart, parts[1]);
 }
 
-/// One fault-rate series of the fallback: its label and how a sample's faults count in it.
-type Series = (&'static str, fn(&FaultCounts) -> u64);
-
 /// The series shown when latency is unavailable: every fault, then by mode, then by access
-/// kind (those with faults in the window only).
+/// kind (those with faults in the window only), in faults per second.
 pub fn series_of(d: &Dashboard, n: usize) -> Vec<(String, Vec<u64>)> {
-    let mut all: Vec<Series> = vec![
-        ("all", |c| c.total),
-        ("user", |c| c.user),
-        ("kernel", |c| c.kernel),
-    ];
-    let kinds: [Series; 7] = [
-        (FaultKind::ALL[0].name(), |c| c.by_kind[0]),
-        (FaultKind::ALL[1].name(), |c| c.by_kind[1]),
-        (FaultKind::ALL[2].name(), |c| c.by_kind[2]),
-        (FaultKind::ALL[3].name(), |c| c.by_kind[3]),
-        (FaultKind::ALL[4].name(), |c| c.by_kind[4]),
-        (FaultKind::ALL[5].name(), |c| c.by_kind[5]),
-        (FaultKind::ALL[6].name(), |c| c.by_kind[6]),
-    ];
-    all.extend(kinds);
+    let names = ["all", "user", "kernel"]
+        .into_iter()
+        .chain(FaultKind::ALL.iter().map(|k| k.name()));
+    let mut series: Vec<(String, Vec<u64>)> =
+        names.map(|name| (name.to_string(), Vec::new())).collect();
     let start = d.history.len().saturating_sub(n);
-    let rate = |s: &Sample, x: u64| {
-        if s.interval_s > 0.0 {
-            (x as f64 / s.interval_s).round() as u64
-        } else {
-            x
+    for s in d.history.iter().skip(start) {
+        let c = &s.faults;
+        let values = [c.total, c.user, c.kernel].into_iter().chain(c.by_kind);
+        for ((_, v), x) in series.iter_mut().zip(values) {
+            v.push(if s.interval_s > 0.0 {
+                (x as f64 / s.interval_s).round() as u64
+            } else {
+                x
+            });
         }
-    };
-    all.into_iter()
-        .map(|(name, pick)| {
-            let v: Vec<u64> = d
-                .history
-                .iter()
-                .skip(start)
-                .map(|s| rate(s, pick(&s.fault_split)))
-                .collect();
-            (name.to_string(), v)
-        })
-        .filter(|(name, v)| name == "all" || v.iter().any(|x| *x > 0))
-        .collect()
+    }
+    series.retain(|(name, v)| name == "all" || v.iter().any(|x| *x > 0));
+    series
 }
 
 /// Latency unavailable: the reason in one line (`doctor --verbose` has the kernel's full

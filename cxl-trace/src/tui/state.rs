@@ -240,7 +240,7 @@ impl WindowView {
         self.samples += 1;
         self.seconds += s.interval_s;
         self.events += s.events;
-        self.faults += s.faults;
+        self.faults += s.faults.total;
         self.drops += s.drops;
         self.churn.add(&s.churn);
         self.tool_cpu_s += s.tool_cpu_s;

@@ -166,7 +166,7 @@ fn latency_unavailable_says_why() {
     // What is available instead: the fault rate, now and over time, in all and by kind.
     assert!(s.contains("Fault latency: unavailable"), "{s}");
     let sample = Sample::from_totals(&busy_totals(1), 1.0, 0);
-    let rate = sample.faults;
+    let rate = sample.faults.total;
     assert!(
         s.contains(&format!(
             "instead, faults per second: {}/s now",
@@ -176,7 +176,7 @@ fn latency_unavailable_says_why() {
     );
     let series = super::latency::series_of(&d, 10);
     assert_eq!(series[0], ("all".to_string(), vec![rate]));
-    let user = sample.fault_split.user;
+    let user = sample.faults.user;
     assert!(user > 0, "the fixture has user faults");
     assert!(
         series.contains(&("user".to_string(), vec![user])),

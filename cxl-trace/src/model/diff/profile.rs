@@ -125,7 +125,7 @@ pub fn read(path: &Path) -> Result<Profile> {
         let s = Sample::from_totals(&iv.totals, iv.dt, iv.drops.total());
         let c = &s.churn;
         for (id, v) in [
-            ("faults", s.faults),
+            ("faults", s.faults.total),
             ("promotions", c.promoted()),
             ("demotions", c.demoted()),
             ("migrated", c.migrated),
