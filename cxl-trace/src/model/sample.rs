@@ -61,6 +61,27 @@ pub struct Churn {
 }
 
 impl Churn {
+    /// The churn of one interval's totals.
+    pub fn of(t: &Totals) -> Self {
+        let total = t.migrations.total();
+        Self {
+            promotions: t.tiers.moves.promotions.clone(),
+            demotions: t.tiers.moves.demotions.clone(),
+            pairs: t.tiers.moves.pairs.clone(),
+            by_reason: t
+                .migrations
+                .by_reason
+                .iter()
+                .map(|(r, c)| (r.name(), c.pages_succeeded))
+                .collect(),
+            migrated: total.pages_succeeded,
+            failed: total.pages_failed,
+            refused: t.tiers.decisions.refused.clone(),
+            bounces: t.tiers.pingpong.bounces,
+            hint_faults: t.tiers.hints.total(),
+        }
+    }
+
     /// Adds another interval.
     pub fn add(&mut self, o: &Churn) {
         add_counts(&mut self.promotions, &o.promotions);
@@ -161,28 +182,12 @@ impl Sample {
                 )
             })
             .collect();
-        let total = t.migrations.total();
         Self {
             interval_s,
             events: t.events,
             faults: t.faults.clone(),
             drops,
-            churn: Churn {
-                promotions: t.tiers.moves.promotions.clone(),
-                demotions: t.tiers.moves.demotions.clone(),
-                pairs: t.tiers.moves.pairs.clone(),
-                by_reason: t
-                    .migrations
-                    .by_reason
-                    .iter()
-                    .map(|(r, c)| (r.name(), c.pages_succeeded))
-                    .collect(),
-                migrated: total.pages_succeeded,
-                failed: total.pages_failed,
-                refused: t.tiers.decisions.refused.clone(),
-                bounces: t.tiers.pingpong.bounces,
-                hint_faults: t.tiers.hints.total(),
-            },
+            churn: Churn::of(t),
             tool_cpu_s: 0.0,
             bpf_run_ns: 0,
             latency,

@@ -19,7 +19,7 @@ use crate::{
     model::aggregate::Totals,
     model::event::{Event, FaultMode, MigrateStart},
     model::recording::Header,
-    model::sample::Sample,
+    model::sample::Churn,
     model::schema::ExportRow,
 };
 
@@ -116,16 +116,16 @@ pub struct IntervalRates {
 impl IntervalRates {
     /// The rates of an interval of `dt` seconds.
     pub fn of(totals: &Totals, dt: f64, drops: u64) -> Self {
-        let s = Sample::from_totals(totals, dt, drops);
+        let c = Churn::of(totals);
         let rate = |x: u64| if dt > 0.0 { x as f64 / dt } else { 0.0 };
         Self {
-            faults: rate(s.faults.total),
-            migrated: rate(s.churn.migrated),
-            failed: rate(s.churn.failed),
-            promoted: rate(s.churn.promoted()),
-            demoted: rate(s.churn.demoted()),
-            bounces: rate(s.churn.bounces),
-            hint_faults: rate(s.churn.hint_faults),
+            faults: rate(totals.faults.total),
+            migrated: rate(c.migrated),
+            failed: rate(c.failed),
+            promoted: rate(c.promoted()),
+            demoted: rate(c.demoted()),
+            bounces: rate(c.bounces),
+            hint_faults: rate(c.hint_faults),
             dropped: drops as f64,
         }
     }

@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 
 use crate::{
     error::Result, model::hist::new_histogram, model::playback::Intervals,
-    model::recording::Header, model::sample::Sample, model::topology::Topology,
+    model::recording::Header, model::sample::Churn, model::topology::Topology,
 };
 
 /// Page size used for "GB touched" (faults x 4 KiB).
@@ -122,10 +122,9 @@ pub fn read(path: &Path) -> Result<Profile> {
         let i = dt.len();
         dt.push(iv.dt);
         t.push(iv.t);
-        let s = Sample::from_totals(&iv.totals, iv.dt, iv.drops.total());
-        let c = &s.churn;
+        let c = &Churn::of(&iv.totals);
         for (id, v) in [
-            ("faults", s.faults.total),
+            ("faults", iv.totals.faults.total),
             ("promotions", c.promoted()),
             ("demotions", c.demoted()),
             ("migrated", c.migrated),
