@@ -194,8 +194,6 @@ pub struct ChromeTraceWriter<W: Write> {
     cpus_named: Vec<bool>,
     /// Open migration batches by thread: where and when they started.
     batches: HashMap<u32, MigrateStart>,
-    /// Trace events written.
-    pub written: u64,
 }
 
 impl<W: Write> ChromeTraceWriter<W> {
@@ -208,7 +206,6 @@ impl<W: Write> ChromeTraceWriter<W> {
             first: true,
             cpus_named: Vec::new(),
             batches: HashMap::new(),
-            written: 0,
         };
         for (pid, name) in [(CPUS_PID, "CPUs"), (COUNTERS_PID, "cxl-trace counters")] {
             w.put(&TraceEvent::meta("process_name", pid, 0, Named { name }))?;
@@ -222,7 +219,6 @@ impl<W: Write> ChromeTraceWriter<W> {
         }
         self.first = false;
         serde_json::to_writer(&mut self.out, v)?;
-        self.written += 1;
         Ok(())
     }
 

@@ -140,8 +140,6 @@ pub struct PerfettoWriter<W: Write> {
     /// The latest slices on each thread's track (at most [`SLICES_KEPT`]).
     slices: HashMap<u32, Vec<(u64, u64)>>,
     ras_declared: bool,
-    /// Packets written.
-    pub packets: u64,
 }
 
 impl<W: Write> PerfettoWriter<W> {
@@ -157,7 +155,6 @@ impl<W: Write> PerfettoWriter<W> {
             batches: HashMap::new(),
             slices: HashMap::new(),
             ras_declared: false,
-            packets: 0,
         };
         let mut first = TracePacket::new();
         first.set_sequence_flags(SEQ_CLEARED);
@@ -192,7 +189,6 @@ impl<W: Write> PerfettoWriter<W> {
         t.packet.push(p);
         t.write_to_writer(&mut self.out)
             .map_err(std::io::Error::from)?;
-        self.packets += 1;
         Ok(())
     }
 
