@@ -25,6 +25,9 @@ pub enum Command {
     /// faults, migrations, promotions and demotions, refusals, ping-pong, each beside the
     /// kernel's /proc/vmstat count where it has one (the `perf stat` of tiering).
     Stat(StatOpts),
+    /// Serve Prometheus/OpenMetrics metrics over HTTP (`/metrics`, `/healthz`), headless, for
+    /// a fleet's Prometheus to scrape.
+    Exporter(ExporterOpts),
     /// Record every event, plus /proc/vmstat and per-node meminfo once a second, to a file.
     Record(RecordOpts),
     /// Summarise a recording: latency per tier, churn, refusals, ping-pong, processes, vmstat.
@@ -62,6 +65,28 @@ pub struct StatOpts {
     /// The summary as one JSON object, the schema's summary line, instead of text.
     #[arg(long)]
     pub json: bool,
+    /// What to trace.
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+/// Options of `exporter`.
+#[derive(Debug, Args, Clone)]
+pub struct ExporterOpts {
+    /// Address to serve on. Only loopback by default: any other address must be asked for.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Give the N process names with the most faults their own series (`comm` label). Names
+    /// are chosen once and keep their series; 0: no process labels.
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub process_labels: u16,
+    /// Seconds between rebuilds of the metrics (a scrape reads the latest).
+    #[arg(long, default_value = "1", value_parser = parse_seconds, value_name = "SECS")]
+    pub interval: f64,
+    /// Turn on the kernel's BPF run-time statistics for `cxl_trace_bpf_run_seconds_total`
+    /// (two clock reads per program run).
+    #[arg(long)]
+    pub bpf_stats: bool,
     /// What to trace.
     #[command(flatten)]
     pub trace: TraceArgs,

@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Topology(o) => cmd::topology::run(&o),
         Command::Top(o) => runtime()?.block_on(cmd::top::run(o)),
         Command::Stat(o) => runtime()?.block_on(cmd::stat::run(o)),
+        Command::Exporter(o) => runtime()?.block_on(cmd::exporter::run(o)),
         Command::Record(o) => runtime()?.block_on(cmd::record::run(o)),
         Command::Report(o) => cmd::report::run(&o),
         Command::Export(o) => cmd::export::run(&o),

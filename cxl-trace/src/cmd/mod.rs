@@ -4,6 +4,7 @@ pub mod completions;
 pub mod diff;
 pub mod doctor;
 pub mod export;
+pub mod exporter;
 pub mod record;
 pub mod redact;
 pub mod replay;

@@ -55,7 +55,7 @@ impl Sink for Summary {
 }
 
 /// This process's user + system CPU time, s.
-fn own_cpu_s() -> Option<f64> {
+pub(crate) fn own_cpu_s() -> Option<f64> {
     // SAFETY: getrusage writes one rusage into the zeroed struct we own.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above; RUSAGE_SELF and a valid pointer.

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod event;
 pub mod filter;
 pub mod hist;
+pub mod metrics;
 pub mod playback;
 pub mod pte;
 pub mod rare;

@@ -113,6 +113,31 @@ impl RareEvent {
         self.fields.get(name).and_then(FieldValue::as_u64)
     }
 
+    /// How bad it is, for counting: a CXL record's event log (`informational`, `warning`,
+    /// `failure`, `fatal`), `poison` for a poison list entry, an MCE's `uncorrected` or
+    /// `corrected` (status bit 61), `uncorrectable` for a memory failure, `sigbus` for the
+    /// signal, `none` for the events that are not errors.
+    pub fn severity(&self) -> &'static str {
+        match self.spec.name {
+            "cxl_general_media" | "cxl_dram" | "cxl_memory_module" => match self.num("log") {
+                Some(0) => "informational",
+                Some(1) => "warning",
+                Some(2) => "failure",
+                Some(3) => "fatal",
+                _ => "unknown",
+            },
+            "cxl_poison" => "poison",
+            "mce_record" => match self.num("status") {
+                Some(s) if s & (1 << 61) != 0 => "uncorrected",
+                Some(_) => "corrected",
+                None => "unknown",
+            },
+            "memory_failure_event" => "uncorrectable",
+            "signal_generate" => "sigbus",
+            _ => "none",
+        }
+    }
+
     /// The node the event concerns: its `nid`/`dst_nid` field, or the node of its pfn or
     /// physical address (memory failure pfn, CXL hpa, MCE addr) through `pfns`.
     pub fn node(&self, pfns: &PfnMap) -> Option<u32> {

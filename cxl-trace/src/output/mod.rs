@@ -3,6 +3,7 @@
 pub mod chrome_trace;
 pub mod diff;
 pub mod export;
+pub mod metrics;
 #[cfg(feature = "perfetto")]
 pub mod perfetto;
 pub mod report;

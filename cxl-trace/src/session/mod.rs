@@ -72,6 +72,8 @@ pub struct Tick<'a> {
     pub agg: &'a Aggregator,
     /// The probes.
     pub tracer: &'a Tracer,
+    /// Records that did not decode, since the start.
+    pub decode_errors: u64,
 }
 
 /// The end of a run as the event loop hands it to a sink.
@@ -221,6 +223,7 @@ impl Loop {
             blast: &blast,
             agg: &self.agg,
             tracer,
+            decode_errors: self.rs.decode_errors,
         };
         let open = sink.interval(&tick);
         self.drops_last = drops;

@@ -15,6 +15,9 @@ use hdrhistogram::Histogram;
 pub struct LatencyTable {
     /// Histograms (ns) by (tier, class).
     pub by: BTreeMap<(Option<u32>, FaultClass), Histogram<u64>>,
+    /// Exact sum of the latencies (ns) by (tier, class): the histograms keep 3 significant
+    /// digits, the exporter's `_sum` needs every one.
+    pub sum_ns: BTreeMap<(Option<u32>, FaultClass), u64>,
     /// Timed faults by tier.
     pub count_by_tier: BTreeMap<Option<u32>, u64>,
     /// Faults that needed `VM_FAULT_RETRY` rounds.
@@ -31,6 +34,7 @@ impl LatencyTable {
             .entry((tier, f.class()))
             .or_insert_with(new_histogram);
         let _ = h.record(f.latency_ns.clamp(1, MAX_LATENCY_NS));
+        *self.sum_ns.entry((tier, f.class())).or_default() += f.latency_ns;
         *self.count_by_tier.entry(tier).or_default() += 1;
         if f.retries > 0 {
             self.retried += 1;
@@ -45,6 +49,7 @@ impl LatencyTable {
         for (k, h) in &o.by {
             let _ = self.by.entry(*k).or_insert_with(new_histogram).add(h);
         }
+        add_counts(&mut self.sum_ns, &o.sum_ns);
         for (t, n) in &o.count_by_tier {
             *self.count_by_tier.entry(*t).or_default() += n;
         }

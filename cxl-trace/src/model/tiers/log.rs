@@ -13,6 +13,8 @@ use crate::{
 pub struct RareCounts {
     /// By `category:name`.
     pub by_event: BTreeMap<String, u64>,
+    /// RAS events by `category:name` and [`RareEvent::severity`].
+    pub by_severity: BTreeMap<(String, &'static str), u64>,
     /// kswapd wake-ups by node.
     pub kswapd_wakes: BTreeMap<u32, u64>,
     /// Event log (RAS events and topology changes; NUMA task moves are only counted).
@@ -31,6 +33,12 @@ impl RareCounts {
             .by_event
             .entry(format!("{}:{}", e.spec.category, e.spec.name))
             .or_default() += 1;
+        if e.spec.class == RareClass::Ras {
+            *self
+                .by_severity
+                .entry((format!("{}:{}", e.spec.category, e.spec.name), e.severity()))
+                .or_default() += 1;
+        }
         match e.spec.class {
             RareClass::Kswapd => {
                 if let Some(n) = e.node(&tiers.pfns) {
@@ -57,6 +65,7 @@ impl RareCounts {
     pub fn merge(&mut self, o: &RareCounts) {
         add_counts(&mut self.by_event, &o.by_event);
         add_counts(&mut self.kswapd_wakes, &o.kswapd_wakes);
+        add_counts(&mut self.by_severity, &o.by_severity);
         for v in &o.log {
             self.log_entry(v.clone());
         }

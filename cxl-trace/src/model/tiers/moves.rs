@@ -34,7 +34,7 @@ pub fn cause(reason: MigrateReason, comm: &Comm) -> Cause {
 }
 
 /// Direction of a move between tiers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Direction {
     /// To a faster tier.
     Promotion,
@@ -62,6 +62,9 @@ pub struct TierMoves {
     pub promotions: BTreeMap<Cause, u64>,
     /// Demoted pages by cause.
     pub demotions: BTreeMap<Cause, u64>,
+    /// Promoted and demoted pages by direction, cause and tier pair (a demotion's tiers may be
+    /// unknown): `promotions` and `demotions` split by pair, for the exporter.
+    pub flows: BTreeMap<(Direction, Cause, TierPair), u64>,
     /// Pages moved within one tier.
     pub lateral: u64,
     /// Pages of batches with no per-folio information (or tiers unknown).
@@ -86,6 +89,7 @@ impl Default for TierMoves {
             pairs: BTreeMap::new(),
             promotions: BTreeMap::new(),
             demotions: BTreeMap::new(),
+            flows: BTreeMap::new(),
             lateral: 0,
             unattributed: 0,
             exact_batches: 0,
@@ -121,11 +125,18 @@ impl TierMoves {
                     Direction::Demotion => *self.demotions.entry(cause).or_default() += pages,
                     Direction::Lateral => self.lateral += pages,
                 }
+                if dir != Direction::Lateral {
+                    *self.flows.entry((dir, cause, (src, dst))).or_default() += pages;
+                }
                 return Some(dir);
             }
             // A demotion goes to a slower tier by definition, even when the tiers are unknown.
             _ if reason == MigrateReason::Demotion => {
-                *self.demotions.entry(cause).or_default() += pages
+                *self.demotions.entry(cause).or_default() += pages;
+                *self
+                    .flows
+                    .entry((Direction::Demotion, cause, (src, dst)))
+                    .or_default() += pages;
             }
             _ => self.unattributed += pages,
         }
@@ -137,6 +148,7 @@ impl TierMoves {
         add_counts(&mut self.pairs, &o.pairs);
         add_counts(&mut self.promotions, &o.promotions);
         add_counts(&mut self.demotions, &o.demotions);
+        add_counts(&mut self.flows, &o.flows);
         self.lateral += o.lateral;
         self.unattributed += o.unattributed;
         self.exact_batches += o.exact_batches;
