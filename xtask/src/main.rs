@@ -135,7 +135,9 @@ impl ScenarioArg {
 }
 
 /// Debian packages: LLVM 22 and the libraries bpf-linker links against, plus the peers and
-/// tools the test suite uses (bpftrace to compare counts, tmux to drive the dashboard).
+/// tools the test suite uses (bpftrace to compare counts, tmux to drive the dashboard,
+/// Prometheus and promtool to scrape the exporter and check the fleet files, a Python venv
+/// for DuckDB to read the Parquet export).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libzstd-dev",
@@ -143,6 +145,8 @@ const APT_PACKAGES: &[&str] = &[
     "libxml2-dev",
     "bpftrace",
     "tmux",
+    "prometheus",
+    "python3-venv",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

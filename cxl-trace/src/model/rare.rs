@@ -138,6 +138,22 @@ impl RareEvent {
         }
     }
 
+    /// Every value [`RareEvent::severity`] can take for the tracepoint `name`, so a counter
+    /// can start at 0 before the first event (Prometheus' `increase()` cannot see the first
+    /// increment of a series that appears with it).
+    pub fn severities(name: &str) -> &'static [&'static str] {
+        match name {
+            "cxl_general_media" | "cxl_dram" | "cxl_memory_module" => {
+                &["informational", "warning", "failure", "fatal"]
+            }
+            "cxl_poison" => &["poison"],
+            "mce_record" => &["uncorrected", "corrected"],
+            "memory_failure_event" => &["uncorrectable"],
+            "signal_generate" => &["sigbus"],
+            _ => &[],
+        }
+    }
+
     /// The node the event concerns: its `nid`/`dst_nid` field, or the node of its pfn or
     /// physical address (memory failure pfn, CXL hpa, MCE addr) through `pfns`.
     pub fn node(&self, pfns: &PfnMap) -> Option<u32> {

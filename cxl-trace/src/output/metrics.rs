@@ -93,6 +93,10 @@ pub fn negotiate(accept: Option<&str>) -> Format {
     best.map_or(Format::PrometheusText, |(_, f)| f)
 }
 
+/// The native zero bucket's width, 2^-128 (the Go client's default); no latency is that
+/// short, so it never holds a count.
+const ZERO_THRESHOLD: f64 = 2.938_735_877_055_719e-39;
+
 /// The families as a `prometheus-client` collector.
 #[derive(Debug)]
 struct Families {
@@ -140,7 +144,9 @@ impl Collector for Families {
                             None,
                             NativeHistogram {
                                 schema: 0,
-                                zero_threshold: 0.0,
+                                // Prometheus takes a histogram for native only when it has
+                                // spans or a zero bucket: an empty one needs the threshold.
+                                zero_threshold: ZERO_THRESHOLD,
                                 zero_count: 0,
                                 negative: NativeHistogramBuckets {
                                     spans: &[],

@@ -6,6 +6,7 @@ use super::{from_hdr, tier_rank, Family, Kind, Unit, Value};
 use crate::model::{
     aggregate::Totals,
     event::FaultKind,
+    rare::{RareClass, RareEvent, RARE},
     schema::Window,
     status::ProbeStatus,
     tiers::{tier_label, Direction},
@@ -229,8 +230,18 @@ fn fill(f: &mut Family, i: &Input, tiers: &[u32]) {
             }
         }
         "cxl_trace_ras_events" => {
+            // Every known pair from 0, then what was seen (an `unknown` severity included).
+            let mut all: BTreeMap<(String, &str), u64> = BTreeMap::new();
+            for spec in RARE.iter().filter(|r| r.class == RareClass::Ras) {
+                for sev in RareEvent::severities(spec.name) {
+                    all.insert((format!("{}:{}", spec.category, spec.name), sev), 0);
+                }
+            }
             for ((event, sev), n) in &t.tiers.rare.by_severity {
-                f.count(&[event.clone(), s(sev)], *n);
+                *all.entry((event.clone(), sev)).or_default() += n;
+            }
+            for ((event, sev), n) in all {
+                f.count(&[event, s(sev)], n);
             }
         }
         _ => fill_machine(f, i, tiers),
