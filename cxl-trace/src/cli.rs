@@ -236,6 +236,9 @@ pub enum ExportFormat {
     /// A Chrome trace (JSON trace event format): per-CPU tracks, counter tracks for churn;
     /// opens in ui.perfetto.dev and chrome://tracing.
     ChromeJson,
+    /// Parquet for DuckDB, Spark or Trino: `-o DIR` (created) gets `events.parquet` and
+    /// `intervals.parquet`, typed columns with `host` and `kernel` on every row.
+    Parquet,
 }
 
 /// Options of `export`.
@@ -246,7 +249,8 @@ pub struct ExportOpts {
     /// Output format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// Write here instead of stdout.
+    /// Write here instead of stdout (an existing file is kept); for parquet, the directory
+    /// to create.
     #[arg(short = 'o', long, value_name = "OUT")]
     pub output: Option<std::path::PathBuf>,
 }

@@ -149,6 +149,8 @@ const APT_PACKAGES: &[&str] = &[
     "python3-venv",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The DuckDB (PyPI) the Parquet test reads with.
+const DUCKDB_VERSION: &str = "1.4.4";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// The eBPF crate's pinned toolchain file; its nightly also runs the fuzzers.
 const EBPF_TOOLCHAIN_FILE: &str = include_str!("../../cxl-trace-ebpf/rust-toolchain.toml");
@@ -309,6 +311,23 @@ fn setup() -> Result<()> {
             ])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", LLVM_PREFIX))?;
+    }
+    // 4. DuckDB, for the test that reads `export --format parquet` the way fleets do.
+    let py = root().join("target/py");
+    let has_duckdb = Command::new(py.join("bin/python"))
+        .args(["-c", &format!("import duckdb; assert duckdb.__version__ == '{DUCKDB_VERSION}'")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_duckdb {
+        step(&format!("duckdb {DUCKDB_VERSION} (target/py): present"));
+    } else {
+        step(&format!("duckdb {DUCKDB_VERSION}: installing into target/py (PyPI)"));
+        run(Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&py))?;
+        run(Command::new(py.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            &format!("duckdb=={DUCKDB_VERSION}"),
+        ]))?;
     }
     step("setup complete");
     Ok(())

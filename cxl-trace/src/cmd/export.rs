@@ -16,6 +16,7 @@ use crate::{
     output::{
         chrome_trace::{self, ChromeTraceWriter},
         export::{cell, event_json, export_row, CSV_COLUMNS},
+        parquet::{ParquetTable, EVENT_COLUMNS, INTERVAL_COLUMNS},
     },
 };
 
@@ -122,9 +123,77 @@ fn export_sink(o: &ExportOpts) -> Result<(BufWriter<Box<dyn Write>>, String)> {
     Ok((BufWriter::with_capacity(1 << 20, sink), name))
 }
 
+/// `export --format parquet -o DIR`: `DIR/events.parquet` and `DIR/intervals.parquet`, in
+/// one pass over the recording.
+fn parquet(o: &ExportOpts) -> Result<i32> {
+    let Some(dir) = &o.output else {
+        return Err(Error::Usage(
+            "--format parquet writes two files: give the directory to create with -o DIR".into(),
+        ));
+    };
+    let mut src = crate::model::playback::Intervals::open(&o.file)?;
+    let h = src.header.clone();
+    let tiers = TierMap::from_topology(&h.topology);
+    std::fs::create_dir(dir).map_err(|e| Error::io(&dir.display().to_string(), e))?;
+    let header = serde_json::to_string(&h).map_err(|e| Error::Runtime(e.to_string()))?;
+    let open = |name: &str, typed, rest| {
+        let path = dir.join(name);
+        let file = crate::model::recording::create_new_file(&path)?;
+        ParquetTable::new(
+            BufWriter::with_capacity(1 << 20, file),
+            "cxl_trace",
+            typed,
+            rest,
+            &header,
+        )
+        .map_err(|e| Error::io(&path.display().to_string(), e))
+    };
+    let mut events = open("events.parquet", EVENT_COLUMNS, "extra")?;
+    let mut intervals = open("intervals.parquet", INTERVAL_COLUMNS, "document")?;
+    let io = |name: &str, e: std::io::Error| Error::io(&dir.join(name).display().to_string(), e);
+    let (host, kernel) = (h.hostname.as_str(), h.kernel.as_str());
+    while let Some(iv) = src.next_interval_each(|e| {
+        let v = event_json(e, &h, &tiers);
+        let obj = v.as_object().cloned().unwrap_or_default();
+        events
+            .row(host, kernel, &obj, None)
+            .map_err(|e| io("events.parquet", e))
+    })? {
+        let w = src.agg().window(
+            crate::model::schema::LineKind::Interval,
+            iv.t,
+            iv.dt,
+            &iv.totals,
+            &iv.drops,
+            &iv.vmstat,
+            10,
+        );
+        let row = crate::output::parquet::interval_row(&iv.totals, iv.t, iv.dt, iv.drops.total());
+        let json = serde_json::to_string(&w).map_err(|e| Error::Runtime(e.to_string()))?;
+        intervals
+            .row(host, kernel, &row, Some(json))
+            .map_err(|e| io("intervals.parquet", e))?;
+    }
+    for (name, t) in [("events.parquet", events), ("intervals.parquet", intervals)] {
+        t.finish()
+            .and_then(|mut w| w.flush().and_then(|()| w.get_ref().sync_all()))
+            .map_err(|e| io(name, e))?;
+    }
+    if src.truncated() {
+        eprintln!(
+            "cxl-trace: warning: {} ends inside a chunk (cut off by a crash or kill): exported up to the last complete chunk",
+            o.file.display()
+        );
+    }
+    Ok(0)
+}
+
 /// `cxl-trace export`. The recording is opened (and its header checked) before the output
 /// is created.
 pub fn run(o: &ExportOpts) -> Result<i32> {
+    if o.format == ExportFormat::Parquet {
+        return parquet(o);
+    }
     if matches!(o.format, ExportFormat::Perfetto | ExportFormat::ChromeJson) {
         let src = crate::model::playback::Intervals::open(&o.file)?;
         let (out, name) = export_sink(o)?;

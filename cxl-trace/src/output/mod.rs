@@ -4,6 +4,7 @@ pub mod chrome_trace;
 pub mod diff;
 pub mod export;
 pub mod metrics;
+pub mod parquet;
 #[cfg(feature = "perfetto")]
 pub mod perfetto;
 pub mod report;
