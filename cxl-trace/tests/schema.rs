@@ -352,3 +352,38 @@ fn every_command_is_documented() {
         assert!(documented, "docs/commands.md does not describe {c}");
     }
 }
+
+/// docs/metrics.md's table is the exporter's catalogue: every family, its type, its labels.
+#[test]
+fn every_metric_is_documented() {
+    use cxl_trace::model::metrics::{catalogue, Kind};
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md"))
+        .expect("docs/metrics.md");
+    let want: Vec<String> = catalogue()
+        .iter()
+        .map(|f| {
+            let kind = match f.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            let labels: Vec<String> = f.labels.iter().map(|l| format!("`{l}`")).collect();
+            format!(
+                "| `{}` | {kind} | {} | {} |",
+                f.exposed_name(),
+                labels.join(", "),
+                f.help
+            )
+        })
+        .collect();
+    let rows: Vec<&str> = doc
+        .lines()
+        .filter(|l| l.starts_with("| `cxl_trace_") || l.starts_with("| `process_"))
+        .collect();
+    assert_eq!(
+        rows,
+        want,
+        "docs/metrics.md's table differs from the catalogue; it should read:\n{}",
+        want.join("\n")
+    );
+}

@@ -315,14 +315,22 @@ fn setup() -> Result<()> {
     // 4. DuckDB, for the test that reads `export --format parquet` the way fleets do.
     let py = root().join("target/py");
     let has_duckdb = Command::new(py.join("bin/python"))
-        .args(["-c", &format!("import duckdb; assert duckdb.__version__ == '{DUCKDB_VERSION}'")])
+        .args([
+            "-c",
+            &format!("import duckdb; assert duckdb.__version__ == '{DUCKDB_VERSION}'"),
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if has_duckdb {
         step(&format!("duckdb {DUCKDB_VERSION} (target/py): present"));
     } else {
-        step(&format!("duckdb {DUCKDB_VERSION}: installing into target/py (PyPI)"));
-        run(Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&py))?;
+        step(&format!(
+            "duckdb {DUCKDB_VERSION}: installing into target/py (PyPI)"
+        ));
+        run(Command::new("/usr/bin/python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&py))?;
         run(Command::new(py.join("bin/pip")).args([
             "install",
             "--quiet",
