@@ -389,3 +389,111 @@ fn the_fleet_files_pass_their_checkers() {
             .arg(&path),
     );
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 50 scrapers for a minute while faults stream: no record dropped, `/healthz` (the event
+/// loop's rebuilds) never stale, RSS flat. Timings are the bench's (`cargo xtask bench`).
+#[test]
+fn fifty_scrapers_for_a_minute() {
+    use std::sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    };
+    if !require_root("fifty_scrapers_for_a_minute") {
+        return;
+    }
+    let _one = serial();
+    let port = free_port();
+    let exporter = start_exporter(port);
+    let pid = exporter.0.id();
+    wait_until("the first metrics", 20, || {
+        get(port, "/healthz", None).0 == 200
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for i in 0..50 {
+        let (stop, scrapes) = (stop.clone(), scrapes.clone());
+        threads.push(std::thread::spawn(move || {
+            let accept = [
+                None,
+                Some("application/openmetrics-text;version=1.0.0"),
+                Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"),
+            ][i % 3];
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _, body) = get(port, "/metrics", accept);
+                assert_eq!(status, 200);
+                assert!(!body.is_empty());
+                scrapes.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let faulting = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut faults = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new(WORKLOAD)
+                    .args(["touch", "--pages", "20000"])
+                    .output()
+                    .expect("workload");
+                assert!(out.status.success());
+                faults += 20000;
+            }
+            faults
+        })
+    };
+    let mut rss = Vec::new();
+    let mut unhealthy = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let (status, _, body) = get(port, "/healthz", None);
+        if status != 200 {
+            unhealthy.push(format!(
+                "{:.1}s: {}",
+                start.elapsed().as_secs_f64(),
+                String::from_utf8_lossy(&body).trim()
+            ));
+        }
+        rss.push(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("a scraper failed");
+    }
+    let faults = faulting.join().expect("the workload failed");
+    std::thread::sleep(Duration::from_millis(1200));
+    let text = text_metrics(port);
+    let scraped = scrapes.load(Ordering::Relaxed);
+    eprintln!(
+        "{scraped} scrapes in 60 s, {faults} workload faults, RSS {} -> {} KiB",
+        rss[0],
+        rss[rss.len() - 1]
+    );
+    assert!(unhealthy.is_empty(), "healthz not ok: {unhealthy:?}");
+    assert!(scraped > 500, "only {scraped} scrapes");
+    assert!(faults >= 100_000, "only {faults} faults");
+    assert_eq!(
+        sum_of(&text, "cxl_trace_events_dropped_total"),
+        0.0,
+        "records dropped"
+    );
+    assert!(sum_of(&text, "cxl_trace_page_faults_total") >= faults as f64);
+    // Flat: the second half's peak within 10% (and 4 MiB) of the first half's.
+    let half = rss.len() / 2;
+    let first = *rss[..half].iter().max().unwrap();
+    let second = *rss[half..].iter().max().unwrap();
+    assert!(
+        second <= first + first / 10 + 4096,
+        "RSS grew: first half peak {first} KiB, second half peak {second} KiB"
+    );
+}
