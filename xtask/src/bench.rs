@@ -9,6 +9,7 @@
 //!   a steady load ([`crate::overhead`]);
 //! - overhead per migrated page next to bpftrace, in the two-node VM (`vm::bench_migration`:
 //!   this host has one NUMA node, so move_pages has nowhere to move pages to);
+//! - the exporter under 50 concurrent scrapers ([`crate::scrape`]): scrape latency and CPU;
 //! - ring-buffer throughput: a synthetic source (`--ring-bench`) at doubling rates, the highest
 //!   rate drained with zero drops, and exact counts beyond it.
 //!
@@ -200,7 +201,7 @@ fn recording_size(rows: &mut Vec<Row>) -> Result<()> {
 
 /// CPU time of all threads of a process, in seconds: the sum of their schedstat run times (ns
 /// precision), else utime + stime (clock ticks).
-fn cpu_s(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_s(pid: u32) -> Option<f64> {
     let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut ns = 0u64;
     let mut any = false;
@@ -323,6 +324,8 @@ pub enum Part {
     Accounting,
     /// RSS under a steady load.
     Footprint,
+    /// The exporter under 50 concurrent scrapers.
+    Exporter,
 }
 
 pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
@@ -349,6 +352,9 @@ pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
         crate::overhead::ring_sweep(&mut rows, quick, 1)?;
         crate::overhead::accounting(&mut rows)?;
         crate::overhead::overflow(&mut rows)?;
+    }
+    if want(Part::Exporter) {
+        crate::scrape::exporter(&mut rows, quick)?;
     }
     if want(Part::Footprint) {
         crate::overhead::footprint(&mut rows, if quick { 20 } else { 600 })?;

@@ -21,6 +21,7 @@ mod install;
 mod kernels;
 mod lines;
 mod overhead;
+mod scrape;
 mod table;
 mod vm;
 

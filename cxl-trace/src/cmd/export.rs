@@ -134,7 +134,7 @@ fn parquet(o: &ExportOpts) -> Result<i32> {
     let mut src = crate::model::playback::Intervals::open(&o.file)?;
     let h = src.header.clone();
     let tiers = TierMap::from_topology(&h.topology);
-    std::fs::create_dir(dir).map_err(|e| Error::io(&dir.display().to_string(), e))?;
+    std::fs::create_dir(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
     let header = serde_json::to_string(&h).map_err(|e| Error::Runtime(e.to_string()))?;
     let open = |name: &str, typed, rest| {
         let path = dir.join(name);
@@ -146,11 +146,11 @@ fn parquet(o: &ExportOpts) -> Result<i32> {
             rest,
             &header,
         )
-        .map_err(|e| Error::io(&path.display().to_string(), e))
+        .map_err(|e| Error::io(path.display().to_string(), e))
     };
     let mut events = open("events.parquet", EVENT_COLUMNS, "extra")?;
     let mut intervals = open("intervals.parquet", INTERVAL_COLUMNS, "document")?;
-    let io = |name: &str, e: std::io::Error| Error::io(&dir.join(name).display().to_string(), e);
+    let io = |name: &str, e: std::io::Error| Error::io(dir.join(name).display().to_string(), e);
     let (host, kernel) = (h.hostname.as_str(), h.kernel.as_str());
     while let Some(iv) = src.next_interval_each(|e| {
         let v = event_json(e, &h, &tiers);
