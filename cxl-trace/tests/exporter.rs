@@ -65,12 +65,6 @@ fn text_metrics(port: u16) -> String {
     String::from_utf8(body).expect("utf-8")
 }
 
-/// The value of one series in Prometheus text (`name{labels}` exactly as written).
-fn value_of(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// The sum of every series of a metric in Prometheus text.
 fn sum_of(text: &str, metric: &str) -> f64 {
     text.lines()

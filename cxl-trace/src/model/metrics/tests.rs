@@ -46,8 +46,10 @@ fn topology() -> Topology {
 }
 
 fn totals() -> Totals {
-    let mut t = Totals::default();
-    t.events = 1000;
+    let mut t = Totals {
+        events: 1000,
+        ..Default::default()
+    };
     t.faults.total = 30;
     t.faults.user = 25;
     t.faults.kernel = 5;
