@@ -23,9 +23,8 @@ const SCRAPERS: usize = 50;
 const PROTOBUF: &str =
     "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
 
-/// One GET; the time to the whole response.
-fn scrape(port: u16, accept: Option<&str>) -> Result<Duration> {
-    let t = Instant::now();
+/// One HTTP/1.1 GET on loopback: the status and the body.
+pub(crate) fn get(port: u16, path: &str, accept: Option<&str>) -> Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let accept = accept
@@ -33,15 +32,28 @@ fn scrape(port: u16, accept: Option<&str>) -> Result<Duration> {
         .unwrap_or_default();
     write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\n{accept}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{accept}Connection: close\r\n\r\n"
     )?;
-    let mut body = Vec::new();
-    s.read_to_end(&mut body)?;
-    if !body.starts_with(b"HTTP/1.1 200") {
-        bail!(
-            "scrape failed: {}",
-            String::from_utf8_lossy(&body[..body.len().min(80)])
-        );
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers")?;
+    let status = String::from_utf8_lossy(&raw[..split])
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, raw[split + 4..].to_vec()))
+}
+
+/// One scrape; the time to the whole response.
+fn scrape(port: u16, accept: Option<&str>) -> Result<Duration> {
+    let t = Instant::now();
+    let (status, _) = get(port, "/metrics", accept)?;
+    if status != 200 {
+        bail!("scrape failed: {status}");
     }
     Ok(t.elapsed())
 }

@@ -32,6 +32,8 @@ use recordings::*;
 mod cxl;
 use cxl::*;
 mod blast;
+mod fleet;
+use fleet::*;
 mod ras;
 use ras::*;
 

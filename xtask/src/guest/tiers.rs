@@ -33,6 +33,7 @@ pub(crate) fn scenario_hmat(c: &mut Checks) -> Result<()> {
     );
     write("/proc/sys/kernel/numa_balancing", "0")?;
     write("/sys/kernel/mm/numa/demotion_enabled", "false")?;
+    let fleet = start_fleet()?;
     let session = start_session()?;
     syscall_migrations()?;
 
@@ -69,6 +70,7 @@ pub(crate) fn scenario_hmat(c: &mut Checks) -> Result<()> {
     damon_migrate_cold()?;
 
     let (s, start, bt) = stop_session_full(session)?;
+    check_fleet(c, fleet)?;
     check_migrations(
         c,
         &s,
