@@ -43,6 +43,8 @@ fn wait_http(port: u16, path: &str, what: &str) -> Result<()> {
 }
 
 pub(crate) fn start_fleet() -> Result<Fleet> {
+    // The guest's init brings no interface up: loopback is enough for both.
+    sh(Command::new("ip").args(["link", "set", "lo", "up"])).context("bringing up lo")?;
     let exporter = spawn(
         "exporter",
         Command::new(bin("cxl-trace")).args([

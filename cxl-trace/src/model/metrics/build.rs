@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use super::{from_hdr, tier_rank, Family, Kind, Unit, Value};
 use crate::model::{
     aggregate::Totals,
-    event::FaultKind,
+    event::{FaultKind, MigrateReason},
     rare::{RareClass, RareEvent, RARE},
-    schema::Window,
+    schema::{ReasonCounts, Window},
     status::ProbeStatus,
     tiers::{tier_label, Direction},
     topology::Topology,
@@ -154,6 +154,18 @@ pub fn build(i: &Input) -> Vec<Family> {
     out
 }
 
+/// Every migration reason this build knows, from 0 (so `increase()` sees a reason's first
+/// batch), and any other the kernel reported.
+fn every_reason(t: &Totals) -> BTreeMap<MigrateReason, ReasonCounts> {
+    let mut all: BTreeMap<MigrateReason, ReasonCounts> = (0..=9)
+        .map(|v| (MigrateReason::from_raw(v), ReasonCounts::default()))
+        .collect();
+    for (r, c) in &t.migrations.by_reason {
+        all.insert(*r, c.clone());
+    }
+    all
+}
+
 fn tier_labels(tiers: &[u32], t: Option<u32>) -> [String; 2] {
     [tier_label(t), tier_rank(tiers, t)]
 }
@@ -179,13 +191,13 @@ fn fill(f: &mut Family, i: &Input, tiers: &[u32]) {
             }
         }
         "cxl_trace_migrated_pages" => {
-            for (r, c) in &t.migrations.by_reason {
+            for (r, c) in every_reason(t) {
                 f.count(&[r.name(), s("succeeded")], c.pages_succeeded);
                 f.count(&[r.name(), s("failed")], c.pages_failed);
             }
         }
         "cxl_trace_migration_batches" => {
-            for (r, c) in &t.migrations.by_reason {
+            for (r, c) in every_reason(t) {
                 f.count(&[r.name()], c.batches);
             }
         }

@@ -152,9 +152,13 @@ fn counters_are_the_totals() {
     let got: Vec<(String, u64)> = moved
         .series
         .iter()
+        .filter(|s| s.labels[0].1 == "numa_misplaced")
         .map(|s| (s.labels[1].1.clone(), count(s)))
         .collect();
     assert_eq!(got, vec![("succeeded".into(), 40), ("failed".into(), 2)]);
+    // Every known reason has its series from 0.
+    assert_eq!(moved.series.len(), 20);
+    assert_eq!(moved.series.iter().map(count).sum::<u64>(), 42);
     let promoted = family(&f, "cxl_trace_promoted_pages_total");
     assert_eq!(promoted.series.len(), 1);
     let labels: Vec<&str> = promoted.series[0]
@@ -260,4 +264,50 @@ fn process_names_are_sticky_and_bounded() {
         .map(|s| (s.labels[0].1.clone(), count(s)))
         .collect();
     assert_eq!(got, vec![("big".into(), 25), ("mid".into(), 7)]);
+}
+
+#[test]
+fn ras_counters_start_at_zero_for_every_severity() {
+    let f = built(&totals(), &[]);
+    let ras = family(&f, "cxl_trace_ras_events_total");
+    let has = |event: &str, sev: &str| {
+        ras.series
+            .iter()
+            .any(|s| s.labels[0].1 == event && s.labels[1].1 == sev && count(s) == 0)
+    };
+    assert!(has("cxl:cxl_poison", "poison"));
+    assert!(has("cxl:cxl_general_media", "fatal"));
+    assert!(has("mce:mce_record", "uncorrected"));
+    assert!(has("ras:memory_failure_event", "uncorrectable"));
+    // Not RAS: no series.
+    assert!(!ras
+        .series
+        .iter()
+        .any(|s| s.labels[0].1.starts_with("sched:")));
+}
+
+#[test]
+fn severities_come_from_the_record() {
+    use crate::model::rare::{FieldValue, RareEvent, RARE};
+    let ev = |name: &str, fields: &[(&str, u64)]| RareEvent {
+        ts_ns: 0,
+        spec: *RARE.iter().find(|r| r.name == name).expect(name),
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), FieldValue::UInt(*v)))
+            .collect(),
+    };
+    assert_eq!(ev("cxl_general_media", &[("log", 3)]).severity(), "fatal");
+    assert_eq!(ev("cxl_dram", &[("log", 0)]).severity(), "informational");
+    assert_eq!(ev("cxl_dram", &[]).severity(), "unknown");
+    assert_eq!(
+        ev("mce_record", &[("status", 1 << 61)]).severity(),
+        "uncorrected"
+    );
+    assert_eq!(ev("mce_record", &[("status", 1)]).severity(), "corrected");
+    assert_eq!(ev("cxl_poison", &[]).severity(), "poison");
+    assert_eq!(ev("sched_move_numa", &[]).severity(), "none");
+    for name in ["cxl_general_media", "mce_record", "cxl_poison"] {
+        assert!(!RareEvent::severities(name).is_empty());
+    }
 }
