@@ -15,7 +15,15 @@ const LAYERS: &[&str] = &[
 
 /// Layers that must stay free of the kernel, the runtime and the terminal.
 const PURE: &[&str] = &["model", "output"];
-const NOT_IN_PURE: &[&str] = &["aya", "aya_obj", "tokio", "ratatui", "crossterm"];
+const NOT_IN_PURE: &[&str] = &[
+    "aya",
+    "aya_obj",
+    "tokio",
+    "ratatui",
+    "crossterm",
+    "hyper",
+    "hyper_util",
+];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in fs::read_dir(dir).expect("src is readable").flatten() {
