@@ -42,7 +42,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Topology(o) => cmd::topology::run(&o),
         Command::Top(o) => runtime()?.block_on(cmd::top::run(o)),
         Command::Stat(o) => runtime()?.block_on(cmd::stat::run(o)),
+        #[cfg(feature = "fleet")]
         Command::Exporter(o) => runtime()?.block_on(cmd::exporter::run(o)),
+        #[cfg(not(feature = "fleet"))]
+        Command::Exporter(_) => Err(error::Error::Runtime(
+            "this cxl-trace was built without its `fleet` feature: no exporter".into(),
+        )),
         Command::Record(o) => runtime()?.block_on(cmd::record::run(o)),
         Command::Report(o) => cmd::report::run(&o),
         Command::Export(o) => cmd::export::run(&o),

@@ -141,14 +141,7 @@ fn query(port: u16, promql: &str) -> Vec<Value> {
 }
 
 fn query_params(port: u16, promql: &str, extra: &str) -> Vec<Value> {
-    let mut q = String::new();
-    for b in promql.bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
-            q.push(b as char);
-        } else {
-            q.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let q = percent_encoding::utf8_percent_encode(promql, percent_encoding::NON_ALPHANUMERIC);
     let (status, _, body) = get(port, &format!("/api/v1/query?query={q}{extra}"), None);
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     assert_eq!(status, 200, "{promql}: {v}");

@@ -4,6 +4,8 @@
 
 use std::io::{BufWriter, Write};
 
+#[cfg(feature = "fleet")]
+use crate::output::parquet::{ParquetTable, EVENT_COLUMNS, INTERVAL_COLUMNS};
 #[cfg(feature = "perfetto")]
 use crate::output::perfetto::PerfettoWriter;
 
@@ -16,7 +18,6 @@ use crate::{
     output::{
         chrome_trace::{self, ChromeTraceWriter},
         export::{cell, event_json, export_row, CSV_COLUMNS},
-        parquet::{ParquetTable, EVENT_COLUMNS, INTERVAL_COLUMNS},
     },
 };
 
@@ -123,6 +124,7 @@ fn export_sink(o: &ExportOpts) -> Result<(BufWriter<Box<dyn Write>>, String)> {
     Ok((BufWriter::with_capacity(1 << 20, sink), name))
 }
 
+#[cfg(feature = "fleet")]
 /// `export --format parquet -o DIR`: `DIR/events.parquet` and `DIR/intervals.parquet`, in
 /// one pass over the recording.
 fn parquet(o: &ExportOpts) -> Result<i32> {
@@ -192,7 +194,12 @@ fn parquet(o: &ExportOpts) -> Result<i32> {
 /// is created.
 pub fn run(o: &ExportOpts) -> Result<i32> {
     if o.format == ExportFormat::Parquet {
+        #[cfg(feature = "fleet")]
         return parquet(o);
+        #[cfg(not(feature = "fleet"))]
+        return Err(Error::Runtime(
+            "this cxl-trace was built without its `fleet` feature: no Parquet".into(),
+        ));
     }
     if matches!(o.format, ExportFormat::Perfetto | ExportFormat::ChromeJson) {
         let src = crate::model::playback::Intervals::open(&o.file)?;

@@ -4,6 +4,7 @@ pub mod completions;
 pub mod diff;
 pub mod doctor;
 pub mod export;
+#[cfg(feature = "fleet")]
 pub mod exporter;
 pub mod record;
 pub mod redact;

@@ -3,7 +3,9 @@
 pub mod chrome_trace;
 pub mod diff;
 pub mod export;
+#[cfg(feature = "fleet")]
 pub mod metrics;
+#[cfg(feature = "fleet")]
 pub mod parquet;
 #[cfg(feature = "perfetto")]
 pub mod perfetto;

@@ -90,14 +90,7 @@ fn start_prometheus() -> Result<Child> {
 }
 
 fn query(promql: &str) -> Result<Option<f64>> {
-    let mut q = String::new();
-    for b in promql.bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
-            q.push(b as char);
-        } else {
-            q.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let q = percent_encoding::utf8_percent_encode(promql, percent_encoding::NON_ALPHANUMERIC);
     let (status, body) = crate::scrape::get(PROM_PORT, &format!("/api/v1/query?query={q}"), None)?;
     let v: serde_json::Value = serde_json::from_slice(&body)?;
     if status != 200 {
