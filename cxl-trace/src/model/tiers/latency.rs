@@ -15,8 +15,9 @@ use hdrhistogram::Histogram;
 pub struct LatencyTable {
     /// Histograms (ns) by (tier, class).
     pub by: BTreeMap<(Option<u32>, FaultClass), Histogram<u64>>,
-    /// Exact sum of the latencies (ns) by (tier, class): the histograms keep 3 significant
-    /// digits, the exporter's `_sum` needs every one.
+    /// Exact sum of the latencies (ns) by (tier, class), each clamped like the histograms'
+    /// values (1 ns to 10 s): the histograms keep 3 significant digits, the exporter's `_sum`
+    /// needs every one.
     pub sum_ns: BTreeMap<(Option<u32>, FaultClass), u64>,
     /// Timed faults by tier.
     pub count_by_tier: BTreeMap<Option<u32>, u64>,
@@ -33,8 +34,10 @@ impl LatencyTable {
             .by
             .entry((tier, f.class()))
             .or_insert_with(new_histogram);
-        let _ = h.record(f.latency_ns.clamp(1, MAX_LATENCY_NS));
-        *self.sum_ns.entry((tier, f.class())).or_default() += f.latency_ns;
+        let ns = f.latency_ns.clamp(1, MAX_LATENCY_NS);
+        let _ = h.record(ns);
+        let sum = self.sum_ns.entry((tier, f.class())).or_default();
+        *sum = sum.saturating_add(ns);
         *self.count_by_tier.entry(tier).or_default() += 1;
         if f.retries > 0 {
             self.retried += 1;

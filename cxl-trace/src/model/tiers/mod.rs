@@ -125,9 +125,11 @@ pub fn tier_label(t: Option<u32>) -> String {
 }
 
 /// Adds the counts of `from` to `into`, key by key (how every counter map here merges).
+/// Saturating: counts from a hostile recording cannot wrap (or panic) a merge.
 pub fn add_counts<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
     for (k, v) in from {
-        *into.entry(k.clone()).or_default() += v;
+        let e = into.entry(k.clone()).or_default();
+        *e = e.saturating_add(*v);
     }
 }
 
