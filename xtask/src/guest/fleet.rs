@@ -1,7 +1,7 @@
 //! The exporter in the guest, scraped by a real Prometheus (Debian's, on the host root the
-//! guest mounts). The exporter runs through the tiering work; Prometheus starts after it (its
-//! memory would otherwise take part in the node-0 pressure the scenario makes) and scrapes the
-//! exporter's counters, which count from the exporter's start. What Prometheus stored is
+//! guest mounts). The exporter runs alone through a promotion and a demotion; Prometheus
+//! starts after them (its memory would take part in the node-0 memory the work uses) and
+//! scrapes the exporter's counters, which count from the exporter's start. What Prometheus stored is
 //! compared with the kernel's own promotion and demotion counters over the exporter's window,
 //! and the latency histogram gives finite quantiles.
 

@@ -33,7 +33,6 @@ pub(crate) fn scenario_hmat(c: &mut Checks) -> Result<()> {
     );
     write("/proc/sys/kernel/numa_balancing", "0")?;
     write("/sys/kernel/mm/numa/demotion_enabled", "false")?;
-    let fleet = start_fleet()?;
     let session = start_session()?;
     syscall_migrations()?;
 
@@ -70,7 +69,6 @@ pub(crate) fn scenario_hmat(c: &mut Checks) -> Result<()> {
     damon_migrate_cold()?;
 
     let (s, start, bt) = stop_session_full(session)?;
-    check_fleet(c, fleet)?;
     check_migrations(
         c,
         &s,
@@ -100,11 +98,26 @@ pub(crate) fn scenario_hmat(c: &mut Checks) -> Result<()> {
         by_cause(&s.migrations.demotions, Cause::Other(MigrateReason::Damon)),
         by_reason(&s, MigrateReason::Damon).pages_succeeded,
     );
+    exporter_scenario(c)?;
     kprobe_session(c, t0, t1)?;
     tracepoint_session(c, t0, t1)?;
     redact_scenario(c)?;
     thp_pingpong(c)?;
     diff_scenario(c)
+}
+
+/// The exporter alone (no other tracer beside it, so the main session's per-folio figures
+/// are untouched): promotion by NUMA balancing and demotion by memory.reclaim, then a real
+/// Prometheus checks what it scraped against /proc/vmstat.
+fn exporter_scenario(c: &mut Checks) -> Result<()> {
+    let fleet = start_fleet()?;
+    say("exporter: 64 MiB hot on node 1 (tiering mode), then memory.reclaim of 100M");
+    tiering_mode("100")?;
+    let h = hold_hot("64", "1", "6", None)?;
+    say(&format!("hot loop: {}", h.finish()?));
+    write("/proc/sys/kernel/numa_balancing", "0")?;
+    cgroup_reclaim("cxltrace-exporter", "200", "100M")?;
+    check_fleet(c, fleet)
 }
 
 /// Before 6.7 the kernel builds no tiers from HMAT: the CPU-less node 1 shares the top tier
