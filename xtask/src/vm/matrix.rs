@@ -95,7 +95,7 @@ pub(crate) fn vm_test_kernel(
             script: script.cloned(),
             keep,
             timeout: Duration::from_secs(match m {
-                Machine::Hmat => 600,
+                Machine::Hmat => 840,
                 Machine::Cxl => 480,
                 Machine::CxlRas => 480,
             }),
