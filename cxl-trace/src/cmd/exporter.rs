@@ -94,7 +94,7 @@ impl Sink for Exporter {
         self.health.dropped = tick.dropped_total.by_kind.clone();
         self.health.decode_errors = tick.decode_errors;
         self.health.bpf_run_ns = tick.tracer.bpf_run_ns();
-        self.health.cpu_s = crate::cmd::stat::own_cpu_s();
+        self.health.cpu_s = session::clock::own_cpu_s();
         self.health.rss_bytes = rss_bytes();
         let families = build(&Input {
             totals: run,

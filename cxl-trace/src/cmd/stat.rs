@@ -7,7 +7,7 @@ use crate::{
     cli::StatOpts,
     error::{Error, Result},
     model::schema::{to_line, Start},
-    session::{self, Finish, Live, RunConfig, Sink, Tick},
+    session::{self, clock::own_cpu_s, Finish, Live, RunConfig, Sink, Tick},
 };
 
 /// Where the summary goes: the `-o` file (opened before tracing starts, so a bad path fails
@@ -52,18 +52,6 @@ impl Sink for Summary {
             }
         }
     }
-}
-
-/// This process's user + system CPU time, s.
-pub(crate) fn own_cpu_s() -> Option<f64> {
-    // SAFETY: getrusage writes one rusage into the zeroed struct we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; RUSAGE_SELF and a valid pointer.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return None;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(tv(ru.ru_utime) + tv(ru.ru_stime))
 }
 
 /// Runs `stat`; the exit code is the command's when one was given, else 0.
