@@ -7,12 +7,13 @@ use crate::*;
 pub mod config_flags {
     /// Only emit events of processes in the follow map.
     pub const FILTER: u32 = 1;
-    /// Do not emit fault events (they are still counted in `STATS`).
-    pub const NO_FAULT_EVENTS: u32 = 2;
     /// Only emit events of tasks in the cgroup v2 [`Config::cgroup_id`](super::Config) or below.
     pub const CGROUP: u32 = 4;
     /// Only emit events of threads whose `comm` is [`Config::comm`](super::Config).
     pub const COMM: u32 = 8;
+    /// Count faults in the kernel ([`fault_agg`](super::fault_agg)) instead of sending a
+    /// record per fault: the live modes, which show counts, not single faults.
+    pub const FAULT_AGG: u32 = 16;
 }
 
 /// Runtime configuration handed to the programs as a global at load time.
@@ -319,4 +320,75 @@ impl RawLayout {
         size: [0; raw::NR],
         _reserved: [0; 1],
     };
+}
+
+/// In-kernel aggregation of page faults for the live modes (`top`, `stat`, the exporter): the
+/// fault programs count into per-CPU arrays instead of sending a record per fault.
+pub mod fault_agg {
+    /// Counters per slot: `mode * KINDS + kind`, mode 0 user and 1 kernel, kind the index in
+    /// [`fault_kind_index`](super::fault_kind_index)'s order.
+    pub const KINDS: usize = 8;
+    /// Modes (user, kernel).
+    pub const MODES: usize = 2;
+    /// Counters per slot.
+    pub const COUNTERS: usize = KINDS * MODES;
+    /// Per-process slots per CPU; a process takes slot `pid % SLOTS` on the CPUs it faults on.
+    pub const SLOTS: u32 = 1024;
+    /// The slot of faults whose process found its slot taken by another (index `SLOTS`).
+    pub const OTHER: u32 = SLOTS;
+    /// Name of the per-CPU array of [`ProcFaults`](super::ProcFaults), `SLOTS + 1` entries.
+    pub const PROC_MAP: &str = "PROC_FAULTS";
+    /// Name of the per-CPU array of one `[u64; COUNTERS]`: every fault counted, whoever's.
+    pub const TOTALS_MAP: &str = "FAULT_TOTALS";
+}
+
+/// One process's fault counts on one CPU (a slot of [`fault_agg::PROC_MAP`]).
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcFaults {
+    /// The process (tgid) that holds the slot; 0: free.
+    pub pid: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+    /// Its thread name when it took the slot.
+    pub comm: [u8; COMM_LEN],
+    /// Faults by mode and kind, see [`fault_agg::COUNTERS`].
+    pub counts: [u64; fault_agg::COUNTERS],
+}
+
+/// Fault totals on one CPU (the single entry of [`fault_agg::TOTALS_MAP`]).
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultTotals {
+    /// Faults by mode and kind, see [`fault_agg::COUNTERS`].
+    pub counts: [u64; fault_agg::COUNTERS],
+}
+
+/// The access kind of an x86 page-fault error code, as an index: 0 read of a page not present,
+/// 1 write to a page not present, 2 write to a present read-only page, 3 read of a present
+/// page, 4 instruction fetch, 5 reserved bit, 6 protection key. One function for the kernel's
+/// counters and userspace's decoding, so both classify alike.
+#[inline(always)]
+pub const fn fault_kind_index(code: u64) -> usize {
+    const PROT: u64 = 1;
+    const WRITE: u64 = 2;
+    const RSVD: u64 = 8;
+    const INSTR: u64 = 16;
+    const PK: u64 = 32;
+    if code & RSVD != 0 {
+        5
+    } else if code & PK != 0 {
+        6
+    } else if code & INSTR != 0 {
+        4
+    } else {
+        match (code & WRITE != 0, code & PROT != 0) {
+            (false, false) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+            (false, true) => 3,
+        }
+    }
 }

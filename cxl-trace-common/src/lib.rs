@@ -77,6 +77,8 @@ aya_pod!(
     KernelLayout,
     RawLayout,
     HookArgs,
+    ProcFaults,
+    FaultTotals,
 );
 
 // Layout checks, evaluated at compile time on both targets.
@@ -94,6 +96,8 @@ const _: () = {
     assert!(size_of::<MigrateEvent>() == 96);
     assert!(offset_of!(MigrateEvent, mode) == 72);
     assert!(size_of::<Config>() == 40);
+    assert!(size_of::<ProcFaults>() == 152);
+    assert!(size_of::<FaultTotals>() == 128);
     assert!(size_of::<FaultLayout>() == 16);
     assert!(size_of::<ForkLayout>() == 8);
     assert!(size_of::<MigrateLayout>() == 40);

@@ -7,13 +7,13 @@
 use aya_ebpf::{
     helpers::bpf_get_current_comm,
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
-    maps::LruHashMap,
+    maps::{LruHashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
-    Global,
+    EbpfContext as _, Global,
 };
 use cxl_trace_common::{
-    config_flags, fault_flags, kind, stat, FaultEvent, FaultLatencyEvent, FaultLayout,
-    NumaFaultEvent, COMM_LEN,
+    config_flags, fault_agg, fault_flags, fault_kind_index, kind, stat, FaultEvent,
+    FaultLatencyEvent, FaultLayout, FaultTotals, NumaFaultEvent, ProcFaults, COMM_LEN,
 };
 
 use crate::shared::{
@@ -51,11 +51,12 @@ fn try_handle(ctx: &TracePointContext, kind: u16) -> Result<(), i64> {
     if !followed(pid) {
         return Ok(());
     }
-    if flag(config_flags::NO_FAULT_EVENTS) {
-        bump(stat::PRODUCED + u32::from(kind));
+    let layout = FAULT_LAYOUT.load();
+    if flag(config_flags::FAULT_AGG) {
+        let code = error_code(ctx, layout.error_code)?;
+        count(pid, kind, code);
         return Ok(());
     }
-    let layout = FAULT_LAYOUT.load();
     // SAFETY: the offsets come from this kernel's tracefs format file for the tracepoint, so
     // each read stays inside the tracepoint's record; bpf_probe_read_kernel checks the access.
     // The three fields are consecutive on every kernel so far: then one read (one helper call
@@ -90,6 +91,71 @@ fn try_handle(ctx: &TracePointContext, kind: u16) -> Result<(), i64> {
         },
     );
     Ok(())
+}
+
+/// Per-process fault counts per CPU, for the live modes: slot `pid % SLOTS`, or `OTHER` when
+/// another process holds it on this CPU. Userspace frees the slots of processes that exited.
+#[map]
+static PROC_FAULTS: PerCpuArray<ProcFaults> =
+    PerCpuArray::with_max_entries(fault_agg::SLOTS + 1, 0);
+
+/// Every fault counted, by mode and kind: the exact totals, whatever happens to the slots.
+#[map]
+static FAULT_TOTALS: PerCpuArray<FaultTotals> = PerCpuArray::with_max_entries(1, 0);
+
+/// The error code of a fault tracepoint's record. The offset is 24 on every kernel so far:
+/// then a direct load from the context (no helper call), else a checked read.
+#[inline(always)]
+fn error_code(ctx: &TracePointContext, off: u32) -> Result<u64, i64> {
+    if off == 24 {
+        // SAFETY: a tracepoint program may load from its context (the raw record) at a
+        // constant, aligned offset inside the record; the verifier checks the bounds, and
+        // this kernel's format file put `error_code` (8 bytes) at 24.
+        Ok(unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(24) as *const u64) })
+    } else {
+        // SAFETY: the offset comes from this kernel's format file; the helper checks the read.
+        unsafe { ctx.read_at::<u64>(off as usize) }.map_err(i64::from)
+    }
+}
+
+/// Counts one fault of `pid` in the kernel (no record): the totals, and the process's slot.
+/// Both arrays are per CPU and a BPF program is not preempted by another run of itself on
+/// its CPU (the recursion guard skips such runs), so plain increments do not race.
+#[inline(always)]
+fn count(pid: u32, kind: u16, code: u64) {
+    let mode = if kind == kind::FAULT_USER {
+        0
+    } else {
+        fault_agg::KINDS
+    };
+    let i = (mode + fault_kind_index(code)) & (fault_agg::COUNTERS - 1);
+    if let Some(t) = FAULT_TOTALS.get_ptr_mut(0) {
+        // SAFETY: this CPU's entry of a per-CPU array, from a successful lookup.
+        unsafe { (*t).counts[i] += 1 };
+    }
+    let own = if pid == 0 {
+        fault_agg::OTHER
+    } else {
+        pid % fault_agg::SLOTS
+    };
+    let Some(slot) = PROC_FAULTS.get_ptr_mut(own) else {
+        return;
+    };
+    // SAFETY: as above.
+    let slot = unsafe { &mut *slot };
+    if slot.pid != pid {
+        if slot.pid == 0 && own != fault_agg::OTHER {
+            slot.pid = pid;
+            slot.comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+        } else {
+            if let Some(other) = PROC_FAULTS.get_ptr_mut(fault_agg::OTHER) {
+                // SAFETY: as above.
+                unsafe { (*other).counts[i] += 1 };
+            }
+            return;
+        }
+    }
+    slot.counts[i] += 1;
 }
 
 /// A fault in progress on a thread.

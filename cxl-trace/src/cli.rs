@@ -334,10 +334,11 @@ pub struct TraceArgs {
     /// moved). Without the dashboard they are never turned on.
     #[arg(long)]
     pub no_bpf_stats: bool,
-    /// Benchmark only: the fault programs count faults per CPU in the kernel and send no
-    /// records (what in-kernel pre-aggregation of fault counts would cost at best).
-    #[arg(long, hide = true)]
-    pub fault_counts_only: bool,
+    /// `top`, `stat`, `exporter`: send a record per fault to userspace, as `record` does,
+    /// instead of counting faults in the kernel (per CPU, per process). Same counts, at about
+    /// three times the cost per fault; for comparing the two paths.
+    #[arg(long)]
+    pub fault_events: bool,
     /// Run this command, follow it and its children, stop when it exits and exit with its status.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -125,11 +125,93 @@ fn system_wide_faults_agree_with_vmstat() {
     }
     let sum: u64 = intervals.iter().map(|v| u(&v["faults"]["total"])).sum();
     assert_eq!(sum, tool);
-    // produced = received + dropped, per the kernel's own counters.
+    // Counted in the kernel: no fault record was produced.
     let produced = u(&summary["produced"]["fault_user"]) + u(&summary["produced"]["fault_kernel"]);
+    assert_eq!(produced, 0, "the live mode counts faults in the kernel");
+}
+
+/// The live modes count faults in the kernel; `--fault-events` streams a record per fault as
+/// `record` does. Both attached at once over one workload: the same count for it, exactly,
+/// which is its own getrusage count (plus its exec and exit); system-wide both agree with
+/// vmstat's pgfault; and on the per-event path produced = received + dropped.
+#[test]
+fn kernel_counts_agree_with_the_per_event_path_and_vmstat() {
+    use std::io::{BufRead, BufReader};
+    if !require_root("kernel_counts_agree_with_the_per_event_path_and_vmstat") {
+        return;
+    }
+    let start = |extra: &[&str]| {
+        let mut c = Command::new(CXL_TRACE)
+            .args(["top", "--no-tui", "--interval", "1", "--duration", "6"])
+            .args(["--top", "1000"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn cxl-trace");
+        let mut lines = BufReader::new(c.stdout.take().expect("stdout")).lines();
+        assert!(
+            lines
+                .by_ref()
+                .map_while(Result::ok)
+                .any(|l| l.contains("\"type\":\"start\"")),
+            "no start line"
+        );
+        (c, lines)
+    };
+    let (mut kernel, kernel_lines) = start(&[]);
+    let (mut events, event_lines) = start(&["--fault-events"]);
+    let child = Command::new(WORKLOAD)
+        .args(["touch", "--pages", "30000", "--rounds", "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("workload");
+    let pid = u64::from(child.id());
+    let out = child.wait_with_output().expect("workload");
+    assert!(out.status.success());
+    let own: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the workload's JSON line");
+    let own_faults = u(&own["minflt"]) + u(&own["majflt"]);
+    let summary = |lines: std::io::Lines<BufReader<std::process::ChildStdout>>| {
+        lines
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .find(|v| v["type"] == "summary")
+            .expect("summary line")
+    };
+    let (k, e) = (summary(kernel_lines), summary(event_lines));
+    assert!(kernel.wait().expect("wait").success());
+    assert!(events.wait().expect("wait").success());
+    let faults_of = |s: &serde_json::Value, pid: u64| {
+        s["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| u(&p["pid"]) == pid)
+            .map(|p| u(&p["faults"]))
+    };
+    let (kf, ef) = (faults_of(&k, pid), faults_of(&e, pid));
+    assert_eq!(kf, ef, "kernel-side and per-event counts of pid {pid}");
+    let kf = kf.unwrap_or(0);
     assert!(
-        produced >= tool,
-        "kernel produced {produced} fault records, tool received {tool}"
+        kf >= own_faults && kf - own_faults <= 50,
+        "pid {pid}: {kf} counted vs its own getrusage {own_faults}"
+    );
+    for (what, s) in [("kernel-side", &k), ("per-event", &e)] {
+        let tool = u(&s["faults"]["total"]);
+        let pgfault = u(&s["vmstat_delta"]["pgfault"]);
+        assert!(
+            tool.abs_diff(pgfault) <= pgfault / 50,
+            "{what}: {tool} faults vs vmstat pgfault {pgfault} (> 2% apart)"
+        );
+    }
+    let produced = u(&e["produced"]["fault_user"]) + u(&e["produced"]["fault_kernel"]);
+    let received = u(&e["faults"]["total"]);
+    let dropped =
+        u(&e["drops"]["by_kind"]["fault_user"]) + u(&e["drops"]["by_kind"]["fault_kernel"]);
+    assert!(
+        produced >= received + dropped && received > 90_000,
+        "per-event path: produced {produced}, received {received}, dropped {dropped}"
     );
 }
 

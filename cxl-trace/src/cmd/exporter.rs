@@ -122,7 +122,7 @@ pub async fn run(opts: ExporterOpts) -> Result<i32> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("listener", e))?;
-    let live = Live::open(&opts.trace, None, opts.bpf_stats)?;
+    let live = Live::open(&opts.trace, None, opts.bpf_stats, true)?;
     let slot: Slot = Arc::new(Mutex::new(Published {
         families: Arc::new(Vec::new()),
         at: Instant::now(),

@@ -39,7 +39,7 @@ pub async fn run(o: RecordOpts) -> Result<i32> {
 }
 
 async fn record(top: TopOpts, spec: RecordSpec) -> Result<i32> {
-    let live = Live::open(&top.trace, Some(&spec.file), false)?;
+    let live = Live::open(&top.trace, Some(&spec.file), false, false)?;
     let mut sink = spec.start(live.header(top.interval, &top.trace.command))?;
     sink.begin(&live);
     session::run(live, sink, &crate::cmd::top::run_config(&top)).await

@@ -63,7 +63,7 @@ pub async fn run(o: StatOpts) -> Result<i32> {
         )),
         None => None,
     };
-    let live = Live::open(&o.trace, file.as_ref().map(|(f, _)| f), false)?;
+    let live = Live::open(&o.trace, file.as_ref().map(|(f, _)| f), false, true)?;
     let cfg = RunConfig {
         interval_s: 1.0,
         duration_s: o.trace.duration,

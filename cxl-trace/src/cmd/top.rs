@@ -18,7 +18,7 @@ pub async fn run(opts: TopOpts) -> Result<i32> {
     let tui = !opts.no_tui && std::io::stdout().is_terminal();
     // Only the dashboard shows the programs' run time; the statistics cost two clock reads
     // per program run, so nothing else pays for them.
-    let live = Live::open(&opts.trace, None, tui)?;
+    let live = Live::open(&opts.trace, None, tui, true)?;
     let cfg = run_config(&opts);
     if tui {
         let sink = LiveDashboard::enter(&live)?;

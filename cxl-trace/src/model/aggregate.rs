@@ -45,6 +45,16 @@ impl FaultCounts {
         }
     }
 
+    /// Adds counters the kernel aggregated (see [`crate::model::fault_counts`]).
+    pub fn add_counters(&mut self, c: &[u64; cxl_trace_common::fault_agg::COUNTERS]) {
+        for (i, (_, user, kernel)) in crate::model::fault_counts::split(c).enumerate() {
+            self.user += user;
+            self.kernel += kernel;
+            self.total += user + kernel;
+            self.by_kind[i] += user + kernel;
+        }
+    }
+
     /// Adds another set of counts.
     pub fn merge(&mut self, o: &FaultCounts) {
         self.total += o.total;
@@ -432,6 +442,30 @@ impl Aggregator {
                     row.pages_migrated += m.succeeded;
                 }
             }
+        }
+    }
+
+    /// Folds in faults counted in the kernel over the interval (the live modes), leaving out
+    /// `skip_pid`'s (cxl-trace's own while it spawns the command).
+    pub fn ingest_fault_delta(
+        &mut self,
+        d: &crate::model::fault_counts::FaultDelta,
+        skip_pid: Option<u32>,
+    ) {
+        let mut totals = d.totals;
+        if let Some((_, own)) = skip_pid.and_then(|p| d.by_pid.get(&p)) {
+            for (t, o) in totals.iter_mut().zip(own) {
+                *t = t.saturating_sub(*o);
+            }
+        }
+        self.interval.faults.add_counters(&totals);
+        for (pid, (comm, c)) in &d.by_pid {
+            if Some(*pid) == skip_pid {
+                continue;
+            }
+            let row = self.interval.processes.entry(*pid).or_default();
+            row.comm = *comm;
+            row.faults.add_counters(c);
         }
     }
 

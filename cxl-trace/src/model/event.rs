@@ -8,6 +8,14 @@ use serde::Serialize;
 pub struct Comm(pub [u8; COMM_LEN]);
 
 impl Comm {
+    /// A name from its bytes (as /proc/PID/comm has it, without the newline), cut to 16.
+    pub fn from_bytes(b: &[u8]) -> Self {
+        let mut c = [0u8; COMM_LEN];
+        let n = b.len().min(COMM_LEN);
+        c[..n].copy_from_slice(&b[..n]);
+        Self(c)
+    }
+
     /// The name as text (lossy, up to the first NUL).
     pub fn as_string(&self) -> String {
         let end = self.0.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);

@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod blast;
 pub mod diff;
 pub mod event;
+pub mod fault_counts;
 pub mod filter;
 pub mod hist;
 pub mod metrics;

@@ -3,11 +3,21 @@
 //! (`task_numa_fault`), with the page allocation tracepoint naming the node of pages
 //! allocated during a fault.
 
-use cxl_trace_common::FaultLayout;
+use aya::maps::{MapData, PerCpuArray, PerCpuValues};
+use cxl_trace_common::{fault_agg, FaultLayout, FaultTotals, ProcFaults};
 
 use crate::{
-    model::{tiers::Availability, tracefs::Format},
-    probe::attach::{unavailable_reason, Attach, FnHooks, Hook, TpSpec},
+    error::{Error, Result},
+    model::{
+        event::Comm,
+        fault_counts::{FaultSnapshot, SlotRead},
+        tiers::Availability,
+        tracefs::Format,
+    },
+    probe::{
+        attach::{unavailable_reason, Attach, FnHooks, Hook, TpSpec},
+        take_map,
+    },
 };
 
 pub(crate) const FAULT_TPS: [TpSpec; 2] = [
@@ -65,4 +75,68 @@ pub fn fault_layout(f: &Format) -> std::result::Result<FaultLayout, String> {
         error_code: f.offset("error_code", 8)?,
         _reserved: 0,
     })
+}
+
+/// The in-kernel fault counters of the live modes.
+pub(crate) struct FaultAggMaps {
+    procs: PerCpuArray<MapData, ProcFaults>,
+    totals: PerCpuArray<MapData, FaultTotals>,
+}
+
+impl FaultAggMaps {
+    /// Takes both maps out of the loaded object.
+    pub(crate) fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+        Ok(Self {
+            procs: take_map(ebpf, fault_agg::PROC_MAP, PerCpuArray::try_from)?,
+            totals: take_map(ebpf, fault_agg::TOTALS_MAP, PerCpuArray::try_from)?,
+        })
+    }
+
+    /// Everything counted so far: one lookup for the totals and one per slot (each returns
+    /// every CPU's value).
+    pub(crate) fn read(&self) -> Result<FaultSnapshot> {
+        let err = |e: aya::maps::MapError| Error::Runtime(format!("fault counters: {e}"));
+        let mut snap = FaultSnapshot::default();
+        for t in self.totals.get(&0, 0).map_err(err)?.iter() {
+            for (a, b) in snap.totals.iter_mut().zip(t.counts) {
+                *a = a.saturating_add(b);
+            }
+        }
+        for slot in 0..=fault_agg::SLOTS {
+            let values = self.procs.get(&slot, 0).map_err(err)?;
+            for (cpu, v) in values.iter().enumerate() {
+                if v.pid == 0 && v.counts.iter().all(|&c| c == 0) {
+                    continue;
+                }
+                snap.slots.push(SlotRead {
+                    cpu: cpu as u32,
+                    slot,
+                    pid: v.pid,
+                    comm: Comm(v.comm),
+                    counts: v.counts,
+                });
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Frees `slots` on every CPU (their holders have all exited).
+    pub(crate) fn free(&mut self, slots: &[u32]) -> Result<()> {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| Error::Runtime(format!("cannot count CPUs: {e}")))?;
+        let empty = ProcFaults {
+            pid: 0,
+            _reserved: 0,
+            comm: [0; cxl_trace_common::COMM_LEN],
+            counts: [0; fault_agg::COUNTERS],
+        };
+        for &slot in slots {
+            let values = PerCpuValues::try_from(vec![empty; cpus.get() as usize])
+                .map_err(|e| Error::Runtime(format!("fault slot {slot}: {e}")))?;
+            self.procs
+                .set(slot, values, 0)
+                .map_err(|e| Error::Runtime(format!("cannot free fault slot {slot}: {e}")))?;
+        }
+        Ok(())
+    }
 }

@@ -152,7 +152,7 @@ pub(crate) fn config(cfg: &TraceConfig) -> Config {
         (cfg.filter, config_flags::FILTER),
         (cfg.cgroup.is_some(), config_flags::CGROUP),
         (cfg.comm.is_some(), config_flags::COMM),
-        (cfg.fault_counts_only, config_flags::NO_FAULT_EVENTS),
+        (cfg.fault_agg, config_flags::FAULT_AGG),
     ] {
         if on {
             flags |= flag;

@@ -73,8 +73,9 @@ pub struct TraceConfig {
     pub comm: Option<[u8; cxl_trace_common::COMM_LEN]>,
     /// The ring-buffer benchmark's source: synthetic fault records on `getpgid(2)`.
     pub ring_bench: bool,
-    /// Faults are only counted per CPU in the kernel, no records (a benchmark's what-if).
-    pub fault_counts_only: bool,
+    /// Faults are counted in the kernel (per CPU, per process), no record per fault: the
+    /// live modes.
+    pub fault_agg: bool,
     /// Turn on the kernel's BPF run-time statistics (the tool's own CPU share).
     pub bpf_stats: bool,
 }
@@ -93,7 +94,7 @@ impl Default for TraceConfig {
             cgroup: None,
             comm: None,
             ring_bench: false,
-            fault_counts_only: false,
+            fault_agg: false,
             bpf_stats: true,
         }
     }
@@ -115,6 +116,7 @@ pub struct Tracer {
     pub rare: RareDecoder,
     ring: Option<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
+    fault_agg: Option<faults::FaultAggMaps>,
     follow: BpfHashMap<MapData, u32, u8>,
 }
 
@@ -274,6 +276,10 @@ impl Tracer {
         let ring = take_map(&mut ebpf, EVENTS_MAP, RingBuf::try_from)?;
         let stats = take_map(&mut ebpf, STATS_MAP, PerCpuArray::try_from)?;
         let follow = take_map(&mut ebpf, FOLLOW_MAP, BpfHashMap::try_from)?;
+        let fault_agg = cfg
+            .fault_agg
+            .then(|| faults::FaultAggMaps::take(&mut ebpf))
+            .transpose()?;
         Ok(Self {
             bpf_stats: if cfg.bpf_stats {
                 aya::sys::enable_stats(aya::sys::Stats::RunTime).ok()
@@ -288,6 +294,7 @@ impl Tracer {
             ring: Some(ring),
             stats,
             follow,
+            fault_agg,
         })
     }
 
@@ -318,6 +325,19 @@ impl Tracer {
                 (n > 0).then(|| (name.to_string(), n))
             })
             .collect()
+    }
+
+    /// The faults counted in the kernel so far (`None`: faults arrive as records).
+    pub fn fault_counts(&self) -> Option<Result<crate::model::fault_counts::FaultSnapshot>> {
+        self.fault_agg.as_ref().map(faults::FaultAggMaps::read)
+    }
+
+    /// Frees the kernel's per-process fault slots `slots` (their holders have exited).
+    pub fn free_fault_slots(&mut self, slots: &[u32]) -> Result<()> {
+        match self.fault_agg.as_mut() {
+            Some(m) => m.free(slots),
+            None => Ok(()),
+        }
     }
 
     /// Takes the ring buffer (to wrap it in the async reactor).
@@ -383,7 +403,7 @@ impl AsRawFd for Ring {
 }
 
 /// Takes a map out of the object as its concrete type.
-fn take_map<T>(
+pub(crate) fn take_map<T>(
     ebpf: &mut Ebpf,
     name: &str,
     conv: impl FnOnce(aya::maps::Map) -> std::result::Result<T, aya::maps::MapError>,

@@ -22,7 +22,8 @@ use crate::{
     error::{Error, Result},
     model::{
         aggregate::{drops_since, Aggregator, Drops, Totals},
-        event::{decode, Event},
+        event::{decode, Comm, Event},
+        fault_counts::{FaultSnapshot, FaultTracker},
         schema::{Errors, LineKind, LogEntry, Start, Window},
         tiers::TierMap,
         topology::{topology_change, Topology},
@@ -139,6 +140,8 @@ struct Loop {
     drops_last: Drops,
     skip_pid: Option<u32>,
     blast: blast::Watch,
+    /// Faults counted in the kernel (the live modes), from the window's baseline.
+    faults: Option<FaultTracker>,
 }
 
 impl Loop {
@@ -149,6 +152,7 @@ impl Loop {
         drops_start: Drops,
         skip_pid: Option<u32>,
         reader: blast::ProcReader,
+        faults_start: Option<&FaultSnapshot>,
     ) -> Self {
         Self {
             agg: Aggregator::with_context(
@@ -164,6 +168,44 @@ impl Loop {
             drops_start,
             skip_pid,
             blast: blast::Watch::new(reader, tracer.rare.clone()),
+            faults: faults_start.map(FaultTracker::new),
+        }
+    }
+
+    /// Folds in what the kernel counted since the last interval. A process's name is read
+    /// from /proc while it lives (it may have exec'd since it took its slot), else the name it
+    /// had then.
+    fn kernel_faults(&mut self, tracer: &Tracer) {
+        let Some(ft) = self.faults.as_mut() else {
+            return;
+        };
+        match tracer.fault_counts() {
+            Some(Ok(snap)) => {
+                let mut d = ft.advance(&snap);
+                for (pid, (comm, _)) in d.by_pid.iter_mut() {
+                    if let Ok(name) = std::fs::read(format!("/proc/{pid}/comm")) {
+                        *comm = Comm::from_bytes(name.strip_suffix(b"\n").unwrap_or(&name));
+                    }
+                }
+                self.agg.ingest_fault_delta(&d, self.skip_pid);
+            }
+            Some(Err(e)) => log::warn!("{e}"),
+            None => {}
+        }
+    }
+
+    /// Frees the kernel's fault slots of processes that have all exited.
+    fn free_fault_slots(&mut self, tracer: &mut Tracer) {
+        let Some(ft) = self.faults.as_mut() else {
+            return;
+        };
+        let gone = ft.freeable(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if gone.is_empty() {
+            return;
+        }
+        match tracer.free_fault_slots(&gone) {
+            Ok(()) => ft.freed(&gone),
+            Err(e) => log::warn!("{e}"),
         }
     }
 
@@ -200,6 +242,7 @@ impl Loop {
         for b in &blast {
             self.agg.log(LogEntry::Blast(b.clone()));
         }
+        self.kernel_faults(tracer);
         let drops = tracer.drops();
         let live = Topology::live();
         let changed = match topology_change(&self.topo, &live) {
@@ -237,7 +280,7 @@ impl Loop {
 pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i32> {
     let start = live.start_line(cfg.interval_s);
     let Live {
-        tracer,
+        mut tracer,
         mut ring,
         mut child,
         start_ns,
@@ -246,6 +289,7 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
         topology,
         skip_pid,
         proc_reader,
+        faults_start,
         ..
     } = live;
     let mut input = sink.take_input();
@@ -257,6 +301,7 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
         drops_start,
         skip_pid,
         proc_reader,
+        faults_start.as_ref(),
     );
     let Timers {
         mut ticker,
@@ -285,6 +330,7 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
             _ = ticker.tick() => {
                 lp.drain(ring.get_mut(), &mut sink);
                 open = lp.interval(&tracer, &mut sink, false)?;
+                lp.free_fault_slots(&mut tracer);
                 if let Some(pid) = cfg.pid {
                     if !Path::new(&format!("/proc/{pid}")).exists() {
                         eprintln!("cxl-trace: process {pid} exited");

@@ -50,6 +50,8 @@ pub struct Live {
     /// cxl-trace's own pid when following a command: its faults while spawning are not the
     /// command's. System-wide runs count cxl-trace like any other process.
     pub skip_pid: Option<u32>,
+    /// The kernel's fault counters when the window opened (`None`: faults come as records).
+    pub faults_start: Option<crate::model::fault_counts::FaultSnapshot>,
     /// The pid followed (`--pid`, or the command's).
     pub pid: Option<u32>,
     /// Reads blast radii (opened with privileges).
@@ -59,8 +61,15 @@ pub struct Live {
 impl Live {
     /// Attaches the probes `t` asks for, follows `--pid` or starts the command, then drops
     /// privileges (keeping `output` writable). `bpf_stats`: turn on the kernel's run-time
-    /// statistics (two clock reads per program run, so only the dashboard asks).
-    pub fn open(t: &TraceArgs, output: Option<&File>, bpf_stats: bool) -> Result<Live> {
+    /// statistics (two clock reads per program run, so only the dashboard asks). `counts`:
+    /// the run shows counts, not single faults, so the kernel may count faults itself (unless
+    /// `--fault-events`); a recording keeps every fault.
+    pub fn open(
+        t: &TraceArgs,
+        output: Option<&File>,
+        bpf_stats: bool,
+        counts: bool,
+    ) -> Result<Live> {
         if let Some(pid) = t.pid {
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 return Err(Error::NoSuchProcess(pid));
@@ -79,7 +88,7 @@ impl Live {
             prefer_kprobes: t.kprobes,
             functions: !t.tracepoints_only,
             ring_bench: t.ring_bench,
-            fault_counts_only: t.fault_counts_only,
+            fault_agg: counts && !t.fault_events && !t.ring_bench,
             bpf_stats: bpf_stats && !t.no_bpf_stats,
             ..TraceConfig::default()
         })?;
@@ -89,6 +98,7 @@ impl Live {
         let start_ns = monotonic_ns();
         let vm_start = vmstat::read()?;
         let drops_start = tracer.drops();
+        let faults_start = tracer.fault_counts().transpose()?;
         print_probes(&tracer.statuses, &tracer.warnings);
         let ring = tracer
             .take_ring()
@@ -124,6 +134,7 @@ impl Live {
             topology: Topology::live(),
             kernel: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
             skip_pid: follows.then(std::process::id),
+            faults_start,
             pid,
             proc_reader,
         })

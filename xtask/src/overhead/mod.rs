@@ -44,9 +44,9 @@ enum Mode {
     Top,
     Bpftrace,
     BpftraceEmpty,
-    /// `top --fault-counts-only`: a per-CPU counter per fault, no record; what in-kernel
-    /// pre-aggregation of fault counts would cost at best.
-    CountOnly,
+    /// `top --no-tui --fault-events`: a record per fault, as before faults were counted in
+    /// the kernel.
+    TopEvents,
 }
 
 impl Mode {
@@ -56,7 +56,7 @@ impl Mode {
         Mode::Top,
         Mode::Bpftrace,
         Mode::BpftraceEmpty,
-        Mode::CountOnly,
+        Mode::TopEvents,
     ];
 
     fn name(self) -> &'static str {
@@ -64,9 +64,9 @@ impl Mode {
             Mode::None => "no tracer",
             Mode::Record => "cxl-trace record",
             Mode::Top => "cxl-trace top --no-tui",
-            Mode::Bpftrace => "bpftrace count per pid + hist",
+            Mode::Bpftrace => "bpftrace count per pid",
             Mode::BpftraceEmpty => "bpftrace empty programs",
-            Mode::CountOnly => "cxl-trace top, fault counts only (per-CPU counter, no records)",
+            Mode::TopEvents => "cxl-trace top --no-tui --fault-events (a record per fault)",
         }
     }
 }
@@ -84,7 +84,7 @@ pub(crate) struct Target {
     run: fn() -> Result<(f64, u64)>,
     /// How the work is described in the table.
     what: String,
-    /// Whether `Mode::CountOnly` means anything for this program (it only changes faults).
+    /// Whether `Mode::TopEvents` means anything for this program (it only changes faults).
     count_only: bool,
 }
 
@@ -92,7 +92,7 @@ pub(crate) struct Target {
 pub(crate) fn fault_target() -> Target {
     Target {
         unit: "fault",
-        bpftrace_work: "tracepoint:exceptions:page_fault_user, tracepoint:exceptions:page_fault_kernel { @faults[pid] = count(); @code = hist(args->error_code); }",
+        bpftrace_work: "tracepoint:exceptions:page_fault_user, tracepoint:exceptions:page_fault_kernel { @faults[pid] = count(); }",
         bpftrace_empty: "tracepoint:exceptions:page_fault_user, tracepoint:exceptions:page_fault_kernel { }",
         run: fault_run,
         what: format!("{FAULT_ROUNDS}x{FAULT_PAGES} page faults (map, touch, unmap)"),
@@ -187,9 +187,9 @@ fn start(mode: Mode, target: &Target, dir: &std::path::Path, n: usize) -> Result
             c.args(["top", "--no-tui", "--interval", "1"]);
             c
         }
-        Mode::CountOnly => {
+        Mode::TopEvents => {
             let mut c = Command::new(&bin);
-            c.args(["top", "--no-tui", "--interval", "1", "--fault-counts-only"]);
+            c.args(["top", "--no-tui", "--interval", "1", "--fault-events"]);
             c
         }
         Mode::Bpftrace | Mode::BpftraceEmpty => {

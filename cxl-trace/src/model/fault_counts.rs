@@ -1,0 +1,141 @@
+//! Fault counts aggregated in the kernel (the live modes): the per-CPU counters read each
+//! interval, turned into per-interval deltas by total and by process. Pure; the reads are in
+//! the probe layer.
+//!
+//! The kernel keeps, per CPU, exact totals by mode and kind, and a bounded table of
+//! per-process slots (`pid % SLOTS`, or an overflow slot when another process holds it on that
+//! CPU). Counters only grow while a process holds a slot; userspace frees a slot once every
+//! process holding it on any CPU has exited, and a freed slot starts again from zero.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cxl_trace_common::fault_agg::{COUNTERS, KINDS, OTHER};
+
+use crate::model::event::{Comm, FaultKind};
+
+/// One non-empty slot on one CPU, as read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotRead {
+    /// CPU.
+    pub cpu: u32,
+    /// Slot index (`OTHER` for the overflow slot).
+    pub slot: u32,
+    /// The holder (0 for the overflow slot).
+    pub pid: u32,
+    /// The holder's thread name when it took the slot.
+    pub comm: Comm,
+    /// Counters, cumulative since the slot was taken.
+    pub counts: [u64; COUNTERS],
+}
+
+/// Everything the kernel counted, as read at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultSnapshot {
+    /// Totals over CPUs, cumulative since attach.
+    pub totals: [u64; COUNTERS],
+    /// The slots that hold counts.
+    pub slots: Vec<SlotRead>,
+}
+
+/// What the kernel counted between two snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultDelta {
+    /// Every fault, by counter.
+    pub totals: [u64; COUNTERS],
+    /// Per process: its name and its counters.
+    pub by_pid: BTreeMap<u32, (Comm, [u64; COUNTERS])>,
+    /// Faults of processes that found their slot taken (counted in `totals`, not by process).
+    pub unattributed: [u64; COUNTERS],
+}
+
+/// The counters of one mode and kind: `(user, kernel)` by [`FaultKind::ALL`] index.
+pub fn split(c: &[u64; COUNTERS]) -> impl Iterator<Item = (FaultKind, u64, u64)> + '_ {
+    FaultKind::ALL
+        .iter()
+        .enumerate()
+        .map(move |(k, kind)| (*kind, c[k], c[KINDS + k]))
+}
+
+/// Turns successive snapshots into deltas.
+#[derive(Clone, Debug, Default)]
+pub struct FaultTracker {
+    totals: [u64; COUNTERS],
+    slots: HashMap<(u32, u32), (u32, [u64; COUNTERS])>,
+}
+
+impl FaultTracker {
+    /// Starts from `base` (the instant the window opened): only what comes after counts.
+    pub fn new(base: &FaultSnapshot) -> Self {
+        let mut t = Self::default();
+        let _ = t.advance(base);
+        t
+    }
+
+    /// The delta since the last snapshot. A slot whose holder changed (freed and taken again)
+    /// counts from zero; a counter that went down (a slot freed and retaken in between) too.
+    pub fn advance(&mut self, snap: &FaultSnapshot) -> FaultDelta {
+        let mut d = FaultDelta::default();
+        for (i, t) in d.totals.iter_mut().enumerate() {
+            *t = snap.totals[i].saturating_sub(self.totals[i]);
+        }
+        self.totals = snap.totals;
+        let mut seen = HashMap::with_capacity(snap.slots.len());
+        for s in &snap.slots {
+            let key = (s.cpu, s.slot);
+            let prev = self
+                .slots
+                .get(&key)
+                .filter(|(pid, _)| *pid == s.pid)
+                .map(|(_, c)| *c);
+            let mut delta = [0u64; COUNTERS];
+            for (i, v) in delta.iter_mut().enumerate() {
+                let before = prev.map_or(0, |p| p[i]);
+                *v = if s.counts[i] >= before {
+                    s.counts[i] - before
+                } else {
+                    s.counts[i]
+                };
+            }
+            seen.insert(key, (s.pid, s.counts));
+            if delta.iter().all(|&v| v == 0) {
+                continue;
+            }
+            let into = if s.slot == OTHER || s.pid == 0 {
+                &mut d.unattributed
+            } else {
+                let e = d.by_pid.entry(s.pid).or_insert((s.comm, [0; COUNTERS]));
+                &mut e.1
+            };
+            for (a, b) in into.iter_mut().zip(delta) {
+                *a = a.saturating_add(b);
+            }
+        }
+        self.slots = seen;
+        d
+    }
+
+    /// Slots every holder of which is gone (`alive` says no), on every CPU: the ones to free.
+    pub fn freeable(&self, alive: impl Fn(u32) -> bool) -> Vec<u32> {
+        let mut by_slot: BTreeMap<u32, bool> = BTreeMap::new();
+        for (&(_, slot), &(pid, _)) in &self.slots {
+            if slot == OTHER {
+                continue;
+            }
+            let dead = pid != 0 && !alive(pid);
+            let e = by_slot.entry(slot).or_insert(true);
+            *e &= dead;
+        }
+        by_slot
+            .into_iter()
+            .filter_map(|(s, dead)| dead.then_some(s))
+            .collect()
+    }
+
+    /// Forgets slots userspace freed (their next holder counts from zero).
+    pub fn freed(&mut self, slots: &[u32]) {
+        self.slots.retain(|(_, s), _| !slots.contains(s));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+use super::*;
+
+fn comm(s: &str) -> Comm {
+    let mut c = [0u8; 16];
+    c[..s.len()].copy_from_slice(s.as_bytes());
+    Comm(c)
+}
+
+fn slot(cpu: u32, slot: u32, pid: u32, name: &str, user_reads: u64, kernel: u64) -> SlotRead {
+    let mut counts = [0; COUNTERS];
+    counts[0] = user_reads;
+    counts[KINDS + 2] = kernel;
+    SlotRead {
+        cpu,
+        slot,
+        pid,
+        comm: comm(name),
+        counts,
+    }
+}
+
+fn snap(totals_user: u64, slots: Vec<SlotRead>) -> FaultSnapshot {
+    let mut totals = [0; COUNTERS];
+    totals[0] = totals_user;
+    FaultSnapshot { totals, slots }
+}
+
+#[test]
+fn only_what_follows_the_base_counts() {
+    let base = snap(100, vec![slot(0, 5, 5, "a", 100, 0)]);
+    let mut t = FaultTracker::new(&base);
+    let d = t.advance(&snap(
+        130,
+        vec![slot(0, 5, 5, "a", 120, 0), slot(1, 5, 5, "a", 10, 0)],
+    ));
+    assert_eq!(d.totals[0], 30);
+    assert_eq!(
+        d.by_pid[&5].1[0], 30,
+        "both CPUs' slots of one process add up"
+    );
+    assert_eq!(d.by_pid[&5].0, comm("a"));
+    // Nothing new: an empty delta.
+    let d = t.advance(&snap(
+        130,
+        vec![slot(0, 5, 5, "a", 120, 0), slot(1, 5, 5, "a", 10, 0)],
+    ));
+    assert_eq!(d, FaultDelta::default());
+}
+
+#[test]
+fn a_new_holder_counts_from_zero_and_overflow_is_unattributed() {
+    let mut t = FaultTracker::new(&snap(0, vec![slot(0, 7, 7, "old", 50, 0)]));
+    let d = t.advance(&snap(
+        14,
+        vec![slot(0, 7, 1031, "new", 4, 0), slot(0, OTHER, 0, "", 10, 0)],
+    ));
+    assert_eq!(d.by_pid[&1031].1[0], 4);
+    assert!(!d.by_pid.contains_key(&7));
+    assert_eq!(d.unattributed[0], 10);
+    let attributed: u64 = d.by_pid.values().map(|(_, c)| c.iter().sum::<u64>()).sum();
+    let unattributed: u64 = d.unattributed.iter().sum();
+    assert_eq!(attributed + unattributed, d.totals.iter().sum::<u64>());
+}
+
+#[test]
+fn kernel_mode_counters_stay_apart() {
+    let mut t = FaultTracker::new(&FaultSnapshot::default());
+    let d = t.advance(&snap(0, vec![slot(1, 3, 3, "k", 0, 9)]));
+    let rows: Vec<_> = split(&d.by_pid[&3].1).filter(|r| r.1 + r.2 > 0).collect();
+    assert_eq!(rows, vec![(FaultKind::WriteProtection, 0, 9)]);
+}
+
+#[test]
+fn slots_are_freed_only_when_every_holder_is_gone() {
+    let mut t = FaultTracker::new(&snap(
+        0,
+        vec![
+            slot(0, 1, 1, "a", 1, 0),
+            slot(1, 1, 1025, "b", 1, 0),
+            slot(0, 2, 2, "c", 1, 0),
+            slot(0, OTHER, 0, "", 1, 0),
+        ],
+    ));
+    // 1025 lives on CPU 1 in slot 1: slot 1 stays.
+    assert_eq!(t.freeable(|pid| pid == 1025), vec![2]);
+    assert_eq!(t.freeable(|_| false), vec![1, 2]);
+    t.freed(&[2]);
+    // The slot's next holder counts from zero, whatever the old counters said.
+    let d = t.advance(&snap(
+        0,
+        vec![
+            slot(0, 1, 1, "a", 1, 0),
+            slot(1, 1, 1025, "b", 1, 0),
+            slot(0, 2, 1026, "d", 3, 0),
+        ],
+    ));
+    assert_eq!(d.by_pid[&1026].1[0], 3);
+    assert_eq!(d.by_pid.len(), 1);
+}
+
+#[test]
+fn a_counter_that_went_down_restarts() {
+    let mut t = FaultTracker::new(&snap(0, vec![slot(0, 4, 4, "a", 90, 0)]));
+    // Freed and retaken by the same pid (reused) between two reads.
+    let d = t.advance(&snap(0, vec![slot(0, 4, 4, "a", 6, 0)]));
+    assert_eq!(d.by_pid[&4].1[0], 6);
+}
+
+#[test]
+fn the_kernel_and_userspace_classify_error_codes_alike() {
+    for code in 0..64u64 {
+        assert_eq!(
+            FaultKind::ALL[cxl_trace_common::fault_kind_index(code)],
+            FaultKind::from_x86_error_code(code),
+            "error code {code:#x}"
+        );
+    }
+}
