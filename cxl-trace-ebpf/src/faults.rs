@@ -58,11 +58,19 @@ fn try_handle(ctx: &TracePointContext, kind: u16) -> Result<(), i64> {
         return Ok(());
     }
     // SAFETY: the offsets come from this kernel's tracefs format file for the tracepoint, so
-    // each read stays inside the tracepoint's record; bpf_probe_read_kernel checks the access.
-    // The three fields are consecutive on every kernel so far: then one read (one helper call
-    // per fault instead of three, on the hottest path).
+    // each read stays inside the tracepoint's record. At the offsets every kernel so far has
+    // (8, 16, 24) they are direct loads from the context, which the verifier bounds-checks
+    // (no helper call on the hottest path); else bpf_probe_read_kernel checks the access, in
+    // one call when the fields are consecutive.
     let (address, ip, error_code) = unsafe {
-        if layout.ip == layout.address.wrapping_add(8)
+        if layout.address == 8 && layout.ip == 16 && layout.error_code == 24 {
+            let p = ctx.as_ptr() as *const u64;
+            (
+                core::ptr::read_volatile(p.add(1)),
+                core::ptr::read_volatile(p.add(2)),
+                core::ptr::read_volatile(p.add(3)),
+            )
+        } else if layout.ip == layout.address.wrapping_add(8)
             && layout.error_code == layout.ip.wrapping_add(8)
         {
             let f = ctx

@@ -95,7 +95,7 @@ pub(crate) fn vm_test_kernel(
             script: script.cloned(),
             keep,
             timeout: Duration::from_secs(match m {
-                Machine::Hmat => 840,
+                Machine::Hmat => 960,
                 Machine::Cxl => 480,
                 Machine::CxlRas => 480,
             }),
@@ -116,7 +116,11 @@ pub(crate) fn vm_test_kernel(
         }
         match result {
             Ok(0) => {}
-            Ok(code) => failed.push(format!("{}: guest exit code {code}", m.name())),
+            Ok(code) => failed.push(format!(
+                "{}: guest exit code {code}{}",
+                m.name(),
+                failed_lines(&run_dir(m).join("console.log"))
+            )),
             Err(e) => failed.push(format!("{e:#}")),
         }
         // Only the cxl guest captures them (with the CXL drivers loaded), into the run
@@ -306,4 +310,21 @@ pub fn bench_migration(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         rows.push(r);
     }
     Ok(())
+}
+
+/// The console lines that say why a guest failed (mismatched checks, errors), so that the end
+/// of a long log names them: "; failed: ..." or nothing.
+fn failed_lines(console: &std::path::Path) -> String {
+    let text = fs::read_to_string(console).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("MISMATCH") || l.contains("error:") || l.contains("Error:"))
+        .map(str::trim)
+        .take(12)
+        .collect();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; failed:\n    {}", lines.join("\n    "))
+    }
 }
