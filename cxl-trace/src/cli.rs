@@ -296,6 +296,20 @@ pub struct TopOpts {
     pub trace: TraceArgs,
 }
 
+/// When to attach the promotion-decision hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecisionHooks {
+    /// When NUMA balancing is in tiering mode at the start (kernel.numa_balancing & 2): the
+    /// only time the kernel makes promotion decisions, while two of the hooks
+    /// (`mod_node_page_state`, `folio_isolate_lru`) run on every page-state change and every
+    /// page isolated for reclaim, compaction or migration.
+    Auto,
+    /// Always (tiering mode may be turned on during the run).
+    Always,
+    /// Never.
+    Never,
+}
+
 /// What `top` and `record` trace: for how long, whose faults, with which hooks.
 #[derive(Debug, Args, Clone)]
 pub struct TraceArgs {
@@ -334,6 +348,11 @@ pub struct TraceArgs {
     /// moved). Without the dashboard they are never turned on.
     #[arg(long)]
     pub no_bpf_stats: bool,
+    /// Promotion decisions (why NUMA balancing promoted a page or refused to): `auto` attaches
+    /// their hooks only when NUMA balancing is in tiering mode at the start, so they cost
+    /// nothing otherwise; `always` when tiering mode will be turned on during the run.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub promotion_decisions: DecisionHooks,
     /// `top`, `stat`, `exporter`: send a record per fault to userspace, as `record` does,
     /// instead of counting faults in the kernel (per CPU, per process). Same counts, at about
     /// three times the cost per fault; for comparing the two paths.

@@ -1004,3 +1004,53 @@ fn stat_summarises_a_command() {
     assert_eq!(std::fs::read_to_string(&file).expect("kept"), text);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--promotion-decisions auto` (the default) leaves the decision hooks off while NUMA
+/// balancing has no tiering mode, and says why; `always` tries them (here the kernel's own
+/// refusal of function hooks is the reason, when it refuses).
+#[test]
+fn decision_hooks_stay_off_without_tiering_mode() {
+    if !require_root("decision_hooks_stay_off_without_tiering_mode") {
+        return;
+    }
+    let mode: u32 = std::fs::read_to_string("/proc/sys/kernel/numa_balancing")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if mode & 2 != 0 {
+        eprintln!("skipped: NUMA balancing is in tiering mode here ({mode})");
+        return;
+    }
+    let reason = |extra: &[&str]| {
+        let mut args = vec!["top", "--no-tui", "--duration", "0.5"];
+        args.extend_from_slice(extra);
+        let out = cxl_trace(&args);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+        let lines = json_lines(&out);
+        let start = of_type(&lines, "start")[0];
+        start["probes"]
+            .as_array()
+            .expect("probes")
+            .iter()
+            .find(|p| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("should_numa_migrate_memory"))
+            })
+            .map(|p| {
+                (
+                    p["status"].clone(),
+                    p["reason"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .expect("a status for the decision hook")
+    };
+    let (status, why) = reason(&[]);
+    assert_eq!(status, "unavailable");
+    assert!(
+        why.contains(&format!("kernel.numa_balancing is {mode}")),
+        "auto: {why}"
+    );
+    let (_, why) = reason(&["--promotion-decisions", "always"]);
+    assert!(!why.contains("kernel.numa_balancing"), "always: {why}");
+}

@@ -78,6 +78,8 @@ pub struct TraceConfig {
     pub fault_agg: bool,
     /// Turn on the kernel's BPF run-time statistics (the tool's own CPU share).
     pub bpf_stats: bool,
+    /// Attach the promotion-decision hooks; `Err`: why not (shown as their status).
+    pub decisions: std::result::Result<(), String>,
 }
 
 impl Default for TraceConfig {
@@ -96,6 +98,7 @@ impl Default for TraceConfig {
             ring_bench: false,
             fault_agg: false,
             bpf_stats: true,
+            decisions: Ok(()),
         }
     }
 }
@@ -246,7 +249,10 @@ fn attach_functions(
     }
     if migrations {
         migrate::attach_folio_hook(at, hooks, &mut a, k.vmemmap_base_addr != 0);
-        tiering::attach_decisions(at, hooks, &mut a);
+        match &cfg.decisions {
+            Ok(()) => tiering::attach_decisions(at, hooks, &mut a),
+            Err(why) => tiering::skip_decisions(at, &mut a, why),
+        }
         tiering::attach_demotions(at, hooks, &mut a, hooks.syms, k.node_data_addr != 0);
     }
     a

@@ -64,6 +64,15 @@ pub(crate) fn attach_decisions(at: &mut Attach, hooks: &FnHooks, avail: &mut Ava
     at.statuses.extend(parts);
 }
 
+/// The promotion-decision hooks left off, each with `why`.
+pub(crate) fn skip_decisions(at: &mut Attach, avail: &mut Availability, why: &str) {
+    for hook in [HOOK_DECISION, HOOK_CANDIDATES, HOOK_PREPARE, HOOK_ISOLATE] {
+        at.statuses
+            .push(ProbeStatus::unavailable(format!("hook:{}", hook.func), why));
+    }
+    avail.decision = Some(format!("not attached: {why}"));
+}
+
 /// Demotion batches, on the function this kernel has.
 pub(crate) fn attach_demotions(
     at: &mut Attach,

@@ -90,6 +90,7 @@ impl Live {
             ring_bench: t.ring_bench,
             fault_agg: counts && !t.fault_events && !t.ring_bench,
             bpf_stats: bpf_stats && !t.no_bpf_stats,
+            decisions: decision_hooks(t.promotion_decisions),
             ..TraceConfig::default()
         })?;
         // The window opens once everything is attached, before anyone is told so: a user (or
@@ -227,5 +228,45 @@ fn print_probes(statuses: &[ProbeStatus], warnings: &[String]) {
     }
     for w in warnings {
         eprintln!("cxl-trace: warning: {w}");
+    }
+}
+
+/// Whether to attach the promotion-decision hooks, and why not.
+fn decision_hooks(when: crate::cli::DecisionHooks) -> std::result::Result<(), String> {
+    let mode = read_trimmed("/proc/sys/kernel/numa_balancing").and_then(|v| v.parse::<u32>().ok());
+    decide_decision_hooks(when, mode)
+}
+
+/// [`decision_hooks`] for a `kernel.numa_balancing` value (pure).
+pub(crate) fn decide_decision_hooks(
+    when: crate::cli::DecisionHooks,
+    mode: Option<u32>,
+) -> std::result::Result<(), String> {
+    use crate::cli::DecisionHooks;
+    match (when, mode) {
+        (DecisionHooks::Always, _) => Ok(()),
+        (DecisionHooks::Never, _) => Err("--promotion-decisions never".into()),
+        (DecisionHooks::Auto, Some(m)) if m & 2 != 0 => Ok(()),
+        (DecisionHooks::Auto, m) => Err(format!(
+            "kernel.numa_balancing is {} at the start (no tiering mode, so no promotion decisions); left off, they would run on every page-state change; --promotion-decisions always attaches them",
+            m.map_or_else(|| "unreadable".to_string(), |m| m.to_string())
+        )),
+    }
+}
+
+#[cfg(test)]
+mod decision_tests {
+    use super::decide_decision_hooks;
+    use crate::cli::DecisionHooks::{Always, Auto, Never};
+
+    #[test]
+    fn decision_hooks_follow_the_tiering_bit() {
+        assert!(decide_decision_hooks(Auto, Some(2)).is_ok());
+        assert!(decide_decision_hooks(Auto, Some(3)).is_ok());
+        let off = decide_decision_hooks(Auto, Some(1)).expect_err("mode 1 has no tiering");
+        assert!(off.contains("kernel.numa_balancing is 1"), "{off}");
+        assert!(decide_decision_hooks(Auto, None).is_err());
+        assert!(decide_decision_hooks(Always, Some(0)).is_ok());
+        assert!(decide_decision_hooks(Never, Some(2)).is_err());
     }
 }

@@ -49,6 +49,8 @@ pub(crate) fn start_fleet() -> Result<Fleet> {
         "exporter",
         Command::new(bin("cxl-trace")).args([
             "exporter",
+            "--promotion-decisions",
+            "always",
             "--listen",
             &format!("127.0.0.1:{EXPORTER_PORT}"),
         ]),

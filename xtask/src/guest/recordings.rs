@@ -17,6 +17,7 @@ pub(crate) fn background_record(name: &str, args: &[&str]) -> Result<Child> {
     let err = PathBuf::from(format!("/results/{name}.err"));
     let mut child = Command::new(bin("cxl-trace"))
         .arg("record")
+        .args(["--promotion-decisions", "always"])
         .args(args)
         .stdout(Stdio::null())
         .stderr(fs::File::create(&err)?)
@@ -142,7 +143,8 @@ pub(crate) fn record_promotion_cycles(out: &str) -> Result<()> {
         w = bin("cxl-trace-workload").display()
     );
     sh(Command::new(bin("cxl-trace"))
-        .args(["record", "--force", "-o", out, "--", "sh", "-c", &script]))?;
+        .args(["record", "--force", "--promotion-decisions", "always"])
+        .args(["-o", out, "--", "sh", "-c", &script]))?;
     Ok(())
 }
 

@@ -28,7 +28,9 @@ pub(crate) fn start_session_with(extra: &[&str]) -> Result<Session> {
     let tool = Background::start(
         &name,
         Command::new(bin("cxl-trace"))
+            // Tiering mode is turned on during the run: decisions from the start.
             .args(["top", "--no-tui", "--interval", "1"])
+            .args(["--promotion-decisions", "always"])
             .args(extra),
         "\"type\":\"start\"",
     )?;
