@@ -14,6 +14,9 @@ pub mod config_flags {
     /// Count faults in the kernel ([`fault_agg`](super::fault_agg)) instead of sending a
     /// record per fault: the live modes, which show counts, not single faults.
     pub const FAULT_AGG: u32 = 16;
+    /// Add timed faults to per-tier, per-class histograms in the kernel
+    /// ([`lat_agg`](super::lat_agg)) instead of sending a record per timed fault.
+    pub const LATENCY_AGG: u32 = 32;
 }
 
 /// Runtime configuration handed to the programs as a global at load time.
@@ -390,5 +393,156 @@ pub const fn fault_kind_index(code: u64) -> usize {
             (true, true) => 2,
             (false, true) => 3,
         }
+    }
+}
+
+/// In-kernel fault-latency histograms of the live modes: log-linear buckets (16 linear
+/// sub-buckets per power of two, under 6.25% wide) per tier slot and fault class.
+pub mod lat_agg {
+    /// Linear sub-buckets per power of two (as bits).
+    pub const SUB_BITS: u32 = 4;
+    /// Buckets: exact below 16 ns, then 16 per power of two up to 2^40 ns (18 minutes).
+    pub const BUCKETS: usize = 592;
+    /// The largest latency counted; longer ones count in the last bucket.
+    pub const MAX_NS: u64 = (1 << 40) - 1;
+    /// Tier slots: the tiers in rank order, `UNKNOWN_TIER` for a page of no known node.
+    pub const TIER_SLOTS: u32 = 8;
+    /// The slot of faults whose page's tier is unknown.
+    pub const UNKNOWN_TIER: u32 = TIER_SLOTS - 1;
+    /// Fault classes (first touch, minor, major, hint local, hint remote).
+    pub const CLASSES: u32 = 5;
+    /// Nodes the node-to-tier table covers.
+    pub const NODES: u32 = 64;
+    /// pfn ranges the pfn-to-node table holds.
+    pub const RANGES: usize = 64;
+    /// Name of the per-CPU array of [`LatHist`](super::LatHist), `TIER_SLOTS * CLASSES`.
+    pub const HIST_MAP: &str = "FAULT_LAT";
+    /// Name of the array of node to tier slot (`u32`, `NODES` entries).
+    pub const NODE_TIER_MAP: &str = "NODE_TIER";
+    /// Name of the one-entry array of [`PfnRanges`](super::PfnRanges).
+    pub const RANGES_MAP: &str = "PFN_RANGES";
+}
+
+/// One tier slot and class of fault latencies on one CPU.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatHist {
+    /// Faults.
+    pub n: u64,
+    /// Their latencies added up (each clamped to `MAX_NS`), ns.
+    pub sum_ns: u64,
+    /// Faults that took more than one round (`VM_FAULT_RETRY`).
+    pub retried: u64,
+    /// get_user_pages faults.
+    pub gup: u64,
+    /// Faults per bucket of [`latency_bucket`].
+    pub counts: [u64; lat_agg::BUCKETS],
+}
+
+/// A range of pfns of one node.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PfnRange {
+    /// First pfn.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
+    /// Its node.
+    pub node: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
+/// The pfn-to-node table (the online memory blocks, merged).
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PfnRanges {
+    /// Ranges used.
+    pub len: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+    /// The ranges, `len` of them.
+    pub ranges: [PfnRange; lat_agg::RANGES],
+}
+
+/// floor(log2(v)) for v >= 1, by halving (the BPF target has no count-leading-zeros).
+#[inline(always)]
+pub const fn log2_floor(mut v: u64) -> u32 {
+    let mut r = 0;
+    if v >= 1 << 32 {
+        v >>= 32;
+        r += 32;
+    }
+    if v >= 1 << 16 {
+        v >>= 16;
+        r += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        r += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        r += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        r += 2;
+    }
+    if v >= 1 << 1 {
+        r += 1;
+    }
+    r
+}
+
+/// The bucket of a latency: `v` itself below 16, then 16 linear sub-buckets per power of two.
+#[inline(always)]
+pub const fn latency_bucket(v: u64) -> usize {
+    if v < 16 {
+        return v as usize;
+    }
+    let v = if v > lat_agg::MAX_NS {
+        lat_agg::MAX_NS
+    } else {
+        v
+    };
+    let k = log2_floor(v);
+    let sub = (v >> (k - lat_agg::SUB_BITS)) & 15;
+    ((k - 3) as usize) * 16 + sub as usize
+}
+
+/// The lowest latency of bucket `i` and its width, ns.
+pub const fn bucket_bounds(i: usize) -> (u64, u64) {
+    if i < 16 {
+        return (i as u64, 1);
+    }
+    let k = (i / 16) as u32 + 3;
+    let sub = (i % 16) as u64;
+    (
+        (16 + sub) << (k - lat_agg::SUB_BITS),
+        1 << (k - lat_agg::SUB_BITS),
+    )
+}
+
+/// The class of a timed fault, as an index in the order first touch, minor, major, hint
+/// local, hint remote (userspace's `FaultClass::ALL`).
+#[inline(always)]
+pub const fn fault_class_index(flags: u32, ret: u32) -> u32 {
+    const VM_FAULT_MAJOR: u32 = 4;
+    if flags & fault_flags::NUMA_HINT != 0 {
+        if flags & fault_flags::NUMA_LOCAL != 0 {
+            3
+        } else {
+            4
+        }
+    } else if ret & VM_FAULT_MAJOR != 0 || flags & fault_flags::MAJOR != 0 {
+        2
+    } else if flags & fault_flags::ALLOC != 0 {
+        0
+    } else {
+        1
     }
 }

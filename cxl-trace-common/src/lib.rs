@@ -79,6 +79,9 @@ aya_pod!(
     HookArgs,
     ProcFaults,
     FaultTotals,
+    LatHist,
+    PfnRange,
+    PfnRanges,
 );
 
 // Layout checks, evaluated at compile time on both targets.
@@ -98,6 +101,10 @@ const _: () = {
     assert!(size_of::<Config>() == 40);
     assert!(size_of::<ProcFaults>() == 152);
     assert!(size_of::<FaultTotals>() == 128);
+    assert!(size_of::<LatHist>() == 32 + 8 * lat_agg::BUCKETS);
+    assert!(size_of::<PfnRanges>() == 8 + 24 * lat_agg::RANGES);
+    // The largest latency lands in the last bucket.
+    assert!(latency_bucket(lat_agg::MAX_NS) == lat_agg::BUCKETS - 1);
     assert!(size_of::<FaultLayout>() == 16);
     assert!(size_of::<ForkLayout>() == 8);
     assert!(size_of::<MigrateLayout>() == 40);

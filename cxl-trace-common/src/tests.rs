@@ -101,3 +101,25 @@ fn kinds_cover_every_number_and_read_back() {
     names.sort_unstable();
     assert!(names.windows(2).all(|w| w[0] != w[1]), "names are unique");
 }
+
+#[test]
+fn latency_buckets_are_log_linear_and_contiguous() {
+    // Every bucket starts where the one before ends.
+    let mut next = 0;
+    for i in 0..lat_agg::BUCKETS {
+        let (lo, w) = bucket_bounds(i);
+        assert_eq!(lo, next, "bucket {i}");
+        assert_eq!(latency_bucket(lo), i);
+        assert_eq!(latency_bucket(lo + w - 1), i);
+        if i >= 16 {
+            // At most 1/16 of its lower bound wide.
+            assert!(w * 16 <= lo, "bucket {i}: {lo} + {w}");
+        }
+        next = lo + w;
+    }
+    assert_eq!(next, lat_agg::MAX_NS + 1);
+    assert_eq!(latency_bucket(u64::MAX), lat_agg::BUCKETS - 1);
+    for v in [1u64, 2, 3, 1000, 1 << 20, (1 << 39) + 5, u64::MAX] {
+        assert_eq!(log2_floor(v), 63 - v.leading_zeros());
+    }
+}

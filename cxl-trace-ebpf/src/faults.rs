@@ -7,13 +7,14 @@
 use aya_ebpf::{
     helpers::bpf_get_current_comm,
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
     EbpfContext as _, Global,
 };
 use cxl_trace_common::{
-    config_flags, fault_agg, fault_flags, fault_kind_index, kind, stat, FaultEvent,
-    FaultLatencyEvent, FaultLayout, FaultTotals, NumaFaultEvent, ProcFaults, COMM_LEN,
+    config_flags, fault_agg, fault_class_index, fault_flags, fault_kind_index, kind, lat_agg,
+    latency_bucket, stat, FaultEvent, FaultLatencyEvent, FaultLayout, FaultTotals, LatHist,
+    NumaFaultEvent, PfnRanges, ProcFaults, COMM_LEN,
 };
 
 use crate::shared::{
@@ -266,6 +267,11 @@ fn fault_exit(ret: u32) {
         return;
     }
     let t = now();
+    if flag(config_flags::LATENCY_AGG) {
+        count_latency(st, ret, t.saturating_sub(st.start_ns));
+        let _ = FAULT_STATE.remove(&tid);
+        return;
+    }
     let ev = FaultLatencyEvent {
         hdr: header_at(kind::FAULT_LATENCY, pid, tid, t),
         address: st.address,
@@ -279,6 +285,79 @@ fn fault_exit(ret: u32) {
     };
     let _ = FAULT_STATE.remove(&tid);
     emit(kind::FAULT_LATENCY, ev);
+}
+
+/// Fault-latency histograms per tier slot and class, for the live modes.
+#[map]
+static FAULT_LAT: PerCpuArray<LatHist> =
+    PerCpuArray::with_max_entries(lat_agg::TIER_SLOTS * lat_agg::CLASSES, 0);
+
+/// Node to tier slot (userspace fills it from the topology, and again when it changes).
+#[map]
+static NODE_TIER: Array<u32> = Array::with_max_entries(lat_agg::NODES, 0);
+
+/// The pfn ranges of each node's online memory (userspace fills it).
+#[map]
+static PFN_RANGES: Array<PfnRanges> = Array::with_max_entries(1, 0);
+
+/// The node of `pfn`, from the ranges userspace gave.
+#[inline(always)]
+fn node_of_pfn(pfn: u64) -> u32 {
+    let Some(t) = PFN_RANGES.get_ptr(0) else {
+        return u32::MAX;
+    };
+    // SAFETY: a pointer from a successful lookup into a one-entry array; only read.
+    let t = unsafe { &*t };
+    let len = t.len as usize;
+    for i in 0..lat_agg::RANGES {
+        if i >= len {
+            break;
+        }
+        let r = &t.ranges[i];
+        if pfn >= r.start && pfn < r.end {
+            return r.node;
+        }
+    }
+    u32::MAX
+}
+
+/// Adds one timed fault to the histogram of its tier and class (no record).
+#[inline(always)]
+fn count_latency(st: &FaultState, ret: u32, latency_ns: u64) {
+    let node = if st.numa_node != u32::MAX {
+        st.numa_node
+    } else if st.alloc_pfn != NONE {
+        node_of_pfn(st.alloc_pfn)
+    } else {
+        u32::MAX
+    };
+    let tier = match NODE_TIER.get(node) {
+        Some(&t) if t < lat_agg::TIER_SLOTS => t,
+        _ => lat_agg::UNKNOWN_TIER,
+    };
+    let class = fault_class_index(st.flags, ret);
+    let Some(h) = FAULT_LAT.get_ptr_mut(tier * lat_agg::CLASSES + class) else {
+        return;
+    };
+    // SAFETY: this CPU's entry of a per-CPU array, from a successful lookup; a program run
+    // is not interrupted by another run of itself on its CPU.
+    let h = unsafe { &mut *h };
+    let ns = if latency_ns > lat_agg::MAX_NS {
+        lat_agg::MAX_NS
+    } else {
+        latency_ns
+    };
+    h.n += 1;
+    h.sum_ns += ns;
+    if st.retries > 0 {
+        h.retried += 1;
+    }
+    if st.flags & fault_flags::GUP != 0 {
+        h.gup += 1;
+    }
+    if let Some(c) = h.counts.get_mut(latency_bucket(ns)) {
+        *c += 1;
+    }
 }
 
 /// Remembers the movable page allocated by a fault in progress (page tables and kernel

@@ -487,6 +487,11 @@ impl Aggregator {
         }
     }
 
+    /// The current interval's fault-latency table (for latencies the kernel aggregated).
+    pub fn latency_mut(&mut self) -> &mut crate::model::tiers::LatencyTable {
+        &mut self.interval.tiers.latency
+    }
+
     /// The current interval's totals.
     pub fn interval(&self) -> &Totals {
         &self.interval

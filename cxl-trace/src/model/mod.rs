@@ -13,6 +13,7 @@ pub mod event;
 pub mod fault_counts;
 pub mod filter;
 pub mod hist;
+pub mod kernel_latency;
 pub mod metrics;
 pub mod playback;
 pub mod pte;

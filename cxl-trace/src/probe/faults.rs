@@ -3,14 +3,17 @@
 //! (`task_numa_fault`), with the page allocation tracepoint naming the node of pages
 //! allocated during a fault.
 
-use aya::maps::{MapData, PerCpuArray, PerCpuValues};
-use cxl_trace_common::{fault_agg, FaultLayout, FaultTotals, ProcFaults};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
+use cxl_trace_common::{
+    fault_agg, lat_agg, FaultLayout, FaultTotals, LatHist, PfnRanges, ProcFaults,
+};
 
 use crate::{
     error::{Error, Result},
     model::{
         event::Comm,
         fault_counts::{FaultSnapshot, SlotRead},
+        kernel_latency::{empty_hist, TierSlots},
         tiers::Availability,
         tracefs::Format,
     },
@@ -138,5 +141,53 @@ impl FaultAggMaps {
                 .map_err(|e| Error::Runtime(format!("cannot free fault slot {slot}: {e}")))?;
         }
         Ok(())
+    }
+}
+
+/// The in-kernel fault-latency histograms of the live modes and the tables that place a
+/// fault's page in a tier.
+pub(crate) struct LatencyAggMaps {
+    hists: PerCpuArray<MapData, LatHist>,
+    node_tier: Array<MapData, u32>,
+    ranges: Array<MapData, PfnRanges>,
+}
+
+impl LatencyAggMaps {
+    /// Takes the three maps out of the loaded object.
+    pub(crate) fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
+        Ok(Self {
+            hists: take_map(ebpf, lat_agg::HIST_MAP, PerCpuArray::try_from)?,
+            node_tier: take_map(ebpf, lat_agg::NODE_TIER_MAP, Array::try_from)?,
+            ranges: take_map(ebpf, lat_agg::RANGES_MAP, Array::try_from)?,
+        })
+    }
+
+    /// Hands the kernel the node-to-slot and pfn-to-node tables.
+    pub(crate) fn set_tables(&mut self, slots: &TierSlots, ranges: &PfnRanges) -> Result<()> {
+        let err = |e: aya::maps::MapError| Error::Runtime(format!("tier tables: {e}"));
+        for (node, slot) in slots.node_slot.iter().enumerate() {
+            self.node_tier.set(node as u32, slot, 0).map_err(err)?;
+        }
+        self.ranges.set(0, ranges, 0).map_err(err)
+    }
+
+    /// The histograms, each summed over CPUs.
+    pub(crate) fn read(&self) -> Result<Vec<LatHist>> {
+        let err = |e: aya::maps::MapError| Error::Runtime(format!("latency histograms: {e}"));
+        (0..lat_agg::TIER_SLOTS * lat_agg::CLASSES)
+            .map(|i| {
+                let mut sum = empty_hist();
+                for h in self.hists.get(&i, 0).map_err(err)?.iter() {
+                    sum.n = sum.n.saturating_add(h.n);
+                    sum.sum_ns = sum.sum_ns.saturating_add(h.sum_ns);
+                    sum.retried = sum.retried.saturating_add(h.retried);
+                    sum.gup = sum.gup.saturating_add(h.gup);
+                    for (a, b) in sum.counts.iter_mut().zip(h.counts) {
+                        *a = a.saturating_add(b);
+                    }
+                }
+                Ok(sum)
+            })
+            .collect()
     }
 }

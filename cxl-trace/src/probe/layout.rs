@@ -153,6 +153,7 @@ pub(crate) fn config(cfg: &TraceConfig) -> Config {
         (cfg.cgroup.is_some(), config_flags::CGROUP),
         (cfg.comm.is_some(), config_flags::COMM),
         (cfg.fault_agg, config_flags::FAULT_AGG),
+        (cfg.latency_agg.is_some(), config_flags::LATENCY_AGG),
     ] {
         if on {
             flags |= flag;

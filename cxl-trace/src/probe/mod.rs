@@ -76,6 +76,12 @@ pub struct TraceConfig {
     /// Faults are counted in the kernel (per CPU, per process), no record per fault: the
     /// live modes.
     pub fault_agg: bool,
+    /// Timed faults go into per-tier histograms in the kernel, placed by these tables (the
+    /// live modes, where the pfn table fits); `None`: a record per timed fault.
+    pub latency_agg: Option<(
+        crate::model::kernel_latency::TierSlots,
+        cxl_trace_common::PfnRanges,
+    )>,
     /// Turn on the kernel's BPF run-time statistics (the tool's own CPU share).
     pub bpf_stats: bool,
     /// Attach the promotion-decision hooks; `Err`: why not (shown as their status).
@@ -97,6 +103,7 @@ impl Default for TraceConfig {
             comm: None,
             ring_bench: false,
             fault_agg: false,
+            latency_agg: None,
             bpf_stats: true,
             decisions: Ok(()),
         }
@@ -120,6 +127,7 @@ pub struct Tracer {
     ring: Option<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
     fault_agg: Option<faults::FaultAggMaps>,
+    latency_agg: Option<faults::LatencyAggMaps>,
     follow: BpfHashMap<MapData, u32, u8>,
 }
 
@@ -286,6 +294,14 @@ impl Tracer {
             .fault_agg
             .then(|| faults::FaultAggMaps::take(&mut ebpf))
             .transpose()?;
+        let latency_agg = match &cfg.latency_agg {
+            Some((slots, ranges)) => {
+                let mut m = faults::LatencyAggMaps::take(&mut ebpf)?;
+                m.set_tables(slots, ranges)?;
+                Some(m)
+            }
+            None => None,
+        };
         Ok(Self {
             bpf_stats: if cfg.bpf_stats {
                 aya::sys::enable_stats(aya::sys::Stats::RunTime).ok()
@@ -301,6 +317,7 @@ impl Tracer {
             stats,
             follow,
             fault_agg,
+            latency_agg,
         })
     }
 
@@ -336,6 +353,23 @@ impl Tracer {
     /// The faults counted in the kernel so far (`None`: faults arrive as records).
     pub fn fault_counts(&self) -> Option<Result<crate::model::fault_counts::FaultSnapshot>> {
         self.fault_agg.as_ref().map(faults::FaultAggMaps::read)
+    }
+
+    /// The kernel's fault-latency histograms (`None`: timed faults arrive as records).
+    pub fn fault_latency(&self) -> Option<Result<Vec<cxl_trace_common::LatHist>>> {
+        self.latency_agg.as_ref().map(faults::LatencyAggMaps::read)
+    }
+
+    /// Hands the kernel new tier tables (the topology changed).
+    pub fn set_tier_tables(
+        &mut self,
+        slots: &crate::model::kernel_latency::TierSlots,
+        ranges: &cxl_trace_common::PfnRanges,
+    ) -> Result<()> {
+        match self.latency_agg.as_mut() {
+            Some(m) => m.set_tables(slots, ranges),
+            None => Ok(()),
+        }
     }
 
     /// Frees the kernel's per-process fault slots `slots` (their holders have exited).

@@ -23,7 +23,8 @@ use crate::{
     model::{
         aggregate::{drops_since, Aggregator, Drops, Totals},
         event::{decode, Comm, Event},
-        fault_counts::{FaultSnapshot, FaultTracker},
+        fault_counts::FaultTracker,
+        kernel_latency::{LatencyTracker, TierSlots},
         schema::{Errors, LineKind, LogEntry, Start, Window},
         tiers::TierMap,
         topology::{topology_change, Topology},
@@ -142,6 +143,10 @@ struct Loop {
     blast: blast::Watch,
     /// Faults counted in the kernel (the live modes), from the window's baseline.
     faults: Option<FaultTracker>,
+    /// Fault latency in the kernel's histograms, and the tier slots they are placed by.
+    latency: Option<(LatencyTracker, TierSlots)>,
+    /// The topology changed: the kernel's tier tables are to be replaced.
+    retier: bool,
 }
 
 impl Loop {
@@ -152,8 +157,9 @@ impl Loop {
         drops_start: Drops,
         skip_pid: Option<u32>,
         reader: blast::ProcReader,
-        faults_start: Option<&FaultSnapshot>,
+        kernel: &setup::KernelStart,
     ) -> Self {
+        let slots = TierSlots::new(&TierMap::from_topology(&topo));
         Self {
             agg: Aggregator::with_context(
                 TierMap::from_topology(&topo),
@@ -168,7 +174,12 @@ impl Loop {
             drops_start,
             skip_pid,
             blast: blast::Watch::new(reader, tracer.rare.clone()),
-            faults: faults_start.map(FaultTracker::new),
+            faults: kernel.faults.as_ref().map(FaultTracker::new),
+            latency: kernel
+                .latency
+                .as_deref()
+                .map(|b| (LatencyTracker::new(b), slots)),
+            retier: false,
         }
     }
 
@@ -176,6 +187,12 @@ impl Loop {
     /// from /proc while it lives (it may have exec'd since it took its slot), else the name it
     /// had then.
     fn kernel_faults(&mut self, tracer: &Tracer) {
+        if let (Some((lt, slots)), Some(read)) = (self.latency.as_mut(), tracer.fault_latency()) {
+            match read {
+                Ok(now) => lt.advance(&now, slots, self.agg.latency_mut()),
+                Err(e) => log::warn!("{e}"),
+            }
+        }
         let Some(ft) = self.faults.as_mut() else {
             return;
         };
@@ -192,6 +209,30 @@ impl Loop {
             Some(Err(e)) => log::warn!("{e}"),
             None => {}
         }
+    }
+
+    /// After an interval: new tier tables for the kernel when the topology changed (when
+    /// the new pfn table does not fit, the old one stays and pages of new memory count in
+    /// the unknown tier), and the fault slots of processes that have all exited freed.
+    fn after_interval(&mut self, tracer: &mut Tracer) {
+        if std::mem::take(&mut self.retier) {
+            if let Some((_, slots)) = self.latency.as_mut() {
+                let tm = TierMap::from_topology(&self.topo);
+                match crate::model::kernel_latency::pfn_ranges(&tm) {
+                    Some(ranges) => {
+                        let new = TierSlots::new(&tm);
+                        match tracer.set_tier_tables(&new, &ranges) {
+                            Ok(()) => *slots = new,
+                            Err(e) => log::warn!("{e}"),
+                        }
+                    }
+                    None => log::warn!(
+                        "the new memory layout has more pfn ranges than the kernel's table holds: faults on new memory count in the unknown tier"
+                    ),
+                }
+            }
+        }
+        self.free_fault_slots(tracer);
     }
 
     /// Frees the kernel's fault slots of processes that have all exited.
@@ -248,6 +289,7 @@ impl Loop {
         let changed = match topology_change(&self.topo, &live) {
             Some(change) => {
                 self.agg.set_tiers(TierMap::from_topology(&live));
+                self.retier = true;
                 self.agg.log(LogEntry::Topology(change));
                 self.topo = live;
                 true
@@ -289,7 +331,7 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
         topology,
         skip_pid,
         proc_reader,
-        faults_start,
+        kernel_start,
         ..
     } = live;
     let mut input = sink.take_input();
@@ -301,7 +343,7 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
         drops_start,
         skip_pid,
         proc_reader,
-        faults_start.as_ref(),
+        &kernel_start,
     );
     let Timers {
         mut ticker,
@@ -330,7 +372,7 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
             _ = ticker.tick() => {
                 lp.drain(ring.get_mut(), &mut sink);
                 open = lp.interval(&tracer, &mut sink, false)?;
-                lp.free_fault_slots(&mut tracer);
+                lp.after_interval(&mut tracer);
                 if let Some(pid) = cfg.pid {
                     if !Path::new(&format!("/proc/{pid}")).exists() {
                         eprintln!("cxl-trace: process {pid} exited");

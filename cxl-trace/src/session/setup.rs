@@ -50,8 +50,8 @@ pub struct Live {
     /// cxl-trace's own pid when following a command: its faults while spawning are not the
     /// command's. System-wide runs count cxl-trace like any other process.
     pub skip_pid: Option<u32>,
-    /// The kernel's fault counters when the window opened (`None`: faults come as records).
-    pub faults_start: Option<crate::model::fault_counts::FaultSnapshot>,
+    /// What the kernel had aggregated when the window opened.
+    pub kernel_start: KernelStart,
     /// The pid followed (`--pid`, or the command's).
     pub pid: Option<u32>,
     /// Reads blast radii (opened with privileges).
@@ -76,6 +76,8 @@ impl Live {
             }
         }
         let follows = t.pid.is_some() || !t.command.is_empty();
+        let fault_agg = counts && !t.fault_events && !t.ring_bench;
+        let latency_agg = fault_agg.then(latency_tables).flatten();
         let mut tracer = Tracer::start(&TraceConfig {
             filter: follows,
             cgroup: t
@@ -88,7 +90,8 @@ impl Live {
             prefer_kprobes: t.kprobes,
             functions: !t.tracepoints_only,
             ring_bench: t.ring_bench,
-            fault_agg: counts && !t.fault_events && !t.ring_bench,
+            fault_agg,
+            latency_agg,
             bpf_stats: bpf_stats && !t.no_bpf_stats,
             decisions: decision_hooks(t.promotion_decisions),
             ..TraceConfig::default()
@@ -100,6 +103,7 @@ impl Live {
         let vm_start = vmstat::read()?;
         let drops_start = tracer.drops();
         let faults_start = tracer.fault_counts().transpose()?;
+        let latency_start = tracer.fault_latency().transpose()?;
         print_probes(&tracer.statuses, &tracer.warnings);
         // Loading parsed the kernel's BTF (tens of MB, freed by now); hand the freed heap back
         // to the system rather than keep it resident for the whole run.
@@ -140,7 +144,10 @@ impl Live {
             topology: Topology::live(),
             kernel: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
             skip_pid: follows.then(std::process::id),
-            faults_start,
+            kernel_start: KernelStart {
+                faults: faults_start,
+                latency: latency_start,
+            },
             pid,
             proc_reader,
         })
@@ -252,6 +259,26 @@ pub(crate) fn decide_decision_hooks(
             m.map_or_else(|| "unreadable".to_string(), |m| m.to_string())
         )),
     }
+}
+
+/// What the kernel had aggregated when the window opened (the live modes).
+#[derive(Clone, Debug, Default)]
+pub struct KernelStart {
+    /// Fault counters (`None`: faults come as records).
+    pub faults: Option<crate::model::fault_counts::FaultSnapshot>,
+    /// Fault-latency histograms (`None`: timed faults come as records).
+    pub latency: Option<Vec<cxl_trace_common::LatHist>>,
+}
+
+/// The tier tables the kernel needs to put timed faults in per-tier histograms, from the
+/// topology now; `None` when its pfn table would not fit (then a record per timed fault).
+pub(crate) fn latency_tables() -> Option<(
+    crate::model::kernel_latency::TierSlots,
+    cxl_trace_common::PfnRanges,
+)> {
+    use crate::model::{kernel_latency, tiers::TierMap};
+    let tm = TierMap::from_topology(&Topology::live());
+    kernel_latency::pfn_ranges(&tm).map(|r| (kernel_latency::TierSlots::new(&tm), r))
 }
 
 #[cfg(test)]

@@ -354,6 +354,18 @@ pub(crate) fn scenario_tier_checks(
             n > 0,
         );
     }
+    // The live session counts faults and times them in the kernel: every completed
+    // handle_mm_fault (pgfault counts each round of a retried fault, the tool one fault, and
+    // faults in flight at either edge of the window differ).
+    let timed: u64 = s.fault_latency.by_tier.values().map(|t| t.all.count).sum();
+    if s.fault_latency.avail.available {
+        c.within(
+            "timed faults, histograms in the kernel, vs pgfault",
+            timed + s.fault_latency.retried,
+            vm(s, "pgfault"),
+            1.0,
+        );
+    }
 }
 
 /// Demotions: every page with known tiers went fast -> slow, and the batches agree with the

@@ -47,6 +47,28 @@ impl LatencyTable {
         }
     }
 
+    /// Adds faults the kernel put in buckets (`value` gives a bucket's latency): `h` counts
+    /// them, with their exact sum and the retried and get_user_pages ones.
+    pub fn record_buckets(
+        &mut self,
+        tier: Option<u32>,
+        class: FaultClass,
+        h: &cxl_trace_common::LatHist,
+        value: impl Fn(usize) -> u64,
+    ) {
+        let hist = self.by.entry((tier, class)).or_insert_with(new_histogram);
+        for (b, &n) in h.counts.iter().enumerate() {
+            if n > 0 {
+                let _ = hist.record_n(value(b), n);
+            }
+        }
+        let sum = self.sum_ns.entry((tier, class)).or_default();
+        *sum = sum.saturating_add(h.sum_ns);
+        *self.count_by_tier.entry(tier).or_default() += h.n;
+        self.retried += h.retried;
+        self.gup += h.gup;
+    }
+
     /// Adds another table.
     pub fn merge(&mut self, o: &LatencyTable) {
         for (k, h) in &o.by {
