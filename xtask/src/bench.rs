@@ -343,6 +343,7 @@ pub fn bench(quick: bool, only: &[Part]) -> Result<()> {
     }
     if want(Part::Overhead) {
         crate::overhead::overhead(&mut rows, &crate::overhead::fault_target(), quick)?;
+        crate::overhead::record_floor(&mut rows)?;
     }
     if want(Part::Migration) {
         crate::vm::bench_migration(&mut rows, quick)?;

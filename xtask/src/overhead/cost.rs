@@ -248,3 +248,51 @@ pub(crate) fn tempfile_dir() -> Result<std::path::PathBuf> {
     std::fs::create_dir_all(&d).context("bench temp dir")?;
     Ok(d)
 }
+
+/// The cost of one record through the ring buffer, from the kernel's statistics of the ring
+/// benchmark's program (a batch of `RING_BENCH_BATCH` fault records per run, written by the
+/// same `emit` as the fault programs): what any per-event path pays at least, per event.
+pub fn record_floor(rows: &mut Vec<Row>) -> Result<()> {
+    step("overhead: the ring buffer's cost per record (the ring benchmark's program, BPF statistics)");
+    let mut child = Command::new(crate::target_dir().join("release/cxl-trace"))
+        .args(["top", "--no-tui", "--interval", "1", "--ring-bench", "--"])
+        .arg(crate::target_dir().join("release/cxl-trace-workload"))
+        .args(["getpgid", "--rate", "20000", "--seconds", "8"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start cxl-trace --ring-bench")?;
+    wait_ready(&mut child, "privileges:")?;
+    sleep(Duration::from_secs(1));
+    let before = bpf_programs();
+    let on = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| anyhow::anyhow!("cannot turn on BPF statistics: {e}"))?;
+    sleep(Duration::from_secs(3));
+    let after = bpf_programs();
+    drop(on);
+    let _ = child.wait();
+    let (t, n) = after
+        .iter()
+        .filter(|(_, (name, _, _))| name == "ring_bench")
+        .map(|(id, (_, t, n))| {
+            let (t0, n0) = before.get(id).map_or((0, 0), |(_, t, n)| (*t, *n));
+            (t.saturating_sub(t0), n.saturating_sub(n0))
+        })
+        .fold((0, 0), |(a, b), (t, n)| (a + t, b + n));
+    if n == 0 {
+        bail!("the ring benchmark's program did not run");
+    }
+    let per_record = t as f64 / n as f64 / cxl_trace_common::RING_BENCH_BATCH as f64;
+    rows.push(Row {
+        name: "BPF ns per record through the ring buffer (reserve, header, write, submit, counter)"
+            .into(),
+        value: per_record,
+        unit: "ns".into(),
+        target: None,
+        note: format!(
+            "{n} runs of {} records each; the least a record per event costs over the empty program",
+            cxl_trace_common::RING_BENCH_BATCH
+        ),
+    });
+    Ok(())
+}
