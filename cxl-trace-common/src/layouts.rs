@@ -337,12 +337,20 @@ pub mod fault_agg {
     pub const COUNTERS: usize = KINDS * MODES;
     /// Per-process slots per CPU; a process takes slot `pid % SLOTS` on the CPUs it faults on.
     pub const SLOTS: u32 = 1024;
-    /// The slot of faults whose process found its slot taken by another (index `SLOTS`).
+    /// Slots per entry of the map (one lookup reads 128 slots: 19 KiB per CPU).
+    pub const SLOTS_PER_PAGE: u32 = 128;
+    /// Entries of the map.
+    pub const PAGES: u32 = SLOTS / SLOTS_PER_PAGE;
+    /// Faults whose process found its slot taken by another (`FaultTotals::other`), as a slot
+    /// number in userspace's reads.
     pub const OTHER: u32 = SLOTS;
-    /// Name of the per-CPU array of [`ProcFaults`](super::ProcFaults), `SLOTS + 1` entries.
+    /// Name of the per-CPU array of [`SlotPage`](super::SlotPage), `PAGES` entries.
     pub const PROC_MAP: &str = "PROC_FAULTS";
-    /// Name of the per-CPU array of one `[u64; COUNTERS]`: every fault counted, whoever's.
+    /// Name of the per-CPU array of one [`FaultTotals`](super::FaultTotals): every fault.
     pub const TOTALS_MAP: &str = "FAULT_TOTALS";
+    /// Name of the per-CPU array of `u32`, `SLOTS` entries: the pid (exited) whose slot the
+    /// next process that finds it taken may take over; userspace sets it, the kernel clears.
+    pub const RELEASE_MAP: &str = "FAULT_RELEASE";
 }
 
 /// One process's fault counts on one CPU (a slot of [`fault_agg::PROC_MAP`]).
@@ -360,6 +368,15 @@ pub struct ProcFaults {
     pub counts: [u64; fault_agg::COUNTERS],
 }
 
+/// `SLOTS_PER_PAGE` slots of [`fault_agg::PROC_MAP`] on one CPU.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotPage {
+    /// Slots `page * SLOTS_PER_PAGE ..`.
+    pub slots: [ProcFaults; fault_agg::SLOTS_PER_PAGE as usize],
+}
+
 /// Fault totals on one CPU (the single entry of [`fault_agg::TOTALS_MAP`]).
 #[repr(C)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
@@ -367,6 +384,8 @@ pub struct ProcFaults {
 pub struct FaultTotals {
     /// Faults by mode and kind, see [`fault_agg::COUNTERS`].
     pub counts: [u64; fault_agg::COUNTERS],
+    /// Of those, faults of processes that found their slot taken (counted by no process).
+    pub other: [u64; fault_agg::COUNTERS],
 }
 
 /// The access kind of an x86 page-fault error code, as an index: 0 read of a page not present,

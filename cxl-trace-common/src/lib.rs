@@ -78,6 +78,7 @@ aya_pod!(
     RawLayout,
     HookArgs,
     ProcFaults,
+    SlotPage,
     FaultTotals,
     LatHist,
     PfnRange,
@@ -100,7 +101,8 @@ const _: () = {
     assert!(offset_of!(MigrateEvent, mode) == 72);
     assert!(size_of::<Config>() == 40);
     assert!(size_of::<ProcFaults>() == 152);
-    assert!(size_of::<FaultTotals>() == 128);
+    assert!(size_of::<FaultTotals>() == 256);
+    assert!(size_of::<SlotPage>() == 152 * fault_agg::SLOTS_PER_PAGE as usize);
     assert!(size_of::<LatHist>() == 32 + 8 * lat_agg::BUCKETS);
     assert!(size_of::<PfnRanges>() == 8 + 24 * lat_agg::RANGES);
     // The largest latency lands in the last bucket.

@@ -14,7 +14,7 @@ use aya_ebpf::{
 use cxl_trace_common::{
     config_flags, fault_agg, fault_class_index, fault_flags, fault_kind_index, kind, lat_agg,
     latency_bucket, stat, FaultEvent, FaultLatencyEvent, FaultLayout, FaultTotals, LatHist,
-    NumaFaultEvent, PfnRanges, ProcFaults, COMM_LEN,
+    NumaFaultEvent, PfnRanges, SlotPage, COMM_LEN,
 };
 
 use crate::shared::{
@@ -102,15 +102,18 @@ fn try_handle(ctx: &TracePointContext, kind: u16) -> Result<(), i64> {
     Ok(())
 }
 
-/// Per-process fault counts per CPU, for the live modes: slot `pid % SLOTS`, or `OTHER` when
-/// another process holds it on this CPU. Userspace frees the slots of processes that exited.
+/// Per-process fault counts per CPU, for the live modes: slot `pid % SLOTS`, in pages of
+/// `SLOTS_PER_PAGE` (userspace reads a page per lookup).
 #[map]
-static PROC_FAULTS: PerCpuArray<ProcFaults> =
-    PerCpuArray::with_max_entries(fault_agg::SLOTS + 1, 0);
+static PROC_FAULTS: PerCpuArray<SlotPage> = PerCpuArray::with_max_entries(fault_agg::PAGES, 0);
 
-/// Every fault counted, by mode and kind: the exact totals, whatever happens to the slots.
+/// Every fault counted, by mode and kind, and those no slot took: the exact totals.
 #[map]
 static FAULT_TOTALS: PerCpuArray<FaultTotals> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per slot, the exited process whose slot may be taken over (set by userspace).
+#[map]
+static FAULT_RELEASE: PerCpuArray<u32> = PerCpuArray::with_max_entries(fault_agg::SLOTS, 0);
 
 /// The error code of a fault tracepoint's record. The offset is 24 on every kernel so far:
 /// then a direct load from the context (no helper call), else a checked read.
@@ -128,8 +131,8 @@ fn error_code(ctx: &TracePointContext, off: u32) -> Result<u64, i64> {
 }
 
 /// Counts one fault of `pid` in the kernel (no record): the totals, and the process's slot.
-/// Both arrays are per CPU and a BPF program is not preempted by another run of itself on
-/// its CPU (the recursion guard skips such runs), so plain increments do not race.
+/// The arrays are per CPU and a BPF program is not preempted by another run of itself on its
+/// CPU (the recursion guard skips such runs), so plain increments do not race.
 #[inline(always)]
 fn count(pid: u32, kind: u16, code: u64) {
     let mode = if kind == kind::FAULT_USER {
@@ -138,31 +141,37 @@ fn count(pid: u32, kind: u16, code: u64) {
         fault_agg::KINDS
     };
     let i = (mode + fault_kind_index(code)) & (fault_agg::COUNTERS - 1);
-    if let Some(t) = FAULT_TOTALS.get_ptr_mut(0) {
-        // SAFETY: this CPU's entry of a per-CPU array, from a successful lookup.
-        unsafe { (*t).counts[i] += 1 };
-    }
-    let own = if pid == 0 {
-        fault_agg::OTHER
-    } else {
-        pid % fault_agg::SLOTS
+    let Some(t) = FAULT_TOTALS.get_ptr_mut(0) else {
+        return;
     };
-    let Some(slot) = PROC_FAULTS.get_ptr_mut(own) else {
+    // SAFETY: this CPU's entry of a per-CPU array, from a successful lookup.
+    let t = unsafe { &mut *t };
+    t.counts[i] += 1;
+    let own = pid % fault_agg::SLOTS;
+    let page = PROC_FAULTS.get_ptr_mut(own / fault_agg::SLOTS_PER_PAGE);
+    let (Some(page), true) = (page, pid != 0) else {
+        t.other[i] += 1;
         return;
     };
     // SAFETY: as above.
-    let slot = unsafe { &mut *slot };
+    let slot = unsafe { &mut (*page).slots[(own % fault_agg::SLOTS_PER_PAGE) as usize] };
     if slot.pid != pid {
-        if slot.pid == 0 && own != fault_agg::OTHER {
-            slot.pid = pid;
-            slot.comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
-        } else {
-            if let Some(other) = PROC_FAULTS.get_ptr_mut(fault_agg::OTHER) {
+        let released = match FAULT_RELEASE.get_ptr_mut(own) {
+            // SAFETY: as above.
+            Some(r) if slot.pid != 0 && unsafe { *r } == slot.pid => {
                 // SAFETY: as above.
-                unsafe { (*other).counts[i] += 1 };
+                unsafe { *r = 0 };
+                true
             }
+            _ => false,
+        };
+        if slot.pid != 0 && !released {
+            t.other[i] += 1;
             return;
         }
+        slot.pid = pid;
+        slot.comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+        slot.counts = [0; fault_agg::COUNTERS];
     }
     slot.counts[i] += 1;
 }

@@ -3,9 +3,10 @@
 //! the probe layer.
 //!
 //! The kernel keeps, per CPU, exact totals by mode and kind, and a bounded table of
-//! per-process slots (`pid % SLOTS`, or an overflow slot when another process holds it on that
-//! CPU). Counters only grow while a process holds a slot; userspace frees a slot once every
-//! process holding it on any CPU has exited, and a freed slot starts again from zero.
+//! per-process slots (`pid % SLOTS`; a process that finds its slot held by another counts in
+//! the totals' `other`). Counters only grow while a process holds a slot. Once every process
+//! holding a slot on any CPU has exited (and its last counts were read), userspace tells the
+//! kernel it may hand the slot over; the next process to fault there takes it from zero.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -61,6 +62,10 @@ pub fn split(c: &[u64; COUNTERS]) -> impl Iterator<Item = (FaultKind, u64, u64)>
 pub struct FaultTracker {
     totals: [u64; COUNTERS],
     slots: HashMap<(u32, u32), (u32, [u64; COUNTERS])>,
+    /// (cpu, slot, pid) the kernel may hand over.
+    requested: std::collections::HashSet<(u32, u32, u32)>,
+    /// Slots found with every holder gone at the last call of `releasable`.
+    dead_before: BTreeMap<u32, Vec<(u32, u32)>>,
 }
 
 impl FaultTracker {
@@ -111,29 +116,56 @@ impl FaultTracker {
             }
         }
         self.slots = seen;
+        // A request is done once the slot has another holder (or none).
+        let slots = &self.slots;
+        self.requested
+            .retain(|(cpu, slot, pid)| slots.get(&(*cpu, *slot)).is_some_and(|(p, _)| p == pid));
         d
     }
 
-    /// Slots every holder of which is gone (`alive` says no), on every CPU: the ones to free.
-    pub fn freeable(&self, alive: impl Fn(u32) -> bool) -> Vec<u32> {
-        let mut by_slot: BTreeMap<u32, bool> = BTreeMap::new();
-        for (&(_, slot), &(pid, _)) in &self.slots {
-            if slot == OTHER {
-                continue;
-            }
-            let dead = pid != 0 && !alive(pid);
-            let e = by_slot.entry(slot).or_insert(true);
-            *e &= dead;
-        }
-        by_slot
-            .into_iter()
-            .filter_map(|(s, dead)| dead.then_some(s))
+    /// Slots every holder of which is gone (`alive` says no), on every CPU, and was gone
+    /// already at the call before (so its last faults are in the counts read since), not yet
+    /// handed back: `(slot, [(cpu, pid)])`, for the kernel to let the next process take them.
+    pub fn releasable(&mut self, alive: impl Fn(u32) -> bool) -> Vec<(u32, Vec<(u32, u32)>)> {
+        let dead = self.dead_slots(alive);
+        let before = std::mem::replace(&mut self.dead_before, dead.clone());
+        dead.into_iter()
+            .filter(|(slot, holders)| before.get(slot) == Some(holders))
+            .filter_map(|(slot, mut holders)| {
+                holders.retain(|&(cpu, pid)| !self.requested.contains(&(cpu, slot, pid)));
+                (!holders.is_empty()).then_some((slot, holders))
+            })
             .collect()
     }
 
-    /// Forgets slots userspace freed (their next holder counts from zero).
-    pub fn freed(&mut self, slots: &[u32]) {
-        self.slots.retain(|(_, s), _| !slots.contains(s));
+    /// Slots every holder of which is gone, with their holders.
+    fn dead_slots(&self, alive: impl Fn(u32) -> bool) -> BTreeMap<u32, Vec<(u32, u32)>> {
+        let mut by_slot: BTreeMap<u32, (bool, Vec<(u32, u32)>)> = BTreeMap::new();
+        for (&(cpu, slot), &(pid, _)) in &self.slots {
+            if slot == OTHER {
+                continue;
+            }
+            let e = by_slot.entry(slot).or_insert((true, Vec::new()));
+            e.0 &= pid != 0 && !alive(pid);
+            e.1.push((cpu, pid));
+        }
+        by_slot
+            .into_iter()
+            .filter(|(_, (dead, _))| *dead)
+            .map(|(slot, (_, mut holders))| {
+                holders.sort_unstable();
+                (slot, holders)
+            })
+            .collect()
+    }
+
+    /// The kernel was told it may hand these slots over.
+    pub fn released(&mut self, slots: &[(u32, Vec<(u32, u32)>)]) {
+        for (slot, holders) in slots {
+            for &(cpu, pid) in holders {
+                self.requested.insert((cpu, *slot, pid));
+            }
+        }
     }
 }
 

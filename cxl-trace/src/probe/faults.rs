@@ -5,7 +5,7 @@
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use cxl_trace_common::{
-    fault_agg, lat_agg, FaultLayout, FaultTotals, LatHist, PfnRanges, ProcFaults,
+    fault_agg, lat_agg, FaultLayout, FaultTotals, LatHist, PfnRanges, SlotPage,
 };
 
 use crate::{
@@ -82,63 +82,81 @@ pub fn fault_layout(f: &Format) -> std::result::Result<FaultLayout, String> {
 
 /// The in-kernel fault counters of the live modes.
 pub(crate) struct FaultAggMaps {
-    procs: PerCpuArray<MapData, ProcFaults>,
+    pages: PerCpuArray<MapData, SlotPage>,
     totals: PerCpuArray<MapData, FaultTotals>,
+    release: PerCpuArray<MapData, u32>,
 }
 
 impl FaultAggMaps {
-    /// Takes both maps out of the loaded object.
+    /// Takes the maps out of the loaded object.
     pub(crate) fn take(ebpf: &mut aya::Ebpf) -> Result<Self> {
         Ok(Self {
-            procs: take_map(ebpf, fault_agg::PROC_MAP, PerCpuArray::try_from)?,
+            pages: take_map(ebpf, fault_agg::PROC_MAP, PerCpuArray::try_from)?,
             totals: take_map(ebpf, fault_agg::TOTALS_MAP, PerCpuArray::try_from)?,
+            release: take_map(ebpf, fault_agg::RELEASE_MAP, PerCpuArray::try_from)?,
         })
     }
 
-    /// Everything counted so far: one lookup for the totals and one per slot (each returns
-    /// every CPU's value).
+    /// Everything counted so far: one lookup for the totals and one per page of slots (each
+    /// returns every CPU's value).
     pub(crate) fn read(&self) -> Result<FaultSnapshot> {
         let err = |e: aya::maps::MapError| Error::Runtime(format!("fault counters: {e}"));
         let mut snap = FaultSnapshot::default();
+        let mut other = [0u64; fault_agg::COUNTERS];
         for t in self.totals.get(&0, 0).map_err(err)?.iter() {
             for (a, b) in snap.totals.iter_mut().zip(t.counts) {
                 *a = a.saturating_add(b);
             }
+            for (a, b) in other.iter_mut().zip(t.other) {
+                *a = a.saturating_add(b);
+            }
         }
-        for slot in 0..=fault_agg::SLOTS {
-            let values = self.procs.get(&slot, 0).map_err(err)?;
-            for (cpu, v) in values.iter().enumerate() {
-                if v.pid == 0 && v.counts.iter().all(|&c| c == 0) {
-                    continue;
+        if other.iter().any(|&c| c > 0) {
+            snap.slots.push(SlotRead {
+                cpu: 0,
+                slot: fault_agg::OTHER,
+                pid: 0,
+                comm: Comm::default(),
+                counts: other,
+            });
+        }
+        for page in 0..fault_agg::PAGES {
+            let values = self.pages.get(&page, 0).map_err(err)?;
+            for (cpu, p) in values.iter().enumerate() {
+                for (i, v) in p.slots.iter().enumerate() {
+                    if v.pid == 0 {
+                        continue;
+                    }
+                    snap.slots.push(SlotRead {
+                        cpu: cpu as u32,
+                        slot: page * fault_agg::SLOTS_PER_PAGE + i as u32,
+                        pid: v.pid,
+                        comm: Comm(v.comm),
+                        counts: v.counts,
+                    });
                 }
-                snap.slots.push(SlotRead {
-                    cpu: cpu as u32,
-                    slot,
-                    pid: v.pid,
-                    comm: Comm(v.comm),
-                    counts: v.counts,
-                });
             }
         }
         Ok(snap)
     }
 
-    /// Frees `slots` on every CPU (their holders have all exited).
-    pub(crate) fn free(&mut self, slots: &[u32]) -> Result<()> {
+    /// Lets the kernel hand `slots` over, each `(slot, [(cpu, exited holder)])`.
+    pub(crate) fn release(&mut self, slots: &[(u32, Vec<(u32, u32)>)]) -> Result<()> {
         let cpus = aya::util::nr_cpus()
-            .map_err(|(_, e)| Error::Runtime(format!("cannot count CPUs: {e}")))?;
-        let empty = ProcFaults {
-            pid: 0,
-            _reserved: 0,
-            comm: [0; cxl_trace_common::COMM_LEN],
-            counts: [0; fault_agg::COUNTERS],
-        };
-        for &slot in slots {
-            let values = PerCpuValues::try_from(vec![empty; cpus.get() as usize])
+            .map_err(|(_, e)| Error::Runtime(format!("cannot count CPUs: {e}")))?
+            .get() as usize;
+        for (slot, holders) in slots {
+            let mut v = vec![0u32; cpus];
+            for &(cpu, pid) in holders {
+                if let Some(x) = v.get_mut(cpu as usize) {
+                    *x = pid;
+                }
+            }
+            let values = PerCpuValues::try_from(v)
                 .map_err(|e| Error::Runtime(format!("fault slot {slot}: {e}")))?;
-            self.procs
-                .set(slot, values, 0)
-                .map_err(|e| Error::Runtime(format!("cannot free fault slot {slot}: {e}")))?;
+            self.release
+                .set(*slot, values, 0)
+                .map_err(|e| Error::Runtime(format!("cannot release fault slot {slot}: {e}")))?;
         }
         Ok(())
     }

@@ -372,10 +372,10 @@ impl Tracer {
         }
     }
 
-    /// Frees the kernel's per-process fault slots `slots` (their holders have exited).
-    pub fn free_fault_slots(&mut self, slots: &[u32]) -> Result<()> {
+    /// Lets the kernel hand over per-process fault slots whose holders all exited.
+    pub fn release_fault_slots(&mut self, slots: &[(u32, Vec<(u32, u32)>)]) -> Result<()> {
         match self.fault_agg.as_mut() {
-            Some(m) => m.free(slots),
+            Some(m) => m.release(slots),
             None => Ok(()),
         }
     }

@@ -235,17 +235,17 @@ impl Loop {
         self.free_fault_slots(tracer);
     }
 
-    /// Frees the kernel's fault slots of processes that have all exited.
+    /// Lets the kernel hand over the fault slots of processes that have all exited.
     fn free_fault_slots(&mut self, tracer: &mut Tracer) {
         let Some(ft) = self.faults.as_mut() else {
             return;
         };
-        let gone = ft.freeable(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        let gone = ft.releasable(|pid| Path::new(&format!("/proc/{pid}")).exists());
         if gone.is_empty() {
             return;
         }
-        match tracer.free_fault_slots(&gone) {
-            Ok(()) => ft.freed(&gone),
+        match tracer.release_fault_slots(&gone) {
+            Ok(()) => ft.released(&gone),
             Err(e) => log::warn!("{e}"),
         }
     }

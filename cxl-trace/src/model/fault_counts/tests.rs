@@ -71,31 +71,39 @@ fn kernel_mode_counters_stay_apart() {
 }
 
 #[test]
-fn slots_are_freed_only_when_every_holder_is_gone() {
+fn slots_are_released_only_when_every_holder_is_gone() {
     let mut t = FaultTracker::new(&snap(
         0,
         vec![
             slot(0, 1, 1, "a", 1, 0),
             slot(1, 1, 1025, "b", 1, 0),
             slot(0, 2, 2, "c", 1, 0),
+            slot(1, 2, 1026, "c", 1, 0),
             slot(0, OTHER, 0, "", 1, 0),
         ],
     ));
-    // 1025 lives on CPU 1 in slot 1: slot 1 stays.
-    assert_eq!(t.freeable(|pid| pid == 1025), vec![2]);
-    assert_eq!(t.freeable(|_| false), vec![1, 2]);
-    t.freed(&[2]);
-    // The slot's next holder counts from zero, whatever the old counters said.
+    // 1025 lives on CPU 1 in slot 1: slot 1 stays. Slot 2 is found dead, and released the
+    // next time (its last faults read in between).
+    assert!(t.releasable(|pid| pid == 1025).is_empty());
+    let r = t.releasable(|pid| pid == 1025);
+    assert_eq!(r, vec![(2, vec![(0, 2), (1, 1026)])]);
+    t.released(&r);
+    // Asked once: not again while the same holders keep it.
+    assert!(t.releasable(|pid| pid == 1025).is_empty());
+    // The kernel handed slot 2 over on CPU 0: the new holder counts from zero.
     let d = t.advance(&snap(
-        0,
+        3,
         vec![
             slot(0, 1, 1, "a", 1, 0),
             slot(1, 1, 1025, "b", 1, 0),
-            slot(0, 2, 1026, "d", 3, 0),
+            slot(0, 2, 2050, "d", 3, 0),
+            slot(1, 2, 1026, "c", 1, 0),
         ],
     ));
-    assert_eq!(d.by_pid[&1026].1[0], 3);
+    assert_eq!(d.by_pid[&2050].1[0], 3);
     assert_eq!(d.by_pid.len(), 1);
+    // CPU 1's dead holder of slot 2 is still asked for; 2050 lives, so slot 2 is not free.
+    assert!(t.releasable(|pid| pid == 1025 || pid == 2050).is_empty());
 }
 
 #[test]
