@@ -64,6 +64,8 @@ pub struct FaultTracker {
     slots: HashMap<(u32, u32), (u32, [u64; COUNTERS])>,
     /// (cpu, slot, pid) the kernel may hand over.
     requested: std::collections::HashSet<(u32, u32, u32)>,
+    /// (cpu, slot) whose counters moved in the last read.
+    active: std::collections::HashSet<(u32, u32)>,
     /// Slots found with every holder gone at the last call of `releasable`.
     dead_before: BTreeMap<u32, Vec<(u32, u32)>>,
 }
@@ -73,6 +75,8 @@ impl FaultTracker {
     pub fn new(base: &FaultSnapshot) -> Self {
         let mut t = Self::default();
         let _ = t.advance(base);
+        // What the base holds is all history, not recent activity.
+        t.active.clear();
         t
     }
 
@@ -85,6 +89,7 @@ impl FaultTracker {
         }
         self.totals = snap.totals;
         let mut seen = HashMap::with_capacity(snap.slots.len());
+        let mut active = std::collections::HashSet::new();
         for s in &snap.slots {
             let key = (s.cpu, s.slot);
             let prev = self
@@ -105,6 +110,7 @@ impl FaultTracker {
             if delta.iter().all(|&v| v == 0) {
                 continue;
             }
+            active.insert(key);
             let into = if s.slot == OTHER || s.pid == 0 {
                 &mut d.unattributed
             } else {
@@ -116,6 +122,7 @@ impl FaultTracker {
             }
         }
         self.slots = seen;
+        self.active = active;
         // A request is done once the slot has another holder (or none).
         let slots = &self.slots;
         self.requested
@@ -146,7 +153,8 @@ impl FaultTracker {
                 continue;
             }
             let e = by_slot.entry(slot).or_insert((true, Vec::new()));
-            e.0 &= pid != 0 && !alive(pid);
+            // A holder that faulted since the last read lives: no need to ask.
+            e.0 = e.0 && pid != 0 && !self.active.contains(&(cpu, slot)) && !alive(pid);
             e.1.push((cpu, pid));
         }
         by_slot

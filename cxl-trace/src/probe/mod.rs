@@ -294,13 +294,14 @@ impl Tracer {
             .fault_agg
             .then(|| faults::FaultAggMaps::take(&mut ebpf))
             .transpose()?;
+        // Only where the timing hooks are live (else the histograms stay empty).
         let latency_agg = match &cfg.latency_agg {
-            Some((slots, ranges)) => {
+            Some((slots, ranges)) if availability.latency.is_none() => {
                 let mut m = faults::LatencyAggMaps::take(&mut ebpf)?;
                 m.set_tables(slots, ranges)?;
                 Some(m)
             }
-            None => None,
+            _ => None,
         };
         Ok(Self {
             bpf_stats: if cfg.bpf_stats {
