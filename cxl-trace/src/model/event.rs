@@ -99,25 +99,8 @@ impl FaultKind {
     /// Classifies an x86 page fault error code (`X86_PF_PROT` 1, `WRITE` 2, `USER` 4,
     /// `RSVD` 8, `INSTR` 16, `PK` 32).
     pub fn from_x86_error_code(code: u64) -> Self {
-        const PROT: u64 = 1;
-        const WRITE: u64 = 2;
-        const RSVD: u64 = 8;
-        const INSTR: u64 = 16;
-        const PK: u64 = 32;
-        if code & RSVD != 0 {
-            Self::ReservedBit
-        } else if code & PK != 0 {
-            Self::ProtectionKey
-        } else if code & INSTR != 0 {
-            Self::InstructionFetch
-        } else {
-            match (code & WRITE != 0, code & PROT != 0) {
-                (true, true) => Self::WriteProtection,
-                (true, false) => Self::WriteNotPresent,
-                (false, true) => Self::ReadProtection,
-                (false, false) => Self::ReadNotPresent,
-            }
-        }
+        // One classification for the kernel's counters and the records.
+        Self::ALL[cxl_trace_common::fault_kind_index(code)]
     }
 }
 
