@@ -351,6 +351,10 @@ pub mod fault_agg {
     /// Name of the per-CPU array of `u32`, `SLOTS` entries: the pid (exited) whose slot the
     /// next process that finds it taken may take over; userspace sets it, the kernel clears.
     pub const RELEASE_MAP: &str = "FAULT_RELEASE";
+    /// Name of the LRU hash map of pid to the thread name it exited with.
+    pub const EXIT_COMM_MAP: &str = "EXIT_COMM";
+    /// Its size.
+    pub const EXIT_COMMS: u32 = 8192;
 }
 
 /// One process's fault counts on one CPU (a slot of [`fault_agg::PROC_MAP`]).

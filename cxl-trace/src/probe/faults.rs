@@ -85,6 +85,7 @@ pub(crate) struct FaultAggMaps {
     pages: PerCpuArray<MapData, SlotPage>,
     totals: PerCpuArray<MapData, FaultTotals>,
     release: PerCpuArray<MapData, u32>,
+    exit_comm: aya::maps::HashMap<MapData, u32, [u8; cxl_trace_common::COMM_LEN]>,
 }
 
 impl FaultAggMaps {
@@ -94,7 +95,13 @@ impl FaultAggMaps {
             pages: take_map(ebpf, fault_agg::PROC_MAP, PerCpuArray::try_from)?,
             totals: take_map(ebpf, fault_agg::TOTALS_MAP, PerCpuArray::try_from)?,
             release: take_map(ebpf, fault_agg::RELEASE_MAP, PerCpuArray::try_from)?,
+            exit_comm: take_map(ebpf, fault_agg::EXIT_COMM_MAP, aya::maps::HashMap::try_from)?,
         })
+    }
+
+    /// The thread name `pid` exited with.
+    pub(crate) fn exit_comm(&self, pid: u32) -> Option<[u8; cxl_trace_common::COMM_LEN]> {
+        self.exit_comm.get(&pid, 0).ok()
     }
 
     /// Everything counted so far: one lookup for the totals and one per page of slots (each

@@ -201,7 +201,8 @@ impl Tracer {
         if formats.fault.is_some() {
             at.tracepoints(&faults::FAULT_TPS);
         }
-        if cfg.filter || cfg.probe_attach_kinds {
+        // The exit hook also keeps the names processes exit with, for the live modes.
+        if cfg.filter || cfg.probe_attach_kinds || cfg.fault_agg {
             process::attach_follow(&mut at, cfg.filter)?;
         }
         let migrations = cfg.migrations && formats.migrate.is_some();
@@ -371,6 +372,11 @@ impl Tracer {
             Some(m) => m.set_tables(slots, ranges),
             None => Ok(()),
         }
+    }
+
+    /// The thread name process `pid` exited with (the live modes), if the kernel saw it.
+    pub fn exit_comm(&self, pid: u32) -> Option<[u8; cxl_trace_common::COMM_LEN]> {
+        self.fault_agg.as_ref()?.exit_comm(pid)
     }
 
     /// Lets the kernel hand over per-process fault slots whose holders all exited.

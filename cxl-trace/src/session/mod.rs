@@ -199,9 +199,13 @@ impl Loop {
         match tracer.fault_counts() {
             Some(Ok(snap)) => {
                 let mut d = ft.advance(&snap);
+                // The name now (a live process), else the one it exited with, else the one it
+                // had at its first fault (a fork's, before its exec).
                 for (pid, (comm, _)) in d.by_pid.iter_mut() {
                     if let Ok(name) = std::fs::read(format!("/proc/{pid}/comm")) {
                         *comm = Comm::from_bytes(name.strip_suffix(b"\n").unwrap_or(&name));
+                    } else if let Some(name) = tracer.exit_comm(*pid) {
+                        *comm = Comm(name);
                     }
                 }
                 self.agg.ingest_fault_delta(&d, self.skip_pid);
