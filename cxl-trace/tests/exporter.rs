@@ -220,6 +220,9 @@ fn prometheus_scrapes_what_vmstat_counts() {
     // Settled: two exporter intervals, then a scrape after them.
     std::thread::sleep(Duration::from_millis(3500));
     let text = text_metrics(xp);
+    // vmstat at once: the window ends within an interval of the exporter's (the Prometheus
+    // wait below would add its own faults and whatever else runs on the machine).
+    let vm1 = vmstat();
     let ours_faults = sum_of(&text, "cxl_trace_page_faults_total");
     let ours_ok = succeeded(&text);
     // Migrations have settled, so Prometheus' latest sample is exactly the served value;
@@ -249,7 +252,6 @@ fn prometheus_scrapes_what_vmstat_counts() {
         "cxl_trace_migrated_pages_total{reason=\"compaction\",result=\"succeeded\"}",
     );
     drop(exporter);
-    let vm1 = vmstat();
     let d = |k: &str| vm1[k] - vm0[k];
     assert_eq!(prom_ok, ours_ok, "stored vs served migrations");
     assert_eq!(

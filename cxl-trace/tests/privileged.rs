@@ -793,6 +793,8 @@ fn a_full_ring_buffer_counts_every_drop() {
             "--no-tui",
             "--ringbuf-mib",
             "1",
+            // A record per fault (the live mode would count them in the kernel).
+            "--fault-events",
             "--comm",
             "cxlt-fulltest",
         ])

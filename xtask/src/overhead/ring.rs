@@ -169,7 +169,7 @@ pub fn overflow(rows: &mut Vec<Row>) -> Result<()> {
     step("ring buffer beyond capacity: reader stopped while 500k faults are made");
     let bin = target_dir().join("release/cxl-trace");
     let mut child = Command::new(&bin)
-        .args(["top", "--no-tui", "--ringbuf-mib", "1"])
+        .args(["top", "--no-tui", "--fault-events", "--ringbuf-mib", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
