@@ -327,10 +327,11 @@ pub(crate) fn scenario_tier_checks(
         by_cause(&s.migrations.promotions, Cause::NumaBalancing),
         vm(s, "pgpromote_success"),
     );
-    c.eq(
+    c.eq_batches(
         "pgdemote_kswapd (demotions by kswapd)",
         by_cause(&s.migrations.demotions, Cause::Kswapd),
         vm(s, "pgdemote_kswapd"),
+        crate::guest::checks::batch_runs_skipped(s),
     );
     c.eq(
         "pgdemote_direct+proactive (demotions by direct/proactive reclaim)",
