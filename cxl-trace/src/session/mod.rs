@@ -159,13 +159,10 @@ impl Loop {
         reader: blast::ProcReader,
         kernel: &setup::KernelStart,
     ) -> Self {
-        let slots = TierSlots::new(&TierMap::from_topology(&topo));
+        let tiers = TierMap::from_topology(&topo);
+        let slots = TierSlots::new(&tiers);
         Self {
-            agg: Aggregator::with_context(
-                TierMap::from_topology(&topo),
-                tracer.rare.clone(),
-                tracer.availability.clone(),
-            ),
+            agg: Aggregator::with_context(tiers, tracer.rare.clone(), tracer.availability.clone()),
             topo,
             rs: ReadStats::default(),
             start_ns,
@@ -221,10 +218,11 @@ impl Loop {
     fn after_interval(&mut self, tracer: &mut Tracer) {
         if std::mem::take(&mut self.retier) {
             if let Some((_, slots)) = self.latency.as_mut() {
-                let tm = TierMap::from_topology(&self.topo);
-                match crate::model::kernel_latency::pfn_ranges(&tm) {
+                // The aggregator's tiers, built from the new topology in `interval`.
+                let tm = self.agg.tiers();
+                match crate::model::kernel_latency::pfn_ranges(tm) {
                     Some(ranges) => {
-                        let new = TierSlots::new(&tm);
+                        let new = TierSlots::new(tm);
                         match tracer.set_tier_tables(&new, &ranges) {
                             Ok(()) => *slots = new,
                             Err(e) => log::warn!("{e}"),
