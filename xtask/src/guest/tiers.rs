@@ -322,21 +322,27 @@ pub(crate) fn scenario_tier_checks(
         u64::from(s.migrations.per_folio.avail.available),
         1,
     );
-    c.eq(
+    // A batch run the kernel skipped (reported) can hide pages of any cause: each of these
+    // is exact unless the tool reported one, then short by at most a batch per skipped run
+    // (7.3 under load: direct+proactive 61,000 of 61,064, 2 skipped runs).
+    let skipped = crate::guest::checks::batch_runs_skipped(s);
+    c.eq_batches(
         "pgpromote_success (promotions by numa_balancing)",
         by_cause(&s.migrations.promotions, Cause::NumaBalancing),
         vm(s, "pgpromote_success"),
+        skipped,
     );
     c.eq_batches(
         "pgdemote_kswapd (demotions by kswapd)",
         by_cause(&s.migrations.demotions, Cause::Kswapd),
         vm(s, "pgdemote_kswapd"),
-        crate::guest::checks::batch_runs_skipped(s),
+        skipped,
     );
-    c.eq(
+    c.eq_batches(
         "pgdemote_direct+proactive (demotions by direct/proactive reclaim)",
         by_cause(&s.migrations.demotions, Cause::Direct),
         pgdemote_direct(s),
+        skipped,
     );
     demotion_checks(c, s, fast, slow);
     promotion_checks(c, s, fast, slow, promo, promo && decisions, ran.throttled);
