@@ -189,8 +189,11 @@ pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
     // starved (a third of the usual fault rate) and promote in a handful of its intervals,
     // and no test over intervals can then call even a -90% change significant. Such a base
     // is a failed precondition of the scenario, not a result: it is recorded again (twice at
-    // most) and the attempts are shown; the check itself is unchanged.
-    let steady = |(with, all): (u64, u64)| with * 3 >= all;
+    // most) and the attempts are shown; the check itself is unchanged. The bar is a quarter:
+    // 7.3 scans in bursts even when idle (3-4 intervals with hint faults and promotions, then
+    // 5-6 with no hint fault at all), so 12 of 32 intervals is its normal; 6.12 promotes in
+    // 23 of 32.
+    let steady = |(with, all): (u64, u64)| with * 4 >= all;
     let mut attempts = Vec::new();
     for _ in 0..3 {
         record_promotion_cycles(base)?;
@@ -205,7 +208,7 @@ pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
     }
     let shown: Vec<String> = attempts.iter().map(|(w, a)| format!("{w}/{a}")).collect();
     c.truth(
-        "diff: the base run promotes in a third of its intervals",
+        "diff: the base run promotes in a quarter of its intervals",
         format!("per attempt: {}", shown.join(", ")),
         attempts.last().is_some_and(|a| steady(*a)),
     );
