@@ -40,8 +40,11 @@ pub(crate) fn start_session_with(extra: &[&str]) -> Result<Session> {
 
 /// The summary line, the start line (probes) and bpftrace's output.
 pub(crate) fn stop_session_full(s: Session) -> Result<(Window, Start, String)> {
-    // Let in-flight work (kswapd, deferred frees) settle inside both windows.
-    sleep(Duration::from_secs(1));
+    // Let in-flight work (kswapd, deferred frees) settle inside both windows: bpftrace stops
+    // after the tool (its detach takes up to 20 s under TCG), so migrations still running
+    // then count for it only (6.1 cxl: kswapd demoted 2,074 pages more after the tool's
+    // window had closed).
+    settle_migrations();
     let tool = s.tool.stop()?;
     let bt = s.bpftrace.stop()?;
     Ok((
@@ -49,6 +52,32 @@ pub(crate) fn stop_session_full(s: Session) -> Result<(Window, Start, String)> {
         crate::lines::start(&tool)?,
         bt,
     ))
+}
+
+/// Waits until no page migrated for two seconds in a row (at most 30 s), so that stopping the
+/// tracers one after the other does not cut migrations in flight differently.
+fn settle_migrations() {
+    let moved = || {
+        vmstat().map_or(0, |v| {
+            ["pgmigrate_success", "pgmigrate_fail"]
+                .iter()
+                .map(|k| v.get(*k).copied().unwrap_or(0))
+                .sum::<u64>()
+        })
+    };
+    let (mut last, mut still) = (moved(), 0);
+    for waited in 1..=30 {
+        sleep(Duration::from_secs(1));
+        let now = moved();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        if still >= 2 {
+            return;
+        }
+        if waited == 30 {
+            say("migrations did not settle within 30 s: stopping the tracers anyway");
+        }
+    }
 }
 
 /// The same hooks attached as kprobe/kretprobe (`--kprobes`): syscall moves, demotion by
