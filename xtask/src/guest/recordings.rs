@@ -192,7 +192,7 @@ pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
     // most) and the attempts are shown; the check itself is unchanged. The bar is a quarter:
     // 7.3 scans in bursts even when idle (3-4 intervals with hint faults and promotions, then
     // 5-6 with no hint fault at all), so 12 of 32 intervals is its normal; 6.12 promotes in
-    // 23 of 32.
+    // 14 of 31 to 23 of 32.
     let steady = |(with, all): (u64, u64)| with * 4 >= all;
     let mut attempts = Vec::new();
     for _ in 0..3 {
