@@ -109,7 +109,7 @@ impl Background {
             if self.child.try_wait()?.is_some() {
                 break;
             }
-            // Under TCG a detach can take long (16 s seen), and bpftrace sometimes lets the
+            // Under TCG a detach can take long (16-20 s seen), and bpftrace sometimes lets the
             // first SIGINT pass (on 6.12 it then ran until a second one, sent after 60 s,
             // stopped it at once): a second SIGINT after 20 s, then up to three minutes in
             // all before it counts as hung.
