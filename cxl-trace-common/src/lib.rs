@@ -110,7 +110,7 @@ const _: () = {
     assert!(size_of::<FaultLayout>() == 16);
     assert!(size_of::<ForkLayout>() == 8);
     assert!(size_of::<MigrateLayout>() == 40);
-    assert!(size_of::<KernelLayout>() == 48);
+    assert!(size_of::<KernelLayout>() == 56);
     assert!(size_of::<RawLayout>() == 48);
     assert!(size_of::<HookArgs>() == 24);
     assert!(size_of::<FaultLatencyEvent>() == 80);

@@ -5,7 +5,6 @@
 //! the node in userspace) and NUMA hinting faults (fentry `task_numa_fault`).
 
 use aya_ebpf::{
-    helpers::bpf_get_current_comm,
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
@@ -14,12 +13,12 @@ use aya_ebpf::{
 use cxl_trace_common::{
     config_flags, fault_agg, fault_class_index, fault_flags, fault_kind_index, kind, lat_agg,
     latency_bucket, stat, FaultEvent, FaultLatencyEvent, FaultLayout, FaultTotals, LatHist,
-    NumaFaultEvent, PfnRanges, SlotPage, COMM_LEN,
+    NumaFaultEvent, PfnRanges, SlotPage,
 };
 
 use crate::shared::{
-    arg_at, bump, current_ids, emit, flag, followed, header, header_at, kprobe_arg, now, HOOK_ARGS,
-    KERNEL_LAYOUT, NONE,
+    arg_at, bump, current_comm, current_ids, emit, flag, followed, header, header_at, kprobe_arg,
+    now, HOOK_ARGS, KERNEL_LAYOUT, NONE,
 };
 
 #[unsafe(no_mangle)]
@@ -88,7 +87,7 @@ fn try_handle(ctx: &TracePointContext, kind: u16) -> Result<(), i64> {
             )
         }
     };
-    let comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+    let comm = current_comm();
     emit(
         kind,
         FaultEvent {
@@ -170,7 +169,7 @@ fn count(pid: u32, kind: u16, code: u64) {
             return;
         }
         slot.pid = pid;
-        slot.comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+        slot.comm = current_comm();
         slot.counts = [0; fault_agg::COUNTERS];
     }
     slot.counts[i] += 1;
@@ -290,7 +289,7 @@ fn fault_exit(ret: u32) {
         flags: st.flags,
         numa_node: st.numa_node,
         retries: st.retries,
-        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+        comm: current_comm(),
     };
     let _ = FAULT_STATE.remove(&tid);
     emit(kind::FAULT_LATENCY, ev);

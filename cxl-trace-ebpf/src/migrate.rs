@@ -9,7 +9,7 @@
 //! with the vmemmap base read from the kernel's `vmemmap_base` variable when it is randomised.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_probe_read_kernel},
+    helpers::bpf_probe_read_kernel,
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
@@ -17,12 +17,12 @@ use aya_ebpf::{
 };
 use cxl_trace_common::{
     folio_size, kind, stat, FolioMigrateEvent, KernelLayout, MigrateEvent, MigrateLayout,
-    MigrateStartEvent, COMM_LEN, COPY_UNKNOWN, MR_MEMORY_FAILURE, MR_MEMORY_HOTPLUG,
+    MigrateStartEvent, COPY_UNKNOWN, MR_MEMORY_FAILURE, MR_MEMORY_HOTPLUG,
 };
 
 use crate::shared::{
-    arg_at, bump, current_ids, emit, emit_with, header, header_at, kprobe_arg, now, HOOK_ARGS,
-    KERNEL_LAYOUT, NONE,
+    arg_at, bump, current_comm, current_ids, emit, emit_with, header, header_at, kprobe_arg, now,
+    HOOK_ARGS, KERNEL_LAYOUT, NONE,
 };
 
 #[unsafe(no_mangle)]
@@ -54,7 +54,7 @@ pub fn mm_migrate_pages_start(ctx: TracePointContext) -> u32 {
             hdr: header(kind::MIGRATE_START, pid, tid),
             mode,
             reason,
-            comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+            comm: current_comm(),
         },
         reason == MR_MEMORY_FAILURE || reason == MR_MEMORY_HOTPLUG,
     );
@@ -109,7 +109,7 @@ fn try_mm_migrate_pages(ctx: &TracePointContext) -> Result<(), i64> {
             large_folio_split,
             mode,
             reason,
-            comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+            comm: current_comm(),
         },
     );
     Ok(())

@@ -3,7 +3,8 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, generated::bpf_get_current_ancestor_cgroup_id,
+        bpf_probe_read_kernel,
+        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task_btf},
     },
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -51,6 +52,34 @@ pub fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
+/// The current thread's name. Where userspace found `task_struct.comm` in the kernel's BTF,
+/// two loads from the current task (the verifier types the helper's result from BTF and
+/// allows reads inside the `comm` array); else `bpf_get_current_comm`, a helper call that
+/// copies and pads the name.
+#[inline(always)]
+pub fn current_comm() -> [u8; COMM_LEN] {
+    let off = KERNEL_LAYOUT.load().task_comm;
+    if off != u32::MAX {
+        // SAFETY: `bpf_get_current_task_btf` returns the current task, valid for the whole run
+        // of the program; `off` is where this kernel's BTF puts the 16-byte `comm` in it, so
+        // both loads stay inside the array, and the verifier turns them into loads that
+        // cannot fault.
+        let words = unsafe {
+            let task = bpf_get_current_task_btf() as *const u8;
+            let p = task.add(off as usize) as *const u64;
+            [
+                core::ptr::read_volatile(p),
+                core::ptr::read_volatile(p.add(1)),
+            ]
+        };
+        let mut comm = [0u8; COMM_LEN];
+        comm[..8].copy_from_slice(&words[0].to_ne_bytes());
+        comm[8..].copy_from_slice(&words[1].to_ne_bytes());
+        return comm;
+    }
+    bpf_get_current_comm().unwrap_or([0u8; COMM_LEN])
+}
+
 /// Current (pid = tgid, tid).
 #[inline(always)]
 pub fn current_ids() -> (u32, u32) {
@@ -78,11 +107,8 @@ pub fn followed(pid: u32) -> bool {
             return false;
         }
     }
-    if c.flags & config_flags::COMM != 0 {
-        match bpf_get_current_comm() {
-            Ok(comm) if comm == c.comm => {}
-            _ => return false,
-        }
+    if c.flags & config_flags::COMM != 0 && current_comm() != c.comm {
+        return false;
     }
     true
 }

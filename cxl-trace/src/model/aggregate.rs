@@ -183,6 +183,8 @@ pub struct Totals {
     pub migrations: MigrationCounts,
     /// Per process (tgid).
     pub processes: FastMap<u32, ProcRow>,
+    /// Exited processes folded by name to bound the run's table (see [`rows`]).
+    pub exited: FastMap<Comm, ProcRow>,
     /// Tier attribution.
     pub tiers: TierTotals,
 }
@@ -194,13 +196,10 @@ impl Totals {
         self.faults.merge(&o.faults);
         self.migrations.merge(&o.migrations);
         for (pid, row) in &o.processes {
-            let r = self.processes.entry(*pid).or_default();
-            r.comm = row.comm;
-            r.faults.merge(&row.faults);
-            r.pages_migrated += row.pages_migrated;
-            r.hint_faults += row.hint_faults;
-            r.promoted += row.promoted;
-            r.demoted += row.demoted;
+            self.processes.entry(*pid).or_default().add(row);
+        }
+        for (comm, row) in &o.exited {
+            self.exited.entry(*comm).or_default().add(row);
         }
         self.tiers.merge(&o.tiers);
     }
@@ -587,6 +586,9 @@ pub fn window(
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+mod rows;
+pub use rows::PROCESS_ROWS;
 
 #[cfg(test)]
 mod tests;

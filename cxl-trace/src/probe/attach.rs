@@ -259,8 +259,11 @@ pub(crate) fn attach_tracepoint(ebpf: &mut Ebpf, tracefs: &Tracefs, tp: &TpSpec)
     }
     let result = (|| -> std::result::Result<(), String> {
         let prog: &mut TracePoint = program(ebpf, tp.program)?;
-        prog.load()
-            .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
+        // The fault program may be loaded already (the loader's check of its comm read).
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|e| format!("load refused: {}", flatten_error(&e)))?;
+        }
         prog.attach(tp.category, tp.name)
             .map_err(|e| format!("attach refused: {}", flatten_error(&e)))?;
         Ok(())

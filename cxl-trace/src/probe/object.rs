@@ -52,9 +52,46 @@ pub(crate) struct Globals {
     pub(crate) hook_args: HookArgs,
 }
 
-/// Loads the object with `g` in its globals and a ring buffer of `ringbuf_bytes`.
-pub(crate) fn load(g: &Globals, ringbuf_bytes: u32) -> Result<Ebpf> {
-    EbpfLoader::new()
+/// [`load`], and where the programs read the thread name straight from the current task
+/// (`task_struct.comm` found in BTF), a check that the verifier accepts it: it is asked to
+/// verify the fault program; if it refuses, the object is loaded again with the name read
+/// through `bpf_get_current_comm` (slower, accepted everywhere), and the user told.
+pub(crate) fn load_checked(
+    g: &mut Globals,
+    ringbuf_bytes: u32,
+    btf: Option<&aya::Btf>,
+    warnings: &mut Vec<String>,
+) -> Result<Ebpf> {
+    let mut ebpf = load(g, ringbuf_bytes, btf)?;
+    if g.kernel.task_comm == u32::MAX {
+        return Ok(ebpf);
+    }
+    let verdict =
+        crate::probe::attach::program::<aya::programs::TracePoint>(&mut ebpf, FAULT_TPS[0].program)
+            .and_then(|p| p.load().map_err(|e| flatten_error(&e)));
+    // A program missing from the object is reported where it is attached.
+    if let Err(e) = verdict.map_err(|e| (!e.contains("missing from the object")).then_some(e)) {
+        let Some(e) = e else {
+            return Ok(ebpf);
+        };
+        warnings.push(format!(
+            "the verifier refused reading thread names from the task ({e}); they are read with bpf_get_current_comm, about 45 ns more per event"
+        ));
+        g.kernel.task_comm = u32::MAX;
+        ebpf = load(g, ringbuf_bytes, btf)?;
+    }
+    Ok(ebpf)
+}
+
+/// Loads the object with `g` in its globals and a ring buffer of `ringbuf_bytes`. `btf` is
+/// the kernel's BTF where the caller parsed it already (the loader would otherwise parse its
+/// own copy if the object needed relocating).
+pub(crate) fn load(g: &Globals, ringbuf_bytes: u32, btf: Option<&aya::Btf>) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    if let Some(btf) = btf {
+        loader.btf(btf);
+    }
+    loader
         .override_global(CONFIG_GLOBAL, &g.config, true)
         .override_global(FAULT_LAYOUT_GLOBAL, &g.fault, true)
         .override_global(FORK_LAYOUT_GLOBAL, &g.fork, true)

@@ -214,8 +214,9 @@ impl Loop {
 
     /// After an interval: new tier tables for the kernel when the topology changed (when
     /// the new pfn table does not fit, the old one stays and pages of new memory count in
-    /// the unknown tier), and the fault slots of processes that have all exited freed.
-    fn after_interval(&mut self, tracer: &mut Tracer) {
+    /// the unknown tier), the fault slots of processes that have all exited freed, and the
+    /// run's per-process table bounded (the busiest `keep` rows stay).
+    fn after_interval(&mut self, tracer: &mut Tracer, keep: usize) {
         if std::mem::take(&mut self.retier) {
             if let Some((_, slots)) = self.latency.as_mut() {
                 // The aggregator's tiers, built from the new topology in `interval`.
@@ -235,6 +236,10 @@ impl Loop {
             }
         }
         self.free_fault_slots(tracer);
+        // The run's per-process table stays bounded under process churn; the busiest
+        // `keep` rows and every per-name sum stay exact.
+        self.agg
+            .fold_exited(|pid| Path::new(&format!("/proc/{pid}")).exists(), keep);
     }
 
     /// Lets the kernel hand over the fault slots of processes that have all exited.
@@ -374,7 +379,7 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
             _ = ticker.tick() => {
                 lp.drain(ring.get_mut(), &mut sink);
                 open = lp.interval(&tracer, &mut sink, false)?;
-                lp.after_interval(&mut tracer);
+                lp.after_interval(&mut tracer, cfg.top);
                 if let Some(pid) = cfg.pid {
                     if !Path::new(&format!("/proc/{pid}")).exists() {
                         eprintln!("cxl-trace: process {pid} exited");

@@ -105,11 +105,6 @@ impl Live {
         let faults_start = tracer.fault_counts().transpose()?;
         let latency_start = tracer.fault_latency().transpose()?;
         print_probes(&tracer.statuses, &tracer.warnings);
-        // Loading parsed the kernel's BTF (tens of MB, freed by now); hand the freed heap back
-        // to the system rather than keep it resident for the whole run.
-        // SAFETY: malloc_trim only releases free memory of glibc's heap; no pointer we hold
-        // is affected.
-        unsafe { libc::malloc_trim(0) };
         let ring = tracer
             .take_ring()
             .ok_or_else(|| Error::Runtime("ring buffer already taken".into()))?;

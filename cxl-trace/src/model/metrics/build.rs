@@ -129,7 +129,7 @@ pub fn comm_labels(totals: &Totals, current: &mut Vec<String>, n: usize) {
         return;
     }
     let mut by_comm: BTreeMap<String, u64> = BTreeMap::new();
-    for row in totals.processes.values() {
+    for row in totals.rows_by_name() {
         *by_comm.entry(row.comm.as_string()).or_default() += row.faults.total;
     }
     let mut ranked: Vec<(String, u64)> = by_comm.into_iter().collect();
@@ -375,7 +375,7 @@ fn fill_comms(f: &mut Family, i: &Input, name: &str) {
         _ => return,
     };
     let mut by: BTreeMap<&str, u64> = i.comms.iter().map(|c| (c.as_str(), 0)).collect();
-    for row in i.totals.processes.values() {
+    for row in i.totals.rows_by_name() {
         let c = row.comm.as_string();
         if let Some(v) = by.get_mut(c.as_str()) {
             *v += pick(row);
