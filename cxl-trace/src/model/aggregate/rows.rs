@@ -135,7 +135,10 @@ mod tests {
         // The 60 busiest remain: pids 41 to 100.
         assert!((41..=100).all(|p| t.processes.contains_key(&p)));
         assert_eq!(t.exited.len(), 1);
-        assert_eq!(t.exited.values().map(|r| r.faults.total).sum::<u64>(), (1..=40u64).sum::<u64>());
+        assert_eq!(
+            t.exited.values().map(|r| r.faults.total).sum::<u64>(),
+            (1..=40u64).sum::<u64>()
+        );
     }
 
     #[test]
