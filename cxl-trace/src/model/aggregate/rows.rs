@@ -91,6 +91,15 @@ mod tests {
         r
     }
 
+    /// Pids 1 to `n`, all named `name`, pid `p` with `p` faults.
+    fn table(n: u32, name: &str) -> Totals {
+        let mut t = Totals::default();
+        for pid in 1..=n {
+            t.processes.insert(pid, row(name, u64::from(pid)));
+        }
+        t
+    }
+
     /// Per-name sums over every row.
     fn by_name(t: &Totals) -> std::collections::BTreeMap<String, (u64, u64)> {
         let mut m = std::collections::BTreeMap::new();
@@ -127,10 +136,7 @@ mod tests {
 
     #[test]
     fn folding_stops_at_three_quarters_of_the_limit_smallest_first() {
-        let mut t = Totals::default();
-        for pid in 1..=100u32 {
-            t.processes.insert(pid, row("w", u64::from(pid)));
-        }
+        let mut t = table(100, "w");
         assert_eq!(t.fold_exited(|_| false, 5, 80), 40);
         // The 60 busiest remain: pids 41 to 100.
         assert!((41..=100).all(|p| t.processes.contains_key(&p)));
@@ -143,10 +149,7 @@ mod tests {
 
     #[test]
     fn nothing_is_folded_under_the_limit_or_when_all_live() {
-        let mut t = Totals::default();
-        for pid in 1..=50u32 {
-            t.processes.insert(pid, row("a", u64::from(pid)));
-        }
+        let mut t = table(50, "a");
         assert_eq!(t.fold_exited(|_| false, 5, 50), 0);
         assert_eq!(t.fold_exited(|_| true, 5, 10), 0);
         assert_eq!(t.processes.len(), 50);
