@@ -41,7 +41,33 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     let toolchain = ebpf_toolchain()?;
-    aya_build::build_ebpf([package], aya_build::Toolchain::Custom(&toolchain))
+    // aya-build always builds the programs in release, into a target directory under OUT_DIR,
+    // which differs between the test and the release build of cxl-trace: the same programs
+    // were compiled twice (about 80 s each on 2 cores). One shared directory under the
+    // workspace's target makes the second build a no-op; the object is then copied here.
+    let shared = shared_dir(&out_dir);
+    fs::create_dir_all(&shared).with_context(|| format!("creating {}", shared.display()))?;
+    // SAFETY: a build script runs this on its only thread, before spawning anything that
+    // reads the environment; aya-build reads OUT_DIR from it to place its target directory
+    // and the built object.
+    unsafe { env::set_var("OUT_DIR", &shared) };
+    let built = aya_build::build_ebpf([package], aya_build::Toolchain::Custom(&toolchain));
+    // SAFETY: as above.
+    unsafe { env::set_var("OUT_DIR", &out_dir) };
+    built?;
+    // The eBPF crate's binary is named `cxl-trace`.
+    fs::copy(shared.join("cxl-trace"), out_dir.join("cxl-trace"))
+        .with_context(|| format!("copying the eBPF object from {}", shared.display()))?;
+    Ok(())
+}
+
+/// `<target>/ebpf`, `<target>` being the directory cargo tagged as a build directory above
+/// OUT_DIR (`CACHEDIR.TAG`); OUT_DIR itself when there is none.
+fn shared_dir(out_dir: &std::path::Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|d| d.join("CACHEDIR.TAG").is_file())
+        .map_or_else(|| out_dir.join("ebpf-shared"), |t| t.join("ebpf"))
 }
 
 /// The nightly pinned for the eBPF crate: the `channel` of its rust-toolchain.toml.
