@@ -47,13 +47,11 @@ fn main() -> anyhow::Result<()> {
     // workspace's target makes the second build a no-op; the object is then copied here.
     let shared = shared_dir(&out_dir);
     fs::create_dir_all(&shared).with_context(|| format!("creating {}", shared.display()))?;
-    // SAFETY: a build script runs this on its only thread, before spawning anything that
-    // reads the environment; aya-build reads OUT_DIR from it to place its target directory
-    // and the built object.
-    unsafe { env::set_var("OUT_DIR", &shared) };
+    // aya-build reads OUT_DIR from the environment to place its target directory and the
+    // built object; the build script is single-threaded here.
+    env::set_var("OUT_DIR", &shared);
     let built = aya_build::build_ebpf([package], aya_build::Toolchain::Custom(&toolchain));
-    // SAFETY: as above.
-    unsafe { env::set_var("OUT_DIR", &out_dir) };
+    env::set_var("OUT_DIR", &out_dir);
     built?;
     // The eBPF crate's binary is named `cxl-trace`.
     fs::copy(shared.join("cxl-trace"), out_dir.join("cxl-trace"))
