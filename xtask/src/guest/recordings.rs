@@ -135,7 +135,8 @@ pub(crate) fn redact_scenario(c: &mut Checks) -> Result<()> {
 /// The pages stay hot until the last cycle is over, however long the cycles take: with a
 /// fixed 22 s hold, a slow guest (each reclaim taking most of a second) went on demoting for
 /// 15 s after the hold had ended, and those intervals promoted nothing (7 to 10 of about 40
-/// intervals promoted in CI).
+/// intervals promoted in CI). The workload must still be holding when it is stopped (killed by
+/// SIGTERM: status 143); one that ended early would starve the last cycles, so it fails the run.
 pub(crate) fn record_promotion_cycles(out: &str) -> Result<()> {
     let cg = make_cgroup("cxltrace-diff")?;
     let script = format!(
@@ -143,7 +144,8 @@ pub(crate) fn record_promotion_cycles(out: &str) -> Result<()> {
          {w} hold --mib 64 --node 0 --unbind --hot > /dev/null &\n\
          p=$!\nsleep 1\n\
          for i in $(seq 20); do echo 64M > {cg}/memory.reclaim 2>/dev/null; sleep 1; done\n\
-         kill $p\nwait $p 2>/dev/null\nexit 0\n",
+         kill $p 2>/dev/null\nwait $p 2>/dev/null\ns=$?\n\
+         [ $s -eq 143 ] || {{ echo \"hold ended with status $s before the reclaim cycles did\" >&2; exit 1; }}\n",
         w = bin("cxl-trace-workload").display()
     );
     sh(Command::new(bin("cxl-trace"))
