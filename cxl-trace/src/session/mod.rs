@@ -238,8 +238,7 @@ impl Loop {
         self.free_fault_slots(tracer);
         // The run's per-process table stays bounded under process churn; the busiest
         // `keep` rows and every per-name sum stay exact.
-        self.agg
-            .fold_exited(|pid| Path::new(&format!("/proc/{pid}")).exists(), keep);
+        self.agg.fold_exited(alive, keep);
     }
 
     /// Lets the kernel hand over the fault slots of processes that have all exited.
@@ -247,7 +246,7 @@ impl Loop {
         let Some(ft) = self.faults.as_mut() else {
             return;
         };
-        let gone = ft.releasable(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        let gone = ft.releasable(alive);
         if gone.is_empty() {
             return;
         }
@@ -324,6 +323,11 @@ impl Loop {
     }
 }
 
+/// Whether process `pid` still exists (its /proc directory).
+pub(crate) fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Runs the event loop until `--duration`, the command's or `--pid`'s exit, a signal, or the
 /// sink ends it; returns the exit code (the command's when one was given, else 0).
 pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i32> {
@@ -381,7 +385,7 @@ pub async fn run<S: Sink>(live: Live, mut sink: S, cfg: &RunConfig) -> Result<i3
                 open = lp.interval(&tracer, &mut sink, false)?;
                 lp.after_interval(&mut tracer, cfg.top);
                 if let Some(pid) = cfg.pid {
-                    if !Path::new(&format!("/proc/{pid}")).exists() {
+                    if !alive(pid) {
                         eprintln!("cxl-trace: process {pid} exited");
                         break;
                     }

@@ -2,7 +2,7 @@
 //! privileges dropped. What the run's outputs say about it (its start line, a recording's
 //! header) is built from here.
 
-use std::{fs::File, path::Path};
+use std::fs::File;
 
 use tokio::io::{unix::AsyncFd, Interest};
 
@@ -71,7 +71,7 @@ impl Live {
         counts: bool,
     ) -> Result<Live> {
         if let Some(pid) = t.pid {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
+            if !super::alive(pid) {
                 return Err(Error::NoSuchProcess(pid));
             }
         }
