@@ -66,14 +66,13 @@ pub(crate) fn load_checked(
     if g.kernel.task_comm == u32::MAX {
         return Ok(ebpf);
     }
-    let verdict =
+    let Ok(prog) =
         crate::probe::attach::program::<aya::programs::TracePoint>(&mut ebpf, FAULT_TPS[0].program)
-            .and_then(|p| p.load().map_err(|e| flatten_error(&e)));
-    // A program missing from the object is reported where it is attached.
-    if let Err(e) = verdict.map_err(|e| (!e.contains("missing from the object")).then_some(e)) {
-        let Some(e) = e else {
-            return Ok(ebpf);
-        };
+    else {
+        // A program missing from the object is reported where it is attached.
+        return Ok(ebpf);
+    };
+    if let Err(e) = prog.load().map_err(|e| flatten_error(&e)) {
         warnings.push(format!(
             "the verifier refused reading thread names from the task ({e}); they are read with bpf_get_current_comm, about 45 ns more per event"
         ));
