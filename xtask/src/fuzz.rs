@@ -1,11 +1,13 @@
 //! `cargo xtask fuzz`: the recording reader under libFuzzer (cargo fuzz, nightly, ASan).
 //!
-//! Two targets in `cxl-trace/fuzz`: `reader` (any bytes as a file) and `payload` (any bytes as
-//! a chunk payload inside a valid frame, past the checksum and zstd layers). Seeds are the
-//! golden recordings and the regression inputs; the working corpus lives under
-//! `target/fuzz-corpus`. A crashing input is copied to
-//! `cxl-trace/tests/fixtures/fuzz-regressions/<target>-<name>`, where the unit tests replay it
-//! on every run, and the task fails.
+//! Three targets in `cxl-trace/fuzz`: `reader` (any bytes as a file), `payload` (any bytes as
+//! a chunk payload inside a valid frame, past the checksum and zstd layers) and `redact`. The
+//! corpus is committed, `cxl-trace/fuzz/corpus/<target>/`: libFuzzer reads it and writes every
+//! new input that reaches new code into it (commit them). The golden recordings and the
+//! regression inputs are read-only seeds beside it. A crashing input is copied to
+//! `cxl-trace/tests/fixtures/fuzz-regressions/<target>-<name>` and the task fails. The test
+//! suite replays the corpus, the regressions and the recordings through the same entry points
+//! in its ordinary build (`cxl-trace/tests/fuzz_corpus.rs`), without sanitizers or libFuzzer.
 
 use std::{fs, path::Path, time::Instant};
 
@@ -71,15 +73,18 @@ pub fn fuzz(seconds: u64, only: &[String]) -> Result<()> {
         .into_iter()
         .filter(|t| only.is_empty() || only.iter().any(|o| o == t))
     {
-        let corpus = target_dir().join("fuzz-corpus").join(target);
+        let corpus = fuzz_dir.join("corpus").join(target);
+        let seeds = target_dir().join("fuzz-seeds").join(target);
         let artifacts = target_dir().join("fuzz-artifacts").join(target);
         fs::create_dir_all(&corpus).context("corpus directory")?;
+        let _ = fs::remove_dir_all(&seeds);
+        fs::create_dir_all(&seeds).context("seeds directory")?;
         let _ = fs::remove_dir_all(&artifacts);
         fs::create_dir_all(&artifacts).context("artifacts directory")?;
         if target == "reader" {
-            copy_dir_files(&root.join("cxl-trace/tests/fixtures/recordings"), &corpus)?;
+            copy_dir_files(&root.join("cxl-trace/tests/fixtures/recordings"), &seeds)?;
         }
-        copy_dir_files(&regressions, &corpus)?;
+        copy_dir_files(&regressions, &seeds)?;
         step(&format!("fuzz {target}: {seconds} s"));
         let t0 = Instant::now();
         let status = std::process::Command::new("cargo")
@@ -90,6 +95,7 @@ pub fn fuzz(seconds: u64, only: &[String]) -> Result<()> {
             .arg(format!("+{}", crate::nightly()))
             .args(["fuzz", "run", target])
             .arg(&corpus)
+            .arg(&seeds)
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .arg(format!("-artifact_prefix={}/", artifacts.display()))

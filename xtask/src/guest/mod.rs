@@ -40,7 +40,7 @@ use ras::*;
 /// For a script or the benchmark: the `cxl` machine's memory onlined as a node, as the
 /// built-in scenario does for itself.
 fn machine_ready(machine: Machine) -> Result<()> {
-    if matches!(machine, Machine::Cxl | Machine::CxlRas) {
+    if matches!(machine, Machine::Cxl | Machine::CxlRas | Machine::CxlAndRas) {
         cxl_prepare()?;
         cxl_online()?;
     }
@@ -77,7 +77,7 @@ pub fn bench(machine: Machine, quick: bool) -> Result<()> {
 }
 
 /// Entry point inside the guest.
-pub fn guest(machine: Machine, script: Option<PathBuf>) -> Result<()> {
+pub fn guest(machine: Machine, script: Option<PathBuf>, userspace_checks: bool) -> Result<()> {
     let before = vmstat()?;
     if let Some(script) = script {
         machine_ready(machine)?;
@@ -94,9 +94,14 @@ pub fn guest(machine: Machine, script: Option<PathBuf>) -> Result<()> {
     }
     let mut checks = Checks::default();
     let result = match machine {
-        Machine::Hmat => scenario_hmat(&mut checks),
+        Machine::Hmat => scenario_hmat(&mut checks, userspace_checks),
         Machine::Cxl => scenario_cxl(&mut checks),
         Machine::CxlRas => scenario_cxl_ras(&mut checks),
+        // One boot for both: the RAS steps run on the node the `cxl` scenario onlined.
+        Machine::CxlAndRas => scenario_cxl(&mut checks).and_then(|()| {
+            say("cxl-ras: on the same machine, its CXL memory online since the cxl scenario");
+            ras_on_online_cxl(&mut checks)
+        }),
     };
     let after = vmstat()?;
     let delta: Vec<String> = [

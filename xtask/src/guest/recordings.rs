@@ -169,11 +169,12 @@ fn promoting_intervals(path: &str) -> Result<(u64, u64)> {
     Ok((with, all))
 }
 
-/// Issue 7: two recordings of the same promotion scenario, the second with the promote rate
-/// limit throttled to 1 MB/s. `diff` must flag the configuration, call the promotion drop
-/// significant and fail `--fail-on promotions:-20%` (exit 1); a recording against itself is
-/// "no change" everywhere (exit 0).
-pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
+/// Where the base run of the promotion workload is recorded.
+const PROMOTION_BASE: &str = "/tmp/diff-base.cxlt";
+
+/// The base run of the `diff` scenario: promotion cycles at the default rate limit, recorded
+/// on every kernel and kept as `/results/promotion.cxlt` for the host's cross-kernel `diff`.
+pub(crate) fn record_promotion_base(c: &mut Checks) -> Result<()> {
     let rate = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps";
     tiering_mode("1000")?;
     write("/sys/kernel/mm/numa/demotion_enabled", "true")?;
@@ -184,7 +185,7 @@ pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
     // not rescanned in time, the base run promoted in a cycle or two only, and the bootstrap
     // over its intervals (promotions in 2 of 29) could not call even a -88% change significant.
     let _ = write(&format!("{dbg}/scan_period_max_ms"), "1000");
-    let (base, thr) = ("/tmp/diff-base.cxlt", "/tmp/diff-throttled.cxlt");
+    let base = PROMOTION_BASE;
     say("diff: recording promotion cycles at the default rate limit");
     write(rate, "65536")?;
     // The comparison is only as good as its base: under TCG on a loaded host a run can be
@@ -218,6 +219,18 @@ pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
     if let Err(e) = fs::copy(base, "/results/promotion.cxlt") {
         say(&format!("cannot keep the promotion recording: {e}"));
     }
+    Ok(())
+}
+
+/// Issue 7: two recordings of the same promotion scenario, the second with the promote rate
+/// limit throttled to 1 MB/s. `diff` must flag the configuration, call the promotion drop
+/// significant and fail `--fail-on promotions:-20%` (exit 1); a recording against itself is
+/// "no change" everywhere (exit 0).
+pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
+    let rate = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps";
+    let (base, thr) = (PROMOTION_BASE, "/tmp/diff-throttled.cxlt");
+    record_promotion_base(c)?;
+    tiering_mode("1000")?;
     say("diff: recording the same with the rate limit at 1 MB/s");
     write(rate, "1")?;
     let recorded = record_promotion_cycles(thr);

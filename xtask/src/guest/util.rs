@@ -101,8 +101,14 @@ impl Background {
         Ok(Self { child, out })
     }
 
-    pub(crate) fn stop(mut self) -> Result<String> {
+    /// Sends SIGINT, without waiting: several tracers stopped at once close their windows
+    /// together and detach in parallel.
+    pub(crate) fn interrupt(&self) {
         signal(&self.child, libc::SIGINT);
+    }
+
+    /// Waits for the program to exit after [`Background::interrupt`]; its output.
+    pub(crate) fn wait(mut self) -> Result<String> {
         let start = Instant::now();
         let mut again = false;
         loop {

@@ -25,44 +25,86 @@ pub const MATRIX: [Selector; 3] = [
     Selector::Newest,
 ];
 
+/// Guests that run side by side by default. Under TCG a guest keeps about 55% of this 2-core
+/// machine busy on average (sampled every 10 s over a whole matrix: boot, attach, sleeps and
+/// settling leave the rest idle), so two at once fill it with little contention.
+pub const DEFAULT_JOBS: u16 = 2;
+
 /// `cargo xtask vm-test`: everything from packages to the verdict, for every kernel named.
 pub fn vm_test(
     kernels: &[Selector],
     machines: &[Machine],
     script: Option<PathBuf>,
     keep: bool,
+    jobs: u16,
 ) -> Result<()> {
     if !Path::new("/proc/self").exists() {
         bail!("no /proc: cannot run the VM tests here");
     }
-    crate::build(true)?;
+    crate::phases::time("release build (the guests' binaries)", || {
+        crate::build(true)
+    })?;
     let mut failed = Vec::new();
-    let mut recorded = Vec::new();
+    // Every kernel first (downloads), so the newest of the run is known: it alone also runs
+    // the checks of the tool's own userspace logic (exporter, redaction, diff statistics).
+    let mut parts = Vec::new();
     for sel in kernels {
-        let (k, initrd, xtask) = match guest_parts(sel) {
-            Ok(p) => p,
-            Err(e) => {
-                failed.push(format!("kernel {}: {e:#}", sel.label()));
-                continue;
-            }
-        };
-        let started = Instant::now();
-        failed.extend(
-            vm_test_kernel(&k, &initrd, &xtask, machines, script.as_ref(), keep)
-                .into_iter()
-                .map(|f| format!("{}: {f}", k.release)),
-        );
-        step(&format!(
-            "vm-test: {} done in {:.0} s",
-            k.release,
-            started.elapsed().as_secs_f64()
-        ));
-        if let Some(r) = keep_promotion_recording(&k) {
-            recorded.push((k.release.clone(), r));
+        match crate::phases::time(
+            &format!("guest kernel {} (fetch, unpack, initramfs)", sel.label()),
+            || guest_parts(sel),
+        ) {
+            Ok(p) => parts.push(p),
+            Err(e) => failed.push(format!("kernel {}: {e:#}", sel.label())),
+        }
+    }
+    let series = |r: &str| crate::kernels::Release::parse(r).map_or((0, 0), |r| r.series());
+    let newest = parts.iter().map(|(k, _, _)| series(&k.release)).max();
+    let mut queue: Vec<Guest<'_>> = parts
+        .iter()
+        .flat_map(|(k, initrd, xtask)| {
+            machines.iter().map(move |&machine| Guest {
+                k,
+                initrd,
+                xtask,
+                machine,
+                userspace_checks: Some(series(&k.release)) == newest,
+            })
+        })
+        .collect();
+    // Longest first, so the short guests fill the gaps at the end.
+    queue.sort_by_key(|g| std::cmp::Reverse(g.expected_s()));
+    let queue = std::sync::Mutex::new(std::collections::VecDeque::from(queue));
+    let results = std::sync::Mutex::new(Vec::new());
+    let jobs = usize::from(jobs.max(1));
+    step(&format!(
+        "vm-test: {} guests, {jobs} at a time",
+        queue.lock().map_or(0, |q| q.len())
+    ));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let Some(g) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                    break;
+                };
+                let f = g.run(script.as_ref(), keep);
+                let kept = (g.machine == Machine::Hmat)
+                    .then(|| keep_promotion_recording(g.k))
+                    .flatten();
+                if let Ok(mut r) = results.lock() {
+                    r.push((g.k.release.clone(), f, kept));
+                }
+            });
+        }
+    });
+    let mut recorded = Vec::new();
+    for (release, f, kept) in results.into_inner().unwrap_or_default() {
+        failed.extend(f.into_iter().map(|f| format!("{release}: {f}")));
+        if let Some(r) = kept {
+            recorded.push((release, r));
         }
     }
     if script.is_none() {
-        if let Err(e) = cross_kernel_diff(&recorded) {
+        if let Err(e) = crate::phases::time("cross-kernel diff", || cross_kernel_diff(&recorded)) {
             failed.push(format!("cross-kernel diff: {e:#}"));
         }
     }
@@ -73,73 +115,110 @@ pub fn vm_test(
     Ok(())
 }
 
-/// Every machine on one kernel; the failures.
-pub(crate) fn vm_test_kernel(
-    k: &GuestKernel,
-    initrd: &Path,
-    xtask: &Path,
-    machines: &[Machine],
-    script: Option<&PathBuf>,
-    keep: bool,
-) -> Vec<String> {
-    let mut failed = Vec::new();
-    for &m in machines {
+/// One guest to boot: a machine on a kernel.
+struct Guest<'a> {
+    k: &'a GuestKernel,
+    initrd: &'a Path,
+    xtask: &'a Path,
+    machine: Machine,
+    userspace_checks: bool,
+}
+
+impl Guest<'_> {
+    /// About how long it takes (seconds, this 2-core host's last runs), to start the longest
+    /// first: the full `hmat` scenario where the kernel builds tiers from HMAT (6.7+), with the
+    /// userspace checks on the newest kernel; then the CXL machine; 6.1's one-tier `hmat`
+    /// guest is the shortest.
+    fn expected_s(&self) -> u64 {
+        let tiered =
+            crate::kernels::Release::parse(&self.k.release).is_some_and(|r| r.series() >= (6, 7));
+        match self.machine {
+            Machine::Hmat if !tiered => 40,
+            Machine::Hmat if self.userspace_checks => 500,
+            Machine::Hmat => 330,
+            Machine::CxlAndRas => 220,
+            Machine::Cxl => 150,
+            Machine::CxlRas => 60,
+        }
+    }
+
+    /// Boots it (once more after a kernel crash); the failures.
+    fn run(&self, script: Option<&PathBuf>, keep: bool) -> Vec<String> {
+        let (k, m) = (self.k, self.machine);
+        let mut failed = Vec::new();
         let guest_cmd = format!(
-            "CARGO_TARGET_DIR='{}' {} vm-guest --machine {}",
+            "CARGO_TARGET_DIR='{}' {} vm-guest --machine {}{}",
             target_dir().display(),
-            xtask.display(),
-            m.name()
+            self.xtask.display(),
+            m.name(),
+            if self.userspace_checks {
+                " --userspace-checks"
+            } else {
+                ""
+            }
         );
         let opts = VmRun {
             machine: m,
             script: script.cloned(),
             keep,
             // About twice the longest guest seen: TCG's speed follows the host's CPU (on a
-            // 2.0 GHz Xeon the 6.12 cxl guest took 500+ s, 250 s on the EPYC before it).
+            // 2.0 GHz Xeon the 6.12 cxl guest took 500+ s, 250 s on the EPYC before it), and
+            // a guest beside another gets a little less of it.
             timeout: Duration::from_secs(match m {
                 Machine::Hmat => 1400,
                 Machine::Cxl => 900,
                 Machine::CxlRas => 600,
+                Machine::CxlAndRas => 1500,
             }),
         };
-        let mut result = boot(k, initrd, &opts, &guest_cmd);
+        let booted = Instant::now();
+        let mut result = boot(k, self.initrd, &opts, &guest_cmd);
         if let Err(e) = &result {
             if e.downcast_ref::<GuestKernelCrash>().is_some() {
                 // Once, loudly: a second crash fails the run like any other error. The
                 // crashed console is kept beside the run directory.
-                let kept = vm_dir().join(format!("{}-crash-console.log", m.name()));
-                let _ = fs::copy(run_dir(m).join("console.log"), &kept);
+                let kept = vm_dir().join(format!("{}-{}-crash-console.log", m.name(), k.series()));
+                let _ = fs::copy(run_dir(m, k).join("console.log"), &kept);
                 step(&format!(
                     "{e:#}; kept as {}; booting the guest once more",
                     kept.display()
                 ));
-                result = boot(k, initrd, &opts, &guest_cmd);
+                result = boot(k, self.initrd, &opts, &guest_cmd);
             }
         }
+        crate::phases::record(
+            format!("guest {} on {}", m.name(), k.release),
+            booted.elapsed(),
+            match &result {
+                Ok(0) => "ok".to_string(),
+                Ok(code) => format!("FAILED (exit code {code})"),
+                Err(_) => "FAILED".to_string(),
+            },
+        );
         match result {
             Ok(0) => {}
             Ok(code) => failed.push(format!(
                 "{}: guest exit code {code}{}",
                 m.name(),
-                failed_lines(&run_dir(m).join("console.log"))
+                failed_lines(&run_dir(m, k).join("console.log"))
             )),
             Err(e) => failed.push(format!("{e:#}")),
         }
         // Only the cxl guest captures them (with the CXL drivers loaded), into the run
         // directory its boot emptied first.
-        if m == Machine::Cxl {
-            if let Err(e) = absorb_facts(k) {
+        if matches!(m, Machine::Cxl | Machine::CxlAndRas) {
+            if let Err(e) = absorb_facts(k, m) {
                 failed.push(format!("{e:#}"));
             }
         }
+        failed
     }
-    failed
 }
 
 /// The promotion workload the `hmat` guest recorded (the base run of its `diff` scenario),
 /// kept as `target/vm/recordings/<release>.cxlt` for the cross-kernel `diff`.
 pub(crate) fn keep_promotion_recording(k: &GuestKernel) -> Option<PathBuf> {
-    let src = run_dir(Machine::Hmat).join("promotion.cxlt");
+    let src = run_dir(Machine::Hmat, k).join("promotion.cxlt");
     if !src.exists() {
         return None;
     }
@@ -231,8 +310,8 @@ pub(crate) fn tree(dir: &Path) -> Result<std::collections::BTreeMap<PathBuf, Vec
 /// The facts the guest captured (`doctor --capture`, the `cxl` machine) against the
 /// committed fixture of that kernel: a new kernel's are added to the tree (to be committed),
 /// a differing capture of a kernel already there fails the run, naming the files.
-pub(crate) fn absorb_facts(k: &GuestKernel) -> Result<()> {
-    let captured = run_dir(Machine::Cxl).join("facts");
+pub(crate) fn absorb_facts(k: &GuestKernel, m: Machine) -> Result<()> {
+    let captured = run_dir(m, k).join("facts");
     if !captured.join("release").exists() {
         return Ok(());
     }
@@ -303,7 +382,7 @@ pub fn bench_migration(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     if code != 0 {
         bail!("the migration benchmark failed in the guest (exit code {code})");
     }
-    let path = run_dir(m).join("bench.json");
+    let path = run_dir(m, &k).join("bench.json");
     let text = fs::read_to_string(&path)
         .with_context(|| format!("the guest wrote no {}", path.display()))?;
     let list: Vec<Row> = serde_json::from_str(&text).context("bench.json")?;

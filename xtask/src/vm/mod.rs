@@ -34,6 +34,8 @@ pub enum Machine {
     Cxl,
     /// The `cxl` machine, with memory errors and device events injected (through QMP).
     CxlRas,
+    /// The `cxl` scenario, then `cxl-ras` on the same node, in one boot (what the suite runs).
+    CxlAndRas,
 }
 
 impl Machine {
@@ -42,6 +44,7 @@ impl Machine {
             Machine::Hmat => "hmat",
             Machine::Cxl => "cxl",
             Machine::CxlRas => "cxl-ras",
+            Machine::CxlAndRas => "cxl-and-ras",
         }
     }
 }
@@ -70,9 +73,23 @@ fn vm_dir() -> PathBuf {
     target_dir().join("vm")
 }
 
-/// Where a guest of `machine` keeps its results and console log (shared as /results).
-fn run_dir(machine: Machine) -> PathBuf {
-    vm_dir().join(format!("run-{}", machine.name()))
+impl GuestKernel {
+    /// The kernel's series, `6.12`: short enough for the run directory's QMP socket path.
+    pub fn series(&self) -> String {
+        crate::kernels::Release::parse(&self.release).map_or_else(
+            || self.release.clone(),
+            |r| {
+                let (a, b) = r.series();
+                format!("{a}.{b}")
+            },
+        )
+    }
+}
+
+/// Where a guest of `machine` on kernel `k` keeps its results and console log (shared as
+/// /results): one directory per machine and kernel, so guests can run side by side.
+fn run_dir(machine: Machine, k: &GuestKernel) -> PathBuf {
+    vm_dir().join(format!("run-{}-{}", machine.name(), k.series()))
 }
 
 #[cfg(test)]

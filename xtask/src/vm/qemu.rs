@@ -115,7 +115,7 @@ pub(crate) fn machine_args(m: Machine, cpu: &str) -> (Vec<String>, &'static str)
             ]),
             "",
         ),
-        Machine::Cxl | Machine::CxlRas => {
+        Machine::Cxl | Machine::CxlRas | Machine::CxlAndRas => {
             // The CXL machine needs the CPU's hypervisor bit off (else region commit fails to
             // synchronise CPU caches) and room above RAM for the CXL window (maxmem).
             let cpu = format!("{cpu},hypervisor=off");
@@ -138,8 +138,9 @@ pub(crate) fn machine_args(m: Machine, cpu: &str) -> (Vec<String>, &'static str)
 
 /// Boots the guest, runs `guest.sh` in it, streams its console, returns its exit code.
 pub fn boot(k: &GuestKernel, initrd: &Path, opts: &VmRun, guest_cmd: &str) -> Result<i32> {
-    let name = opts.machine.name();
-    let rundir = run_dir(opts.machine);
+    let name = format!("{} {}", opts.machine.name(), k.series());
+    let name = name.as_str();
+    let rundir = run_dir(opts.machine, k);
     let _ = fs::remove_dir_all(&rundir);
     fs::create_dir_all(&rundir)?;
     write_script(&rundir, opts, guest_cmd)?;
