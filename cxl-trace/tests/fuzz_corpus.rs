@@ -36,7 +36,9 @@ fn feed(target: &str, data: &[u8]) {
         "payload" => {
             payload_in_frame(data);
         }
-        "redact" => redact_invariants(data),
+        "redact" => {
+            redact_invariants(data);
+        }
         other => panic!("no fuzz target {other}"),
     }
 }
