@@ -356,6 +356,29 @@ fn cargo() -> Command {
     c
 }
 
+/// The profile of the suite's one build (Cargo.toml's `[profile.ci]`): the tests and the VM
+/// guests run what it builds.
+pub(crate) const SUITE_PROFILE: &str = "ci";
+
+/// Where the suite's build puts the binaries: `target/ci`.
+pub(crate) fn suite_bin_dir() -> PathBuf {
+    target_dir().join(SUITE_PROFILE)
+}
+
+/// The suite's binaries, built with the suite's profile when missing or stale (after the
+/// suite's test build this is a no-op: `cargo test` built them for the CLI tests).
+pub(crate) fn build_suite() -> Result<()> {
+    step(&format!("building cxl-trace (profile {SUITE_PROFILE})"));
+    run(cargo().args([
+        "build",
+        "--package",
+        "cxl-trace",
+        "--bins",
+        "--profile",
+        SUITE_PROFILE,
+    ]))
+}
+
 pub(crate) fn build(release: bool) -> Result<()> {
     step(&format!(
         "building cxl-trace ({})",
@@ -402,13 +425,26 @@ fn test_phases(no_vm: bool) -> Result<()> {
             "warnings",
         ]))
     })?;
-    step("cargo test --workspace --no-run (the test build)");
-    phases::time("test build", || {
-        run(cargo().args(["test", "--workspace", "--no-run"]))
-    })?;
+    // One build for everything that runs: the tests and, through the binaries it leaves in
+    // target/ci, the VM guests.
+    step(&format!(
+        "cargo test --workspace --profile {SUITE_PROFILE} --no-run (the suite's one build)"
+    ));
+    phases::time(
+        &format!("build (profile {SUITE_PROFILE}: tests and guests)"),
+        || {
+            run(cargo().args([
+                "test",
+                "--workspace",
+                "--profile",
+                SUITE_PROFILE,
+                "--no-run",
+            ]))
+        },
+    )?;
     step("cargo test --workspace (unit, CLI and privileged kernel tests)");
     let t0 = std::time::Instant::now();
-    let (passed, failed) = cargo_test(&["test", "--workspace"])?;
+    let (passed, failed) = cargo_test(&["test", "--workspace", "--profile", SUITE_PROFILE])?;
     phases::record(
         "cargo test (unit, CLI, privileged)",
         t0.elapsed(),

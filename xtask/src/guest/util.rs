@@ -26,8 +26,13 @@ pub(crate) fn say(msg: &str) {
     }
 }
 
+/// A binary the host built: from `CXL_TRACE_BIN_DIR` (the suite's `target/ci`), else the
+/// release build (the migration benchmark measures what users run).
 pub(crate) fn bin(name: &str) -> PathBuf {
-    target_dir().join("release").join(name)
+    std::env::var_os("CXL_TRACE_BIN_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| target_dir().join("release"), PathBuf::from)
+        .join(name)
 }
 
 pub(crate) fn write(path: &str, value: &str) -> Result<()> {
