@@ -82,16 +82,16 @@ pub fn vm_test(
     ));
     std::thread::scope(|scope| {
         for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let Some(g) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
-                    break;
-                };
-                let f = g.run(script.as_ref(), keep);
-                let kept = (g.machine == Machine::Hmat)
-                    .then(|| keep_promotion_recording(g.k))
-                    .flatten();
-                if let Ok(mut r) = results.lock() {
-                    r.push((g.k.release.clone(), f, kept));
+            // The queue's lock is taken and dropped inside `and_then`: never held by a guest.
+            scope.spawn(|| {
+                while let Some(g) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+                    let f = g.run(script.as_ref(), keep);
+                    let kept = (g.machine == Machine::Hmat)
+                        .then(|| keep_promotion_recording(g.k))
+                        .flatten();
+                    if let Ok(mut r) = results.lock() {
+                        r.push((g.k.release.clone(), f, kept));
+                    }
                 }
             });
         }
