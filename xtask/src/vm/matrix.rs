@@ -42,7 +42,7 @@ pub fn vm_test(
         bail!("no /proc: cannot run the VM tests here");
     }
     crate::phases::time("guests' binaries (a no-op after the suite's build)", || {
-        crate::build_suite()
+        crate::suite::build_suite()
     })?;
     let mut failed = Vec::new();
     // Every kernel first (downloads), so the newest of the run is known: it alone also runs
@@ -149,7 +149,7 @@ impl Guest<'_> {
         let guest_cmd = format!(
             "CARGO_TARGET_DIR='{}' CXL_TRACE_BIN_DIR='{}' {} vm-guest --machine {}{}",
             target_dir().display(),
-            crate::suite_bin_dir().display(),
+            crate::suite::suite_bin_dir().display(),
             self.xtask.display(),
             m.name(),
             if self.userspace_checks {
@@ -246,7 +246,7 @@ pub(crate) fn cross_kernel_diff(recorded: &[(String, PathBuf)]) -> Result<()> {
         return Ok(());
     }
     step(&format!("cross-kernel diff: {rb} -> {rn}"));
-    let tool = crate::suite_bin_dir().join("cxl-trace");
+    let tool = crate::suite::suite_bin_dir().join("cxl-trace");
     let diff = |args: &[&str]| {
         let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
         all.extend([b.as_os_str(), n.as_os_str()]);
