@@ -126,12 +126,14 @@ pub(crate) fn scenario_hmat(c: &mut Checks, userspace_checks: bool) -> Result<()
 /// Prometheus checks what it scraped against /proc/vmstat.
 fn exporter_scenario(c: &mut Checks) -> Result<()> {
     let fleet = start_fleet()?;
-    say("exporter: 64 MiB hot on node 1 (tiering mode), then memory.reclaim of 100M");
+    // Sizes: enough for every compared counter to move (promotions, demotions, migrations),
+    // a quarter of the 64 MiB hot set and 200 MiB process it had: Prometheus compares sums.
+    say("exporter: 16 MiB hot on node 1 (tiering mode), then memory.reclaim of 32M");
     tiering_mode("100")?;
-    let h = hold_hot("64", "1", "6", None)?;
+    let h = hold_hot("16", "1", "6", None)?;
     say(&format!("hot loop: {}", h.finish()?));
     write("/proc/sys/kernel/numa_balancing", "0")?;
-    cgroup_reclaim("cxltrace-exporter", "200", "100M")?;
+    cgroup_reclaim("cxltrace-exporter", "64", "32M")?;
     check_fleet(c, fleet)
 }
 
