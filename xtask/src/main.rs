@@ -65,9 +65,10 @@ enum Task {
     },
     /// Boot tiered-memory QEMU guests and check cxl-trace against the kernel in them.
     VmTest {
-        /// Which guest machine(s).
-        #[arg(long, value_enum, default_value = "all")]
-        scenario: ScenarioArg,
+        /// Which scenarios, comma-separated (`cxl,cxl-ras` or `all` run both CXL scenarios in
+        /// one boot of the CXL machine).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+        scenario: Vec<ScenarioArg>,
         /// Run this shell script in the guest instead of the built-in scenario
         /// (`$CXL_TRACE` and `$CXL_TRACE_WORKLOAD` name the binaries).
         #[arg(long)]
@@ -125,7 +126,7 @@ enum Task {
     },
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ScenarioArg {
     Hmat,
     Cxl,
@@ -135,14 +136,27 @@ enum ScenarioArg {
 }
 
 impl ScenarioArg {
-    fn machines(self) -> Vec<vm::Machine> {
-        match self {
-            ScenarioArg::Hmat => vec![vm::Machine::Hmat],
-            ScenarioArg::Cxl => vec![vm::Machine::Cxl],
-            ScenarioArg::CxlRas => vec![vm::Machine::CxlRas],
-            // The cxl and cxl-ras scenarios share a machine: one boot runs both.
-            ScenarioArg::All => vec![vm::Machine::Hmat, vm::Machine::CxlAndRas],
+    /// The machines to boot for these scenarios: the cxl and cxl-ras scenarios share a
+    /// machine, so when both are asked for (or `all`) one boot runs both.
+    fn machines(list: &[ScenarioArg]) -> Vec<vm::Machine> {
+        let has = |a: ScenarioArg| list.contains(&a);
+        let all = has(ScenarioArg::All);
+        let (hmat, cxl, ras) = (
+            all || has(ScenarioArg::Hmat),
+            all || has(ScenarioArg::Cxl),
+            all || has(ScenarioArg::CxlRas),
+        );
+        let mut out = Vec::new();
+        if hmat {
+            out.push(vm::Machine::Hmat);
         }
+        match (cxl, ras) {
+            (true, true) => out.push(vm::Machine::CxlAndRas),
+            (true, false) => out.push(vm::Machine::Cxl),
+            (false, true) => out.push(vm::Machine::CxlRas),
+            (false, false) => {}
+        }
+        out
     }
 }
 
@@ -413,7 +427,7 @@ fn main() -> ExitCode {
             let r = setup().and_then(|()| {
                 vm::vm_test(
                     &kernel,
-                    &scenario.machines(),
+                    &ScenarioArg::machines(&scenario),
                     script,
                     keep,
                     jobs,

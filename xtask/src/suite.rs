@@ -94,7 +94,7 @@ fn test_phases(no_vm: bool) -> Result<()> {
         step("vm-test --scenario all --kernel 6.1,6.12,newest (tiered-memory QEMU guests)");
         if let Err(e) = vm::vm_test(
             &vm::MATRIX,
-            &ScenarioArg::All.machines(),
+            &ScenarioArg::machines(&[ScenarioArg::All]),
             None,
             false,
             vm::DEFAULT_JOBS,
