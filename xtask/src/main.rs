@@ -480,3 +480,23 @@ pub(crate) fn run_diff<S: AsRef<std::ffi::OsStr>>(
         String::from_utf8_lossy(&out.stdout).into_owned(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{vm::Machine, ScenarioArg};
+
+    #[test]
+    fn the_cxl_scenarios_share_one_boot_when_both_are_asked_for() {
+        use ScenarioArg::*;
+        assert_eq!(
+            ScenarioArg::machines(&[All]),
+            [Machine::Hmat, Machine::CxlAndRas]
+        );
+        assert_eq!(ScenarioArg::machines(&[Cxl, CxlRas]), [Machine::CxlAndRas]);
+        assert_eq!(ScenarioArg::machines(&[CxlRas]), [Machine::CxlRas]);
+        assert_eq!(
+            ScenarioArg::machines(&[Cxl, Hmat]),
+            [Machine::Hmat, Machine::Cxl]
+        );
+    }
+}
