@@ -100,7 +100,7 @@ pub fn guest(machine: Machine, script: Option<PathBuf>, userspace_checks: bool) 
         // One boot for both: the RAS steps run on the node the `cxl` scenario onlined.
         Machine::CxlAndRas => scenario_cxl(&mut checks).and_then(|()| {
             say("cxl-ras: on the same machine, its CXL memory online since the cxl scenario");
-            evacuate_cxl_node()?;
+            drop_demoted_page_cache()?;
             ras_on_online_cxl(&mut checks)
         }),
     };
