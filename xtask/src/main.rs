@@ -65,8 +65,7 @@ enum Task {
     },
     /// Boot tiered-memory QEMU guests and check cxl-trace against the kernel in them.
     VmTest {
-        /// Which scenarios, comma-separated (`cxl,cxl-ras` or `all` run both CXL scenarios in
-        /// one boot of the CXL machine).
+        /// Which scenarios, comma-separated (each boots its own guest).
         #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
         scenario: Vec<ScenarioArg>,
         /// Run this shell script in the guest instead of the built-in scenario
@@ -136,27 +135,18 @@ enum ScenarioArg {
 }
 
 impl ScenarioArg {
-    /// The machines to boot for these scenarios: the cxl and cxl-ras scenarios share a
-    /// machine, so when both are asked for (or `all`) one boot runs both.
+    /// The machines to boot for these scenarios, each once, in the suite's order.
     fn machines(list: &[ScenarioArg]) -> Vec<vm::Machine> {
-        let has = |a: ScenarioArg| list.contains(&a);
-        let all = has(ScenarioArg::All);
-        let (hmat, cxl, ras) = (
-            all || has(ScenarioArg::Hmat),
-            all || has(ScenarioArg::Cxl),
-            all || has(ScenarioArg::CxlRas),
-        );
-        let mut out = Vec::new();
-        if hmat {
-            out.push(vm::Machine::Hmat);
-        }
-        match (cxl, ras) {
-            (true, true) => out.push(vm::Machine::CxlAndRas),
-            (true, false) => out.push(vm::Machine::Cxl),
-            (false, true) => out.push(vm::Machine::CxlRas),
-            (false, false) => {}
-        }
-        out
+        let has = |a: ScenarioArg| list.contains(&a) || list.contains(&ScenarioArg::All);
+        [
+            (ScenarioArg::Hmat, vm::Machine::Hmat),
+            (ScenarioArg::Cxl, vm::Machine::Cxl),
+            (ScenarioArg::CxlRas, vm::Machine::CxlRas),
+        ]
+        .into_iter()
+        .filter(|(a, _)| has(*a))
+        .map(|(_, m)| m)
+        .collect()
     }
 }
 
@@ -486,17 +476,20 @@ mod tests {
     use super::{vm::Machine, ScenarioArg};
 
     #[test]
-    fn the_cxl_scenarios_share_one_boot_when_both_are_asked_for() {
+    fn scenarios_map_to_machines_once_each() {
         use ScenarioArg::*;
         assert_eq!(
             ScenarioArg::machines(&[All]),
-            [Machine::Hmat, Machine::CxlAndRas]
+            [Machine::Hmat, Machine::Cxl, Machine::CxlRas]
         );
-        assert_eq!(ScenarioArg::machines(&[Cxl, CxlRas]), [Machine::CxlAndRas]);
+        assert_eq!(
+            ScenarioArg::machines(&[CxlRas, Cxl]),
+            [Machine::Cxl, Machine::CxlRas]
+        );
         assert_eq!(ScenarioArg::machines(&[CxlRas]), [Machine::CxlRas]);
         assert_eq!(
-            ScenarioArg::machines(&[Cxl, Hmat]),
-            [Machine::Hmat, Machine::Cxl]
+            ScenarioArg::machines(&[Hmat, All]),
+            [Machine::Hmat, Machine::Cxl, Machine::CxlRas]
         );
     }
 }

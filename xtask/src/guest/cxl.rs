@@ -167,26 +167,3 @@ pub(crate) fn scenario_cxl(c: &mut Checks) -> Result<()> {
     );
     Ok(())
 }
-
-/// Before the RAS steps in the same boot as the `cxl` scenario: that scenario's pressure step
-/// demoted node 0's page cache to the CXL node, which QEMU emulates as MMIO (about 2 MB/s under
-/// TCG). bpftrace then loaded its LLVM from there and did not attach within 120 s (6.1 and
-/// 6.12, measured). Dropping the clean page cache sends the next reads back to node 0 at no
-/// cost; moving the processes' pages back with migratepages took 65 s (every page read at
-/// MMIO speed), more than a boot of its own.
-/// The binaries are then read once from here (local to the CPUs, node 0), as a boot of its
-/// own finds them: else the first workload bound to the CXL node faults their text in there,
-/// and every later process mapping it counts those pages as its own on that node (the victim
-/// had 361 pages there instead of its 256, 7.3).
-pub(crate) fn drop_demoted_page_cache() -> Result<()> {
-    let t0 = Instant::now();
-    write("/proc/sys/vm/drop_caches", "3")?;
-    for b in ["cxl-trace-workload", "cxl-trace"] {
-        fs::read(bin(b)).with_context(|| format!("reading {}", bin(b).display()))?;
-    }
-    say(&format!(
-        "page cache dropped and the binaries read back on node 0 in {:.1} s (the cxl scenario demoted them to the CXL node)",
-        t0.elapsed().as_secs_f64()
-    ));
-    Ok(())
-}

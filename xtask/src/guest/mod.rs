@@ -40,7 +40,7 @@ use ras::*;
 /// For a script or the benchmark: the `cxl` machine's memory onlined as a node, as the
 /// built-in scenario does for itself.
 fn machine_ready(machine: Machine) -> Result<()> {
-    if matches!(machine, Machine::Cxl | Machine::CxlRas | Machine::CxlAndRas) {
+    if matches!(machine, Machine::Cxl | Machine::CxlRas) {
         cxl_prepare()?;
         cxl_online()?;
     }
@@ -97,12 +97,6 @@ pub fn guest(machine: Machine, script: Option<PathBuf>, userspace_checks: bool) 
         Machine::Hmat => scenario_hmat(&mut checks, userspace_checks),
         Machine::Cxl => scenario_cxl(&mut checks),
         Machine::CxlRas => scenario_cxl_ras(&mut checks),
-        // One boot for both: the RAS steps run on the node the `cxl` scenario onlined.
-        Machine::CxlAndRas => scenario_cxl(&mut checks).and_then(|()| {
-            say("cxl-ras: on the same machine, its CXL memory online since the cxl scenario");
-            drop_demoted_page_cache()?;
-            ras_on_online_cxl(&mut checks)
-        }),
     };
     let after = vmstat()?;
     let delta: Vec<String> = [

@@ -72,9 +72,8 @@ pub(crate) fn scenario_cxl_ras(c: &mut Checks) -> Result<()> {
     ras_on_online_cxl(c)
 }
 
-/// The RAS steps on a machine whose CXL memory is online as a node already (after the `cxl`
-/// scenario, in the same boot, or after [`scenario_cxl_ras`]'s own setup).
-pub(crate) fn ras_on_online_cxl(c: &mut Checks) -> Result<()> {
+/// The RAS steps on a machine whose CXL memory is online as a node already.
+fn ras_on_online_cxl(c: &mut Checks) -> Result<()> {
     write("/proc/sys/kernel/numa_balancing", "0")?;
     let topo = topology()?;
     let Some(node) = topo.nodes.iter().find(|n| n.cxl).map(|n| n.id) else {

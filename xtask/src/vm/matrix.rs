@@ -136,7 +136,6 @@ impl Guest<'_> {
             Machine::Hmat if !tiered => 40,
             Machine::Hmat if self.userspace_checks => 500,
             Machine::Hmat => 330,
-            Machine::CxlAndRas => 220,
             Machine::Cxl => 150,
             Machine::CxlRas => 60,
         }
@@ -169,7 +168,6 @@ impl Guest<'_> {
                 Machine::Hmat => 1400,
                 Machine::Cxl => 900,
                 Machine::CxlRas => 600,
-                Machine::CxlAndRas => 1500,
             }),
         };
         let booted = Instant::now();
@@ -207,7 +205,7 @@ impl Guest<'_> {
         }
         // Only the cxl guest captures them (with the CXL drivers loaded), into the run
         // directory its boot emptied first.
-        if matches!(m, Machine::Cxl | Machine::CxlAndRas) {
+        if m == Machine::Cxl {
             if let Err(e) = absorb_facts(k, m) {
                 failed.push(format!("{e:#}"));
             }

@@ -34,8 +34,6 @@ pub enum Machine {
     Cxl,
     /// The `cxl` machine, with memory errors and device events injected (through QMP).
     CxlRas,
-    /// The `cxl` scenario, then `cxl-ras` on the same node, in one boot (what the suite runs).
-    CxlAndRas,
 }
 
 impl Machine {
@@ -44,7 +42,6 @@ impl Machine {
             Machine::Hmat => "hmat",
             Machine::Cxl => "cxl",
             Machine::CxlRas => "cxl-ras",
-            Machine::CxlAndRas => "cxl-and-ras",
         }
     }
 }

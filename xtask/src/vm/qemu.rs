@@ -115,7 +115,7 @@ pub(crate) fn machine_args(m: Machine, cpu: &str) -> (Vec<String>, &'static str)
             ]),
             "",
         ),
-        Machine::Cxl | Machine::CxlRas | Machine::CxlAndRas => {
+        Machine::Cxl | Machine::CxlRas => {
             // The CXL machine needs the CPU's hypervisor bit off (else region commit fails to
             // synchronise CPU caches) and room above RAM for the CXL window (maxmem).
             let cpu = format!("{cpu},hypervisor=off");
