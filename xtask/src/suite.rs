@@ -50,6 +50,9 @@ fn test_phases(no_vm: bool) -> Result<()> {
         bail!("the test suite includes privileged tests that attach BPF programs: run it as root");
     }
     phases::time("setup (packages, toolchains, bpf-linker)", setup)?;
+    // The guests' kernels are downloaded and unpacked while the workspace compiles (network
+    // and disk against CPU), and waited for before the tests run.
+    let fetching = (!no_vm).then(|| std::thread::spawn(|| vm::fetch_kernels(&vm::MATRIX)));
     step("cargo fmt --check");
     phases::time("fmt --check", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))
@@ -73,6 +76,11 @@ fn test_phases(no_vm: bool) -> Result<()> {
         &format!("build (profile {SUITE_PROFILE}: tests and guests)"),
         build_suite,
     )?;
+    let fetched = match fetching.map(std::thread::JoinHandle::join) {
+        Some(Ok(f)) => Some(f),
+        Some(Err(_)) => bail!("fetching the guest kernels panicked"),
+        None => None,
+    };
     step("cargo test --workspace (unit, CLI and privileged kernel tests)");
     let t0 = std::time::Instant::now();
     // Every test binary runs even after one fails, so a red run lists every failure.
@@ -90,10 +98,10 @@ fn test_phases(no_vm: bool) -> Result<()> {
     );
     let lock_failed = phases::time("lock files", stale_locks).err();
     let mut vm_failed = None;
-    if !no_vm {
+    if let Some(fetched) = fetched {
         step("vm-test --scenario all --kernel 6.1,6.12,newest (tiered-memory QEMU guests)");
-        if let Err(e) = vm::vm_test(
-            &vm::MATRIX,
+        if let Err(e) = vm::run_matrix(
+            fetched,
             &ScenarioArg::machines(&[ScenarioArg::All]),
             None,
             false,

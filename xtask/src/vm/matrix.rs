@@ -25,9 +25,9 @@ pub const MATRIX: [Selector; 3] = [
     Selector::Newest,
 ];
 
-/// Guests that run side by side by default. Under TCG a guest keeps about 55% of this 2-core
+/// Guests that run side by side by default. Under TCG a guest keeps about 64% of this 2-core
 /// machine busy on average (sampled every 10 s over a whole matrix: boot, attach, sleeps and
-/// settling leave the rest idle), so two at once fill it with little contention.
+/// settling leave the rest idle), so two at once fill it.
 pub const DEFAULT_JOBS: u16 = 2;
 
 /// `cargo xtask vm-test`: everything from packages to the verdict, for every kernel named.
@@ -44,19 +44,45 @@ pub fn vm_test(
     crate::phases::time("guests' binaries (a no-op after the suite's build)", || {
         crate::suite::build_suite()
     })?;
-    let mut failed = Vec::new();
-    // Every kernel first (downloads), so the newest of the run is known: it alone also runs
-    // the checks of the tool's own userspace logic (exporter, redaction, diff statistics).
-    let mut parts = Vec::new();
+    run_matrix(fetch_kernels(kernels), machines, script, keep, jobs)
+}
+
+/// Every kernel's parts (packages, kernel, initramfs), and the kernels that failed. The suite
+/// fetches them while it compiles (network against CPU).
+pub fn fetch_kernels(kernels: &[Selector]) -> Fetched {
+    let mut fetched = Fetched::default();
     for sel in kernels {
         match crate::phases::time(
             &format!("guest kernel {} (fetch, unpack, initramfs)", sel.label()),
             || guest_parts(sel),
         ) {
-            Ok(p) => parts.push(p),
-            Err(e) => failed.push(format!("kernel {}: {e:#}", sel.label())),
+            Ok(p) => fetched.parts.push(p),
+            Err(e) => fetched
+                .failed
+                .push(format!("kernel {}: {e:#}", sel.label())),
         }
     }
+    fetched
+}
+
+/// What [`fetch_kernels`] found.
+#[derive(Default)]
+pub struct Fetched {
+    parts: Vec<(GuestKernel, PathBuf, PathBuf)>,
+    failed: Vec<String>,
+}
+
+/// Every machine on every fetched kernel, `jobs` guests at a time, then the cross-kernel diff.
+pub fn run_matrix(
+    fetched: Fetched,
+    machines: &[Machine],
+    script: Option<PathBuf>,
+    keep: bool,
+    jobs: u16,
+) -> Result<()> {
+    let Fetched { parts, mut failed } = fetched;
+    // Every kernel is known first, so the newest of the run is: it alone also runs the checks
+    // of the tool's own userspace logic (exporter, redaction, diff statistics).
     let series = |r: &str| crate::kernels::Release::parse(r).map_or((0, 0), |r| r.series());
     let newest = parts.iter().map(|(k, _, _)| series(&k.release)).max();
     let mut queue: Vec<Guest<'_>> = parts
