@@ -106,6 +106,7 @@ pub fn run_matrix(
         "vm-test: {} guests, {jobs} at a time",
         queue.lock().map_or(0, |q| q.len())
     ));
+    let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             // The queue's lock is taken and dropped inside `and_then`: never held by a guest.
@@ -122,6 +123,11 @@ pub fn run_matrix(
             });
         }
     });
+    crate::phases::record(
+        format!("guests, {jobs} at a time (wall clock of the rows above)"),
+        started.elapsed(),
+        "",
+    );
     let mut recorded = Vec::new();
     for (release, f, kept) in results.into_inner().unwrap_or_default() {
         failed.extend(f.into_iter().map(|f| format!("{release}: {f}")));
