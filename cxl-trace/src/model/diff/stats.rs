@@ -49,6 +49,17 @@ fn value_at_rank(h: &Histogram<u64>, k: u64) -> f64 {
     h.max() as f64
 }
 
+/// The smallest `x` with `P(X <= x) >= p`. statrs 0.18's `inverse_cdf` panics (an unwrap of
+/// its bisection) when that is 0, i.e. when `P(X = 0) >= p`: few samples, or a quantile near 0
+/// (`diff` of a recording whose tier had 3 timed faults panicked in a 7.3 guest).
+fn binomial_inverse_cdf(b: &Binomial, p: f64) -> u64 {
+    if b.cdf(0) >= p {
+        0
+    } else {
+        b.inverse_cdf(p)
+    }
+}
+
 /// The `q` quantile of `h` with its distribution-free 99% interval; `None` when empty.
 pub fn quantile_ci(h: &Histogram<u64>, q: f64) -> Option<Estimate> {
     let n = h.len();
@@ -59,8 +70,8 @@ pub fn quantile_ci(h: &Histogram<u64>, q: f64) -> Option<Estimate> {
     let (lo_rank, hi_rank) = match Binomial::new(q, n) {
         // Ranks are 1-based: the interval [X(l), X(u)] with l = inv(0.5%), u = inv(99.5%) + 1.
         Ok(b) => (
-            b.inverse_cdf((1.0 - QUANTILE_LEVEL) / 2.0).max(1),
-            (b.inverse_cdf(1.0 - (1.0 - QUANTILE_LEVEL) / 2.0) + 1).min(n),
+            binomial_inverse_cdf(&b, (1.0 - QUANTILE_LEVEL) / 2.0).max(1),
+            (binomial_inverse_cdf(&b, 1.0 - (1.0 - QUANTILE_LEVEL) / 2.0) + 1).min(n),
         ),
         Err(_) => (1, n),
     };
@@ -198,6 +209,26 @@ mod tests {
             let _ = h.record(v.max(1.0) as u64);
         }
         h
+    }
+
+    /// A quantile of one, two or a handful of samples, and quantiles near 0: statrs's
+    /// inverse CDF panicked on every one of these before the guard (P(X = 0) >= 0.5%).
+    #[test]
+    fn quantile_intervals_of_few_samples_do_not_panic() {
+        for n in [1u64, 2, 3, 5, 8, 40] {
+            let mut h = new_histogram();
+            for i in 0..n {
+                let _ = h.record(1000 + 100 * i);
+            }
+            for q in [0.001, 0.5, 0.9, 0.99, 0.999] {
+                let e = quantile_ci(&h, q).expect("non-empty");
+                assert!(e.lo <= e.value && e.value <= e.hi, "n {n} q {q}: {e:?}");
+                assert!(
+                    e.lo >= 1000.0 && e.hi <= h.max() as f64,
+                    "n {n} q {q}: {e:?}"
+                );
+            }
+        }
     }
 
     #[test]
