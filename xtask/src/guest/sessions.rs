@@ -40,15 +40,14 @@ pub(crate) fn start_session_with(extra: &[&str]) -> Result<Session> {
 
 /// The summary line, the start line (probes) and bpftrace's output.
 pub(crate) fn stop_session_full(s: Session) -> Result<(Window, Start, String)> {
-    // Let in-flight work (kswapd, deferred frees) settle inside both windows: migrations
-    // still running when the windows close would count for one tracer only (6.1 cxl: kswapd
-    // demoted 2,074 pages more after the tool's window had closed, when bpftrace was stopped
-    // after it). Both are then interrupted at once: their windows close together, and the
-    // tool's exit overlaps bpftrace's detach (up to 20 s under TCG).
+    // Let in-flight work (kswapd, deferred frees) settle inside both windows: bpftrace stops
+    // after the tool (its detach takes up to 20 s under TCG), so migrations still running
+    // then count for it only (6.1 cxl: kswapd demoted 2,074 pages more after the tool's
+    // window had closed).
     settle_migrations();
     s.tool.interrupt();
-    s.bpftrace.interrupt();
     let tool = s.tool.wait()?;
+    s.bpftrace.interrupt();
     let bt = s.bpftrace.wait()?;
     Ok((
         crate::lines::summary(&tool)?,

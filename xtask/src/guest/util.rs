@@ -106,8 +106,7 @@ impl Background {
         Ok(Self { child, out })
     }
 
-    /// Sends SIGINT, without waiting: several tracers stopped at once close their windows
-    /// together and detach in parallel.
+    /// Sends SIGINT, without waiting (then [`Background::wait`]).
     pub(crate) fn interrupt(&self) {
         signal(&self.child, libc::SIGINT);
     }

@@ -25,10 +25,13 @@ pub const MATRIX: [Selector; 3] = [
     Selector::Newest,
 ];
 
-/// Guests that run side by side by default. Under TCG a guest keeps about 64% of this 2-core
-/// machine busy on average (sampled every 10 s over a whole matrix: boot, attach, sleeps and
-/// settling leave the rest idle), so two at once fill it.
-pub const DEFAULT_JOBS: u16 = 2;
+/// Guests that run side by side by default: one. Under TCG a guest keeps about 64% of this
+/// 2-core machine busy on average, and `--jobs 2` ran the matrix in about 640 s instead of
+/// about 1,330 s, green once; the next run at 2 failed one exact check on 6.1's cxl guest
+/// (direct demotions 8,143 counted against 8,362 in the kernel's delta over the tool's own
+/// window), which a guest alone has never shown. Until that is understood the suite runs them
+/// one at a time.
+pub const DEFAULT_JOBS: u16 = 1;
 
 /// `cargo xtask vm-test`: everything from packages to the verdict, for every kernel named.
 pub fn vm_test(
