@@ -66,7 +66,12 @@ pub(crate) fn table(phases: &[Phase], total: Duration) -> String {
             p.outcome
         ));
     }
-    let counted: f64 = phases.iter().map(|p| p.took.as_secs_f64()).sum();
+    // Summary rows (no outcome: the guests' wall clock) repeat time the other rows count.
+    let counted: f64 = phases
+        .iter()
+        .filter(|p| !p.outcome.is_empty())
+        .map(|p| p.took.as_secs_f64())
+        .sum();
     let note = if counted > whole {
         format!("(the rows add up to {counted:.0} s: guests and downloads overlap other phases)")
     } else {
