@@ -69,12 +69,6 @@ pub(crate) fn scenario_cxl_ras(c: &mut Checks) -> Result<()> {
     write("/proc/sys/kernel/numa_balancing", "0")?;
     cxl_online()?;
     sleep(Duration::from_secs(1));
-    ras_on_online_cxl(c)
-}
-
-/// The RAS steps on a machine whose CXL memory is online as a node already.
-fn ras_on_online_cxl(c: &mut Checks) -> Result<()> {
-    write("/proc/sys/kernel/numa_balancing", "0")?;
     let topo = topology()?;
     let Some(node) = topo.nodes.iter().find(|n| n.cxl).map(|n| n.id) else {
         c.truth("CXL node onlined", "no".into(), false);

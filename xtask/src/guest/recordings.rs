@@ -234,8 +234,8 @@ pub(crate) fn record_promotion_base(c: &mut Checks) -> Result<()> {
 pub(crate) fn diff_scenario(c: &mut Checks) -> Result<()> {
     let rate = "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps";
     let (base, thr) = (PROMOTION_BASE, "/tmp/diff-throttled.cxlt");
+    // Tiering mode stays on from the base run.
     record_promotion_base(c)?;
-    tiering_mode("1000")?;
     say("diff: recording the same with the rate limit at 1 MB/s");
     write(rate, "1")?;
     let recorded = record_promotion_cycles(thr);

@@ -45,10 +45,8 @@ pub(crate) fn stop_session_full(s: Session) -> Result<(Window, Start, String)> {
     // then count for it only (6.1 cxl: kswapd demoted 2,074 pages more after the tool's
     // window had closed).
     settle_migrations();
-    s.tool.interrupt();
-    let tool = s.tool.wait()?;
-    s.bpftrace.interrupt();
-    let bt = s.bpftrace.wait()?;
+    let tool = s.tool.stop()?;
+    let bt = s.bpftrace.stop()?;
     Ok((
         crate::lines::summary(&tool)?,
         crate::lines::start(&tool)?,

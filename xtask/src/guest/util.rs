@@ -106,13 +106,8 @@ impl Background {
         Ok(Self { child, out })
     }
 
-    /// Sends SIGINT, without waiting (then [`Background::wait`]).
-    pub(crate) fn interrupt(&self) {
+    pub(crate) fn stop(mut self) -> Result<String> {
         signal(&self.child, libc::SIGINT);
-    }
-
-    /// Waits for the program to exit after [`Background::interrupt`]; its output.
-    pub(crate) fn wait(mut self) -> Result<String> {
         let start = Instant::now();
         let mut again = false;
         loop {
